@@ -48,7 +48,10 @@ def run_in_clean_process(script: str, *args: str, cwd: Path) -> subprocess.Compl
     """Runs `script` in a fresh interpreter, started in `cwd`, that cannot import this repository."""
     result = subprocess.run(
         [sys.executable, "-c", _BLOCK_PROJECT_IMPORTS + script, *args],
-        cwd=cwd, capture_output=True, text=True, timeout=300,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     if result.returncode != 0:
         raise AssertionError(f"clean process failed:\n{result.stderr[-4000:]}")
@@ -67,7 +70,12 @@ def forward_in_clean_process(tmp_path):
         inputs_file, out_file = workdir / "inputs.safetensors", workdir / "output.safetensors"
         save_file({k: v.contiguous() for k, v in inputs.items()}, inputs_file)
         run_in_clean_process(
-            _FORWARD_SCRIPT, str(model_dir), auto_class, str(inputs_file), output_name, str(out_file),
+            _FORWARD_SCRIPT,
+            str(model_dir),
+            auto_class,
+            str(inputs_file),
+            output_name,
+            str(out_file),
             cwd=workdir,
         )
         return load_file(out_file)["output"]

@@ -1,0 +1,53 @@
+"""Question/answer pairs for closed-book QA, normalised to NQ-open form `{"question", "answers": [...]}`.
+
+Column mapping covers the common layouts: NQ-open (`question`, `answer`: list), TriviaQA (`question`,
+`answer`: `{"value", "aliases", ...}`) and WebQuestions (`qText`, `answers`: list).
+"""
+
+import datasets
+
+from .errors import DataError
+from .loading import build_dataset_dict, require, split_records
+
+
+def load_qa_dataset(
+    *,
+    dataset_name: str | None = None,
+    dataset_config_name: str | None = None,
+    train_file: str | None = None,
+    validation_file: str | None = None,
+    question_column: str = "question",
+    answer_column: str = "answer",
+) -> datasets.DatasetDict:
+    """Loads `train` / `validation` with columns `question` (str) and `answers` (non-empty list of str).
+
+    Raises `DataError` naming the file and line for a missing column, an empty question or an answer
+    that is neither a string, a list of strings, nor a TriviaQA answer dict.
+    """
+    records = split_records(
+        dataset_name=dataset_name,
+        dataset_config_name=dataset_config_name,
+        data_files={"train": train_file, "validation": validation_file},
+    )
+
+    def convert(location: str, record: dict) -> dict:
+        question = str(require(record, question_column, location)).strip()
+        answers = gold_answers(require(record, answer_column, location), location)
+        return {"question": question, "answers": answers}
+
+    return build_dataset_dict(records, convert, splits=("train", "validation"))
+
+
+def gold_answers(value: object, location: str) -> list[str]:
+    """All acceptable answers in `value`: a string, a list of strings, or a TriviaQA dict."""
+    if isinstance(value, dict):  # TriviaQA: the canonical value first, then its aliases
+        value = [value.get("value"), *(value.get("aliases") or [])]
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        kind = type(value).__name__
+        raise DataError(f"{location}: answer must be a string or a list of strings, got {kind}")
+    answers = list(dict.fromkeys(a.strip() for a in value if isinstance(a, str) and a.strip()))
+    if not answers:
+        raise DataError(f"{location}: no non-empty answer string in {value!r}")
+    return answers

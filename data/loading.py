@@ -1,0 +1,76 @@
+"""One way in for every task: a Hub data set name or local files -> validated `datasets.DatasetDict`.
+
+Task modules (`sentiment`, `closed_book_qa`, `lm_corpus`) turn each raw record into a clean example
+with a `convert(location, record)` function that raises `DataError` naming the location; this module
+supplies the records and their locations, whether they come from local files or the Hub.
+"""
+
+import logging
+from collections.abc import Callable, Iterator
+
+import datasets
+
+from .errors import DataError
+from .files import read_records
+
+logger = logging.getLogger(__name__)
+
+Record = dict
+Converter = Callable[[str, Record], Record]
+
+
+def split_records(
+    *,
+    dataset_name: str | None = None,
+    dataset_config_name: str | None = None,
+    data_files: dict[str, str | list[str] | None] | None = None,
+) -> dict[str, Iterator[tuple[str, Record]]]:
+    """Maps each split to an iterator of `(location, record)`.
+
+    Local files win when any are given (`{"train": "a.tsv", "validation": "b.tsv"}`); otherwise
+    `dataset_name` is loaded with `datasets.load_dataset` (Hub name or local data set folder).
+    """
+    data_files = {split: files for split, files in (data_files or {}).items() if files}
+    if data_files:
+        return {split: _local_records(files) for split, files in data_files.items()}
+    if not dataset_name:
+        raise DataError("no data: give `dataset_name` (a Hub data set) or local files (`train_file`, ...)")
+    hub = datasets.load_dataset(dataset_name, dataset_config_name)
+    return {split: _hub_records(dataset_name, split, hub[split]) for split in hub}
+
+
+def require(record: Record, column: str, location: str) -> object:
+    """`record[column]`, or a `DataError` that names the location, the column and the columns present."""
+    if column not in record:
+        raise DataError(f"{location}: missing column {column!r} (found {sorted(record)})")
+    value = record[column]
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise DataError(f"{location}: column {column!r} is empty")
+    return value
+
+
+def build_dataset_dict(
+    records: dict[str, Iterator[tuple[str, Record]]], convert: Converter, *, splits: tuple[str, ...]
+) -> datasets.DatasetDict:
+    """Converts every record of the wanted `splits` (others are skipped, and logged) into a `DatasetDict`."""
+    unused = sorted(set(records) - set(splits))
+    if unused:
+        logger.info("ignoring splits %s (this task uses %s)", unused, list(splits))
+    result = {}
+    for split in splits:
+        if split in records:
+            result[split] = datasets.Dataset.from_list([convert(loc, rec) for loc, rec in records[split]])
+            logger.info("%s: %d examples", split, len(result[split]))
+    if not result:
+        raise DataError(f"none of the splits {list(splits)} found (have {sorted(records)})")
+    return datasets.DatasetDict(result)
+
+
+def _local_records(files: str | list[str]) -> Iterator[tuple[str, Record]]:
+    for path in [files] if isinstance(files, str) else files:
+        yield from read_records(path)
+
+
+def _hub_records(name: str, split: str, dataset: datasets.Dataset) -> Iterator[tuple[str, Record]]:
+    for index, record in enumerate(dataset):
+        yield f"{name} [{split}] row {index}", record

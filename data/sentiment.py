@@ -1,0 +1,52 @@
+"""Sentence classification data: `(text, label id)` pairs from the Hub or local csv/tsv/json files."""
+
+from collections.abc import Sequence
+
+import datasets
+
+from .errors import DataError
+from .loading import build_dataset_dict, require, split_records
+
+
+def load_sentiment_dataset(
+    *,
+    dataset_name: str | None = None,
+    dataset_config_name: str | None = None,
+    train_file: str | None = None,
+    validation_file: str | None = None,
+    text_column: str = "sentence",
+    label_column: str = "label",
+    label_names: Sequence[str] = ("negative", "positive"),
+) -> datasets.DatasetDict:
+    """Loads `train` / `validation` with columns `text` (str) and `label` (int in `range(len(label_names))`).
+
+    A label may be given as its id (`1`, `"1"`) or its name (`"positive"`). A missing column, an
+    empty text, or a label outside the label set raises `DataError` naming the file and line.
+    """
+    records = split_records(
+        dataset_name=dataset_name,
+        dataset_config_name=dataset_config_name,
+        data_files={"train": train_file, "validation": validation_file},
+    )
+
+    def convert(location: str, record: dict) -> dict:
+        text = require(record, text_column, location)
+        label = _label_id(require(record, label_column, location), label_names, location)
+        return {"text": str(text), "label": label}
+
+    return build_dataset_dict(records, convert, splits=("train", "validation"))
+
+
+def _label_id(value: object, label_names: Sequence[str], location: str) -> int:
+    names = list(label_names)
+    if isinstance(value, str):
+        value = value.strip()
+        if value in names:
+            return names.index(value)
+        if value.lstrip("-").isdigit():
+            value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < len(names):
+        raise DataError(
+            f"{location}: label {value!r} is not in the label set (ids 0..{len(names) - 1} or names {names})"
+        )
+    return value

@@ -1,0 +1,80 @@
+"""Tokenizers trained on the fly, so tiny models built from a config run with no download.
+
+Real runs load the checkpoint's own tokenizer (`AutoTokenizer.from_pretrained`); the offline quick start
+and the tests train one of these on the training split instead, deterministically, in well under a
+second. Each returns a `PreTrainedTokenizerFast` that `save_pretrained` writes next to the model.
+"""
+
+from collections.abc import Iterable
+from typing import Literal
+
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import PreTrainedTokenizerFast
+
+TokenizerKind = Literal["wordpiece", "bpe", "word"]
+
+#: The end-of-line token of word-level corpora (WikiText and PTB add one per line).
+EOS_TOKEN = "<eos>"
+
+
+def train_tokenizer(texts: Iterable[str], *, kind: TokenizerKind, vocab_size: int) -> PreTrainedTokenizerFast:
+    """Trains a tokenizer of `kind` on `texts`.
+
+    - `wordpiece`: BERT-style, lowercased, `[CLS] text [SEP]`, `[PAD]` id 0.
+    - `bpe`: GPT-2-style byte-level BPE with `<|endoftext|>` as its only special token (no unknown tokens).
+    - `word`: whitespace words as in WikiText, `<unk>` for the rest and `<eos>` for line ends.
+    """
+    if kind == "wordpiece":
+        return _train_wordpiece(texts, vocab_size)
+    if kind == "bpe":
+        return _train_byte_level_bpe(texts, vocab_size)
+    if kind == "word":
+        return _train_word_level(texts, vocab_size)
+    raise ValueError(f"kind must be 'wordpiece', 'bpe' or 'word', got {kind!r}")
+
+
+def _train_wordpiece(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.train_from_iterator(
+        texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special)
+    )
+    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    tokenizer.decoder = decoders.WordPiece()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
+    )  # fmt: skip
+
+
+def _train_byte_level_bpe(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    end_of_text = "<|endoftext|>"
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[end_of_text],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, bos_token=end_of_text, eos_token=end_of_text, unk_token=end_of_text
+    )
+
+
+def _train_word_level(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    tokenizer = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
+    tokenizer.train_from_iterator(
+        texts, trainers.WordLevelTrainer(vocab_size=vocab_size, special_tokens=["<unk>", EOS_TOKEN])
+    )
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>", eos_token=EOS_TOKEN)

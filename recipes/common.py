@@ -1,0 +1,113 @@
+"""What every recipe shares: YAML + command line -> dataclasses, logging, resume, model card and push.
+
+A recipe is launched as `accelerate launch recipes/<task>/train.py CONFIG.yaml [--flag value ...]`:
+the YAML gives the values, flags on the command line override them, and a key that no dataclass
+knows fails by name before anything runs (as in alignment-handbook).
+"""
+
+import dataclasses
+import logging
+import os
+import sys
+from pathlib import Path
+
+import datasets
+import transformers
+import yaml
+from transformers import HfArgumentParser, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
+
+logger = logging.getLogger(__name__)
+
+
+class ConfigError(ValueError):
+    """A recipe configuration that cannot run; the message names the file and the key."""
+
+
+def parse_config(*dataclass_types: type, argv: list[str] | None = None) -> tuple:
+    """Parses `[CONFIG.yaml] [--key value ...]` into instances of `dataclass_types`.
+
+    Values from the YAML become the parser's defaults, so any `--key value` on the command line wins.
+    Unknown YAML keys raise `ConfigError`; invalid values raise from the dataclasses' own checks
+    (`__post_init__`), before any data or model is loaded.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = HfArgumentParser(dataclass_types)
+    if argv and argv[0].endswith((".yaml", ".yml")):
+        config_file = Path(argv.pop(0))
+        parser.set_defaults(**_read_yaml(config_file, parser))
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def _read_yaml(config_file: Path, parser: HfArgumentParser) -> dict:
+    if not config_file.is_file():
+        raise ConfigError(f"{config_file}: no such config file")
+    values = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{config_file}: expected a mapping of key: value, got {type(values).__name__}")
+    known = {
+        field.name for dtype in parser.dataclass_types for field in dataclasses.fields(dtype) if field.init
+    }
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{config_file}: unknown key(s) {unknown}; check the spelling against --help")
+    return values
+
+
+def setup_logging(training_args: TrainingArguments) -> None:
+    """Logs at INFO on the main process and WARNING elsewhere, for Python, transformers and datasets."""
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        handlers=[logging.StreamHandler()],
+    )
+    level = training_args.get_process_log_level()
+    logging.getLogger().setLevel(level)
+    for library in (transformers, datasets):
+        library.utils.logging.set_verbosity(level)
+    logger.info(
+        "process %d of %d, device %s, bf16 %s",
+        training_args.process_index,
+        training_args.world_size,
+        training_args.device,
+        training_args.bf16,
+    )
+
+
+def checkpoint_to_resume(training_args: TrainingArguments) -> str | None:
+    """The checkpoint to resume from: `--resume_from_checkpoint` if given, else the last one in `output_dir`.
+
+    Resuming automatically is what makes a crashed or pre-empted run restartable with the same command.
+    """
+    if training_args.resume_from_checkpoint:
+        return training_args.resume_from_checkpoint
+    if os.path.isdir(training_args.output_dir):
+        last = get_last_checkpoint(training_args.output_dir)
+        if last:
+            logger.info("resuming from %s", last)
+        return last
+    return None
+
+
+def model_card_text(
+    *, title: str, command: str, data: str, metrics: dict[str, float], notes: str = ""
+) -> str:
+    """A README.md for the output folder: what the model is, the data, the final metrics and the command."""
+    rows = "\n".join(f"| {name} | {value:.4f} |" for name, value in sorted(metrics.items()))
+    return (
+        f"---\nlibrary_name: transformers\ntags:\n- finetune-recipes\n---\n\n# {title}\n\n{notes}\n\n"
+        f"## Data\n\n{data}\n\n## Evaluation\n\n| metric | value |\n|---|---|\n{rows}\n\n"
+        f"## How it was made\n\n```bash\n{command}\n```\n"
+    )
+
+
+def launch_command(argv: list[str] | None = None) -> str:
+    """The command line that started this process, for the model card, with any token value hidden."""
+    argv = list(sys.argv if argv is None else argv)
+    for i, arg in enumerate(argv):
+        if arg.startswith("--") and "token" in arg:
+            if "=" in arg:
+                argv[i] = arg.split("=", 1)[0] + "=***"
+            elif i + 1 < len(argv):
+                argv[i + 1] = "***"
+    return "accelerate launch " + " ".join(argv)

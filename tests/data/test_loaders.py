@@ -1,0 +1,128 @@
+"""Loaders: local files in every format, column mapping, and bad input named by file and line."""
+
+import json
+
+import pytest
+
+from data.closed_book_qa import load_qa_dataset
+from data.errors import DataError
+from data.files import read_records
+from data.lm_corpus import load_text_corpus
+from data.samples import SAMPLES_DIR
+from data.sentiment import load_sentiment_dataset
+
+
+def write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_sentiment_tsv_csv_and_jsonl_load_to_the_same_examples(tmp_path):
+    tsv = write(tmp_path / "a.tsv", "sentence\tlabel\ngood film\t1\nbad film\t0\n")
+    csv = write(tmp_path / "a.csv", 'sentence,label\n"good film",1\nbad film,0\n')
+    jsonl = write(
+        tmp_path / "a.jsonl", '{"sentence": "good film", "label": 1}\n{"sentence": "bad film", "label": 0}\n'
+    )
+    loaded = [load_sentiment_dataset(train_file=f)["train"].to_list() for f in (tsv, csv, jsonl)]
+    assert (
+        loaded[0]
+        == loaded[1]
+        == loaded[2]
+        == [{"text": "good film", "label": 1}, {"text": "bad film", "label": 0}]
+    )
+
+
+def test_sentiment_column_mapping_and_label_names(tmp_path):
+    path = write(
+        tmp_path / "a.json",
+        json.dumps([{"review": "fine", "stars": "pos"}, {"review": "meh", "stars": "neg"}]),
+    )
+    dataset = load_sentiment_dataset(
+        train_file=path, text_column="review", label_column="stars", label_names=("neg", "pos")
+    )
+    assert dataset["train"]["label"] == [1, 0]
+
+
+def test_sentiment_samples_are_balanced_and_large_enough():
+    dataset = load_sentiment_dataset(
+        train_file=str(SAMPLES_DIR / "sentiment/train.tsv"),
+        validation_file=str(SAMPLES_DIR / "sentiment/validation.tsv"),
+    )
+    assert len(dataset["train"]) + len(dataset["validation"]) >= 300
+    for split in dataset.values():
+        labels = split["label"]
+        assert labels.count(0) == labels.count(1)
+    assert not set(dataset["train"]["text"]) & set(dataset["validation"]["text"])
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("sentence\tlabel\ngood\t1\nbad\t7\n", r"a\.tsv, line 3: label 7 is not in the label set"),
+        ("sentence\tlabel\ngood\t1\nbad\tnegative-ish\n", r"a\.tsv, line 3: label 'negative-ish'"),
+        ("text\tlabel\ngood\t1\n", r"a\.tsv, line 2: missing column 'sentence'"),
+        ("sentence\tlabel\ngood\t1\nbad\t0\textra\n", r"a\.tsv, line 3: 3 fields, the header has 2"),
+        ("sentence\tlabel\n \t1\n", r"a\.tsv, line 2: column 'sentence' is empty"),
+    ],
+)
+def test_bad_sentiment_rows_name_file_and_line(tmp_path, content, message):
+    with pytest.raises(DataError, match=message):
+        load_sentiment_dataset(train_file=write(tmp_path / "a.tsv", content))
+
+
+def test_malformed_json_line_is_named(tmp_path):
+    path = write(tmp_path / "qa.jsonl", '{"question": "q", "answer": ["a"]}\n{"question": "q2", "answer": \n')
+    with pytest.raises(DataError, match=r"qa\.jsonl, line 2: not valid JSON"):
+        load_qa_dataset(train_file=path)
+
+
+def test_missing_file_and_unknown_extension_are_named(tmp_path):
+    with pytest.raises(DataError, match=r"nope\.tsv: no such file"):
+        load_sentiment_dataset(train_file=str(tmp_path / "nope.tsv"))
+    with pytest.raises(DataError, match=r"unsupported extension '\.parquet'"):
+        list(read_records(write(tmp_path / "a.parquet", "x")))
+
+
+def test_no_data_source_is_an_error():
+    with pytest.raises(DataError, match="no data"):
+        load_sentiment_dataset()
+
+
+def test_qa_layouts_nq_open_triviaqa_and_webquestions_normalise_to_answer_lists(tmp_path):
+    nq = write(tmp_path / "nq.jsonl", '{"question": "who", "answer": ["Ann", "Anne"]}\n')
+    trivia = write(
+        tmp_path / "tqa.jsonl",
+        '{"question": "who", "answer": {"value": "Ann", "aliases": ["Ann", "Anne"]}}\n',
+    )
+    webq = write(tmp_path / "wq.json", '[{"qId": "1", "qText": "who?", "answers": ["Ann", "Anne"]}]')
+    assert load_qa_dataset(train_file=nq)["train"][0] == {"question": "who", "answers": ["Ann", "Anne"]}
+    assert load_qa_dataset(train_file=trivia)["train"][0]["answers"] == ["Ann", "Anne"]
+    webq_row = load_qa_dataset(train_file=webq, question_column="qText", answer_column="answers")["train"][0]
+    assert webq_row == {"question": "who?", "answers": ["Ann", "Anne"]}
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ('{"question": "q", "answer": []}', "line 1: no non-empty answer"),
+        ('{"question": "q", "answer": 3}', "line 1: answer must be a string or a list of strings"),
+        ('{"question": "q"}', "line 1: missing column 'answer'"),
+    ],
+)
+def test_bad_qa_rows_name_file_and_line(tmp_path, row, message):
+    with pytest.raises(DataError, match=message):
+        load_qa_dataset(train_file=write(tmp_path / "qa.jsonl", row + "\n"))
+
+
+def test_qa_samples_have_200_pairs_in_nq_open_form():
+    dataset = load_qa_dataset(
+        train_file=str(SAMPLES_DIR / "closed_book_qa/train.jsonl"),
+        validation_file=str(SAMPLES_DIR / "closed_book_qa/validation.jsonl"),
+    )
+    assert len(dataset["train"]) + len(dataset["validation"]) >= 200
+    assert all(answers for answers in dataset["train"]["answers"])
+
+
+def test_text_corpus_keeps_every_line_in_order_including_empty_ones(tmp_path):
+    path = write(tmp_path / "c.txt", "first line\n\nthird line\n")
+    assert load_text_corpus(train_file=path)["train"]["text"] == ["first line", "", "third line"]

@@ -1,0 +1,29 @@
+"""On-the-fly tokenizers: special tokens where models expect them, text back out, save and reload."""
+
+from transformers import AutoTokenizer
+
+from data.tokenizers import EOS_TOKEN, train_tokenizer
+
+TEXTS = ["the quiet cat sees the dog", "the busy city by the sea", "a young king paints the ship"] * 5
+
+
+def test_wordpiece_wraps_text_in_cls_and_sep_and_pads_with_id_zero():
+    tokenizer = train_tokenizer(TEXTS, kind="wordpiece", vocab_size=200)
+    ids = tokenizer("the quiet sea")["input_ids"]
+    assert ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id
+    assert tokenizer.pad_token_id == 0
+    assert tokenizer.decode(ids, skip_special_tokens=True) == "the quiet sea"
+
+
+def test_byte_level_bpe_round_trips_unseen_text():
+    tokenizer = train_tokenizer(TEXTS, kind="bpe", vocab_size=300)
+    text = "Zebras? 42 ünïcode"
+    assert tokenizer.decode(tokenizer(text)["input_ids"]) == text
+
+
+def test_word_level_maps_unknown_words_to_unk_and_knows_eos(tmp_path):
+    tokenizer = train_tokenizer(TEXTS, kind="word", vocab_size=100)
+    ids = tokenizer(f"the cat flies {EOS_TOKEN}")["input_ids"]
+    assert ids[2] == tokenizer.unk_token_id and ids[3] == tokenizer.eos_token_id
+    tokenizer.save_pretrained(tmp_path)
+    assert AutoTokenizer.from_pretrained(tmp_path)(f"the cat {EOS_TOKEN}")["input_ids"] == ids[:2] + ids[3:]

@@ -1,0 +1,58 @@
+"""Recipe configuration: YAML values, command-line overrides, misspelt keys and secrets."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from transformers import TrainingArguments
+
+from recipes.common import ConfigError, launch_command, model_card_text, parse_config
+
+RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
+
+
+def write_yaml(path, values):
+    path.write_text(yaml.safe_dump(values), encoding="utf-8")
+    return str(path)
+
+
+def test_command_line_overrides_yaml(tmp_path):
+    config = write_yaml(tmp_path / "c.yaml", {"output_dir": str(tmp_path), "learning_rate": 1e-3, "seed": 7})
+    (args,) = parse_config(TrainingArguments, argv=[config, "--learning_rate", "5e-5"])
+    assert args.learning_rate == 5e-5 and args.seed == 7
+
+
+def test_misspelt_yaml_key_fails_by_name(tmp_path):
+    config = write_yaml(tmp_path / "c.yaml", {"output_dir": str(tmp_path), "learning_rat": 1e-3})
+    with pytest.raises(ConfigError, match=r"c\.yaml: unknown key\(s\) \['learning_rat'\]"):
+        parse_config(TrainingArguments, argv=[config])
+
+
+def test_removed_transformers_4_keys_fail_by_name(tmp_path):
+    config = write_yaml(tmp_path / "c.yaml", {"output_dir": str(tmp_path), "evaluation_strategy": "steps"})
+    with pytest.raises(ConfigError, match="evaluation_strategy"):
+        parse_config(TrainingArguments, argv=[config])
+
+
+def test_launch_command_hides_tokens():
+    command = launch_command(
+        ["train.py", "c.yaml", "--hub_token", "hf_secret", "--hub_token=hf_other", "--seed", "1"]
+    )
+    assert "hf_secret" not in command and "hf_other" not in command and "--seed 1" in command
+
+
+def test_model_card_states_data_metrics_and_command():
+    card = model_card_text(
+        title="T", command="accelerate launch x.py", data="sst2", metrics={"accuracy": 0.9}
+    )
+    assert "| accuracy | 0.9000 |" in card and "accelerate launch x.py" in card and "sst2" in card
+
+
+def yaml_files():
+    return sorted(RECIPES_DIR.rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", yaml_files(), ids=lambda p: str(p.relative_to(RECIPES_DIR)))
+def test_every_recipe_yaml_parses_into_a_mapping(path):
+    values = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert isinstance(values, dict) and values
