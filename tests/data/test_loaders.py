@@ -20,16 +20,9 @@ def write(path, text):
 def test_sentiment_tsv_csv_and_jsonl_load_to_the_same_examples(tmp_path):
     tsv = write(tmp_path / "a.tsv", "sentence\tlabel\ngood film\t1\nbad film\t0\n")
     csv = write(tmp_path / "a.csv", 'sentence,label\n"good film",1\nbad film,0\n')
-    jsonl = write(
-        tmp_path / "a.jsonl", '{"sentence": "good film", "label": 1}\n{"sentence": "bad film", "label": 0}\n'
-    )
+    jsonl = write(tmp_path / "a.jsonl", '{"sentence": "good film", "label": 1}\n{"sentence": "bad film", "label": 0}\n')
     loaded = [load_sentiment_dataset(train_file=f)["train"].to_list() for f in (tsv, csv, jsonl)]
-    assert (
-        loaded[0]
-        == loaded[1]
-        == loaded[2]
-        == [{"text": "good film", "label": 1}, {"text": "bad film", "label": 0}]
-    )
+    assert loaded[0] == loaded[1] == loaded[2] == [{"text": "good film", "label": 1}, {"text": "bad film", "label": 0}]
 
 
 def test_sentiment_column_mapping_and_label_names(tmp_path):

@@ -52,9 +52,7 @@ def test_evaluate_api_classification_and_squad_offline():
     classification.add_batch(predictions=[1, 1], references=[1, 0])
     classification.add_batch(predictions=[0, 0, 1], references=[0, 1, 1])
     assert classification.compute() == pytest.approx({"accuracy": 3 / 5, "macro_f1": (4 / 6 + 2 / 4) / 2})
-    squad = SquadAnswerMetric().compute(
-        predictions=["Paris", "new york city"], references=[["paris"], ["new york"]]
-    )
+    squad = SquadAnswerMetric().compute(predictions=["Paris", "new york city"], references=[["paris"], ["new york"]])
     assert squad == pytest.approx({"exact_match": 0.5, "f1": 0.9})
 
 

@@ -35,16 +35,12 @@ def test_removed_transformers_4_keys_fail_by_name(tmp_path):
 
 
 def test_launch_command_hides_tokens():
-    command = launch_command(
-        ["train.py", "c.yaml", "--hub_token", "hf_secret", "--hub_token=hf_other", "--seed", "1"]
-    )
+    command = launch_command(["train.py", "c.yaml", "--hub_token", "hf_secret", "--hub_token=hf_other", "--seed", "1"])
     assert "hf_secret" not in command and "hf_other" not in command and "--seed 1" in command
 
 
 def test_model_card_states_data_metrics_and_command():
-    card = model_card_text(
-        title="T", command="accelerate launch x.py", data="sst2", metrics={"accuracy": 0.9}
-    )
+    card = model_card_text(title="T", command="accelerate launch x.py", data="sst2", metrics={"accuracy": 0.9})
     assert "| accuracy | 0.9000 |" in card and "accelerate launch x.py" in card and "sst2" in card
 
 
