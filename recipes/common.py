@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import datasets
+import torch
 import transformers
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
@@ -28,11 +29,16 @@ def parse_config(*dataclass_types: type, argv: list[str] | None = None) -> tuple
     """Parses `[CONFIG.yaml] [--key value ...]` into instances of `dataclass_types`.
 
     Values from the YAML become the parser's defaults, so any `--key value` on the command line wins.
-    Unknown YAML keys raise `ConfigError`; invalid values raise from the dataclasses' own checks
-    (`__post_init__`), before any data or model is loaded.
+    On a machine without an accelerator `use_cpu` defaults to true. Unknown YAML keys raise
+    `ConfigError`; invalid values raise from the dataclasses' own checks (`__post_init__`), before any
+    data or model is loaded.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = HfArgumentParser(dataclass_types)
+    if any(issubclass(dtype, TrainingArguments) for dtype in dataclass_types):
+        # With no accelerator, `use_cpu` is what makes a multi-process launch (`--multi_gpu`, gloo)
+        # really distributed: without it accelerate sees no device and every process runs alone.
+        parser.set_defaults(use_cpu=not torch.accelerator.is_available())
     if argv and argv[0].endswith((".yaml", ".yml")):
         config_file = Path(argv.pop(0))
         parser.set_defaults(**_read_yaml(config_file, parser))
@@ -45,9 +51,7 @@ def _read_yaml(config_file: Path, parser: HfArgumentParser) -> dict:
     values = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
     if not isinstance(values, dict):
         raise ConfigError(f"{config_file}: expected a mapping of key: value, got {type(values).__name__}")
-    known = {
-        field.name for dtype in parser.dataclass_types for field in dataclasses.fields(dtype) if field.init
-    }
+    known = {field.name for dtype in parser.dataclass_types for field in dataclasses.fields(dtype) if field.init}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"{config_file}: unknown key(s) {unknown}; check the spelling against --help")
@@ -89,9 +93,7 @@ def checkpoint_to_resume(training_args: TrainingArguments) -> str | None:
     return None
 
 
-def model_card_text(
-    *, title: str, command: str, data: str, metrics: dict[str, float], notes: str = ""
-) -> str:
+def model_card_text(*, title: str, command: str, data: str, metrics: dict[str, float], notes: str = "") -> str:
     """A README.md for the output folder: what the model is, the data, the final metrics and the command."""
     rows = "\n".join(f"| {name} | {value:.4f} |" for name, value in sorted(metrics.items()))
     return (

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from transformers import TrainingArguments
 
@@ -52,3 +53,9 @@ def yaml_files():
 def test_every_recipe_yaml_parses_into_a_mapping(path):
     values = yaml.safe_load(path.read_text(encoding="utf-8"))
     assert isinstance(values, dict) and values
+
+
+def test_use_cpu_defaults_to_true_without_an_accelerator(tmp_path):
+    # On an accelerator-less machine this default is what makes `--multi_gpu` launches really distributed.
+    (args,) = parse_config(TrainingArguments, argv=["--output_dir", str(tmp_path)])
+    assert args.use_cpu == (not torch.accelerator.is_available())
