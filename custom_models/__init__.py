@@ -6,7 +6,9 @@ code next to the weights and `from_pretrained(..., trust_remote_code=True)` work
 that never imported this repository.
 """
 
-from transformers import AutoConfig, PreTrainedConfig, PreTrainedModel
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, PreTrainedConfig, PreTrainedModel
+
+from .transfo_xl import TransformerXLConfig, TransformerXLForCausalLM, TransformerXLModel
 
 
 def _register(config_class: type[PreTrainedConfig], models: dict[type, type[PreTrainedModel]]) -> None:
@@ -15,3 +17,6 @@ def _register(config_class: type[PreTrainedConfig], models: dict[type, type[PreT
     for auto_class, model_class in models.items():
         auto_class.register(config_class, model_class)
         model_class.register_for_auto_class(auto_class.__name__)
+
+
+_register(TransformerXLConfig, {AutoModel: TransformerXLModel, AutoModelForCausalLM: TransformerXLForCausalLM})

@@ -14,6 +14,18 @@ from pathlib import Path
 from .errors import DataError
 
 SUPPORTED_EXTENSIONS = (".csv", ".tsv", ".json", ".jsonl", ".txt")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def resolve_path(path: str | Path) -> Path:
+    """`path` as given if it exists; a relative path that does not is looked up from the repository root.
+
+    The shipped configs name `data/samples/...`, and a recipe may be launched from any directory.
+    """
+    path = Path(path)
+    if path.exists() or path.is_absolute() or not (REPO_ROOT / path).exists():
+        return path
+    return REPO_ROOT / path
 
 
 def read_records(path: str | Path) -> Iterator[tuple[str, dict]]:
@@ -21,7 +33,7 @@ def read_records(path: str | Path) -> Iterator[tuple[str, dict]]:
 
     Raises `DataError` for a missing file, an unknown extension, or a row that does not parse.
     """
-    path = Path(path)
+    path = resolve_path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     suffix = path.suffix.lower()

@@ -3,7 +3,7 @@
 Memory is only useful if row r of batch t+1 continues row r of batch t. The corpus is one token stream,
 cut into `num_streams` contiguous rows (the paper's "batchify"); batch t holds columns
 `[t * tgt_len, (t + 1) * tgt_len)` of every row as inputs and the same columns shifted by one as
-labels, so each token after a row's first is scored exactly once, across segment boundaries too.
+targets (`target_ids`), so each token after a row's first is scored exactly once, across segment boundaries too.
 
 Under N processes each rank owns `num_streams / N` whole rows and walks them in order; no sampler
 touches them, so nothing (accelerate's batch sharding included) can interleave them. Shuffling, when
@@ -11,8 +11,8 @@ asked for, only moves where the streams start (a new offset per epoch) and never
 
 Worked example, 10 tokens, 2 streams, `tgt_len` 2:
     rows = [[0 1 2 3 4], [5 6 7 8 9]]
-    batch 0: input_ids [[0 1], [5 6]], labels [[1 2], [6 7]]
-    batch 1: input_ids [[2 3], [7 8]], labels [[3 4], [8 9]]   (4 and 9 are scored; nothing after)
+    batch 0: input_ids [[0 1], [5 6]], target_ids [[1 2], [6 7]]
+    batch 1: input_ids [[2 3], [7 8]], target_ids [[3 4], [8 9]]   (4 and 9 are scored; nothing after)
 """
 
 import math
@@ -33,7 +33,7 @@ def encode_stream(lines: Iterable[str], tokenizer, *, add_eos: bool = True) -> t
 
 
 class StreamSegments(Dataset):
-    """Batch t (a whole batch per item) of this rank's rows: `input_ids`, `labels`, `segment_index`.
+    """Batch t (a whole batch per item) of this rank's rows: `input_ids`, `target_ids`, `segment_index`.
 
     `segment_index` is 0 at the start of the streams, which is where memory must be reset. Use with
     `DataLoader(dataset, batch_size=None)` so items are not batched again.
@@ -86,6 +86,6 @@ class StreamSegments(Dataset):
         end = min(start + self.tgt_len, self.rows.shape[1] - 1)  # the last segment may be shorter
         return {
             "input_ids": self.rows[:, start:end],
-            "labels": self.rows[:, start + 1 : end + 1],
+            "target_ids": self.rows[:, start + 1 : end + 1],
             "segment_index": segment_index,
         }

@@ -15,7 +15,8 @@ import datasets
 import torch
 import transformers
 import yaml
-from transformers import HfArgumentParser, TrainingArguments
+from transformers import HfArgumentParser, PreTrainedModel, Trainer, TrainingArguments
+from transformers.dynamic_module_utils import custom_object_save
 from transformers.trainer_utils import get_last_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,32 @@ def _read_yaml(config_file: Path, parser: HfArgumentParser) -> dict:
     if unknown:
         raise ConfigError(f"{config_file}: unknown key(s) {unknown}; check the spelling against --help")
     return values
+
+
+def parse_overrides(overrides: str | None) -> dict:
+    """`"n_layer=2,d_model=64,pre_lnorm=true"` -> `{"n_layer": 2, "d_model": 64, "pre_lnorm": True}`.
+
+    Values are read as YAML scalars, so numbers and booleans get their types; the model's config class
+    then validates them, so a bad value fails before training starts, naming the field.
+    """
+    result = {}
+    for item in filter(None, (part.strip() for part in (overrides or "").split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"config_overrides: expected key=value, got {item!r}")
+        result[key.strip()] = yaml.safe_load(value)
+    return result
+
+
+def save_model_code(model: PreTrainedModel, output_dir: str) -> None:
+    """Writes the model's own code (for `trust_remote_code`) into `output_dir` before training starts.
+
+    `Trainer` pushes during training upload config and weights but not the modeling files, so without
+    this a Hub copy made mid-training cannot be loaded until the final push.
+    """
+    if getattr(type(model), "_auto_class", None) is not None:
+        os.makedirs(output_dir, exist_ok=True)
+        custom_object_save(model, output_dir, config=model.config)
 
 
 def setup_logging(training_args: TrainingArguments) -> None:
@@ -101,6 +128,19 @@ def model_card_text(*, title: str, command: str, data: str, metrics: dict[str, f
         f"## Data\n\n{data}\n\n## Evaluation\n\n| metric | value |\n|---|---|\n{rows}\n\n"
         f"## How it was made\n\n```bash\n{command}\n```\n"
     )
+
+
+def write_card_and_push(trainer: Trainer, card: str) -> None:
+    """Writes `card` as the output folder's README.md and, with `--push_to_hub`, pushes the folder.
+
+    `Trainer.push_to_hub` would replace README.md with its own generic card (no data, no command), so
+    the push here skips that step and uploads the card written by the recipe.
+    """
+    if trainer.is_world_process_zero():
+        Path(trainer.args.output_dir, "README.md").write_text(card, encoding="utf-8")
+    if trainer.args.push_to_hub:
+        trainer.create_model_card = lambda *args, **kwargs: None
+        trainer.push_to_hub()
 
 
 def launch_command(argv: list[str] | None = None) -> str:

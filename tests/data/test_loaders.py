@@ -119,3 +119,9 @@ def test_qa_samples_have_200_pairs_in_nq_open_form():
 def test_text_corpus_keeps_every_line_in_order_including_empty_ones(tmp_path):
     path = write(tmp_path / "c.txt", "first line\n\nthird line\n")
     assert load_text_corpus(train_file=path)["train"]["text"] == ["first line", "", "third line"]
+
+
+def test_relative_sample_paths_resolve_from_any_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    dataset = load_sentiment_dataset(train_file="data/samples/sentiment/train.tsv")
+    assert len(dataset["train"]) > 0

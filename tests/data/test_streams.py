@@ -14,7 +14,7 @@ def all_batches(dataset):
 def test_worked_example_from_the_docstring():
     batches = all_batches(StreamSegments(torch.arange(10), num_streams=2, tgt_len=2))
     assert [b["input_ids"].tolist() for b in batches] == [[[0, 1], [5, 6]], [[2, 3], [7, 8]]]
-    assert [b["labels"].tolist() for b in batches] == [[[1, 2], [6, 7]], [[3, 4], [8, 9]]]
+    assert [b["target_ids"].tolist() for b in batches] == [[[1, 2], [6, 7]], [[3, 4], [8, 9]]]
     assert [b["segment_index"] for b in batches] == [0, 1]
 
 
@@ -22,18 +22,18 @@ def test_worked_example_from_the_docstring():
 def test_every_token_after_a_rows_first_is_scored_exactly_once(num_tokens, num_streams, tgt_len):
     dataset = StreamSegments(torch.arange(num_tokens), num_streams=num_streams, tgt_len=tgt_len)
     batches = all_batches(dataset)
-    labels = torch.cat([b["labels"] for b in batches], dim=1)
-    assert torch.equal(labels, dataset.rows[:, 1:])
-    assert labels.numel() == dataset.num_scored_tokens
+    targets = torch.cat([b["target_ids"] for b in batches], dim=1)
+    assert torch.equal(targets, dataset.rows[:, 1:])
+    assert targets.numel() == dataset.num_scored_tokens
     for batch in batches:  # each label is the token after its input
-        assert torch.equal(batch["labels"][:, :-1], batch["input_ids"][:, 1:])
+        assert torch.equal(batch["target_ids"][:, :-1], batch["input_ids"][:, 1:])
     assert batches[-1]["input_ids"].shape[1] <= tgt_len  # the last segment may be shorter
 
 
 def test_consecutive_batches_continue_each_row():
     batches = all_batches(StreamSegments(torch.arange(60), num_streams=3, tgt_len=4))
     for before, after in zip(batches, batches[1:], strict=False):
-        assert torch.equal(after["input_ids"][:, 0], before["labels"][:, -1])
+        assert torch.equal(after["input_ids"][:, 0], before["target_ids"][:, -1])
 
 
 def test_ranks_own_disjoint_whole_rows_that_cover_the_global_streams():

@@ -7,7 +7,7 @@ import torch
 import yaml
 from transformers import TrainingArguments
 
-from recipes.common import ConfigError, launch_command, model_card_text, parse_config
+from recipes.common import ConfigError, launch_command, model_card_text, parse_config, parse_overrides
 
 RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
 
@@ -59,3 +59,12 @@ def test_use_cpu_defaults_to_true_without_an_accelerator(tmp_path):
     # On an accelerator-less machine this default is what makes `--multi_gpu` launches really distributed.
     (args,) = parse_config(TrainingArguments, argv=["--output_dir", str(tmp_path)])
     assert args.use_cpu == (not torch.accelerator.is_available())
+
+
+def test_parse_overrides_types_values_and_rejects_garbage():
+    assert parse_overrides("n_layer=2, d_model=64,pre_lnorm=true,act=gelu") == {
+        "n_layer": 2, "d_model": 64, "pre_lnorm": True, "act": "gelu"
+    }  # fmt: skip
+    assert parse_overrides(None) == {}
+    with pytest.raises(ConfigError, match="expected key=value"):
+        parse_overrides("n_layer")

@@ -1,0 +1,149 @@
+"""Configuration of Transformer-XL (Dai et al. 2019, arXiv 1901.02860).
+
+Field names follow the `TransfoXLConfig` of transformers 4.x, so that a 4.x checkpoint folder
+(`config.json` with `model_type: "transfo-xl"`) loads with `TransformerXLForCausalLM.from_pretrained`.
+Only the non-adaptive model is implemented: one embedding matrix tied to one softmax layer. Options
+that select anything else (adaptive softmax, `cutoffs`, `div_val`, `attn_type`, `sample_softmax`,
+`d_embed != d_model`) are rejected when the config is built, not silently ignored at run time.
+"""
+
+from typing import Any
+
+from transformers import PreTrainedConfig
+
+# The `model_type` of transformers 4.x checkpoints. transformers 5.x no longer knows it; we accept such
+# config files and rewrite them to our own `model_type` (see `TransformerXLConfig.get_config_dict`).
+LEGACY_MODEL_TYPE = "transfo-xl"
+_LEGACY_ARCHITECTURES = {"TransfoXLLMHeadModel": "TransformerXLForCausalLM", "TransfoXLModel": "TransformerXLModel"}
+# 4.x-only keys with no meaning here: `trainer_compatible` only reordered 4.x tuple outputs.
+_LEGACY_KEYS_DROPPED = ("trainer_compatible",)
+
+
+class TransformerXLConfig(PreTrainedConfig):
+    """Hyper-parameters of a Transformer-XL language model.
+
+    Args:
+        vocab_size: number of tokens; the embedding and the output layer have this many rows.
+        d_model: width of the residual stream (and of the sinusoidal relative position encoding).
+        d_embed: embedding width; must equal `d_model` (no embedding projection is implemented).
+        n_head: number of attention heads.
+        d_head: width of one head; `n_head * d_head` need not equal `d_model` (the projections map).
+        d_inner: hidden width of the position-wise feed-forward block.
+        n_layer: number of layers.
+        mem_len: how many previous positions each layer keeps as memory (0 disables memory). With
+            `same_length`, also the attention window: every query sees exactly its last `mem_len` keys.
+        clamp_len: relative distances larger than this use the encoding of `clamp_len` (0 = no clamping).
+        same_length: every query attends to the same number of keys (`mem_len`, itself included).
+        pre_lnorm: LayerNorm before each sub-block (pre-norm) instead of after the residual (post-norm).
+        untie_r: one pair of global biases `u` (`r_w_bias`) and `v` (`r_r_bias`) per layer; if False,
+            one pair shared by all layers.
+        dropout: dropout on embeddings, position encodings, sub-block outputs and the final output.
+        dropatt: dropout on attention probabilities.
+        layer_norm_epsilon: LayerNorm epsilon.
+        init_std: standard deviation of the normal initialisation of weights and biases `u`, `v`.
+        tie_word_embeddings: share the output layer's weight with the input embedding.
+        adaptive, cutoffs, div_val, proj_share_all_but_first, tie_projs: adaptive softmax / input of
+            4.x; only the non-adaptive values are accepted.
+        attn_type: 0 = relative attention of the paper; other 4.x variants are not implemented.
+        sample_softmax: <= 0 (sampled softmax is not implemented).
+        init, init_range, proj_init_std: kept so 4.x config files round-trip; `init` must be "normal".
+    """
+
+    model_type = "transformer-xl"
+    keys_to_ignore_at_inference = ["mems"]
+    attribute_map = {
+        "hidden_size": "d_model",
+        "num_attention_heads": "n_head",
+        "num_hidden_layers": "n_layer",
+    }
+
+    vocab_size: int = 267735
+    d_model: int = 1024
+    d_embed: int = 1024
+    n_head: int = 16
+    d_head: int = 64
+    d_inner: int = 4096
+    n_layer: int = 18
+    mem_len: int = 1600
+    clamp_len: int = 1000
+    same_length: bool = True
+    pre_lnorm: bool = False
+    untie_r: bool = True
+    dropout: float = 0.1
+    dropatt: float = 0.0
+    layer_norm_epsilon: float = 1e-5
+    init_std: float = 0.02
+    tie_word_embeddings: bool = True
+    adaptive: bool = False
+    cutoffs: list[int] | None = None
+    div_val: int = 1
+    proj_share_all_but_first: bool = True
+    tie_projs: list[bool] | None = None
+    attn_type: int = 0
+    sample_softmax: int = -1
+    init: str = "normal"
+    init_range: float = 0.01
+    proj_init_std: float = 0.01
+    bos_token_id: int | None = None
+    eos_token_id: int | list[int] | None = 0
+    pad_token_id: int | None = None
+
+    def __post_init__(self, **kwargs: Any) -> None:
+        self._validate()
+        super().__post_init__(**kwargs)
+
+    def _validate(self) -> None:
+        """Raises ValueError naming the field and value of the first unsupported setting."""
+
+        def fail(field: str, value: Any, why: str) -> None:
+            raise ValueError(f"TransformerXLConfig: {field}={value!r} is not supported: {why}")
+
+        for name in ("vocab_size", "d_model", "d_embed", "n_head", "d_head", "d_inner", "n_layer"):
+            if getattr(self, name) <= 0:
+                fail(name, getattr(self, name), "must be a positive integer")
+        if self.mem_len < 0:
+            fail("mem_len", self.mem_len, "must be >= 0 (0 disables memory)")
+        if self.clamp_len < 0:
+            fail("clamp_len", self.clamp_len, "must be >= 0 (0 disables clamping)")
+        if self.same_length and self.mem_len == 0:
+            fail("same_length", self.same_length, "with mem_len=0 the attention window would be empty")
+        if self.d_model % 2:
+            fail("d_model", self.d_model, "the sinusoidal position encoding needs an even width")
+        if self.d_embed != self.d_model:
+            fail("d_embed", self.d_embed, f"must equal d_model={self.d_model} (no embedding projection)")
+        if self.adaptive:
+            fail("adaptive", self.adaptive, "adaptive softmax/input is not implemented")
+        if self.cutoffs:
+            fail("cutoffs", self.cutoffs, "adaptive softmax clusters are not implemented; use []")
+        if self.div_val != 1:
+            fail("div_val", self.div_val, "adaptive embedding widths are not implemented; use 1")
+        if self.attn_type != 0:
+            fail("attn_type", self.attn_type, "only the relative attention of the paper (0) is implemented")
+        if self.sample_softmax > 0:
+            fail("sample_softmax", self.sample_softmax, "sampled softmax is not implemented")
+        if self.init != "normal":
+            fail("init", self.init, "only normal initialisation (init_std) is implemented")
+        for name in ("dropout", "dropatt"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                fail(name, getattr(self, name), "must be in [0, 1)")
+
+    @classmethod
+    def get_config_dict(cls, pretrained_model_name_or_path: Any, **kwargs: Any) -> tuple[dict, dict]:
+        """Reads a config file; a transformers 4.x `transfo-xl` file is rewritten to this `model_type`.
+
+        The fields are compatible, so the rewrite only renames the type and 4.x class names, and drops
+        keys that meant nothing outside 4.x. Any unsupported 4.x option still fails in `_validate`.
+        """
+        config_dict, kwargs = super().get_config_dict(pretrained_model_name_or_path, **kwargs)
+        if config_dict.get("model_type") == LEGACY_MODEL_TYPE:
+            config_dict = dict(config_dict, model_type=cls.model_type)
+            if config_dict.get("architectures"):
+                config_dict["architectures"] = [
+                    _LEGACY_ARCHITECTURES.get(name, name) for name in config_dict["architectures"]
+                ]
+            for key in _LEGACY_KEYS_DROPPED:
+                config_dict.pop(key, None)
+        return config_dict, kwargs
+
+
+__all__ = ["TransformerXLConfig"]

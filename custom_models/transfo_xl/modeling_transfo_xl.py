@@ -1,0 +1,633 @@
+"""Transformer-XL (Dai et al. 2019, arXiv 1901.02860) as a transformers 5.x model.
+
+A decoder-only language model whose layers also attend to a memory of the previous segment's layer
+inputs (no gradient flows into it) and score keys by their relative distance, so a long stream can be
+processed segment by segment and every token still sees up to `mem_len` earlier positions per layer.
+
+Axis names used in shape comments:
+    b       batch
+    h       attention heads (`n_head`)
+    q_len   positions of the current segment (queries)
+    m_len   positions of memory fed in (0 without memory)
+    k_len   keys = m_len + q_len, ordered [memory; segment]
+    n_pos   relative distances that get their own encoding: min(k_len, clamp_len + 1)
+    d_model residual width; d_head width of one head; d_inner feed-forward width
+
+Layout: batch-first everywhere. `mems` is a tuple of `n_layer` tensors `[b, m_len, d_model]` in the
+compute dtype; `mems[l]` holds the last `mem_len` INPUTS of layer `l` (so `mems[0]` are scaled
+embeddings), detached. `mems=None` means no memory at all (transformers 4.x instead attended to
+`mem_len` zero vectors). Parameter names equal those of transformers 4.x `TransfoXLLMHeadModel`.
+"""
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GenerationMixin, PreTrainedModel
+from transformers.utils import ModelOutput
+
+from .configuration_transfo_xl import TransformerXLConfig
+
+Mems = tuple[torch.Tensor, ...]
+
+
+# ------------------------------------------------------------------------------------------------------
+# Small blocks
+# ------------------------------------------------------------------------------------------------------
+
+
+class TransformerXLEmbedding(nn.Module):
+    """Token embedding scaled by sqrt(d_model), as in the paper's code, so its scale matches the residual.
+
+    The table sits in `emb_layers[0]` only to keep the 4.x parameter name
+    (`word_emb.emb_layers.0.weight`); the adaptive variants (more tables) are not implemented.
+    """
+
+    def __init__(self, config: TransformerXLConfig) -> None:
+        super().__init__()
+        self.emb_layers = nn.ModuleList([nn.Embedding(config.vocab_size, config.d_embed)])
+        self.emb_scale = config.d_model**0.5
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.emb_layers[0](input_ids) * self.emb_scale
+
+
+class TransformerXLPositionalEmbedding(nn.Module):
+    """Sinusoid encodings of relative distances 0..n_pos-1: row p is [sin(p * f), cos(p * f)].
+
+    Angles are computed in float32 from a freshly built `inv_freq`, whatever dtype the module was cast
+    to: bf16 holds integers exactly only up to 256 and would also round the frequencies. The
+    `inv_freq` buffer is kept (same values) so state dicts match transformers 4.x.
+    """
+
+    def __init__(self, d_model: int) -> None:
+        super().__init__()
+        self.d_model = d_model
+        self.register_buffer("inv_freq", self.compute_inv_freq(d_model), persistent=True)
+
+    @staticmethod
+    def compute_inv_freq(d_model: int, device: torch.device | None = None) -> torch.Tensor:
+        return 1.0 / (10000 ** (torch.arange(0.0, d_model, 2.0, device=device) / d_model))
+
+    def forward(self, n_pos: int, *, clamp_len: int, device: torch.device) -> torch.Tensor:
+        distance = torch.arange(n_pos, device=device, dtype=torch.float32)
+        if clamp_len > 0:
+            distance = distance.clamp(max=clamp_len)
+        angles = torch.outer(distance, self.compute_inv_freq(self.d_model, device))  # [n_pos, d_model/2]
+        return torch.cat([angles.sin(), angles.cos()], dim=-1)  # [n_pos, d_model], float32
+
+
+class TransformerXLFeedForward(nn.Module):
+    """Position-wise feed-forward sub-block with its residual and LayerNorm (pre- or post-norm).
+
+    `CoreNet` indices 0 and 3 carry the weights, as in 4.x (1 = ReLU, 2 and 4 = dropout).
+    """
+
+    def __init__(self, config: TransformerXLConfig) -> None:
+        super().__init__()
+        self.pre_lnorm = config.pre_lnorm
+        self.CoreNet = nn.Sequential(
+            nn.Linear(config.d_model, config.d_inner),
+            nn.ReLU(),
+            nn.Dropout(config.dropout),
+            nn.Linear(config.d_inner, config.d_model),
+            nn.Dropout(config.dropout),
+        )
+        self.layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        if self.pre_lnorm:
+            return hidden + self.CoreNet(self.layer_norm(hidden))
+        return self.layer_norm(hidden + self.CoreNet(hidden))
+
+
+# ------------------------------------------------------------------------------------------------------
+# Attention math
+# ------------------------------------------------------------------------------------------------------
+
+
+def relative_position_index(*, q_len: int, k_len: int, n_pos: int, device: torch.device | None = None) -> torch.Tensor:
+    """Index `[q_len, k_len]` of the distance encoding used by query i and key j: min(m + i - j, n_pos - 1).
+
+    Why: this replaces the paper's "relative shift" (pad, reshape, slice) by an explicit gather, which
+    is exact for every visible pair and gives a plain additive bias that SDPA can take. Queries are
+    the last q_len of the k_len keys, so query i sits at key position m + i with m = k_len - q_len.
+    Pairs with j > m + i (the future) get index 0; the causal mask hides them. Distances beyond
+    n_pos - 1 (only with clamp_len) share the last encoding, which is exactly what clamping means.
+
+    Worked example, q_len=2, k_len=4 (m=2), n_pos=4:
+        query 0 (key position 2): distances to keys 0..3 are 2, 1, 0, -1 -> [2, 1, 0, 0]
+        query 1 (key position 3): distances to keys 0..3 are 3, 2, 1, 0  -> [3, 2, 1, 0]
+    and with n_pos=2 (clamp_len=1) the same becomes [[1, 1, 0, 0], [1, 1, 1, 0]].
+    """
+    query_pos = torch.arange(k_len - q_len, k_len, device=device)[:, None]
+    key_pos = torch.arange(k_len, device=device)[None, :]
+    return (query_pos - key_pos).clamp(min=0, max=n_pos - 1)  # [q_len, k_len]
+
+
+def causal_memory_mask(
+    *, q_len: int, k_len: int, window: int | None = None, device: torch.device | None = None
+) -> torch.Tensor:
+    """Boolean mask `[q_len, k_len]`, True = hidden: keys after the query, and (with `window`) keys
+    `window` or more positions back, so each query sees exactly `window` keys ending at itself
+    (the `same_length` rule of the paper's code, window = mem_len)."""
+    query_pos = torch.arange(k_len - q_len, k_len, device=device)[:, None]
+    key_pos = torch.arange(k_len, device=device)[None, :]
+    distance = query_pos - key_pos
+    mask = distance < 0
+    if window is not None:
+        mask = mask | (distance >= window)
+    return mask
+
+
+def relative_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    pos_key: torch.Tensor,
+    content_bias: torch.Tensor,
+    position_bias: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    dropout_p: float = 0.0,
+    output_attentions: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Relative-position attention of the paper (its eq. with terms a-d), computed in float32.
+
+    score(i, j) = [(q_i + u) . k_j  +  (q_i + v) . W_R R_{dist(i, j)}] / sqrt(d_head)
+    The first product (terms a + c) goes through SDPA as query.key; the second (terms b + d) is computed
+    once per (query, distance) and gathered per (query, key) into an additive bias that also carries
+    the mask. Everything runs in float32 (scores, mask, softmax) so bf16/fp16 models do not lose the
+    position term or overflow; the result is cast back to the input dtype.
+
+    Args:
+        query: [b, h, q_len, d_head]; key, value: [b, h, k_len, d_head] (keys = [memory; segment]).
+        pos_key: [h, n_pos, d_head], W_R applied to the encodings of distances 0..n_pos-1.
+        content_bias (u), position_bias (v): [h, d_head].
+        mask: [q_len, k_len] bool, True = hidden. Every row must leave at least one key visible.
+    Returns:
+        output [b, h, q_len, d_head] in the input dtype, and probabilities [b, h, q_len, k_len]
+        (float32) when `output_attentions`, else None.
+    """
+    dtype = query.dtype
+    b, h, q_len, d_head = query.shape
+    k_len, n_pos = key.shape[2], pos_key.shape[1]
+    scale = 1.0 / math.sqrt(d_head)
+    query, key, value, pos_key = query.float(), key.float(), value.float(), pos_key.float()
+
+    query_u = query + content_bias.float()[:, None, :]  # [b, h, q_len, d_head]
+    query_v = query + position_bias.float()[:, None, :]  # [b, h, q_len, d_head]
+    pos_scores = torch.einsum("bhqd,hpd->bhqp", query_v, pos_key)  # [b, h, q_len, n_pos]
+    index = relative_position_index(q_len=q_len, k_len=k_len, n_pos=n_pos, device=query.device)
+    pos_scores = pos_scores.gather(-1, index.expand(b, h, q_len, k_len))  # [b, h, q_len, k_len]
+    bias = (pos_scores * scale).masked_fill(mask, float("-inf"))  # [b, h, q_len, k_len]
+
+    if output_attentions:
+        scores = torch.matmul(query_u, key.transpose(-1, -2)) * scale + bias  # [b, h, q_len, k_len]
+        probs = torch.softmax(scores, dim=-1)
+        output = torch.matmul(F.dropout(probs, p=dropout_p), value)  # [b, h, q_len, d_head]
+        return output.to(dtype), probs
+    output = F.scaled_dot_product_attention(query_u, key, value, attn_mask=bias, dropout_p=dropout_p, scale=scale)
+    return output.to(dtype), None  # [b, h, q_len, d_head]
+
+
+class TransformerXLAttention(nn.Module):
+    """Multi-head relative attention sub-block with its residual and LayerNorm.
+
+    Bias-free fused `qkv_net` ([W_q; W_k; W_v] stacked on the output axis), `r_net` (W_R) and `o_net`,
+    as in the paper and in 4.x. With `untie_r` the layer owns u (`r_w_bias`) and v (`r_r_bias`);
+    otherwise the model passes its shared pair in.
+    """
+
+    def __init__(self, config: TransformerXLConfig) -> None:
+        super().__init__()
+        self.n_head, self.d_head = config.n_head, config.d_head
+        self.pre_lnorm = config.pre_lnorm
+        self.dropatt = config.dropatt
+        inner = config.n_head * config.d_head
+        self.qkv_net = nn.Linear(config.d_model, 3 * inner, bias=False)
+        self.r_net = nn.Linear(config.d_model, inner, bias=False)
+        self.o_net = nn.Linear(inner, config.d_model, bias=False)
+        self.drop = nn.Dropout(config.dropout)
+        self.layer_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_epsilon)
+        if config.untie_r:
+            self.r_w_bias = nn.Parameter(torch.empty(config.n_head, config.d_head))
+            self.r_r_bias = nn.Parameter(torch.empty(config.n_head, config.d_head))
+        else:
+            self.r_w_bias = self.r_r_bias = None
+
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        mem: torch.Tensor | None,
+        pos_emb: torch.Tensor,
+        mask: torch.Tensor,
+        *,
+        shared_biases: tuple[torch.Tensor, torch.Tensor] | None = None,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """hidden [b, q_len, d_model], mem [b, m_len, d_model] or None, pos_emb [n_pos, d_model] (float32),
+        mask [q_len, k_len] -> (hidden [b, q_len, d_model], probs [b, h, q_len, k_len] or None)."""
+        b, q_len, _ = hidden.shape
+        context = hidden if mem is None else torch.cat([mem, hidden], dim=1)  # [b, k_len, d_model]
+        k_len = context.shape[1]
+        if self.pre_lnorm:
+            context = self.layer_norm(context)  # memory is normalised too, as in the reference
+        query, key, value = self.qkv_net(context).chunk(3, dim=-1)  # 3 x [b, k_len, h * d_head]
+        query = query[:, -q_len:].view(b, q_len, self.n_head, self.d_head).transpose(1, 2)  # [b, h, q_len, d_head]
+        key = key.view(b, k_len, self.n_head, self.d_head).transpose(1, 2)  # [b, h, k_len, d_head]
+        value = value.view(b, k_len, self.n_head, self.d_head).transpose(1, 2)  # [b, h, k_len, d_head]
+        pos_key = self.r_net(pos_emb.to(self.r_net.weight.dtype))  # [n_pos, h * d_head]
+        pos_key = pos_key.view(-1, self.n_head, self.d_head).transpose(0, 1)  # [h, n_pos, d_head]
+        content_bias, position_bias = shared_biases if self.r_w_bias is None else (self.r_w_bias, self.r_r_bias)
+
+        attn, probs = relative_attention(
+            query,
+            key,
+            value,
+            pos_key,
+            content_bias,
+            position_bias,
+            mask,
+            dropout_p=self.dropatt if self.training else 0.0,
+            output_attentions=output_attentions,
+        )
+        attn = attn.transpose(1, 2).reshape(b, q_len, self.n_head * self.d_head)  # [b, q_len, h * d_head]
+        attn = self.drop(self.o_net(attn))  # [b, q_len, d_model]
+        if self.pre_lnorm:
+            return hidden + attn, probs
+        return self.layer_norm(hidden + attn), probs
+
+
+class TransformerXLLayer(nn.Module):
+    """One decoder layer: relative attention over [memory; segment], then the feed-forward block."""
+
+    def __init__(self, config: TransformerXLConfig) -> None:
+        super().__init__()
+        self.dec_attn = TransformerXLAttention(config)
+        self.pos_ff = TransformerXLFeedForward(config)
+
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        mem: torch.Tensor | None,
+        pos_emb: torch.Tensor,
+        mask: torch.Tensor,
+        *,
+        shared_biases: tuple[torch.Tensor, torch.Tensor] | None = None,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        hidden, probs = self.dec_attn(
+            hidden, mem, pos_emb, mask, shared_biases=shared_biases, output_attentions=output_attentions
+        )
+        return self.pos_ff(hidden), probs
+
+
+# ------------------------------------------------------------------------------------------------------
+# Outputs
+# ------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TransformerXLModelOutput(ModelOutput):
+    """last_hidden_state [b, q_len, d_model]; mems: n_layer x [b, min(m_len + q_len, mem_len), d_model]
+    (detached layer inputs, to pass to the next segment); hidden_states: n_layer + 1 x [b, q_len, d_model]
+    (embeddings, then each layer's output); attentions: n_layer x [b, h, q_len, k_len] (float32)."""
+
+    last_hidden_state: torch.Tensor | None = None
+    mems: Mems | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class TransformerXLLMOutput(ModelOutput):
+    """loss: mean token cross-entropy (when labels or target_ids are given); logits [b, q_len, vocab]
+    RAW scores (not log-softmax); mems, hidden_states, attentions as in `TransformerXLModelOutput`."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    mems: Mems | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+# ------------------------------------------------------------------------------------------------------
+# Models
+# ------------------------------------------------------------------------------------------------------
+
+
+def _check_attention_mask(attention_mask: torch.Tensor | None) -> None:
+    """Padding is not supported: a stream model has no pad positions, and memory would carry them."""
+    if attention_mask is not None and not bool((attention_mask != 0).all()):
+        raise ValueError(
+            "TransformerXL: attention_mask must be all ones (or None); padding/masking of positions is not "
+            "supported. Feed unpadded contiguous segments instead."
+        )
+
+
+class TransformerXLPreTrainedModel(PreTrainedModel):
+    config_class = TransformerXLConfig
+    base_model_prefix = "transformer"
+    main_input_name = "input_ids"
+    _no_split_modules = ["TransformerXLLayer"]
+    # With untie_r=False, 4.x state dicts repeat the shared u/v under every layer; we keep one pair.
+    _keys_to_ignore_on_load_unexpected = [r"layers\.\d+\.dec_attn\.r_[wr]_bias"]
+    # The loss is a plain mean over the tokens of the batch; we do not use `num_items_in_batch`.
+    accepts_loss_kwargs = False
+
+    def save_pretrained(self, save_directory: Any, *args: Any, **kwargs: Any) -> Any:
+        """Like the parent, but a registered model records BOTH Auto classes in `auto_map`, so a saved
+        language model also loads with `AutoModel.from_pretrained(..., trust_remote_code=True)`
+        (the parent only records the class that was saved)."""
+        if self._auto_class is not None:
+            module = self.__class__.__module__.rsplit(".", 1)[-1]
+            auto_map = dict(getattr(self.config, "auto_map", None) or {})
+            auto_map.setdefault("AutoModel", f"{module}.TransformerXLModel")
+            auto_map.setdefault("AutoModelForCausalLM", f"{module}.TransformerXLForCausalLM")
+            self.config.auto_map = auto_map
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        """Normal(0, init_std) for weights, embeddings and the u/v biases; zeros for biases; LayerNorm
+        weight 1 (HF convention). `nn.init` calls are guarded by transformers so loaded tensors stay."""
+        std = self.config.init_std
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=std)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, TransformerXLPositionalEmbedding):
+            if not getattr(module.inv_freq, "_is_hf_initialized", False):
+                module.inv_freq.copy_(module.compute_inv_freq(module.d_model, module.inv_freq.device))
+        if isinstance(module, (TransformerXLAttention, TransformerXLModel)) and module.r_w_bias is not None:
+            nn.init.normal_(module.r_w_bias, mean=0.0, std=std)
+            nn.init.normal_(module.r_r_bias, mean=0.0, std=std)
+
+
+class TransformerXLModel(TransformerXLPreTrainedModel):
+    """The Transformer-XL decoder stack (no output layer). See the module docstring for `mems`."""
+
+    def __init__(self, config: TransformerXLConfig) -> None:
+        super().__init__(config)
+        self.word_emb = TransformerXLEmbedding(config)
+        self.pos_emb = TransformerXLPositionalEmbedding(config.d_model)
+        self.drop = nn.Dropout(config.dropout)
+        self.layers = nn.ModuleList([TransformerXLLayer(config) for _ in range(config.n_layer)])
+        if config.untie_r:
+            self.r_w_bias = self.r_r_bias = None
+        else:
+            self.r_w_bias = nn.Parameter(torch.empty(config.n_head, config.d_head))
+            self.r_r_bias = nn.Parameter(torch.empty(config.n_head, config.d_head))
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.word_emb.emb_layers[0]
+
+    def set_input_embeddings(self, new_embeddings: nn.Embedding) -> None:
+        self.word_emb.emb_layers[0] = new_embeddings
+
+    def _check_mems(self, mems: Mems, batch: int) -> None:
+        if len(mems) != self.config.n_layer:
+            raise ValueError(f"TransformerXL: expected mems for {self.config.n_layer} layers, got {len(mems)}")
+        for layer, mem in enumerate(mems):
+            if mem.dim() != 3 or mem.shape[0] != batch or mem.shape[2] != self.config.d_model:
+                raise ValueError(
+                    f"TransformerXL: mems[{layer}] has shape {tuple(mem.shape)}; expected batch-first "
+                    f"[{batch}, m_len, {self.config.d_model}]"
+                )
+            if mem.shape[1] != mems[0].shape[1]:
+                raise ValueError("TransformerXL: all mems must have the same length")
+
+    def _update_mems(self, layer_inputs: list[torch.Tensor], mems: Mems | None) -> Mems:
+        """New memory of layer l = last `mem_len` positions of [old memory; input of layer l], detached:
+        the stop-gradient of the paper, so training cost stays O(q_len * k_len) per layer."""
+        mem_len = self.config.mem_len
+        new_mems = []
+        with torch.no_grad():
+            for layer, layer_input in enumerate(layer_inputs):
+                full = layer_input if mems is None else torch.cat([mems[layer], layer_input], dim=1)
+                new_mems.append(full[:, max(0, full.shape[1] - mem_len) :].detach())  # [b, <=mem_len, d_model]
+        return tuple(new_mems)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        mems: Mems | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> TransformerXLModelOutput | tuple:
+        """Runs one segment.
+
+        Args:
+            input_ids: [b, q_len] token ids of the segment (or `inputs_embeds` [b, q_len, d_embed], the
+                UNSCALED output of `get_input_embeddings()`; the model multiplies by sqrt(d_model)).
+            mems: memory from the previous segment's output (`.mems`), or None for no memory.
+            attention_mask: accepted for API compatibility only; it must be all ones (ValueError
+                otherwise), since the model has no notion of padding.
+        """
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("TransformerXL: pass exactly one of input_ids and inputs_embeds")
+        _check_attention_mask(attention_mask)
+        if inputs_embeds is None:
+            hidden = self.word_emb(input_ids)  # [b, q_len, d_model]
+        else:
+            hidden = inputs_embeds * self.word_emb.emb_scale  # [b, q_len, d_model]
+        b, q_len, _ = hidden.shape
+        if mems is not None and len(mems) == 0:
+            mems = None
+        if mems is not None:
+            self._check_mems(mems, b)
+        m_len = 0 if mems is None else mems[0].shape[1]
+        k_len = m_len + q_len
+
+        n_pos = k_len if self.config.clamp_len <= 0 else min(k_len, self.config.clamp_len + 1)
+        pos_emb = self.drop(self.pos_emb(n_pos, clamp_len=self.config.clamp_len, device=hidden.device))
+        window = self.config.mem_len if self.config.same_length else None
+        mask = causal_memory_mask(q_len=q_len, k_len=k_len, window=window, device=hidden.device)
+        shared_biases = None if self.r_w_bias is None else (self.r_w_bias, self.r_r_bias)
+
+        hidden = self.drop(hidden)
+        layer_inputs, all_hidden, all_attentions = [], (hidden,), ()
+        for layer_index, layer in enumerate(self.layers):
+            layer_inputs.append(hidden)
+            mem = None if mems is None else mems[layer_index]
+            hidden, probs = layer(
+                hidden, mem, pos_emb, mask, shared_biases=shared_biases, output_attentions=output_attentions
+            )
+            if output_attentions:
+                all_attentions += (probs,)
+            if layer_index + 1 < len(self.layers):
+                all_hidden += (hidden,)
+        hidden = self.drop(hidden)  # no final LayerNorm, as in the paper's code
+        all_hidden += (hidden,)
+        new_mems = self._update_mems(layer_inputs, mems)
+
+        output = TransformerXLModelOutput(
+            last_hidden_state=hidden,
+            mems=new_mems,
+            hidden_states=all_hidden if output_hidden_states else None,
+            attentions=all_attentions if output_attentions else None,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+class TransformerXLForCausalLM(TransformerXLPreTrainedModel, GenerationMixin):
+    """Transformer-XL with its (tied) output layer `crit.out_layers.0` and a language-modelling loss.
+
+    Two ways to get a loss:
+    - `labels` [b, q_len]: transformers' causal-LM convention, shifted INSIDE the segment (position t
+      predicts labels[t + 1]); the last position of each segment is not scored. -100 is ignored.
+    - `target_ids` [b, q_len]: stream-LM convention, already aligned (position t predicts
+      target_ids[t], typically the stream's next token, crossing the segment boundary), so that
+      every token of a stream is scored exactly once over consecutive segments. -100 is ignored.
+    """
+
+    _tied_weights_keys = {"crit.out_layers.0.weight": "transformer.word_emb.emb_layers.0.weight"}
+
+    def __init__(self, config: TransformerXLConfig) -> None:
+        super().__init__(config)
+        self.transformer = TransformerXLModel(config)
+        self.crit = nn.Module()  # holds `out_layers.0` only to keep the 4.x parameter names
+        self.crit.out_layers = nn.ModuleList([nn.Linear(config.d_model, config.vocab_size)])
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.transformer.get_input_embeddings()
+
+    def set_input_embeddings(self, new_embeddings: nn.Embedding) -> None:
+        self.transformer.set_input_embeddings(new_embeddings)
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.crit.out_layers[0]
+
+    def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
+        self.crit.out_layers[0] = new_embeddings
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        mems: Mems | None = None,
+        labels: torch.LongTensor | None = None,
+        target_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> TransformerXLLMOutput | tuple:
+        """Runs one segment; see the class docstring for `labels` vs `target_ids` and
+        `TransformerXLModel.forward` for the other arguments."""
+        if labels is not None and target_ids is not None:
+            raise ValueError("TransformerXL: pass labels (shifted inside) or target_ids (aligned), not both")
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        base = self.transformer(
+            input_ids=input_ids,
+            mems=mems,
+            attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        logits = self.crit.out_layers[0](base.last_hidden_state)  # [b, q_len, vocab]
+
+        loss = None
+        if labels is not None:
+            loss = self._token_loss(logits[:, :-1], labels[:, 1:])
+        elif target_ids is not None:
+            loss = self._token_loss(logits, target_ids)
+
+        output = TransformerXLLMOutput(
+            loss=loss, logits=logits, mems=base.mems, hidden_states=base.hidden_states, attentions=base.attentions
+        )
+        return output if return_dict else output.to_tuple()
+
+    @staticmethod
+    def _token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy (float32) over positions whose target is not -100."""
+        targets = targets.to(logits.device)
+        return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
+
+    # --- generation: the state is `mems`, carried in model_kwargs instead of a transformers Cache -------
+
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:
+        return False
+
+    def prepare_inputs_for_generation(
+        self,
+        input_ids: torch.LongTensor,
+        mems: Mems | None = None,
+        attention_mask: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool = True,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """First step: the whole prompt, no memory. Later steps: only the newest token plus `mems`.
+
+        Tokens equal those of full recomputation while mem_len >= prompt + generated length and
+        same_length is off; beyond that the model sees its usual `mem_len` window, as in training.
+        With mem_len == 0 or use_cache=False every step recomputes the whole sequence.
+        """
+        _check_attention_mask(attention_mask)
+        if inputs_embeds is not None:
+            raise ValueError("TransformerXL.generate: inputs_embeds is not supported; pass input_ids")
+        carry = use_cache and self.config.mem_len > 0 and mems is not None
+        model_inputs: dict[str, Any] = {"input_ids": input_ids[:, -1:] if carry else input_ids}
+        model_inputs["mems"] = mems if carry else None
+        for name in ("output_attentions", "output_hidden_states"):
+            if name in kwargs:
+                model_inputs[name] = kwargs[name]
+        return model_inputs
+
+    def _update_model_kwargs_for_generation(
+        self,
+        outputs: ModelOutput,
+        model_kwargs: dict[str, Any],
+        is_encoder_decoder: bool = False,
+        num_new_tokens: int = 1,
+    ) -> dict[str, Any]:
+        if num_new_tokens != 1:
+            raise ValueError("TransformerXL.generate: only one new token per step is supported")
+        model_kwargs = super()._update_model_kwargs_for_generation(
+            outputs, model_kwargs, is_encoder_decoder=is_encoder_decoder, num_new_tokens=num_new_tokens
+        )
+        # The parent files `mems` under `past_key_values`; keep it under our own name instead.
+        model_kwargs.pop("past_key_values", None)
+        model_kwargs["mems"] = outputs.mems
+        return model_kwargs
+
+    def _reorder_cache(self, mems: Mems, beam_idx: torch.Tensor) -> Mems:
+        """Beam search: memory rows follow their beams (batch is the first axis)."""
+        return tuple(mem.index_select(0, beam_idx.to(mem.device)) for mem in mems)
+
+
+__all__ = [
+    "TransformerXLPreTrainedModel",
+    "TransformerXLModel",
+    "TransformerXLForCausalLM",
+    "TransformerXLModelOutput",
+    "TransformerXLLMOutput",
+    "relative_position_index",
+    "causal_memory_mask",
+    "relative_attention",
+]

@@ -1,0 +1,145 @@
+"""`Trainer` for segment-memory language models (Transformer-XL) on ordered streams.
+
+Plain `Trainer` shuffles batches, shards them across processes by index, and forgets everything between
+steps. Here:
+- the dataloaders hand out `data.streams.StreamSegments` items in order, unsharded: each rank's dataset
+  already holds only that rank's rows, so batch t+1 continues batch t on every process, also between
+  the micro-batches of gradient accumulation;
+- the detached memory returned by one step is fed to the next, and reset where a stream starts
+  (`segment_index == 0`: every epoch start);
+- the memory is saved with each checkpoint (one file per rank) and restored on resume, so a resumed run
+  continues exactly where it stopped;
+- evaluation follows the paper's protocol: the whole validation stream, memory carried, with its own
+  `mem_len` / `clamp_len` / `same_length` (the paper evaluates with a longer memory than it trains with),
+  a token-weighted loss summed over all processes, perplexity and bits per token.
+"""
+
+import math
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader
+from transformers import Trainer, TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from data.metrics import perplexity
+
+
+@dataclass
+class EvalMemory:
+    """Memory settings used only while evaluating; `None` keeps the training value."""
+
+    mem_len: int | None = None
+    clamp_len: int | None = None
+    same_length: bool | None = None
+
+
+class _StreamEpochCallback(TrainerCallback):
+    """Re-cuts the training streams for each epoch, resumed runs included (the epoch comes from the
+    trainer state, which a resume restores, rather than from the dataloader, which a resume wraps)."""
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.dataset.set_epoch(math.floor((state.epoch or 0) + 1e-6))
+
+
+class MemoryTrainer(Trainer):
+    """Carries `mems` between steps; see the module docstring for what changes and why."""
+
+    def __init__(self, *args, eval_memory: EvalMemory | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.eval_memory = eval_memory or EvalMemory()
+        self.train_mems = None
+        if self.train_dataset is not None:
+            self.add_callback(_StreamEpochCallback(self.train_dataset))
+
+    def get_train_dataloader(self) -> DataLoader:
+        # Deliberately not `accelerator.prepare`d: its sharding would give rank k batches k, k+N, ...
+        return DataLoader(self.train_dataset, batch_size=None, shuffle=False)
+
+    def get_eval_dataloader(self, eval_dataset=None) -> DataLoader:
+        return DataLoader(eval_dataset if eval_dataset is not None else self.eval_dataset, batch_size=None)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if inputs.pop("segment_index") == 0:
+            self.train_mems = None  # a stream starts: nothing before it to remember
+        outputs = model(**inputs, mems=self.train_mems)
+        self.train_mems = outputs.mems
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """Token-weighted loss over the whole evaluation stream of every process, memory carried."""
+        model = self.accelerator.unwrap_model(self.model)
+        was_training = model.training
+        model.eval()
+        nll_sum = torch.zeros((), dtype=torch.float64, device=self.args.device)
+        num_tokens = torch.zeros((), dtype=torch.float64, device=self.args.device)
+        mems = None
+        with self._eval_memory_settings(model.config), torch.no_grad():
+            for batch in self.get_eval_dataloader(eval_dataset):
+                if batch["segment_index"] == 0:
+                    mems = None
+                batch = self._prepare_inputs({k: v for k, v in batch.items() if k != "segment_index"})
+                with self.autocast_smart_context_manager():
+                    outputs = model(**batch, mems=mems)
+                mems = outputs.mems
+                count = batch["target_ids"].ne(-100).sum()
+                nll_sum += outputs.loss.double() * count
+                num_tokens += count
+        model.train(was_training)
+        nll_sum, num_tokens = self.accelerator.reduce(torch.stack([nll_sum, num_tokens]), reduction="sum")
+        loss = (nll_sum / num_tokens).item()
+        metrics = {
+            f"{metric_key_prefix}_loss": loss,
+            f"{metric_key_prefix}_perplexity": perplexity(loss),
+            f"{metric_key_prefix}_bits_per_token": loss / math.log(2),
+            f"{metric_key_prefix}_tokens": int(num_tokens.item()),
+        }
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:  # the training loss of the last logging interval
+            logs["perplexity"] = perplexity(logs["loss"])
+            logs["bits_per_token"] = logs["loss"] / math.log(2)
+        super().log(logs, start_time)
+
+    @contextmanager
+    def _eval_memory_settings(self, config):
+        overrides = {k: v for k, v in vars(self.eval_memory).items() if v is not None}
+        saved = {k: getattr(config, k) for k in overrides}
+        for key, value in overrides.items():
+            setattr(config, key, value)
+        try:
+            yield
+        finally:
+            for key, value in saved.items():
+                setattr(config, key, value)
+
+    # --- the memory travels with checkpoints --------------------------------------------------------
+
+    def _memory_file(self, checkpoint_dir: str) -> str:
+        return os.path.join(checkpoint_dir, f"stream_memory_rank{self.args.process_index}.safetensors")
+
+    def _save_checkpoint(self, model, trial) -> None:
+        super()._save_checkpoint(model, trial)
+        if self.train_mems is not None:
+            checkpoint_dir = os.path.join(
+                self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            )
+            save_file(
+                {f"layer_{i}": m.contiguous() for i, m in enumerate(self.train_mems)}, self._memory_file(checkpoint_dir)
+            )
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        memory_file = self._memory_file(resume_from_checkpoint)
+        if os.path.isfile(memory_file):
+            tensors = load_file(memory_file, device=str(self.args.device))
+            self.train_mems = tuple(tensors[f"layer_{i}"] for i in range(len(tensors)))

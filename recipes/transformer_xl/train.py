@@ -1,0 +1,161 @@
+"""Train and evaluate Transformer-XL on a text corpus, memory carried across segments.
+
+    accelerate launch recipes/transformer_xl/train.py recipes/transformer_xl/configs/tiny.yaml
+
+What it does: reads a corpus (a Hub data set such as `Salesforce/wikitext`, or local txt files), turns
+it into one token stream with an `<eos>` per line, cuts it into `per_device_train_batch_size` streams
+per process and walks them in order (`data.streams`), carrying each layer's memory from one step to the
+next (`MemoryTrainer`). It evaluates by the paper's protocol (Dai et al. 2019, arXiv 1901.02860): the
+whole validation stream with memory, with its own `eval_tgt_len` / `eval_mem_len` / `eval_clamp_len` /
+`eval_same_length`, and reports loss, perplexity and bits per token. The model folder written at the
+end (weights, config, tokenizer, modeling code, model card) loads anywhere with
+`AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)`.
+
+Flags: every field of `TransformerXLArguments` below and of `transformers.TrainingArguments`, in the
+YAML or on the command line (which wins). Errors: a misspelt key or an invalid value (in the YAML, in
+`config_overrides`) fails before anything is loaded; a missing data file fails naming it. A run whose
+`output_dir` holds checkpoints resumes from the last one, memory included.
+"""
+
+from dataclasses import dataclass, field
+
+import transformers
+from transformers import AutoTokenizer, TrainingArguments, set_seed
+
+from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausalLM
+from data.lm_corpus import load_text_corpus
+from data.streams import StreamSegments, encode_stream
+from data.tokenizers import train_tokenizer
+from recipes.common import (
+    checkpoint_to_resume,
+    launch_command,
+    model_card_text,
+    parse_config,
+    parse_overrides,
+    save_model_code,
+    setup_logging,
+    write_card_and_push,
+)
+from recipes.transformer_xl.memory_trainer import EvalMemory, MemoryTrainer
+
+logger = transformers.utils.logging.get_logger(__name__)
+
+
+@dataclass
+class TransformerXLArguments:
+    # Model
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Our checkpoint or a transformers 4.x TransfoXL folder; None builds one."}
+    )
+    config_overrides: str | None = field(
+        default=None, metadata={"help": "Config fields for a new model: 'n_layer=2,d_model=64,...'."}
+    )
+    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer to load; None trains one."})
+    tokenizer_vocab_size: int = field(default=32000, metadata={"help": "Size of a word-level tokenizer we train."})
+    # Data
+    dataset_name: str | None = field(default=None, metadata={"help": "Hub data set, e.g. Salesforce/wikitext."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "e.g. wikitext-103-v1."})
+    train_file: str | None = field(default=None, metadata={"help": "Local training text (one line per row)."})
+    validation_file: str | None = field(default=None, metadata={"help": "Local validation text."})
+    text_column: str = field(default="text", metadata={"help": "Column holding the text."})
+    # Memory
+    tgt_len: int = field(default=128, metadata={"help": "Tokens per training segment."})
+    mem_len: int = field(default=128, metadata={"help": "Memory length per layer during training."})
+    eval_tgt_len: int | None = field(default=None, metadata={"help": "Segment length at evaluation."})
+    eval_mem_len: int | None = field(default=None, metadata={"help": "Memory length at evaluation."})
+    eval_clamp_len: int | None = field(default=None, metadata={"help": "clamp_len at evaluation."})
+    eval_same_length: bool | None = field(default=None, metadata={"help": "same_length at evaluation."})
+    shuffle_stream_offset: bool = field(default=False, metadata={"help": "Start streams at a new offset each epoch."})
+
+    def __post_init__(self) -> None:
+        for name in ("tgt_len", "eval_tgt_len", "tokenizer_vocab_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        for name in ("mem_len", "eval_mem_len", "eval_clamp_len"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
+        parse_overrides(self.config_overrides)  # a malformed override string fails here, not after loading
+
+
+CONFIG_CLASSES = (TransformerXLArguments, TrainingArguments)
+
+
+def main(script_args: TransformerXLArguments, training_args: TrainingArguments) -> dict[str, float]:
+    set_seed(training_args.seed)
+    setup_logging(training_args)
+    corpus = load_text_corpus(
+        dataset_name=script_args.dataset_name,
+        dataset_config_name=script_args.dataset_config_name,
+        train_file=script_args.train_file,
+        validation_file=script_args.validation_file,
+        text_column=script_args.text_column,
+    )
+
+    tokenizer_source = script_args.tokenizer_name or script_args.model_name_or_path
+    if tokenizer_source:
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
+    else:
+        tokenizer = train_tokenizer(corpus["train"]["text"], kind="word", vocab_size=script_args.tokenizer_vocab_size)
+    streams = {split: encode_stream(corpus[split]["text"], tokenizer) for split in corpus}
+    logger.info("tokens: %s; vocabulary %d", {s: t.numel() for s, t in streams.items()}, len(tokenizer))
+
+    if script_args.model_name_or_path:
+        model = TransformerXLForCausalLM.from_pretrained(script_args.model_name_or_path)
+        model.config.mem_len = script_args.mem_len
+    else:
+        overrides = parse_overrides(script_args.config_overrides)
+        config = TransformerXLConfig(**{"vocab_size": len(tokenizer), "mem_len": script_args.mem_len, **overrides})
+        model = TransformerXLForCausalLM(config)
+    logger.info("parameters: %.2fM", sum(p.numel() for p in model.parameters()) / 1e6)
+
+    world = {"rank": training_args.process_index, "world_size": training_args.world_size}
+    train_dataset = StreamSegments(
+        streams["train"],
+        num_streams=training_args.per_device_train_batch_size * training_args.world_size,
+        tgt_len=script_args.tgt_len,
+        shuffle_offset=script_args.shuffle_stream_offset,
+        seed=training_args.seed,
+        **world,
+    )
+    eval_dataset = StreamSegments(
+        streams["validation"],
+        num_streams=training_args.per_device_eval_batch_size * training_args.world_size,
+        tgt_len=script_args.eval_tgt_len or script_args.tgt_len,
+        **world,
+    ) if "validation" in streams else None  # fmt: skip
+
+    if training_args.should_save:
+        save_model_code(model, training_args.output_dir)
+    trainer = MemoryTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        eval_memory=EvalMemory(
+            mem_len=script_args.eval_mem_len,
+            clamp_len=script_args.eval_clamp_len,
+            same_length=script_args.eval_same_length,
+        ),
+    )
+    train_result = trainer.train(resume_from_checkpoint=checkpoint_to_resume(training_args))
+    trainer.save_metrics("train", train_result.metrics)
+    metrics = trainer.evaluate() if eval_dataset is not None else {}
+    trainer.save_metrics("eval", metrics)
+    trainer.save_model()
+
+    card = model_card_text(
+        title="Transformer-XL language model",
+        command=launch_command(),
+        data=script_args.dataset_name or f"local files: {script_args.train_file}, {script_args.validation_file}",
+        metrics=metrics,
+        notes="Load with `AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True)`.",
+    )
+    write_card_and_push(trainer, card)
+    return metrics
+
+
+if __name__ == "__main__":
+    main(*parse_config(*CONFIG_CLASSES))
