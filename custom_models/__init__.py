@@ -8,6 +8,7 @@ that never imported this repository.
 
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, PreTrainedConfig, PreTrainedModel
 
+from .nce_lm import NCELMConfig, NCELMForCausalLM, NCELMModel
 from .transfo_xl import TransformerXLConfig, TransformerXLForCausalLM, TransformerXLModel
 
 
@@ -19,4 +20,5 @@ def _register(config_class: type[PreTrainedConfig], models: dict[type, type[PreT
         model_class.register_for_auto_class(auto_class.__name__)
 
 
+_register(NCELMConfig, {AutoModel: NCELMModel, AutoModelForCausalLM: NCELMForCausalLM})
 _register(TransformerXLConfig, {AutoModel: TransformerXLModel, AutoModelForCausalLM: TransformerXLForCausalLM})

@@ -1,0 +1,417 @@
+"""A GPT-2 language model trained with noise-contrastive estimation (NCE).
+
+Axis names used in shape comments: `b` batch, `t` sequence, `n` scored tokens (labels != -100
+after the shift), `k` noise samples, `d` hidden size, `V` vocabulary.
+
+Scores. `s(w, h) = h . W_w + b_w - c` with `W` the (tied) token embedding, `b` an output bias
+(a new parameter: GPT-2's `lm_head` has none) initialised to `log q`, and `c = log Z`
+(`config.log_partition`, fixed or learned). `logits` returned by the model are these `s`.
+
+Losses (per scored token, noise `q`, k noise ids `n_j`, `delta(w) = s(w, h) - log k - log q(w)`):
+
+- `"nce"` (Gutmann & Hyvärinen 2012; Mnih & Teh 2012):
+  `-logsigmoid(delta(target)) - sum_j logsigmoid(-delta(n_j))` (noise terms summed, not averaged).
+- `"ranking"` (Ma & Collins 2018; Jozefowicz et al. 2016 call it importance sampling):
+  `-log softmax([delta(target), delta(n_1), ..., delta(n_k)])[0]`.
+- `"full"`: softmax cross-entropy over the vocabulary.
+
+In `model.train()` mode with labels and a sampled loss the full `[n, V]` logits are never built and
+`logits` is None. In `model.eval()` mode (or with `loss_type="full"`) the loss is the exact
+cross-entropy, so `exp(loss)` is a true perplexity; the sampled losses are not perplexities.
+"""
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import GenerationMixin, GPT2Model, GPT2PreTrainedModel
+from transformers.modeling_outputs import ModelOutput
+
+from .configuration_nce_lm import NCELMConfig
+
+# ----------------------------------------------------------------------------------------------
+# Noise distribution
+# ----------------------------------------------------------------------------------------------
+
+
+def count_tokens(sequences: Iterable[Iterable[int]], *, vocab_size: int) -> torch.Tensor:
+    """Token counts `[V]` (float64) of a tokenised dataset: an iterable of id sequences (lists or
+    tensors, e.g. a `datasets` column of `input_ids`). Ids equal to -100 are skipped."""
+    counts = torch.zeros(vocab_size, dtype=torch.float64)
+    for sequence in sequences:
+        ids = torch.as_tensor(sequence, dtype=torch.long).reshape(-1)
+        ids = ids[ids != -100]
+        if ids.numel() and (ids.min() < 0 or ids.max() >= vocab_size):
+            raise ValueError(f"token ids must lie in [0, {vocab_size}), got {ids.min()}..{ids.max()}")
+        counts += torch.bincount(ids, minlength=vocab_size).to(torch.float64)
+    return counts
+
+
+def noise_log_probs_from_counts(
+    counts: torch.Tensor, *, noise_power: float = 1.0, smoothing: float = 1.0
+) -> torch.Tensor:
+    """`log q` `[V]` (float32) with `q ∝ (counts + smoothing) ** noise_power`.
+
+    Add-`smoothing` keeps `log q` finite for ids never seen in the counts (a target with q = 0
+    would get an infinite correction). `noise_power=0.75` is word2vec's flattened unigram; the
+    loss corrects with this same q, so any power gives a consistent estimator.
+
+    >>> noise_log_probs_from_counts(torch.tensor([3.0, 0.0]), smoothing=1.0).exp()
+    tensor([0.8000, 0.2000])
+    """
+    counts = torch.as_tensor(counts, dtype=torch.float64)
+    if counts.dim() != 1 or (counts < 0).any() or not torch.isfinite(counts).all():
+        raise ValueError("counts must be a 1-D tensor of finite, non-negative values")
+    if not 0.0 < noise_power <= 1.0:
+        raise ValueError(f"noise_power must lie in (0, 1], got {noise_power!r}")
+    if smoothing < 0 or (smoothing == 0 and (counts == 0).any()):
+        raise ValueError(f"smoothing must be > 0 when some counts are zero, got {smoothing!r}")
+    log_weights = noise_power * torch.log(counts + smoothing)
+    return (log_weights - torch.logsumexp(log_weights, 0)).float()
+
+
+def _build_alias_table(probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Vose's alias method: O(V) set-up, then O(1) per sample. Returns `(accept [V] float64,
+    alias [V] long)`: draw `i` uniformly, keep it with probability `accept[i]`, else take
+    `alias[i]`.
+
+    >>> accept, alias = _build_alias_table(torch.tensor([0.5, 0.25, 0.25]))
+    >>> accept.tolist(), alias.tolist()
+    ([1.0, 0.75, 0.75], [0, 0, 0])
+    """
+    num = probs.numel()
+    scaled = (probs.double() * num / probs.double().sum()).tolist()
+    accept, alias = [1.0] * num, list(range(num))
+    small = [i for i, p in enumerate(scaled) if p < 1.0]
+    large = [i for i, p in enumerate(scaled) if p >= 1.0]
+    while small and large:
+        s, g = small.pop(), large.pop()
+        accept[s], alias[s] = scaled[s], g
+        scaled[g] -= 1.0 - scaled[s]
+        (small if scaled[g] < 1.0 else large).append(g)
+    # Whatever is left has mass 1 up to rounding: accept[i] stays 1.0.
+    return torch.tensor(accept, dtype=torch.float64), torch.tensor(alias, dtype=torch.long)
+
+
+# ----------------------------------------------------------------------------------------------
+# Loss functions (per token, fp32 or fp64; no reduction)
+# ----------------------------------------------------------------------------------------------
+
+
+def nce_loss(
+    target_scores: torch.Tensor,
+    noise_scores: torch.Tensor,
+    log_q_target: torch.Tensor,
+    log_q_noise: torch.Tensor,
+    num_noise_samples: int,
+    noise_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Binary NCE loss per token (Gutmann & Hyvärinen 2012; Mnih & Teh 2012).
+
+    `loss[n] = -logsigmoid(delta_t[n]) - sum_j noise_weights[n, j] * logsigmoid(-delta_n[n, j])`,
+    `delta = score - log(k) - log q`, with k = `num_noise_samples` (the count the noise was
+    drawn with). The noise terms are summed, never averaged: averaging breaks the k -> inf limit
+    in which the gradient becomes the maximum-likelihood gradient of a normalised model.
+
+    Shapes: `target_scores [n]`, `log_q_target [n]`, `noise_scores [n, m]` with `log_q_noise`
+    and `noise_weights` broadcastable to it. `noise_weights` defaults to 1 (each sampled id counts
+    once); 0 removes a (token, noise) pair (accidental hits); `k q(w)` over all ids `w` gives the
+    exact expectation over the noise distribution. Computed in at least fp32, with logsigmoid
+    (never `exp(s)`: rare words have `-log q` of 15-20).
+    """
+    dtype = torch.promote_types(target_scores.dtype, torch.float32)
+    log_k = math.log(num_noise_samples)
+    delta_target = target_scores.to(dtype) - (log_q_target.to(dtype) + log_k)
+    # -delta for the noise in one pass over [n, m] (the offset is usually a [k] vector).
+    minus_delta_noise = (log_q_noise.to(dtype) + log_k) - noise_scores.to(dtype)
+    noise_terms = F.logsigmoid(minus_delta_noise)  # [n, m], = -(loss term)
+    if noise_weights is not None:
+        noise_terms = noise_terms * noise_weights.to(dtype)
+    return -F.logsigmoid(delta_target) - noise_terms.sum(-1)
+
+
+def ranking_loss(
+    target_scores: torch.Tensor,
+    noise_scores: torch.Tensor,
+    log_q_target: torch.Tensor,
+    log_q_noise: torch.Tensor,
+    num_noise_samples: int,
+    noise_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Ranking NCE / sampled softmax loss per token (Ma & Collins 2018, Jozefowicz et al. 2016).
+
+    `loss[n] = -log softmax([delta_t[n], delta_n[n, 1..k]])[0]` with `delta = score - log(k q)`
+    (the `log k` cancels; kept so both losses see the same scores). `noise_mask [n, k]` (True =
+    drop) sets those noise logits to -inf: removing accidental hits, the usual choice here.
+    """
+    dtype = torch.promote_types(target_scores.dtype, torch.float32)
+    log_k = math.log(num_noise_samples)
+    delta_target = target_scores.to(dtype) - log_q_target.to(dtype) - log_k
+    delta_noise = noise_scores.to(dtype) - log_q_noise.to(dtype) - log_k
+    delta_noise = torch.broadcast_to(delta_noise, (*delta_target.shape, delta_noise.shape[-1]))
+    if noise_mask is not None:
+        delta_noise = delta_noise.masked_fill(noise_mask, float("-inf"))
+    candidates = torch.cat([delta_target.unsqueeze(-1), delta_noise], dim=-1)  # [n, 1 + k]
+    return torch.logsumexp(candidates, dim=-1) - delta_target
+
+
+# ----------------------------------------------------------------------------------------------
+# Models
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class NCELMOutput(ModelOutput):
+    """Output of `NCELMForCausalLM`.
+
+    loss: sampled loss (train mode, `loss_type` "nce"/"ranking") or exact cross-entropy (eval mode,
+        or `loss_type="full"`), averaged over tokens whose label is not -100 (or summed and
+        divided by `num_items_in_batch` when the Trainer passes it).
+    logits: `[b, t, V]` scores `s = h W^T + b - log Z`; None in the sampled training path.
+    log_partition_mean / log_partition_std: mean and std over scored tokens of
+        `log Z(h) = logsumexp_w s(w, h)` (0 for a perfectly self-normalised model).
+    log_partition_outlier_fraction: fraction of scored tokens with `|log Z(h)| > 1`.
+    self_normalized_nll: mean of `-s(target, h)`, the NLL if `Z(h) = 1` were taken for granted;
+        `loss == self_normalized_nll + log_partition_mean` (per token identity, averaged).
+    The four diagnostics are detached and only set when the exact loss is computed.
+    """
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    past_key_values: object | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+    log_partition_mean: torch.Tensor | None = None
+    log_partition_std: torch.Tensor | None = None
+    log_partition_outlier_fraction: torch.Tensor | None = None
+    self_normalized_nll: torch.Tensor | None = None
+
+
+class NCELMPreTrainedModel(GPT2PreTrainedModel):
+    config_class = NCELMConfig
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, NCELMForCausalLM):
+            # Children (lm_head: bias zeroed) are initialised before their parent. Tensors already
+            # loaded from a checkpoint carry `_is_hf_initialized` and are left alone.
+            def missing(tensor):
+                return not getattr(tensor, "_is_hf_initialized", False)
+
+            if missing(module.noise_log_probs):
+                module.noise_log_probs.fill_(-math.log(self.config.vocab_size))  # uniform q
+            if missing(module.log_partition):
+                module.log_partition.fill_(self.config.log_partition)
+            if missing(module.lm_head.bias):
+                module.lm_head.bias.copy_(module.noise_log_probs)  # starts self-normalised
+
+
+class NCELMModel(GPT2Model):
+    """The bare GPT-2 backbone under the NCE config (what `AutoModel` returns)."""
+
+    config_class = NCELMConfig
+
+
+class NCELMForCausalLM(NCELMPreTrainedModel, GenerationMixin):
+    """GPT-2 with a tied output layer plus bias, trained with NCE, ranking NCE or full softmax.
+
+    Parameter names match `GPT2LMHeadModel` (`transformer.*`, `lm_head.weight` tied to
+    `transformer.wte.weight`), so `NCELMForCausalLM.from_pretrained(<gpt2 checkpoint>)` loads the
+    backbone and embeddings; `lm_head.bias`, `log_partition` and the `noise_log_probs` buffer are
+    new (uniform q until `set_noise_distribution` is called, bias = log q).
+
+    The noise generator is private (`noise_generator`, seeded with `config.noise_seed` on first
+    use, on the device of `noise_log_probs`). Trainer does not checkpoint it; save
+    `model.noise_generator.get_state()` yourself for a bit-identical resume.
+    """
+
+    _tied_weights_keys = {"lm_head.weight": "transformer.wte.weight"}
+
+    def __init__(self, config: NCELMConfig):
+        super().__init__(config)
+        self.transformer = NCELMModel(config)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=True)
+        self.log_partition = nn.Parameter(
+            torch.tensor(float(config.log_partition)), requires_grad=config.learn_log_partition
+        )
+        self.register_buffer(
+            "noise_log_probs", torch.full((config.vocab_size,), -math.log(config.vocab_size)), persistent=True
+        )
+        self._noise_generator: torch.Generator | None = None
+        self._alias_cache: tuple | None = None
+        self.post_init()
+
+    # --- noise ------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def set_noise_distribution(self, noise_log_probs: torch.Tensor, *, reset_output_bias: bool = True) -> None:
+        """Sets `log q` `[V]` (normalised here, stored in fp32) and, by default, re-initialises the
+        output bias to `log q` so that training starts self-normalised (delta = -log k).
+        Build `noise_log_probs` with `noise_log_probs_from_counts(count_tokens(...))`."""
+        log_q = torch.as_tensor(noise_log_probs, dtype=torch.float64)
+        if log_q.shape != (self.config.vocab_size,) or not torch.isfinite(log_q).all():
+            raise ValueError(f"noise_log_probs must be finite with shape ({self.config.vocab_size},)")
+        log_q = log_q - torch.logsumexp(log_q, 0)
+        self.noise_log_probs.copy_(log_q.to(self.noise_log_probs.device, torch.float32))
+        if reset_output_bias:
+            self.lm_head.bias.copy_(self.noise_log_probs.to(self.lm_head.bias.dtype))
+        self._alias_cache = None
+
+    @property
+    def noise_generator(self) -> torch.Generator:
+        """The private generator all noise is drawn from (`get_state()` / `set_state()`)."""
+        device = self.noise_log_probs.device
+        if self._noise_generator is None or self._noise_generator.device != device:
+            self._noise_generator = torch.Generator(device=device).manual_seed(self.config.noise_seed)
+        return self._noise_generator
+
+    def sample_noise(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """Draws iid ids from q (with replacement) by the alias method: `shape` long tensor."""
+        log_q = self.noise_log_probs
+        key = (log_q.device, log_q.data_ptr(), log_q._version)
+        if self._alias_cache is None or self._alias_cache[0] != key:
+            accept, alias = _build_alias_table(log_q.detach().double().exp().cpu())
+            self._alias_cache = (key, accept.to(log_q.device), alias.to(log_q.device))
+        _, accept, alias = self._alias_cache
+        generator = self.noise_generator
+        index = torch.randint(0, accept.numel(), shape, device=log_q.device, generator=generator)
+        uniform = torch.rand(shape, device=log_q.device, dtype=torch.float64, generator=generator)
+        return torch.where(uniform < accept[index], index, alias[index])
+
+    # --- losses -----------------------------------------------------------------------------
+
+    def _scores(self, hidden: torch.Tensor, ids: torch.Tensor, *, per_row: bool) -> torch.Tensor:
+        """`s(ids, hidden)` in fp32 from gathered rows of the tied weight (gradients reach `wte`).
+
+        hidden `[n, d]`; `per_row=True`: ids `[n]` (one id per row, the targets) -> `[n]`, or ids
+        `[n, k]` (per-token noise) -> `[n, k]`; `per_row=False`: ids `[k]` shared by every row
+        -> `[n, k]` through one `[n, d] x [d, k]` product."""
+        weight = self.lm_head.weight
+        offset = self.lm_head.bias[ids].float() - self.log_partition.float()  # like ids
+        if not per_row:  # [n, d] x [d, k] -> [n, k], bias added inside the GEMM
+            return torch.addmm(offset.to(hidden.dtype), hidden, weight[ids].T).float()
+        if ids.dim() == 1:
+            scores = (hidden * weight[ids]).sum(-1)  # [n]
+        else:
+            scores = torch.bmm(weight[ids], hidden.unsqueeze(-1)).squeeze(-1)  # [n, k, d] x [n, d, 1]
+        return scores.float() + offset
+
+    def sampled_token_losses(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Per-token sampled loss `[n]` (fp32) for hidden states `[n, d]` and targets `[n]`, with
+        noise drawn from this model's sampler. Never builds `[n, V]` scores."""
+        config = self.config
+        k = config.num_noise_samples
+        log_q = self.noise_log_probs.float()
+        shared = config.noise_sharing == "batch"
+        noise_ids = self.sample_noise((k,) if shared else (targets.shape[0], k))  # [k] or [n, k]
+        target_scores = self._scores(hidden, targets, per_row=True)  # [n]
+        noise_scores = self._scores(hidden, noise_ids, per_row=not shared)  # [n, k]
+        hits = noise_ids == targets.unsqueeze(-1) if config.remove_accidental_hits else None  # [n, k]
+        if config.loss_type == "nce":
+            weights = None if hits is None else (~hits).float()
+            return nce_loss(target_scores, noise_scores, log_q[targets], log_q[noise_ids], k, weights)
+        return ranking_loss(target_scores, noise_scores, log_q[targets], log_q[noise_ids], k, hits)
+
+    def _exact_losses(self, logits: torch.Tensor, rows: torch.Tensor, targets: torch.Tensor):
+        """Exact NLL and `log Z(h)` per scored token, chunked over tokens: logits `[b*t, V]`,
+        rows / targets `[n]` -> two `[n]` fp32 tensors."""
+        nll, log_z = [], []
+        chunk = self.config.eval_chunk_size
+        for rows_c, targets_c in zip(rows.split(chunk), targets.split(chunk), strict=True):
+            scores = logits.index_select(0, rows_c).float()  # [chunk, V]
+            log_z_c = torch.logsumexp(scores, dim=-1)
+            nll.append(log_z_c - scores.gather(1, targets_c.unsqueeze(1)).squeeze(1))
+            log_z.append(log_z_c)
+        if not nll:
+            empty = logits.new_zeros(0, dtype=torch.float32)
+            return empty, empty
+        return torch.cat(nll), torch.cat(log_z)
+
+    # --- forward ----------------------------------------------------------------------------
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        past_key_values=None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int = 0,
+        num_items_in_batch: int | torch.Tensor | None = None,
+        **kwargs,
+    ) -> NCELMOutput:
+        """Labels follow transformers: `labels = input_ids` is fine (shifted here), -100 ignored.
+
+        train mode + labels + loss_type "nce"/"ranking": sampled loss, `logits=None`.
+        Otherwise: full logits; with labels, the exact cross-entropy and the self-normalisation
+        diagnostics. `num_items_in_batch` (from Trainer under gradient accumulation): the summed
+        token losses are divided by it instead of by this batch's token count.
+        """
+        outputs = self.transformer(
+            input_ids,
+            past_key_values=past_key_values,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        hidden = outputs.last_hidden_state  # [b, t, d]
+        loss = logits = None
+        diagnostics = {}
+        sampled = labels is not None and self.training and self.config.loss_type != "full"
+
+        if labels is not None:
+            shifted = labels[:, 1:]  # [b, t-1]: position i predicts token i+1
+            positions = (shifted != -100).nonzero(as_tuple=True)  # ignored positions: no terms at all
+            targets = shifted[positions]  # [n]
+            denominator = num_items_in_batch if num_items_in_batch is not None else max(targets.numel(), 1)
+
+        if sampled:
+            token_losses = self.sampled_token_losses(hidden[positions], targets)  # hidden [n, d]
+        else:
+            if labels is None and logits_to_keep:
+                hidden = hidden[:, -logits_to_keep:]
+            logits = self.lm_head(hidden) - self.log_partition.to(hidden.dtype)  # [b, t, V]
+        if labels is not None and not sampled:
+            batch, length = labels.shape
+            rows = positions[0] * length + positions[1]  # rows of logits.view(b*t, V)
+            token_losses, log_z = self._exact_losses(logits.reshape(batch * length, -1), rows, targets)
+            with torch.no_grad():
+                diagnostics = {
+                    "log_partition_mean": log_z.mean(),
+                    "log_partition_std": log_z.std(correction=0),
+                    "log_partition_outlier_fraction": (log_z.abs() > 1).float().mean(),
+                    "self_normalized_nll": (token_losses - log_z).mean(),
+                }
+        if labels is not None:
+            loss = token_losses.sum() / denominator
+
+        return NCELMOutput(
+            loss=loss,
+            logits=logits,
+            past_key_values=outputs.past_key_values,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            **diagnostics,
+        )
+
+
+__all__ = [
+    "NCELMForCausalLM",
+    "NCELMModel",
+    "NCELMOutput",
+    "NCELMPreTrainedModel",
+    "count_tokens",
+    "nce_loss",
+    "noise_log_probs_from_counts",
+    "ranking_loss",
+]
