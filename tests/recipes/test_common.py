@@ -1,10 +1,12 @@
 """Recipe configuration: YAML values, command-line overrides, misspelt keys and secrets."""
 
+import importlib.util
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from accelerate.commands.config.config_args import load_config_from_file
 from transformers import TrainingArguments
 
 from recipes.common import ConfigError, launch_command, model_card_text, parse_config, parse_overrides
@@ -45,14 +47,32 @@ def test_model_card_states_data_metrics_and_command():
     assert "| accuracy | 0.9000 |" in card and "accelerate launch x.py" in card and "sst2" in card
 
 
-def yaml_files():
-    return sorted(RECIPES_DIR.rglob("*.yaml"))
+RECIPE_CONFIGS = sorted(RECIPES_DIR.glob("*/configs/*.yaml"))
+ACCELERATE_CONFIGS = sorted((RECIPES_DIR / "accelerate_configs").glob("*.yaml"))
 
 
-@pytest.mark.parametrize("path", yaml_files(), ids=lambda p: str(p.relative_to(RECIPES_DIR)))
-def test_every_recipe_yaml_parses_into_a_mapping(path):
-    values = yaml.safe_load(path.read_text(encoding="utf-8"))
-    assert isinstance(values, dict) and values
+def load_recipe(task: str):
+    spec = importlib.util.spec_from_file_location(f"recipe_{task}", RECIPES_DIR / task / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("path", RECIPE_CONFIGS, ids=lambda p: str(p.relative_to(RECIPES_DIR)))
+def test_every_recipe_yaml_parses_with_its_recipe_and_names_its_command(path, tmp_path):
+    task = path.parent.parent.name
+    first_line = path.read_text(encoding="utf-8").splitlines()[0]
+    assert first_line.startswith("# accelerate launch") and f"recipes/{task}/train.py" in first_line
+    assert str(path.relative_to(RECIPES_DIR.parent)) in first_line
+    parsed = parse_config(*load_recipe(task).CONFIG_CLASSES, argv=[str(path), "--output_dir", str(tmp_path)])
+    assert any(isinstance(args, TrainingArguments) for args in parsed)
+
+
+@pytest.mark.parametrize("path", ACCELERATE_CONFIGS, ids=lambda p: p.name)
+def test_every_accelerate_config_loads_and_shows_its_launch_line(path):
+    config = load_config_from_file(str(path))
+    assert config.num_processes >= 1
+    assert f"--config_file recipes/accelerate_configs/{path.name}" in path.read_text(encoding="utf-8")
 
 
 def test_use_cpu_defaults_to_true_without_an_accelerator(tmp_path):
