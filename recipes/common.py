@@ -86,16 +86,16 @@ def save_model_code(model: PreTrainedModel, output_dir: str) -> None:
 
 
 def setup_logging(training_args: TrainingArguments) -> None:
-    """Logs at INFO on the main process and WARNING elsewhere, for Python, transformers and datasets."""
+    """The recipe's own messages at INFO on the main process (WARNING elsewhere); transformers and datasets
+    at `--log_level` / `--log_level_replica` (warnings by default, so their progress chatter stays out)."""
     logging.basicConfig(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
         handlers=[logging.StreamHandler()],
     )
-    level = training_args.get_process_log_level()
-    logging.getLogger().setLevel(level)
+    logging.getLogger().setLevel(logging.INFO if training_args.should_log else logging.WARNING)
     for library in (transformers, datasets):
-        library.utils.logging.set_verbosity(level)
+        library.utils.logging.set_verbosity(training_args.get_process_log_level())
     logger.info(
         "process %d of %d, device %s, bf16 %s",
         training_args.process_index,

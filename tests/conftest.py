@@ -81,3 +81,84 @@ def forward_in_clean_process(tmp_path):
         return load_file(out_file)["output"]
 
     return forward
+
+
+class LocalHub:
+    """Stands in for the Hub boundary only: `HfApi.create_repo`, `create_commit` and `upload_folder` write
+    into `root/<repo_id>/`, so the real `push_to_hub` / `Trainer.push_to_hub` code runs end to end offline.
+    `calls` records (method, repo_id, token); `snapshots[repo_id]` holds a copy of the repository after
+    each commit, so a test can load what a push made during training left on the "Hub"."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.calls: list[tuple[str, str, object]] = []
+        self.snapshots: dict[str, list[Path]] = {}
+
+    def _snapshot(self, repo_id: str) -> None:
+        import shutil
+
+        snapshots = self.snapshots.setdefault(repo_id, [])
+        snapshots.append(shutil.copytree(self.repo(repo_id), self.root / ".snapshots" / repo_id / str(len(snapshots))))
+
+    def repo(self, repo_id: str) -> Path:
+        return self.root / repo_id
+
+    def create_repo(self, api, repo_id, *, token=None, private=None, exist_ok=False, **kwargs):
+        from huggingface_hub import RepoUrl
+
+        self.calls.append(("create_repo", repo_id, token))
+        self.repo(repo_id).mkdir(parents=True, exist_ok=True)
+        return RepoUrl(f"https://huggingface.co/{repo_id}")
+
+    def create_commit(self, api, repo_id, operations, *, commit_message="", token=None, run_as_future=False, **kwargs):
+        self.calls.append(("create_commit", repo_id, token))
+        for operation in operations:
+            target = self.repo(repo_id) / operation.path_in_repo
+            target.parent.mkdir(parents=True, exist_ok=True)
+            source = operation.path_or_fileobj
+            data = Path(source).read_bytes() if isinstance(source, str | Path) else source
+            target.write_bytes(data if isinstance(data, bytes) else data.read())
+        self._snapshot(repo_id)
+        return self._result(run_as_future)
+
+    def upload_folder(self, api, *, repo_id, folder_path, path_in_repo=None, token=None, allow_patterns=None,
+                      ignore_patterns=None, run_as_future=False, **kwargs):  # fmt: skip
+        import fnmatch
+
+        self.calls.append(("upload_folder", repo_id, token))
+        folder = Path(folder_path)
+        as_list = lambda p: [p] if isinstance(p, str) else list(p or [])  # noqa: E731
+        for source in sorted(p for p in folder.rglob("*") if p.is_file()):
+            relative = source.relative_to(folder).as_posix()
+            if allow_patterns and not any(fnmatch.fnmatch(relative, pat) for pat in as_list(allow_patterns)):
+                continue
+            if any(fnmatch.fnmatch(relative, pat) or fnmatch.fnmatch(relative.split("/")[0], pat)
+                   for pat in as_list(ignore_patterns)):  # fmt: skip
+                continue
+            target = self.repo(repo_id) / (path_in_repo or "") / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(source.read_bytes())
+        self._snapshot(repo_id)
+        return self._result(run_as_future)
+
+    @staticmethod
+    def _result(run_as_future: bool):
+        if not run_as_future:
+            return None
+        from concurrent.futures import Future
+
+        future = Future()
+        future.set_result(None)
+        return future
+
+
+@pytest.fixture
+def local_hub(tmp_path, monkeypatch):
+    """A `LocalHub` patched into `huggingface_hub.HfApi` for the duration of a test."""
+    from huggingface_hub import HfApi
+
+    hub = LocalHub(tmp_path / "hub")
+    for name in ("create_repo", "create_commit", "upload_folder"):
+        bound = getattr(hub, name)
+        monkeypatch.setattr(HfApi, name, lambda api, *args, _bound=bound, **kwargs: _bound(api, *args, **kwargs))
+    return hub

@@ -37,6 +37,10 @@ class EvalMemory:
     same_length: bool | None = None
 
 
+def _only_item(items: list[dict]) -> dict:
+    return items[0]
+
+
 class _StreamEpochCallback(TrainerCallback):
     """Re-cuts the training streams for each epoch, resumed runs included (the epoch comes from the
     trainer state, which a resume restores, rather than from the dataloader, which a resume wraps)."""
@@ -60,10 +64,13 @@ class MemoryTrainer(Trainer):
 
     def get_train_dataloader(self) -> DataLoader:
         # Deliberately not `accelerator.prepare`d: its sharding would give rank k batches k, k+N, ...
-        return DataLoader(self.train_dataset, batch_size=None, shuffle=False)
+        # Each item is already a whole batch; batch_size=1 + unwrapping keeps a batch sampler, which
+        # `skip_first_batches` needs to fast-forward a resumed run.
+        return DataLoader(self.train_dataset, batch_size=1, shuffle=False, collate_fn=_only_item)
 
     def get_eval_dataloader(self, eval_dataset=None) -> DataLoader:
-        return DataLoader(eval_dataset if eval_dataset is not None else self.eval_dataset, batch_size=None)
+        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
+        return DataLoader(dataset, batch_size=1, shuffle=False, collate_fn=_only_item)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if inputs.pop("segment_index") == 0:

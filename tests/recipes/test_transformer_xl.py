@@ -7,8 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from transformers import TrainingArguments
 
+from custom_models.transfo_xl import TransformerXLForCausalLM
 from data.synthetic import long_range_documents
 from recipes.transformer_xl.train import TransformerXLArguments, main
 
@@ -76,3 +78,49 @@ def test_memory_beats_no_memory_on_a_corpus_that_needs_it(tmp_path):
     with_memory, without_memory = train_on_long_range_corpus(tmp_path, 16), train_on_long_range_corpus(tmp_path, 0)
     # ln(16) ~ 2.77 per token without memory; the repeated half is free with it (1.26 vs 2.77 measured).
     assert with_memory < 0.75 * without_memory, (with_memory, without_memory)
+
+
+def tiny_run_args(tmp_path: Path, **training) -> tuple[TransformerXLArguments, TrainingArguments]:
+    args = TransformerXLArguments(
+        train_file="data/samples/lm/train.txt",
+        validation_file="data/samples/lm/validation.txt",
+        tokenizer_vocab_size=200,
+        config_overrides="n_layer=2,d_model=32,d_embed=32,n_head=2,d_head=16,d_inner=64,clamp_len=0,same_length=false",
+        tgt_len=16,
+        mem_len=16,
+        eval_mem_len=32,
+    )
+    defaults = dict(
+        output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, per_device_eval_batch_size=4,
+        max_steps=40, learning_rate=1e-3, save_strategy="steps", save_steps=20, report_to="none", use_cpu=True,
+        seed=0, disable_tqdm=True,
+    )  # fmt: skip
+    return args, TrainingArguments(**{**defaults, **training})
+
+
+@pytest.mark.slow
+def test_push_to_hub_ships_code_card_and_tokenizer_and_loads_in_a_clean_process(
+    tmp_path, local_hub, forward_in_clean_process, monkeypatch
+):
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_token_value")
+    args, training_args = tiny_run_args(tmp_path, push_to_hub=True, hub_model_id="someone/txl-tiny")
+    metrics = main(args, training_args)
+    remote = local_hub.repo("someone/txl-tiny")
+    for name in ("model.safetensors", "config.json", "generation_config.json", "tokenizer.json",
+                 "modeling_transfo_xl.py", "configuration_transfo_xl.py", "README.md"):  # fmt: skip
+        assert (remote / name).is_file(), name
+    card = (remote / "README.md").read_text()
+    assert f"{metrics['eval_perplexity']:.4f}" in card and "accelerate launch" in card
+    assert not list(remote.glob("checkpoint-*")) and not list(remote.glob("stream_memory*"))
+    for path in local_hub.root.rglob("*"):
+        assert not path.is_file() or b"hf_secret_token_value" not in path.read_bytes(), path
+    model = TransformerXLForCausalLM.from_pretrained(training_args.output_dir).eval()
+    inputs = {"input_ids": torch.randint(0, model.config.vocab_size, (2, 12))}
+    with torch.no_grad():
+        expected = model(**inputs).logits
+    # Same weights and code in both processes: equal up to float rounding of the kernels picked.
+    torch.testing.assert_close(
+        forward_in_clean_process(remote, "AutoModelForCausalLM", inputs), expected, atol=1e-6, rtol=0
+    )
+    first_push = local_hub.snapshots["someone/txl-tiny"][0]  # made at the first checkpoint, mid-training
+    assert forward_in_clean_process(first_push, "AutoModelForCausalLM", inputs).shape == expected.shape

@@ -1,0 +1,61 @@
+"""A run killed hard (SIGKILL) after a checkpoint resumes with the same command and ends where an
+uninterrupted run ends: same final weights (atol 1e-6), same number of steps."""
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+REPO = Path(__file__).resolve().parents[2]
+WORKER = Path(__file__).with_name("kill_worker.py")
+
+RUNS = {
+    "transformer_xl": [
+        "--max_steps", "30", "--save_steps", "10", "--logging_steps", "5", "--eval_strategy", "no",
+        "--per_device_train_batch_size", "4", "--tgt_len", "16", "--mem_len", "16",
+    ],
+}  # fmt: skip
+
+
+def run(task: str, output_dir: Path, kill_at_step: int) -> subprocess.CompletedProcess:
+    recipe = REPO / "recipes" / task
+    command = [
+        sys.executable, str(WORKER), str(kill_at_step), str(recipe / "train.py"), str(recipe / "configs" / "tiny.yaml"),
+        "--output_dir", str(output_dir), "--save_strategy", "steps", "--seed", "3", "--disable_tqdm", "true",
+        *RUNS[task],
+    ]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env={"HF_HUB_OFFLINE": "1", **_env()})
+
+
+def _env() -> dict:
+    import os
+
+    return {k: v for k, v in os.environ.items() if not k.startswith(("RANK", "LOCAL_RANK", "WORLD_SIZE"))}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", sorted(RUNS))
+def test_sigkill_then_rerun_matches_an_uninterrupted_run(tmp_path, task):
+    straight = run(task, tmp_path / "straight", kill_at_step=-1)
+    assert straight.returncode == 0, straight.stderr[-3000:]
+
+    killed = run(task, tmp_path / "resumed", kill_at_step=15)
+    assert killed.returncode == -signal.SIGKILL
+    assert (tmp_path / "resumed" / "checkpoint-10").is_dir() and not (
+        tmp_path / "resumed" / "model.safetensors"
+    ).exists()
+    resumed = run(task, tmp_path / "resumed", kill_at_step=-1)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resuming from" in resumed.stderr and "checkpoint-10" in resumed.stderr
+
+    state = json.loads((tmp_path / "resumed" / "checkpoint-30" / "trainer_state.json").read_text())
+    assert state["global_step"] == 30
+    expected, actual = (load_file(tmp_path / name / "model.safetensors") for name in ("straight", "resumed"))
+    assert expected.keys() == actual.keys()
+    for key in expected:
+        torch.testing.assert_close(actual[key], expected[key], atol=1e-6, rtol=0, msg=key)
