@@ -1,6 +1,7 @@
 """The Transformer-XL recipe: ordered streams and memory across steps, on two real processes."""
 
 import json
+import math
 import socket
 import subprocess
 import sys
@@ -10,8 +11,10 @@ import pytest
 import torch
 from transformers import TrainingArguments
 
-from custom_models.transfo_xl import TransformerXLForCausalLM
+from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausalLM
+from data.streams import StreamSegments
 from data.synthetic import long_range_documents
+from recipes.transformer_xl.memory_trainer import EvalMemory, MemoryTrainer
 from recipes.transformer_xl.train import TransformerXLArguments, main
 
 WORKER = Path(__file__).with_name("stream_continuity_worker.py")
@@ -124,3 +127,26 @@ def test_push_to_hub_ships_code_card_and_tokenizer_and_loads_in_a_clean_process(
     )
     first_push = local_hub.snapshots["someone/txl-tiny"][0]  # made at the first checkpoint, mid-training
     assert forward_in_clean_process(first_push, "AutoModelForCausalLM", inputs).shape == expected.shape
+
+
+def test_streamed_evaluation_equals_one_full_pass_per_stream(tmp_path):
+    config = TransformerXLConfig(
+        vocab_size=30, d_model=16, d_embed=16, n_head=2, d_head=8, d_inner=32, n_layer=2, mem_len=4, clamp_len=0,
+        same_length=False,
+    )  # fmt: skip
+    model = TransformerXLForCausalLM(config).eval()
+    tokens = torch.randint(0, 30, (2 * 41,), generator=torch.Generator().manual_seed(0))
+    dataset = StreamSegments(tokens, num_streams=2, tgt_len=7)  # 40 targets per row: 5 segments of 7, one of 5
+    trainer = MemoryTrainer(
+        model=model,
+        args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none"),
+        eval_dataset=dataset,
+        eval_memory=EvalMemory(mem_len=64),  # >= the stream: every token sees its whole past
+    )
+    metrics = trainer.evaluate()
+    with torch.no_grad():
+        full = model(input_ids=dataset.rows[:, :-1], target_ids=dataset.rows[:, 1:]).loss
+    assert metrics["eval_tokens"] == dataset.num_scored_tokens == 2 * 40
+    assert metrics["eval_loss"] == pytest.approx(full.item(), abs=1e-5)  # float32 sums over 80 tokens
+    assert metrics["eval_perplexity"] == pytest.approx(math.exp(metrics["eval_loss"]))
+    assert model.config.mem_len == 4  # the evaluation memory length was only borrowed
