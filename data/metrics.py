@@ -54,9 +54,7 @@ def exact_match(prediction: str, gold_answers: Sequence[str]) -> float:
 
 def token_f1(prediction: str, gold_answers: Sequence[str]) -> float:
     """Best token-overlap F1 between the normalised prediction and any normalised gold answer."""
-    return max(
-        _pair_f1(normalize_answer(prediction).split(), normalize_answer(g).split()) for g in gold_answers
-    )
+    return max(_pair_f1(normalize_answer(prediction).split(), normalize_answer(g).split()) for g in gold_answers)
 
 
 def perplexity(mean_nll: float) -> float:
@@ -77,8 +75,7 @@ def _pair_f1(prediction_tokens: list[str], gold_tokens: list[str]) -> float:
 def _check_lengths(predictions: Sequence, references: Sequence) -> None:
     if len(predictions) != len(references) or not references:
         raise ValueError(
-            f"need equal, non-zero numbers of predictions and references, got {len(predictions)} "
-            f"and {len(references)}"
+            f"need equal, non-zero numbers of predictions and references, got {len(predictions)} and {len(references)}"
         )
 
 
@@ -90,9 +87,7 @@ class ClassificationMetric(evaluate.Metric):
             description=self.__doc__,
             citation="",
             inputs_description="predictions, references: lists of integer class ids",
-            features=datasets.Features(
-                {"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}
-            ),
+            features=datasets.Features({"predictions": datasets.Value("int64"), "references": datasets.Value("int64")}),
         )
 
     def _compute(self, predictions: list[int], references: list[int]) -> dict[str, float]:

@@ -63,8 +63,11 @@ class NCELMConfig(GPT2Config):
     def __post_init__(self, **kwargs):
         if self.loss_type not in LOSS_TYPES:
             raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
-        if isinstance(self.num_noise_samples, bool) or not isinstance(self.num_noise_samples, int) \
-                or self.num_noise_samples <= 0:
+        if (
+            isinstance(self.num_noise_samples, bool)
+            or not isinstance(self.num_noise_samples, int)
+            or self.num_noise_samples <= 0
+        ):
             raise ValueError(f"num_noise_samples must be a positive int, got {self.num_noise_samples!r}")
         if not 0.0 < float(self.noise_power) <= 1.0:
             raise ValueError(f"noise_power must lie in (0, 1], got {self.noise_power!r}")
@@ -74,8 +77,11 @@ class NCELMConfig(GPT2Config):
             raise ValueError(f"accidental_hits must be one of {ACCIDENTAL_HITS}, got {self.accidental_hits!r}")
         if not -1e4 < float(self.log_partition) < 1e4:
             raise ValueError(f"log_partition must be a finite float, got {self.log_partition!r}")
-        if isinstance(self.eval_chunk_size, bool) or not isinstance(self.eval_chunk_size, int) \
-                or self.eval_chunk_size <= 0:
+        if (
+            isinstance(self.eval_chunk_size, bool)
+            or not isinstance(self.eval_chunk_size, int)
+            or self.eval_chunk_size <= 0
+        ):
             raise ValueError(f"eval_chunk_size must be a positive int, got {self.eval_chunk_size!r}")
         super().__post_init__(**kwargs)
 

@@ -183,9 +183,7 @@ _NUMBER_WORDS = [
 def qa_pairs(seed: int = 0) -> list[dict]:
     """Question/answer pairs in NQ-open form; numeric answers accept the digits and the word."""
     pairs = [(f"what is the capital of {country}", [city]) for country, city in _CAPITALS.items()]
-    pairs += [
-        (f"what is the chemical symbol for {element}", [symbol]) for element, symbol in _SYMBOLS.items()
-    ]
+    pairs += [(f"what is the chemical symbol for {element}", [symbol]) for element, symbol in _SYMBOLS.items()]
     pairs += [(f"which planet is {_ORDINALS[i]} from the sun", [p]) for i, p in enumerate(_PLANETS)]
     pairs += [(f"what day comes after {day}", [_DAYS[(i + 1) % 7]]) for i, day in enumerate(_DAYS)]
     pairs += [(f"what month comes after {m}", [_MONTHS[(i + 1) % 12]]) for i, m in enumerate(_MONTHS)]

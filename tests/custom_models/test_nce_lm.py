@@ -25,8 +25,18 @@ from custom_models.nce_lm import (
 )
 
 VOCAB = 50
-TINY = dict(vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=2, n_positions=64,
-            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0)
+TINY = dict(
+    vocab_size=VOCAB,
+    n_embd=32,
+    n_layer=2,
+    n_head=2,
+    n_positions=64,
+    resid_pdrop=0.0,
+    embd_pdrop=0.0,
+    attn_pdrop=0.0,
+    bos_token_id=0,
+    eos_token_id=0,
+)
 
 
 def tiny_model(**overrides) -> NCELMForCausalLM:
@@ -112,11 +122,15 @@ def test_expected_nce_gradient_converges_to_mle_as_one_over_k(seed_fixture):
     assert errors[4] < 0.01, errors  # 0.56% measured (k * err settles near 56)
 
 
-@pytest.mark.parametrize("control", [
-    {"score_shift": math.log(2.0)},  # model sums to Z = 2, not 1
-    {"correct": False},  # no log(k q) correction (negative sampling)
-    {"average_noise": True},  # noise terms averaged over k instead of summed
-], ids=["Z_equals_2", "no_log_kq_correction", "noise_averaged"])
+@pytest.mark.parametrize(
+    "control",
+    [
+        {"score_shift": math.log(2.0)},  # model sums to Z = 2, not 1
+        {"correct": False},  # no log(k q) correction (negative sampling)
+        {"average_noise": True},  # noise terms averaged over k instead of summed
+    ],
+    ids=["Z_equals_2", "no_log_kq_correction", "noise_averaged"],
+)
 def test_negative_controls_do_not_converge(seed_fixture, control):
     errors = _relative_errors(seed_fixture, **control)
     # The correct loss is at 0.4% at k=1e4 and falling 10x per decade; a broken one stays O(1)
@@ -163,8 +177,13 @@ def test_sampled_gradient_through_sampler_matches_expectation(seed_fixture, k, s
     rows = torch.arange(NUM_CONTEXTS).expand(steps, -1)
     target_scores = scores[rows, targets]  # [steps, h]
     noise_scores = scores[:, noise].permute(1, 0, 2)  # [steps, h, k]: same slab for every h
-    losses = nce_loss(target_scores.reshape(-1), noise_scores.reshape(-1, k),
-                      log_q[targets].reshape(-1), log_q[noise].repeat_interleave(NUM_CONTEXTS, 0), k)
+    losses = nce_loss(
+        target_scores.reshape(-1),
+        noise_scores.reshape(-1, k),
+        log_q[targets].reshape(-1),
+        log_q[noise].repeat_interleave(NUM_CONTEXTS, 0),
+        k,
+    )
     (sampled,) = torch.autograd.grad(losses.sum() / (steps * NUM_CONTEXTS), scores)
 
     (expected,) = torch.autograd.grad(expected_nce_loss(scores, p_data, log_q.exp(), k), scores)
@@ -362,11 +381,19 @@ def test_set_noise_distribution_resets_bias_to_log_q():
 # ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("num_noise_samples", 0), ("num_noise_samples", -3), ("noise_power", 0.0), ("noise_power", 1.5),
-    ("loss_type", "softmax"), ("noise_sharing", "step"), ("accidental_hits", "drop"),
-    ("eval_chunk_size", 0),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("num_noise_samples", 0),
+        ("num_noise_samples", -3),
+        ("noise_power", 0.0),
+        ("noise_power", 1.5),
+        ("loss_type", "softmax"),
+        ("noise_sharing", "step"),
+        ("accidental_hits", "drop"),
+        ("eval_chunk_size", 0),
+    ],
+)
 def test_invalid_config_raises_value_error_naming_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         NCELMConfig(**{field: value})
@@ -384,8 +411,9 @@ def test_round_trip_in_clean_process_keeps_eval_loss_and_noise(tmp_path, forward
     input_ids, labels = _batch()
     with torch.no_grad():
         expected = model(input_ids=input_ids, labels=labels).loss
-    loss = forward_in_clean_process(tmp_path / "model", "AutoModelForCausalLM",
-                                    {"input_ids": input_ids, "labels": labels}, output_name="loss")
+    loss = forward_in_clean_process(
+        tmp_path / "model", "AutoModelForCausalLM", {"input_ids": input_ids, "labels": labels}, output_name="loss"
+    )
     assert torch.equal(loss, expected)
     reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "model")
     assert torch.equal(reloaded.noise_log_probs, model.noise_log_probs)
@@ -396,8 +424,9 @@ def test_round_trip_in_clean_process_keeps_eval_loss_and_noise(tmp_path, forward
 def test_generate_uses_full_logits():
     model = tiny_model().eval()
     prompt = torch.tensor([[1, 2, 3]])
-    generated = model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=5,
-                               do_sample=False, pad_token_id=0)
+    generated = model.generate(
+        prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=5, do_sample=False, pad_token_id=0
+    )
     with torch.no_grad():
         greedy = model(input_ids=generated[:, :-1]).logits[0, 2:].argmax(-1)
     assert generated.shape == (1, 8)
@@ -417,5 +446,9 @@ def test_gpt2_checkpoint_initialises_backbone_and_tied_embeddings(tmp_path):
     input_ids, labels = _batch()
     with torch.no_grad():
         # A uniform bias shifts every logit equally: the exact loss is GPT-2's.
-        torch.testing.assert_close(model(input_ids=input_ids, labels=labels).loss,
-                                   gpt2(input_ids=input_ids, labels=labels).loss, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(
+            model(input_ids=input_ids, labels=labels).loss,
+            gpt2(input_ids=input_ids, labels=labels).loss,
+            rtol=1e-6,
+            atol=1e-6,
+        )
