@@ -69,10 +69,16 @@ def _train_byte_level_bpe(texts: Iterable[str], vocab_size: int) -> PreTrainedTo
 
 
 def _train_word_level(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
-    tokenizer = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    # Words are counted without special tokens, then `<unk>` and `<eos>` take ids 0 and 1: corpora such as
+    # WikiText contain the literal word `<unk>`, which the trainer would otherwise give a second id,
+    # leaving a hole in the ids (and `len(tokenizer)` one short of the largest id).
+    specials = ["<unk>", EOS_TOKEN]
+    counter = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    counter.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    counter.train_from_iterator(texts, trainers.WordLevelTrainer(vocab_size=vocab_size + len(specials)))
+    by_frequency = sorted(counter.get_vocab(), key=counter.get_vocab().get)
+    words = specials + [word for word in by_frequency if word not in specials]
+    tokenizer = Tokenizer(models.WordLevel({word: i for i, word in enumerate(words[:vocab_size])}, unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tokenizer.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
-    tokenizer.train_from_iterator(
-        texts, trainers.WordLevelTrainer(vocab_size=vocab_size, special_tokens=["<unk>", EOS_TOKEN])
-    )
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>", eos_token=EOS_TOKEN)

@@ -27,3 +27,17 @@ def test_word_level_maps_unknown_words_to_unk_and_knows_eos(tmp_path):
     assert ids[2] == tokenizer.unk_token_id and ids[3] == tokenizer.eos_token_id
     tokenizer.save_pretrained(tmp_path)
     assert AutoTokenizer.from_pretrained(tmp_path)(f"the cat {EOS_TOKEN}")["input_ids"] == ids[:2] + ids[3:]
+
+
+def test_word_level_ids_are_dense_when_the_corpus_contains_the_special_tokens():
+    # WikiText has the literal word <unk>; every id must stay below len(tokenizer) (the embedding size).
+    tokenizer = train_tokenizer(["the cat <unk> sat", f"the dog sat <unk> {EOS_TOKEN}"], kind="word", vocab_size=100)
+    ids = sorted(tokenizer.get_vocab().values())
+    assert ids == list(range(len(tokenizer)))
+    assert tokenizer.unk_token_id == 0 and tokenizer.convert_tokens_to_ids(EOS_TOKEN) == 1
+    assert max(tokenizer("the cat <unk> sat zebra")["input_ids"]) < len(tokenizer)
+
+
+def test_word_level_vocab_size_caps_the_vocabulary():
+    tokenizer = train_tokenizer([" ".join(f"w{i}" for i in range(50))], kind="word", vocab_size=10)
+    assert len(tokenizer) == 10

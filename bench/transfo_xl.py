@@ -1,0 +1,491 @@
+"""Transformer-XL claims (issue 4), each measured against its baseline in one run.
+
+    python bench/transfo_xl.py --eval-speed                      # (a) memory vs sliding window, C = 128..1024
+    python bench/transfo_xl.py --wikitext2                       # (b) WikiText-2 ppl, memory vs mem_len=0 (~6-10 min)
+    python bench/transfo_xl.py --train-speed --install-reference # (c) training tok/s vs transformers 4.x
+    python bench/transfo_xl.py --all --install-reference         # everything (see --help for sizes)
+
+(a) Evaluation speed (paper Table 9). One random-weight model (fp32, eval mode, inference_mode) is run
+    two ways over a random token stream. Transformer-XL: segments of `--eval-tgt-len` tokens with
+    mem_len = C and same_length, so every query of every layer attends to exactly C keys (itself
+    included), memory full (steady state). Vanilla (Al-Rfou et al. evaluation): for each predicted token,
+    the same model with no memory runs the window of the C previous tokens and only the last position goes
+    through the output layer. Per-layer attention length is C on both sides; only memory reuse differs.
+    Rounds alternate the two sides; the minimum per-token time of each is reported.
+(b) WikiText-2 validation perplexity of two models trained by `recipes/transformer_xl/train.py`'s `main()`
+    with identical settings and steps, one with `--mem-len`, one with mem_len=0; both evaluated by the
+    paper's protocol (the whole validation stream in 10 streams, memory carried). The memory model is
+    evaluated again with a longer memory (`--long-eval-mem-len`, same_length, distances clamped to what it
+    saw in training). Data: `../shared/data/wikitext2/{train,valid}.txt` next to the repository.
+(c) Training tokens/s (forward + backward + AdamW step, memory carried, dropout on) of our model against
+    `TransfoXLLMHeadModel` of transformers 4.35.2 at the same config (non-adaptive softmax, tied weights).
+    The reference runs in a second interpreter (`--reference-python`, a venv with transformers 4.35.2 on
+    the same torch); both processes wait on a pipe while the other runs, so rounds alternate.
+
+Targets: (a) ratio grows with C and is >= 50x at C = 512; (b) memory model has the lower perplexity;
+(c) ours >= 1.0x the reference. Timings on a shared CPU are noisy: read ratios, not seconds.
+"""
+
+import argparse
+import contextlib
+import datetime
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import transformers
+
+from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausalLM
+
+WIKITEXT2_DIR = Path(__file__).resolve().parents[1].parent / "shared/data/wikitext2"
+REFERENCE_VERSION = "4.35.2"
+TARGET_EVAL_SPEEDUP = {512: 50.0}
+
+
+def machine_line() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return (
+        f"machine: nproc {len(os.sched_getaffinity(0))}, {cpu}; torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), transformers {transformers.__version__}; "
+        f"{datetime.datetime.now().isoformat(timespec='seconds')}"
+    )
+
+
+def build_model(args: argparse.Namespace, *, vocab_size: int, mem_len: int, same_length: bool, dropout: float):
+    torch.manual_seed(args.seed)
+    config = TransformerXLConfig(
+        vocab_size=vocab_size,
+        d_model=args.d_model,
+        d_embed=args.d_model,
+        n_head=args.n_head,
+        d_head=args.d_model // args.n_head,
+        d_inner=4 * args.d_model,
+        n_layer=args.n_layer,
+        mem_len=mem_len,
+        clamp_len=0,
+        same_length=same_length,
+        dropout=dropout,
+        dropatt=0.0,
+    )
+    return TransformerXLForCausalLM(config)
+
+
+def met(ok: bool) -> str:
+    return "yes" if ok else "NO"
+
+
+# ------------------------------------------------------------------------------------------------------
+# (a) evaluation speed: memory vs sliding window
+# ------------------------------------------------------------------------------------------------------
+
+
+def bench_eval_speed(model: TransformerXLForCausalLM, context: int, args: argparse.Namespace) -> dict:
+    """Per-token seconds of both evaluations at context `context`; minimum over alternating rounds."""
+    model.config.mem_len, model.config.same_length = context, True  # read at forward time
+    b, tgt_len = args.eval_batch_size, args.eval_tgt_len
+    warm_segments = math.ceil(context / tgt_len) + 1  # fills the memory to mem_len = context
+    txl_segments = max(1, math.ceil(args.eval_txl_tokens / tgt_len))  # per round
+    total = (warm_segments + txl_segments * args.eval_rounds) * tgt_len + 1
+    g = torch.Generator().manual_seed(args.seed)
+    stream = torch.randint(model.config.vocab_size, (b, max(total, context + args.eval_windows * args.eval_rounds + 1)),
+                           generator=g)  # fmt: skip
+    out_layer = model.crit.out_layers[0]
+    state = {"mems": None, "txl_pos": 0, "win_pos": context}
+
+    def txl_segment() -> None:
+        pos = state["txl_pos"]
+        out = model(input_ids=stream[:, pos : pos + tgt_len], target_ids=stream[:, pos + 1 : pos + tgt_len + 1],
+                    mems=state["mems"])  # fmt: skip
+        state["mems"], state["txl_pos"] = out.mems, pos + tgt_len
+
+    def vanilla_prediction() -> None:
+        end = state["win_pos"]  # predict stream[:, end] from the C tokens before it, no memory
+        hidden = model.transformer(input_ids=stream[:, end - context : end]).last_hidden_state  # [b, C, d_model]
+        F.cross_entropy(out_layer(hidden[:, -1]), stream[:, end])  # only the last position is needed
+        state["win_pos"] = end + 1
+
+    txl_times, vanilla_times = [], []
+    with torch.inference_mode():
+        for _ in range(warm_segments):
+            txl_segment()
+        vanilla_prediction()  # warm-up
+        for _ in range(args.eval_rounds):  # alternate the two sides
+            start = time.perf_counter()
+            for _ in range(txl_segments):
+                txl_segment()
+            txl_times.append((time.perf_counter() - start) / (txl_segments * tgt_len * b))
+            start = time.perf_counter()
+            for _ in range(args.eval_windows):
+                vanilla_prediction()
+            vanilla_times.append((time.perf_counter() - start) / (args.eval_windows * b))
+    if state["mems"][0].shape[1] != context:
+        raise RuntimeError(f"memory holds {state['mems'][0].shape[1]} positions, expected {context}")
+    txl, vanilla = min(txl_times), min(vanilla_times)
+    return {"context": context, "txl": txl, "vanilla": vanilla, "ratio": vanilla / txl}
+
+
+def part_eval_speed(args: argparse.Namespace) -> None:
+    model = build_model(args, vocab_size=args.vocab_size, mem_len=max(args.contexts), same_length=True, dropout=0.0)
+    model.eval()
+    print(
+        f"\n## (a) Evaluation speed: Transformer-XL memory vs vanilla sliding window (paper Table 9)\n\n"
+        f"{args.n_layer} layers, d_model {args.d_model}, {args.n_head} heads, d_inner {4 * args.d_model}, vocab "
+        f"{args.vocab_size:,}, batch {args.eval_batch_size}, fp32, eval mode, inference_mode. Transformer-XL: segments "
+        f"of {args.eval_tgt_len}, mem_len = C, same_length (each query attends to C keys), memory full; "
+        f"{args.eval_txl_tokens} tokens per round. Vanilla: one forward over the C previous tokens per prediction, "
+        f"output layer on the last position; {args.eval_windows} predictions per round. Min over {args.eval_rounds} "
+        f"alternating rounds.\n"
+    )
+    print("| C (attention length) | Transformer-XL tok/s | vanilla tok/s | speed-up | target | met |")
+    print("|---|---|---|---|---|---|")
+    rows = []
+    for context in sorted(args.contexts):
+        r = bench_eval_speed(model, context, args)
+        rows.append(r)
+        target = TARGET_EVAL_SPEEDUP.get(context)
+        print(
+            f"| {context} | {1 / r['txl']:,.0f} | {1 / r['vanilla']:,.1f} | {r['ratio']:,.1f}x | "
+            f"{f'>= {target:.0f}x' if target else '-'} | {met(r['ratio'] >= target) if target else '-'} |",
+            flush=True,
+        )
+    grows = all(a["ratio"] < b["ratio"] for a, b in zip(rows, rows[1:]))
+    print(f"\nSpeed-up grows with context: {met(grows)}. Paper (GPU, large model): 363x at 800 ... 1,874x at 3,800.")
+
+
+# ------------------------------------------------------------------------------------------------------
+# (b) WikiText-2 perplexity through the recipe: memory vs mem_len=0
+# ------------------------------------------------------------------------------------------------------
+
+
+def recipe_arguments(args: argparse.Namespace, *, mem_len: int, output_dir: str):
+    from transformers import TrainingArguments
+
+    from recipes.transformer_xl.train import TransformerXLArguments
+
+    overrides = (
+        f"n_layer={args.n_layer},d_model={args.d_model},d_embed={args.d_model},n_head={args.n_head},"
+        f"d_head={args.d_model // args.n_head},d_inner={4 * args.d_model},dropout={args.dropout},dropatt=0.0,"
+        f"clamp_len=0,same_length=false"
+    )
+    script_args = TransformerXLArguments(
+        config_overrides=overrides,
+        tokenizer_vocab_size=args.lm_vocab_size,
+        train_file=str(args.data_dir / "train.txt"),
+        validation_file=str(args.data_dir / "valid.txt"),
+        tgt_len=args.tgt_len,
+        mem_len=mem_len,
+        eval_tgt_len=args.tgt_len,
+    )
+    training_args = TrainingArguments(
+        output_dir=output_dir,
+        use_cpu=True,
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=10,  # the paper's 10 evaluation streams
+        max_steps=args.max_steps,
+        learning_rate=args.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=max(1, args.max_steps // 20),
+        max_grad_norm=0.25,
+        optim="adamw_torch",
+        logging_steps=max(1, args.max_steps // 5),
+        eval_strategy="no",
+        save_strategy="no",
+        report_to="none",
+        disable_tqdm=True,
+        seed=args.seed,
+    )
+    return script_args, training_args
+
+
+def evaluate_saved(output_dir: str, args: argparse.Namespace, *, mem_len: int, clamp_len: int) -> dict:
+    """The paper's protocol again on the saved model, with a longer memory (recipe's MemoryTrainer.evaluate)."""
+    from transformers import AutoTokenizer, TrainingArguments
+
+    from data.lm_corpus import load_text_corpus
+    from data.streams import StreamSegments, encode_stream
+    from recipes.transformer_xl.memory_trainer import EvalMemory, MemoryTrainer
+
+    model = TransformerXLForCausalLM.from_pretrained(output_dir)
+    tokenizer = AutoTokenizer.from_pretrained(output_dir)
+    corpus = load_text_corpus(validation_file=str(args.data_dir / "valid.txt"))
+    eval_dataset = StreamSegments(encode_stream(corpus["validation"]["text"], tokenizer), num_streams=10,
+                                  tgt_len=args.tgt_len)  # fmt: skip
+    training_args = TrainingArguments(output_dir=output_dir, use_cpu=True, report_to="none", disable_tqdm=True)
+    trainer = MemoryTrainer(
+        model=model,
+        args=training_args,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        eval_memory=EvalMemory(mem_len=mem_len, clamp_len=clamp_len, same_length=True),
+    )
+    return trainer.evaluate()
+
+
+def part_wikitext2(args: argparse.Namespace) -> None:
+    from recipes.transformer_xl.train import main as train_main
+
+    missing = [name for name in ("train.txt", "valid.txt") if not (args.data_dir / name).is_file()]
+    if missing:
+        sys.exit(f"(b) needs WikiText-2 at {args.data_dir} ({', '.join(missing)} missing); pass --data-dir")
+    tokens_per_step = args.batch_size * args.tgt_len
+    print(
+        f"\n## (b) WikiText-2 validation perplexity: memory vs no memory, same recipe and steps\n\n"
+        f"recipes/transformer_xl/train.py main(): word-level tokenizer (vocab cap {args.lm_vocab_size:,}; rarer "
+        f"words -> <unk>), {args.n_layer} layers, d_model {args.d_model}, {args.n_head} heads, d_inner "
+        f"{4 * args.d_model}, dropout {args.dropout}, clamp_len 0, same_length off in training; {args.batch_size} "
+        f"streams x tgt_len {args.tgt_len} = {tokens_per_step} tokens/step, {args.max_steps} steps "
+        f"({args.max_steps * tokens_per_step:,} tokens), AdamW lr {args.learning_rate} cosine, clip 0.25, "
+        f"seed {args.seed}. Eval: the whole validation stream, 10 streams, segments of {args.tgt_len}, memory "
+        f"carried.\n",
+        flush=True,
+    )
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench_txl_") as root:
+        for mem_len in (args.mem_len, 0):
+            output_dir = os.path.join(root, f"mem{mem_len}")
+            script_args, training_args = recipe_arguments(args, mem_len=mem_len, output_dir=output_dir)
+            start = time.perf_counter()
+            with contextlib.redirect_stdout(sys.stderr):  # Trainer prints its logs; keep stdout for tables
+                metrics = train_main(script_args, training_args)
+            elapsed = time.perf_counter() - start
+            rows.append((f"mem_len {mem_len}", mem_len, mem_len, "off", 0, metrics, f"{elapsed:.0f}"))
+            if mem_len:
+                clamp_len = args.mem_len + args.tgt_len - 1  # the longest distance seen in training
+                start = time.perf_counter()
+                with contextlib.redirect_stdout(sys.stderr):
+                    metrics = evaluate_saved(output_dir, args, mem_len=args.long_eval_mem_len, clamp_len=clamp_len)
+                rows.append((f"mem_len {mem_len}, longer eval memory", mem_len, args.long_eval_mem_len, "on",
+                             clamp_len, metrics, f"eval {time.perf_counter() - start:.0f}"))  # fmt: skip
+    print("| model | train mem_len | eval mem_len | eval same_length | eval clamp_len | val loss | val ppl | "
+          "scored tokens | wall s (train+eval) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, train_mem, eval_mem, same_length, clamp, m, wall in rows:
+        print(f"| {name} | {train_mem} | {eval_mem} | {same_length} | {clamp or 'off'} | {m['eval_loss']:.4f} | "
+              f"{m['eval_perplexity']:.2f} | {m['eval_tokens']:,} | {wall} |")  # fmt: skip
+    with_memory, without = rows[0][5]["eval_perplexity"], rows[2][5]["eval_perplexity"]
+    print(f"\nMemory wins (ppl {with_memory:.2f} < {without:.2f}): {met(with_memory < without)}; "
+          f"longer eval memory: {rows[1][5]['eval_perplexity']:.2f}.")  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------------
+# (c) training speed against transformers 4.x TransfoXL
+# ------------------------------------------------------------------------------------------------------
+
+# Runs in the reference interpreter. Protocol: prints "READY <params>", then for each stdin line "<k>" runs k
+# training steps and prints "TIMES <json list of seconds>"; stops at "quit".
+REFERENCE_SCRIPT = r"""
+import json, sys, time
+import torch
+from transformers import TransfoXLConfig, TransfoXLLMHeadModel
+cfg = json.loads(sys.argv[1])
+torch.set_num_threads(cfg["threads"])
+torch.manual_seed(cfg["seed"])
+config = TransfoXLConfig(
+    vocab_size=cfg["vocab_size"], d_model=cfg["d_model"], d_embed=cfg["d_model"], n_head=cfg["n_head"],
+    d_head=cfg["d_head"], d_inner=cfg["d_inner"], n_layer=cfg["n_layer"], mem_len=cfg["mem_len"],
+    tgt_len=cfg["tgt_len"], clamp_len=0, same_length=False, dropout=cfg["dropout"], dropatt=0.0,
+    adaptive=False, cutoffs=[], div_val=1, tie_weight=True, untie_r=True, pre_lnorm=False,
+)
+model = TransfoXLLMHeadModel(config).train()
+optimizer = torch.optim.AdamW(model.parameters(), lr=2.5e-4)
+g = torch.Generator().manual_seed(cfg["seed"])
+mems = None
+print("READY", sum(p.numel() for p in model.parameters()), flush=True)
+for line in sys.stdin:
+    if line.strip() == "quit":
+        break
+    times = []
+    for _ in range(int(line)):
+        ids = torch.randint(cfg["vocab_size"], (cfg["batch_size"], cfg["tgt_len"]), generator=g)
+        start = time.perf_counter()
+        out = model(input_ids=ids, labels=ids, mems=mems)
+        out.loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        mems = out.mems
+        times.append(time.perf_counter() - start)
+    print("TIMES", json.dumps(times), flush=True)
+"""
+
+
+def ensure_reference(args: argparse.Namespace) -> str | None:
+    """Returns why the reference cannot run, or None; with --install-reference, builds the venv first."""
+    python = Path(args.reference_python)
+    if not python.exists() and args.install_reference:
+        venv = python.parent.parent
+        print(f"installing transformers=={REFERENCE_VERSION} into {venv} ...", file=sys.stderr, flush=True)
+        for command in ([sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
+                        [str(venv / "bin/pip"), "install", "-q", f"transformers=={REFERENCE_VERSION}"]):  # fmt: skip
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode:
+                return f"`{' '.join(command)}` failed: {(done.stderr or done.stdout).strip()[-400:]}"
+    if not python.exists():
+        return f"{python} does not exist (pass --install-reference, or --reference-python)"
+    check = "import transformers; from transformers import TransfoXLLMHeadModel; print(transformers.__version__)"
+    done = subprocess.run([str(python), "-c", check], capture_output=True, text=True)
+    if done.returncode:
+        return f"the reference does not import: {done.stderr.strip()[-400:]}"
+    return None
+
+
+def read_tagged(process: subprocess.Popen, tag: str, log) -> str:
+    for line in process.stdout:
+        if line.startswith(tag + " "):
+            return line[len(tag) + 1 :].strip()
+    log.seek(0)
+    raise RuntimeError(f"reference process ended without {tag!r} (exit {process.wait()}): {log.read()[-2000:]}")
+
+
+def part_train_speed(args: argparse.Namespace) -> None:
+    cfg = {
+        "vocab_size": args.vocab_size, "d_model": args.d_model, "n_head": args.n_head,
+        "d_head": args.d_model // args.n_head, "d_inner": 4 * args.d_model, "n_layer": args.n_layer,
+        "mem_len": args.train_mem_len, "tgt_len": args.train_tgt_len, "batch_size": args.train_batch_size,
+        "dropout": 0.1, "threads": torch.get_num_threads(), "seed": args.seed,
+    }  # fmt: skip
+    tokens = cfg["batch_size"] * cfg["tgt_len"]
+    print(
+        f"\n## (c) Training speed vs transformers {REFERENCE_VERSION} TransfoXLLMHeadModel\n\n"
+        f"{cfg['n_layer']} layers, d_model {cfg['d_model']}, {cfg['n_head']} heads, d_inner {cfg['d_inner']}, vocab "
+        f"{cfg['vocab_size']:,} (non-adaptive, tied), batch {cfg['batch_size']} x tgt_len {cfg['tgt_len']}, mem_len "
+        f"{cfg['mem_len']}, dropout 0.1, fp32; forward (labels = input_ids, shifted inside on both) + backward + "
+        f"AdamW step, memory carried; {args.train_steps} steps per round, {args.train_rounds} alternating rounds "
+        f"after one warm-up round, min step time.\n",
+        flush=True,
+    )
+    why = ensure_reference(args)
+    if why:
+        print(f"(c) skipped: {why}")
+        return
+
+    model = build_model(args, vocab_size=cfg["vocab_size"], mem_len=cfg["mem_len"], same_length=False, dropout=0.1)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2.5e-4)
+    g = torch.Generator().manual_seed(args.seed)
+    state = {"mems": None}
+
+    def our_round(steps: int) -> list[float]:
+        times = []
+        for _ in range(steps):
+            ids = torch.randint(cfg["vocab_size"], (cfg["batch_size"], cfg["tgt_len"]), generator=g)
+            start = time.perf_counter()
+            out = model(input_ids=ids, labels=ids, mems=state["mems"])
+            out.loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            state["mems"] = out.mems
+            times.append(time.perf_counter() - start)
+        return times
+
+    command = [args.reference_python, "-c", REFERENCE_SCRIPT, json.dumps(cfg)]
+    log = tempfile.TemporaryFile(mode="w+")  # the reference's stderr, shown if it fails
+    reference = subprocess.Popen(command, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log)
+    try:
+        reference_params = int(read_tagged(reference, "READY", log))
+        ours, theirs = [], []
+        for round_index in range(args.train_rounds + 1):  # round 0 warms up both
+            reference.stdin.write(f"{args.train_steps}\n")
+            reference.stdin.flush()
+            reference_times = json.loads(read_tagged(reference, "TIMES", log))
+            our_times = our_round(args.train_steps)
+            if round_index:
+                theirs += reference_times
+                ours += our_times
+        reference.stdin.write("quit\n")
+        reference.stdin.flush()
+    finally:
+        reference.stdin.close()
+        reference.wait(timeout=60)
+        log.close()
+    our_params = sum(p.numel() for p in model.parameters())
+    ratio = min(theirs) / min(ours)
+    print("| model | parameters | min step s | tok/s | vs 4.x | target | met |")
+    print("|---|---|---|---|---|---|---|")
+    print(f"| transformers {REFERENCE_VERSION} | {reference_params:,} | {min(theirs):.3f} | "
+          f"{tokens / min(theirs):,.0f} | 1.00x | - | - |")  # fmt: skip
+    print(f"| ours | {our_params:,} | {min(ours):.3f} | {tokens / min(ours):,.0f} | {ratio:.2f}x | >= 1.00x | "
+          f"{met(ratio >= 1.0)} |")  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------------
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parts = parser.add_argument_group("parts (at least one)")
+    parts.add_argument("--eval-speed", action="store_true", help="(a) evaluation speed, memory vs sliding window")
+    parts.add_argument("--wikitext2", action="store_true", help="(b) WikiText-2 perplexity, memory vs mem_len=0")
+    parts.add_argument("--train-speed", action="store_true", help="(c) training tok/s vs transformers 4.x")
+    parts.add_argument("--all", action="store_true", help="(a), (b) and (c)")
+    model = parser.add_argument_group("model (all parts)")
+    model.add_argument("--n-layer", type=int, default=4)
+    model.add_argument("--d-model", type=int, default=256, help="d_inner = 4 d_model, d_head = d_model / n_head")
+    model.add_argument("--n-head", type=int, default=4)
+    model.add_argument("--vocab-size", type=int, default=10_000, help="vocabulary of the random-token parts (a), (c)")
+    model.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    model.add_argument("--seed", type=int, default=42)
+    a = parser.add_argument_group("(a) evaluation speed")
+    a.add_argument("--contexts", type=int, nargs="+", default=[128, 256, 512, 1024], help="attention lengths C")
+    a.add_argument("--eval-tgt-len", type=int, default=128, help="Transformer-XL evaluation segment length")
+    a.add_argument("--eval-batch-size", type=int, default=1, help="streams (and windows) evaluated together")
+    a.add_argument("--eval-txl-tokens", type=int, default=1024, help="Transformer-XL tokens per round")
+    a.add_argument("--eval-windows", type=int, default=16, help="vanilla predictions per round")
+    a.add_argument("--eval-rounds", type=int, default=5, help="alternating timed rounds")
+    b = parser.add_argument_group("(b) WikiText-2 through the recipe")
+    b.add_argument("--data-dir", type=Path, default=WIKITEXT2_DIR)
+    b.add_argument("--lm-vocab-size", type=int, default=10_000, help="word tokenizer cap (33,278 = all of WT-2)")
+    b.add_argument("--lm-layers", type=int, default=2, help="n_layer of the (b) model")
+    b.add_argument("--lm-d-model", type=int, default=128, help="d_model of the (b) model")
+    b.add_argument("--batch-size", type=int, default=16, help="training streams")
+    b.add_argument("--tgt-len", type=int, default=64, help="training and evaluation segment length")
+    b.add_argument("--mem-len", type=int, default=64, help="memory of the memory model (the other has 0)")
+    b.add_argument("--long-eval-mem-len", type=int, default=256, help="the memory model's longer eval memory")
+    b.add_argument("--max-steps", type=int, default=1000)
+    b.add_argument("--learning-rate", type=float, default=2e-3)
+    b.add_argument("--dropout", type=float, default=0.0, help="less than one epoch: no overfitting to fight")
+    c = parser.add_argument_group("(c) training speed vs transformers 4.x")
+    c.add_argument("--reference-python", default="/tmp/txl4/bin/python", help="interpreter with transformers 4.x")
+    c.add_argument("--install-reference", action="store_true",
+                   help=f"create that venv and pip install transformers=={REFERENCE_VERSION} into it")  # fmt: skip
+    c.add_argument("--train-batch-size", type=int, default=8)
+    c.add_argument("--train-tgt-len", type=int, default=128)
+    c.add_argument("--train-mem-len", type=int, default=128)
+    c.add_argument("--train-steps", type=int, default=3, help="timed steps per round")
+    c.add_argument("--train-rounds", type=int, default=5, help="alternating timed rounds")
+    args = parser.parse_args()
+    if args.all:
+        args.eval_speed = args.wikitext2 = args.train_speed = True
+    if not (args.eval_speed or args.wikitext2 or args.train_speed):
+        parser.error("choose at least one of --eval-speed, --wikitext2, --train-speed, --all")
+    if args.d_model % args.n_head or args.lm_d_model % args.n_head:
+        parser.error("d_model must be divisible by n_head")
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"# Transformer-XL bench\n\n{machine_line()}\n\n`{' '.join(sys.argv)}`")
+    if args.eval_speed:
+        part_eval_speed(args)
+    if args.wikitext2:
+        part_wikitext2(argparse.Namespace(**{**vars(args), "n_layer": args.lm_layers, "d_model": args.lm_d_model}))
+    if args.train_speed:
+        part_train_speed(args)
+
+
+if __name__ == "__main__":
+    main()
