@@ -6,8 +6,16 @@ code next to the weights and `from_pretrained(..., trust_remote_code=True)` work
 that never imported this repository.
 """
 
-from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, PreTrainedConfig, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    PreTrainedConfig,
+    PreTrainedModel,
+)
 
+from .bert_mlp import BertMLPConfig, BertMLPForSequenceClassification
 from .nce_lm import NCELMConfig, NCELMForCausalLM, NCELMModel
 from .transfo_xl import TransformerXLConfig, TransformerXLForCausalLM, TransformerXLModel
 
@@ -20,5 +28,6 @@ def _register(config_class: type[PreTrainedConfig], models: dict[type, type[PreT
         model_class.register_for_auto_class(auto_class.__name__)
 
 
+_register(BertMLPConfig, {AutoModelForSequenceClassification: BertMLPForSequenceClassification})
 _register(NCELMConfig, {AutoModel: NCELMModel, AutoModelForCausalLM: NCELMForCausalLM})
 _register(TransformerXLConfig, {AutoModel: TransformerXLModel, AutoModelForCausalLM: TransformerXLForCausalLM})

@@ -1,0 +1,119 @@
+"""Tests of the BERT + MLP classifier (custom_models/bert_mlp): config checks, forward, loading a BERT
+checkpoint's encoder, and the trust_remote_code round trip."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from transformers import AutoConfig, AutoModelForSequenceClassification, BertConfig, BertForMaskedLM, BertModel
+
+import custom_models  # noqa: F401  (registers the Auto classes)
+from custom_models.bert_mlp import BertMLPConfig, BertMLPForSequenceClassification, masked_mean
+
+VOCAB = 60
+TINY_BERT = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                 intermediate_size=37, max_position_embeddings=64)  # fmt: skip
+NO_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, mlp_dropout=0.0)
+
+
+def tiny_model(**overrides) -> BertMLPForSequenceClassification:
+    torch.manual_seed(0)
+    return BertMLPForSequenceClassification(
+        BertMLPConfig(**{**TINY_BERT, **NO_DROPOUT, "num_labels": 3, "mlp_hidden_sizes": [16, 8], **overrides})
+    ).eval()
+
+
+def batch(seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(5, VOCAB, (3, 9), generator=g)
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[1, 6:] = 0
+    attention_mask[2, 3:] = 0
+    return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("pooling", "max"), ("mlp_hidden_sizes", [32, 0]), ("mlp_hidden_sizes", "64"), ("mlp_activation", "nope"),
+     ("mlp_dropout", 1.0), ("mlp_dropout", -0.1)],
+)  # fmt: skip
+def test_config_rejects_bad_head_field_naming_it(field, value):
+    with pytest.raises(ValueError, match=field):
+        BertMLPConfig(**{field: value})
+
+
+def test_bert_config_loads_as_bert_mlp_config_with_head_fields(tmp_path, caplog):
+    BertConfig(**TINY_BERT).save_pretrained(tmp_path)
+    config = BertMLPConfig.from_pretrained(tmp_path, pooling="mean", num_labels=5)
+    assert type(config) is BertMLPConfig and config.model_type == "bert-mlp"
+    assert (config.hidden_size, config.pooling, config.num_labels, config.mlp_hidden_sizes) == (32, "mean", 5, [256])
+    config.save_pretrained(tmp_path / "saved")
+    assert type(AutoConfig.from_pretrained(tmp_path / "saved")) is BertMLPConfig
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean", "pooler"])
+def test_forward_shapes_and_cross_entropy_loss(pooling):
+    model = tiny_model(pooling=pooling)
+    labels = torch.tensor([0, 2, 1])
+    output = model(**batch(), labels=labels)
+    assert output.logits.shape == (3, 3)
+    assert torch.allclose(output.loss, F.cross_entropy(output.logits, labels))
+    assert ("pooler" in dict(model.bert.named_children())) == (pooling == "pooler")
+
+
+def test_mean_pooling_ignores_padding():
+    model = tiny_model(pooling="mean")
+    inputs = batch()
+    short = {key: value[2:, :3] for key, value in inputs.items()}  # row 2 without its padding
+    with torch.no_grad():
+        padded_logits, short_logits = model(**inputs).logits[2], model(**short).logits[0]
+    torch.testing.assert_close(padded_logits, short_logits, atol=1e-5, rtol=1e-5)  # float32 sum order only
+    assert torch.equal(masked_mean(torch.ones(1, 4, 2), torch.tensor([[1, 1, 0, 0]])), torch.ones(1, 2))
+
+
+def test_regression_and_multi_label_losses():
+    regression = tiny_model(num_labels=1)
+    targets = torch.tensor([0.5, -1.0, 2.0])
+    output = regression(**batch(), labels=targets)
+    assert torch.allclose(output.loss, F.mse_loss(output.logits.squeeze(-1), targets))
+    multi = tiny_model(problem_type="multi_label_classification")
+    targets = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
+    output = multi(**batch(), labels=targets)
+    assert torch.allclose(output.loss, F.binary_cross_entropy_with_logits(output.logits, targets))
+
+
+def test_trainer_does_not_rescale_the_loss():
+    assert BertMLPForSequenceClassification.accepts_loss_kwargs is False
+
+
+@pytest.mark.parametrize("checkpoint_class, prefix", [(BertModel, ""), (BertForMaskedLM, "bert.")])
+@pytest.mark.parametrize("pooling", ["cls", "pooler"])
+def test_loading_a_bert_checkpoint_initialises_only_the_head(tmp_path, checkpoint_class, prefix, pooling):
+    torch.manual_seed(1)
+    checkpoint = checkpoint_class(BertConfig(**TINY_BERT))
+    checkpoint.save_pretrained(tmp_path)
+    model, info = BertMLPForSequenceClassification.from_pretrained(
+        tmp_path, num_labels=2, pooling=pooling, output_loading_info=True
+    )
+    saved = {k.removeprefix(prefix): v for k, v in checkpoint.state_dict().items() if k.startswith(prefix)}
+    encoder = model.bert.state_dict()
+    newly_initialised = {"bert." + key for key in encoder if key not in saved}  # BertForMaskedLM has no pooler
+    assert set(info["missing_keys"]) - newly_initialised == {
+        f"classifier.{name}" for name, _ in model.classifier.named_parameters()
+    }
+    assert not info["unexpected_keys"] and not info["mismatched_keys"]  # cls.* / unused pooler: ignored by design
+    for key, value in encoder.items():
+        if key in saved:
+            assert torch.equal(value, saved[key]), key
+
+
+def test_save_and_load_in_clean_process_gives_identical_logits(tmp_path, forward_in_clean_process):
+    model = tiny_model(pooling="mean", id2label={0: "neg", 1: "neutral", 2: "pos"})
+    model.save_pretrained(tmp_path / "model")
+    assert (tmp_path / "model" / "modeling_bert_mlp.py").is_file()
+    inputs = batch()
+    with torch.no_grad():
+        expected = model(**inputs).logits
+    got = forward_in_clean_process(tmp_path / "model", "AutoModelForSequenceClassification", inputs)
+    torch.testing.assert_close(got, expected, atol=0, rtol=0)  # same weights, same ops, same machine: bit-identical
+    reloaded = AutoModelForSequenceClassification.from_pretrained(tmp_path / "model")
+    assert type(reloaded) is BertMLPForSequenceClassification and reloaded.config.id2label[2] == "pos"

@@ -1,0 +1,135 @@
+"""Tests of the sentiment recipe (recipes/sentiment/train.py) on the project's sample data, offline."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import BertConfig, BertForMaskedLM, TrainingArguments, pipeline
+
+from data.errors import DataError
+from data.tokenizers import train_tokenizer
+from recipes.common import ConfigError, parse_config
+from recipes.sentiment.train import SentimentArguments, main
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = REPO / "recipes" / "sentiment" / "configs"
+TINY_YAML = CONFIGS / "tiny.yaml"
+SAMPLES = REPO / "data" / "samples" / "sentiment"
+
+
+def tiny_args(output_dir: Path, *flags: str) -> tuple[SentimentArguments, TrainingArguments]:
+    """tiny.yaml, shortened to a few steps (the flags override it exactly as on the command line)."""
+    return parse_config(SentimentArguments, TrainingArguments, argv=[
+        str(TINY_YAML), "--output_dir", str(output_dir), "--max_train_samples", "128", "--max_eval_samples", "40",
+        "--num_train_epochs", "2", "--save_total_limit", "1", *flags,
+    ])  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("sentiment") / "out"
+    metrics = main(*tiny_args(output_dir))
+    return output_dir, metrics
+
+
+@pytest.mark.slow
+def test_tiny_recipe_evaluates_and_saves_a_loadable_folder(trained):
+    output_dir, metrics = trained
+    assert 0.0 <= metrics["eval_accuracy"] <= 1.0 and 0.0 <= metrics["eval_macro_f1"] <= 1.0
+    assert json.loads((output_dir / "eval_results.json").read_text())["eval_accuracy"] == metrics["eval_accuracy"]
+    for name in ("config.json", "model.safetensors", "modeling_bert_mlp.py", "configuration_bert_mlp.py",
+                 "tokenizer.json", "README.md"):  # fmt: skip
+        assert (output_dir / name).is_file(), name
+    config = json.loads((output_dir / "config.json").read_text())
+    assert config["id2label"] == {"0": "negative", "1": "positive"} and config["model_type"] == "bert-mlp"
+    assert "eval_accuracy" in (output_dir / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_saved_model_gives_identical_logits_in_clean_process(trained, forward_in_clean_process):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    output_dir, _ = trained
+    tokenizer = AutoTokenizer.from_pretrained(output_dir)
+    inputs = dict(tokenizer(["the acting was thrilling", "the sequel was not brilliant at all"],
+                            padding=True, return_tensors="pt"))  # fmt: skip
+    model = AutoModelForSequenceClassification.from_pretrained(output_dir).eval()
+    with torch.no_grad():
+        expected = model(**inputs).logits
+    got = forward_in_clean_process(output_dir, "AutoModelForSequenceClassification", inputs)
+    torch.testing.assert_close(got, expected, atol=0, rtol=0)  # same weights and ops on one machine
+
+
+@pytest.mark.slow
+def test_pipeline_returns_label_names_and_scores(trained):
+    output_dir, _ = trained
+    classify = pipeline("text-classification", model=str(output_dir), trust_remote_code=True)
+    predictions = classify(["the acting was thrilling", "the dialogue was lifeless"])
+    assert [p["label"] in {"negative", "positive"} for p in predictions] == [True, True]
+    assert all(0.5 <= p["score"] <= 1.0 for p in predictions)  # the top class of two
+
+
+@pytest.mark.slow
+def test_lora_changes_only_attention_projections_and_head(tmp_path):
+    """From a local BERT checkpoint: after LoRA training and merging, every encoder tensor except the
+    query/key/value weights is bit-identical to the checkpoint (the head is new, so not compared)."""
+    checkpoint = tmp_path / "bert"
+    texts = [line.split("\t")[0] for line in (SAMPLES / "train.tsv").read_text().splitlines()[1:]]
+    tokenizer = train_tokenizer(texts, kind="wordpiece", vocab_size=300)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64)  # fmt: skip
+    BertForMaskedLM(config).save_pretrained(checkpoint)
+    tokenizer.save_pretrained(checkpoint)
+    output_dir = tmp_path / "out"
+    main(*tiny_args(output_dir, "--model_name_or_path", str(checkpoint), "--config_overrides", "",
+                    "--use_lora", "true", "--lora_r", "4", "--merge_lora_on_save", "true"))  # fmt: skip
+    before = {k.removeprefix("bert."): v for k, v in load_file(checkpoint / "model.safetensors").items()}
+    after = {k.removeprefix("bert."): v for k, v in load_file(output_dir / "model.safetensors").items()
+             if k.startswith("bert.")}  # fmt: skip
+    assert not any("lora" in key for key in after)  # merged: a plain model
+    changed = {key for key, value in after.items() if not torch.equal(value, before[key])}
+    projections = {f"encoder.layer.{i}.attention.self.{m}.weight" for i in range(2) for m in ("query", "key", "value")}
+    assert changed == projections
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [("text\tlabel\nfine film\t1\n", "missing column 'sentence'"),
+     ("sentence\tlabel\nfine film\t1\nbad film\tmeh\n", "label 'meh' is not in the label set")],
+)  # fmt: skip
+def test_bad_training_file_fails_naming_file_and_line(tmp_path, content, message):
+    bad = tmp_path / "bad.tsv"
+    bad.write_text(content)
+    line = "line 2" if "missing" in message else "line 3"
+    with pytest.raises(DataError, match=rf"bad\.tsv, {line}: {message}"):
+        main(*tiny_args(tmp_path / "out", "--train_file", str(bad)))
+
+
+def test_unknown_yaml_key_fails_by_name(tmp_path):
+    config = tmp_path / "typo.yaml"
+    config.write_text(TINY_YAML.read_text() + "\nmlp_hiden_sizes: [8]\n")
+    with pytest.raises(ConfigError, match="mlp_hiden_sizes"):
+        parse_config(SentimentArguments, TrainingArguments, argv=[str(config)])
+
+
+@pytest.mark.parametrize(
+    "field, value", [("pooling", "max"), ("mlp_dropout", 1.5), ("max_seq_length", 0), ("class_names", ["only"])]
+)
+def test_invalid_recipe_value_fails_naming_the_field(field, value):
+    with pytest.raises(ValueError, match=field):
+        SentimentArguments(**{field: value})
+
+
+def test_config_overrides_with_a_checkpoint_is_rejected():
+    with pytest.raises(ValueError, match="config_overrides"):
+        SentimentArguments(model_name_or_path="bert-base-uncased", config_overrides="hidden_size=32")
+
+
+@pytest.mark.parametrize("config_file", sorted(CONFIGS.glob("*.yaml")), ids=lambda path: path.name)
+def test_every_sentiment_yaml_parses(config_file, tmp_path):
+    args, training_args = parse_config(SentimentArguments, TrainingArguments,
+                                       argv=[str(config_file), "--output_dir", str(tmp_path)])  # fmt: skip
+    assert training_args.load_best_model_at_end and training_args.metric_for_best_model
