@@ -1,0 +1,115 @@
+"""Closed-book QA as causal language modelling: prompt -> answer + EOS, with the loss on the answer only.
+
+One training example is `prompt_ids + answer_ids + [eos]`; its labels are -100 on the prompt and equal to
+the input ids on the answer and EOS, so the model learns to answer and to stop, never to ask:
+
+    prompt   "question: who wrote hamlet\\nanswer:"    -> labels -100 ... -100
+    answer   " william shakespeare" <|endoftext|>       -> labels = their ids
+
+The prompt and the answer are tokenised separately, and evaluation generates from exactly the same prompt
+ids (`encode_prompt`), left-padded (`left_padded_prompts`) so every row's next token follows its prompt.
+"""
+
+from collections.abc import Sequence
+
+import datasets
+import torch
+from transformers import PreTrainedTokenizerBase
+
+DEFAULT_PROMPT_TEMPLATE = "question: {question}\nanswer:"
+#: Put between the prompt and the answer (and stripped from generated text): "answer:" + " paris".
+ANSWER_PREFIX = " "
+IGNORE_INDEX = -100
+
+
+def check_prompt_template(template: str) -> None:
+    """Raises `ValueError` unless `template` has a `{question}` field and no other field."""
+    if "{question}" not in template:
+        raise ValueError(f"prompt_template must contain '{{question}}', got {template!r}")
+    try:
+        template.format(question="q")
+    except (KeyError, IndexError, ValueError) as error:
+        raise ValueError(f"prompt_template may only use the field {{question}}, got {template!r} ({error!r})") from None
+
+
+def encode_prompt(question: str, tokenizer: PreTrainedTokenizerBase, *, template: str, max_length: int) -> list[int]:
+    """The prompt's token ids (with the tokenizer's own special tokens, e.g. a BOS), its last `max_length` kept.
+
+    Truncating from the left keeps the end of the template ("answer:"), which the answer must follow.
+    """
+    ids = tokenizer(template.format(question=question))["input_ids"]
+    return ids[-max_length:]
+
+
+def encode_answer(answer: str, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """The answer's token ids followed by EOS: what the model is trained to generate."""
+    return tokenizer(ANSWER_PREFIX + answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+
+
+def qa_training_example(
+    question: str, answer: str, tokenizer: PreTrainedTokenizerBase, *, template: str, max_seq_length: int
+) -> dict[str, list[int]]:
+    """`input_ids` = prompt + answer + EOS and `labels` with -100 over the prompt, at most `max_seq_length` long.
+
+    The answer is kept whole when it fits (it is cut, EOS included, only if it alone exceeds
+    `max_seq_length - 1`); the prompt gives up its first tokens.
+    """
+    answer_ids = encode_answer(answer, tokenizer)[: max_seq_length - 1]
+    prompt_ids = encode_prompt(question, tokenizer, template=template, max_length=max_seq_length - len(answer_ids))
+    return {"input_ids": prompt_ids + answer_ids, "labels": [IGNORE_INDEX] * len(prompt_ids) + answer_ids}
+
+
+def tokenize_qa_dataset(
+    dataset: datasets.Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    template: str,
+    max_seq_length: int,
+    all_answers: bool,
+) -> datasets.Dataset:
+    """Maps `question` / `answers` rows to training examples: one per gold answer if `all_answers`, else the first."""
+
+    def tokenize(batch: dict[str, list]) -> dict[str, list]:
+        examples = [
+            qa_training_example(question, answer, tokenizer, template=template, max_seq_length=max_seq_length)
+            for question, answers in zip(batch["question"], batch["answers"])
+            for answer in (answers if all_answers else answers[:1])
+        ]
+        return {"input_ids": [e["input_ids"] for e in examples], "labels": [e["labels"] for e in examples]}
+
+    return dataset.map(tokenize, batched=True, remove_columns=dataset.column_names, desc="tokenizing")
+
+
+class QATrainingCollator:
+    """Right-pads `input_ids` with `pad_token_id`, `labels` with -100, and builds the `attention_mask`.
+
+    Labels are never derived from the padding: with `pad_token = eos` (GPT-2) the EOS that ends each answer
+    has the pad id and must still be learned.
+    """
+
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, features: Sequence[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        length = max(len(f["input_ids"]) for f in features)
+        batch = {"input_ids": [], "attention_mask": [], "labels": []}
+        for f in features:
+            padding = length - len(f["input_ids"])
+            batch["input_ids"].append(f["input_ids"] + [self.pad_token_id] * padding)
+            batch["attention_mask"].append([1] * len(f["input_ids"]) + [0] * padding)
+            batch["labels"].append(f["labels"] + [IGNORE_INDEX] * padding)
+        return {name: torch.tensor(rows, dtype=torch.long) for name, rows in batch.items()}
+
+
+def left_padded_prompts(
+    questions: Sequence[str], tokenizer: PreTrainedTokenizerBase, *, template: str, max_length: int
+) -> dict[str, torch.Tensor]:
+    """`input_ids` (b, prompt_len) and `attention_mask` for generation, padded on the left.
+
+    Every row ends with its own prompt's last token, so `generate` continues each prompt directly.
+    """
+    prompts = [encode_prompt(q, tokenizer, template=template, max_length=max_length) for q in questions]
+    length = max(len(p) for p in prompts)
+    input_ids = [[tokenizer.pad_token_id] * (length - len(p)) + p for p in prompts]
+    attention_mask = [[0] * (length - len(p)) + [1] * len(p) for p in prompts]
+    return {"input_ids": torch.tensor(input_ids), "attention_mask": torch.tensor(attention_mask)}

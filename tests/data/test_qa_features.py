@@ -1,0 +1,89 @@
+"""Closed-book QA features: the loss covers answer + EOS only; generation prompts are left-padded."""
+
+import json
+from pathlib import Path
+
+import datasets
+import pytest
+
+from data.qa_features import (
+    DEFAULT_PROMPT_TEMPLATE,
+    QATrainingCollator,
+    check_prompt_template,
+    left_padded_prompts,
+    qa_training_example,
+    tokenize_qa_dataset,
+)
+from data.tokenizers import train_tokenizer
+
+SAMPLES = Path(__file__).resolve().parents[2] / "data" / "samples" / "closed_book_qa"
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    rows = [json.loads(line) for line in (SAMPLES / "train.jsonl").read_text(encoding="utf-8").splitlines()]
+    texts = [DEFAULT_PROMPT_TEMPLATE.format(question=r["question"]) + " " + " ".join(r["answer"]) for r in rows]
+    tok = train_tokenizer(texts, kind="bpe", vocab_size=400)
+    tok.pad_token = tok.eos_token  # as in the recipe (GPT-2 has no pad token): pad id == EOS id
+    return tok
+
+
+def test_labels_are_exactly_the_answer_and_eos(tokenizer):
+    question, answer = "what is the capital of poland", "warsaw"
+    example = qa_training_example(question, answer, tokenizer, template=DEFAULT_PROMPT_TEMPLATE, max_seq_length=64)
+    prompt_ids = tokenizer("question: what is the capital of poland\nanswer:")["input_ids"]
+    answer_ids = tokenizer(" warsaw", add_special_tokens=False)["input_ids"]
+    assert example["input_ids"] == prompt_ids + answer_ids + [tokenizer.eos_token_id]
+    assert example["labels"] == [-100] * len(prompt_ids) + answer_ids + [tokenizer.eos_token_id]
+    labelled = [t for t in example["labels"] if t != -100]
+    assert tokenizer.decode(labelled) == " warsaw<|endoftext|>"
+
+
+def test_padding_carries_no_labels_but_the_final_eos_does(tokenizer):
+    examples = [
+        qa_training_example(q, a, tokenizer, template=DEFAULT_PROMPT_TEMPLATE, max_seq_length=64)
+        for q, a in [("what is 2 plus 1", "3"), ("what is the capital of the united kingdom", "london")]
+    ]
+    batch = QATrainingCollator(tokenizer.pad_token_id)(examples)
+    for row, example in enumerate(examples):
+        n = len(example["input_ids"])
+        assert batch["input_ids"][row, :n].tolist() == example["input_ids"]  # right padding
+        assert batch["labels"][row, :n].tolist() == example["labels"]
+        assert batch["labels"][row, n - 1] == tokenizer.eos_token_id  # EOS is learned although it is the pad id
+        assert (batch["labels"][row, n:] == -100).all() and (batch["attention_mask"][row, n:] == 0).all()
+        assert (batch["attention_mask"][row, :n] == 1).all()
+
+
+def test_all_answers_gives_one_example_per_gold_answer(tokenizer):
+    rows = datasets.Dataset.from_list([{"question": "what is 2 plus 1", "answers": ["3", "three"]}])
+    kwargs = {"template": DEFAULT_PROMPT_TEMPLATE, "max_seq_length": 64}
+    first = tokenize_qa_dataset(rows, tokenizer, all_answers=False, **kwargs)
+    every = tokenize_qa_dataset(rows, tokenizer, all_answers=True, **kwargs)
+    answers = [tokenizer.decode([t for t in row if t != -100], skip_special_tokens=True) for row in every["labels"]]
+    assert len(first) == 1 and answers == [" 3", " three"]
+
+
+def test_truncation_keeps_the_answer_and_the_end_of_the_prompt(tokenizer):
+    question = "what is the capital of " + "very " * 40 + "poland"
+    example = qa_training_example(question, "warsaw", tokenizer, template=DEFAULT_PROMPT_TEMPLATE, max_seq_length=16)
+    assert len(example["input_ids"]) == 16
+    prompt = [t for t, label in zip(example["input_ids"], example["labels"]) if label == -100]
+    assert tokenizer.decode(prompt).endswith("poland\nanswer:")
+    assert tokenizer.decode([t for t in example["labels"] if t != -100]) == " warsaw<|endoftext|>"
+
+
+def test_generation_batch_is_left_padded_and_ends_with_each_prompt(tokenizer):
+    questions = ["what is 2 plus 1", "what is the capital of the united kingdom"]
+    batch = left_padded_prompts(questions, tokenizer, template=DEFAULT_PROMPT_TEMPLATE, max_length=64)
+    for row, question in enumerate(questions):
+        prompt_ids = tokenizer(DEFAULT_PROMPT_TEMPLATE.format(question=question))["input_ids"]
+        padding = batch["input_ids"].shape[1] - len(prompt_ids)
+        assert batch["input_ids"][row, padding:].tolist() == prompt_ids
+        assert batch["attention_mask"][row].tolist() == [0] * padding + [1] * len(prompt_ids)
+    assert batch["attention_mask"][0, 0] == 0  # the shorter prompt really is padded on the left
+
+
+@pytest.mark.parametrize("template", ["question {q}\nanswer:", "no field", "{question} {other}", "{question} {}"])
+def test_prompt_template_needs_exactly_the_question_field(template):
+    with pytest.raises(ValueError, match="prompt_template"):
+        check_prompt_template(template)

@@ -1,0 +1,162 @@
+"""The closed-book QA recipe: scoring, config checks, memorisation, two processes, the saved folder."""
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+
+from data.errors import DataError
+from recipes.closed_book_qa.generation_eval import clean_answer, generate_answers, score_predictions
+from recipes.closed_book_qa.train import CONFIG_CLASSES, main
+from recipes.common import parse_config
+
+REPO = Path(__file__).resolve().parents[2]
+RECIPE = REPO / "recipes" / "closed_book_qa"
+TINY = str(RECIPE / "configs" / "tiny.yaml")
+SAMPLES = REPO / "data" / "samples" / "closed_book_qa"
+TEMPLATE = "question: {question}\nanswer:"
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> str:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return str(path)
+
+
+def sample_rows(split: str, n: int) -> list[dict]:
+    return [json.loads(line) for line in (SAMPLES / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()[:n]]
+
+
+def test_scores_match_hand_computed_squad_em_and_f1():
+    predictions = ["The Eiffel Tower!", "paris france", "Shakespeare", "an apple", "blue"]
+    golds = [["eiffel tower"], ["Paris"], ["William Shakespeare", "shakespeare"], ["Apple."], ["red", "green"]]
+    scores, means = score_predictions(predictions, golds)
+    # "paris france" vs "paris": precision 1/2, recall 1 -> F1 2/3; articles and punctuation are ignored.
+    assert [s["em"] for s in scores] == [1.0, 0.0, 1.0, 1.0, 0.0]
+    assert [s["f1"] for s in scores] == pytest.approx([1.0, 2 / 3, 1.0, 1.0, 0.0])
+    assert means == pytest.approx({"exact_match": 3 / 5, "f1": (3 + 2 / 3) / 5})
+
+
+def test_generated_text_is_cut_at_the_first_newline():
+    assert clean_answer(" warsaw\nquestion: what is") == "warsaw"
+    assert clean_answer(" william shakespeare") == "william shakespeare"
+
+
+@pytest.mark.parametrize("path", sorted(RECIPE.glob("configs/*.yaml")), ids=lambda p: p.name)
+def test_every_config_parses_with_the_recipe_classes(path, tmp_path):
+    args, training_args = parse_config(*CONFIG_CLASSES, argv=[str(path), "--output_dir", str(tmp_path)])
+    assert "{question}" in args.prompt_template and training_args.output_dir == str(tmp_path)
+
+
+def test_prompt_template_without_question_fails_at_config_time(tmp_path):
+    with pytest.raises(ValueError, match="prompt_template"):
+        parse_config(*CONFIG_CLASSES, argv=[TINY, "--output_dir", str(tmp_path), "--prompt_template", "Q: {q}"])
+
+
+def test_missing_column_fails_naming_file_and_line(tmp_path):
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"question": "q1", "answer": ["a"]}, {"question": "q2"}])
+    argv = [TINY, "--output_dir", str(tmp_path / "out"), "--train_file", bad, "--validation_file", bad]
+    with pytest.raises(DataError, match=r"bad\.jsonl, line 2: missing column 'answer'"):
+        main(*parse_config(*CONFIG_CLASSES, argv=argv))
+
+
+@pytest.fixture(scope="module")
+def memorised(tmp_path_factory):
+    """64 sample pairs, trained and evaluated on themselves with a tiny GPT-2 built from a config.
+
+    No dropout and full-ish batches: 200 steps reach exact match 1.0 (0.72 with 160 steps of a 64-wide model).
+    """
+    tmp = tmp_path_factory.mktemp("memorised")
+    pairs = write_jsonl(tmp / "pairs.jsonl", sample_rows("train", 64))
+    output_dir = tmp / "out"
+    argv = [
+        TINY, "--output_dir", str(output_dir), "--train_file", pairs, "--validation_file", pairs,
+        "--config_overrides", "n_embd=128,n_layer=2,n_head=4,n_positions=64,resid_pdrop=0,embd_pdrop=0,attn_pdrop=0",
+        "--tokenizer_vocab_size", "400", "--num_train_epochs", "100", "--per_device_train_batch_size", "32",
+        "--learning_rate", "3e-3", "--warmup_steps", "0.05", "--logging_steps", "1000", "--disable_tqdm", "true",
+    ]  # fmt: skip
+    metrics = main(*parse_config(*CONFIG_CLASSES, argv=argv))
+    return output_dir, metrics
+
+
+@pytest.mark.slow
+def test_tiny_gpt2_memorises_64_pairs(memorised):
+    output_dir, metrics = memorised
+    assert metrics["eval_exact_match"] >= 0.95, metrics
+    saved = json.loads((output_dir / "eval_results.json").read_text())
+    assert saved["eval_exact_match"] == metrics["eval_exact_match"] and saved["eval_samples"] == 64
+    rows = [json.loads(line) for line in (output_dir / "predictions.jsonl").read_text().splitlines()]
+    assert [r["question"] for r in rows] == [r["question"] for r in sample_rows("train", 64)]
+    assert sum(r["em"] for r in rows) / len(rows) == metrics["eval_exact_match"]
+
+
+@pytest.mark.slow
+def test_saved_folder_answers_through_the_text_generation_pipeline(memorised):
+    output_dir, _ = memorised
+    rows = [json.loads(line) for line in (output_dir / "predictions.jsonl").read_text().splitlines()][:8]
+    qa = pipeline("text-generation", model=str(output_dir))
+    for row in rows:
+        out = qa(TEMPLATE.format(question=row["question"]), return_full_text=False)
+        assert out[0]["generated_text"].split("\n")[0].strip() == row["prediction"]
+
+
+@pytest.mark.slow
+def test_batched_generation_equals_one_question_at_a_time(memorised):
+    output_dir, _ = memorised
+    model = AutoModelForCausalLM.from_pretrained(output_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(output_dir)
+    questions = [r["question"] for r in sample_rows("validation", 12)]  # unseen: less peaked, varied lengths
+    kwargs = {"template": TEMPLATE, "max_prompt_length": 64, "generation_config": model.generation_config}
+    batched = generate_answers(model, tokenizer, questions, **kwargs)
+    single = [generate_answers(model, tokenizer, [q], **kwargs)[0] for q in questions]
+    assert batched == single
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_score_each_question_exactly_once(tmp_path):
+    questions = write_jsonl(tmp_path / "eval.jsonl", sample_rows("validation", 7))  # odd: 7 = 2 x 2 + 2 x 2 - 1
+    output_dir = tmp_path / "out"
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--main_process_port", str(free_port()), str(RECIPE / "train.py"), TINY,
+        "--output_dir", str(output_dir), "--train_file", str(SAMPLES / "train.jsonl"), "--validation_file", questions,
+        "--config_overrides", "n_embd=32,n_layer=1,n_head=2,n_positions=64", "--max_train_samples", "16",
+        "--max_steps", "2", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "2",
+        "--max_new_tokens", "3", "--log_level", "info",
+    ]  # fmt: skip
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert re.search(r"process 0 of 2\b", result.stderr + result.stdout)  # really two processes
+    rows = [json.loads(line) for line in (output_dir / "predictions.jsonl").read_text().splitlines()]
+    assert sorted(r["question"] for r in rows) == sorted(r["question"] for r in sample_rows("validation", 7))
+    metrics = json.loads((output_dir / "eval_results.json").read_text())
+    assert metrics["eval_samples"] == 7
+    assert metrics["eval_exact_match"] == pytest.approx(sum(r["em"] for r in rows) / 7)
+
+
+def test_lora_trains_adapters_and_saves_a_plain_model(tmp_path):
+    argv = [
+        TINY, "--output_dir", str(tmp_path), "--train_file", str(SAMPLES / "train.jsonl"),
+        "--validation_file", str(SAMPLES / "validation.jsonl"), "--max_train_samples", "8", "--max_eval_samples", "3",
+        "--config_overrides", "n_embd=32,n_layer=1,n_head=2,n_positions=64", "--max_steps", "2",
+        "--use_lora", "true", "--max_new_tokens", "2",
+    ]  # fmt: skip
+    main(*parse_config(*CONFIG_CLASSES, argv=argv))
+    assert not (tmp_path / "adapter_config.json").exists()
+    model = AutoModelForCausalLM.from_pretrained(tmp_path)
+    assert not any("lora" in name for name, _ in model.named_parameters())
+    assert isinstance(model.transformer.h[0].attn.c_attn.weight, torch.Tensor)
