@@ -5,6 +5,7 @@ and the tests train one of these on the training split instead, deterministicall
 second. Each returns a `PreTrainedTokenizerFast` that `save_pretrained` writes next to the model.
 """
 
+from collections import Counter
 from collections.abc import Iterable
 from typing import Literal
 
@@ -22,7 +23,10 @@ def train_tokenizer(texts: Iterable[str], *, kind: TokenizerKind, vocab_size: in
 
     - `wordpiece`: BERT-style, lowercased, `[CLS] text [SEP]`, `[PAD]` id 0.
     - `bpe`: GPT-2-style byte-level BPE with `<|endoftext|>` as its only special token (no unknown tokens).
-    - `word`: whitespace words as in WikiText, `<unk>` for the rest and `<eos>` for line ends.
+    - `word`: whitespace words as in WikiText, `<unk>` for the rest and `<eos>` for line ends; deterministic.
+
+    WordPiece and BPE training is not reproducible across processes (ties are broken in hash order), which
+    is why a resumed run reloads the tokenizer from its checkpoint (`recipes.common.load_or_train_tokenizer`).
     """
     if kind == "wordpiece":
         return _train_wordpiece(texts, vocab_size)
@@ -69,16 +73,13 @@ def _train_byte_level_bpe(texts: Iterable[str], vocab_size: int) -> PreTrainedTo
 
 
 def _train_word_level(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
-    # Words are counted without special tokens, then `<unk>` and `<eos>` take ids 0 and 1: corpora such as
-    # WikiText contain the literal word `<unk>`, which the trainer would otherwise give a second id,
-    # leaving a hole in the ids (and `len(tokenizer)` one short of the largest id).
+    # Counted here rather than by the Rust trainer, whose tie order changes between processes: the most
+    # frequent words (ties alphabetical) after `<unk>` = 0 and `<eos>` = 1. Corpora such as WikiText contain
+    # the literal word `<unk>`; it maps to the same id.
     specials = ["<unk>", EOS_TOKEN]
-    counter = Tokenizer(models.WordLevel(unk_token="<unk>"))
-    counter.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    counter.train_from_iterator(texts, trainers.WordLevelTrainer(vocab_size=vocab_size + len(specials)))
-    by_frequency = sorted(counter.get_vocab(), key=counter.get_vocab().get)
-    words = specials + [word for word in by_frequency if word not in specials]
-    tokenizer = Tokenizer(models.WordLevel({word: i for i, word in enumerate(words[:vocab_size])}, unk_token="<unk>"))
+    counts = Counter(word for text in texts for word in text.split() if word not in specials)
+    words = specials + sorted(counts, key=lambda word: (-counts[word], word))[: max(0, vocab_size - len(specials))]
+    tokenizer = Tokenizer(models.WordLevel({word: i for i, word in enumerate(words)}, unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tokenizer.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>", eos_token=EOS_TOKEN)

@@ -9,15 +9,26 @@ import dataclasses
 import logging
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import datasets
 import torch
 import transformers
 import yaml
-from transformers import HfArgumentParser, PreTrainedModel, Trainer, TrainingArguments
+from transformers import (
+    AutoTokenizer,
+    HfArgumentParser,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+    Trainer,
+    TrainingArguments,
+)
 from transformers.dynamic_module_utils import custom_object_save
 from transformers.trainer_utils import get_last_checkpoint
+
+from data.tokenizers import TokenizerKind, train_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +68,28 @@ def _read_yaml(config_file: Path, parser: HfArgumentParser) -> dict:
     if unknown:
         raise ConfigError(f"{config_file}: unknown key(s) {unknown}; check the spelling against --help")
     return values
+
+
+def load_or_train_tokenizer(
+    training_args: TrainingArguments,
+    source: str | None,
+    texts: Iterable[str],
+    *,
+    kind: TokenizerKind,
+    vocab_size: int,
+) -> PreTrainedTokenizerBase:
+    """The run's tokenizer: `source` (a Hub name or folder) if given; else, when resuming, the one saved in
+    the checkpoint; else one trained on `texts`.
+
+    A resumed run must not retrain: the WordPiece and BPE trainers break frequency ties in hash order, which
+    changes between processes, so a retrained vocabulary would not match the checkpoint's weights.
+    """
+    if source:
+        return AutoTokenizer.from_pretrained(source)
+    checkpoint = checkpoint_to_resume(training_args)
+    if checkpoint:
+        return PreTrainedTokenizerFast.from_pretrained(checkpoint)
+    return train_tokenizer(texts, kind=kind, vocab_size=vocab_size)
 
 
 def parse_overrides(overrides: str | None) -> dict:

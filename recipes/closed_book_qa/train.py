@@ -32,15 +32,15 @@ import logging
 from dataclasses import dataclass, field
 
 import transformers
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, TrainingArguments
+from transformers import AutoConfig, AutoModelForCausalLM, TrainingArguments
 
 from data.closed_book_qa import load_qa_dataset
 from data.qa_features import DEFAULT_PROMPT_TEMPLATE, QATrainingCollator, check_prompt_template, tokenize_qa_dataset
-from data.tokenizers import train_tokenizer
 from recipes.closed_book_qa.generation_eval import GenerationEvalTrainer, answer_generation_config
 from recipes.common import (
     checkpoint_to_resume,
     launch_command,
+    load_or_train_tokenizer,
     model_card_text,
     parse_config,
     setup_logging,
@@ -120,12 +120,12 @@ def main(args: QAArguments, training_args: TrainingArguments) -> dict[str, float
             raw[split] = raw[split].select(range(limit))
 
     # Tokenizer: the checkpoint's own, or byte-level BPE trained on the training prompts and answers.
-    if args.tokenizer_name or args.model_name_or_path:
-        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name or args.model_name_or_path)
-    else:
-        pairs = zip(raw["train"]["question"], raw["train"]["answers"])
-        texts = [args.prompt_template.format(question=q) + " " + " ".join(answers) for q, answers in pairs]
-        tokenizer = train_tokenizer(texts, kind="bpe", vocab_size=args.tokenizer_vocab_size)
+    pairs = zip(raw["train"]["question"], raw["train"]["answers"])
+    texts = (args.prompt_template.format(question=q) + " " + " ".join(answers) for q, answers in pairs)
+    tokenizer = load_or_train_tokenizer(
+        training_args, args.tokenizer_name or args.model_name_or_path, texts, kind="bpe",
+        vocab_size=args.tokenizer_vocab_size,
+    )  # fmt: skip
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"  # for generation, here and in the pipeline of the saved folder

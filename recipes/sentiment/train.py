@@ -25,16 +25,16 @@ from pathlib import Path
 
 import numpy as np
 import transformers
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer
+from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer
 
 import custom_models  # noqa: F401  (registers bert-mlp with the Auto classes)
 from custom_models.bert_mlp import BertMLPConfig
 from data.metrics import ClassificationMetric
 from data.sentiment import load_sentiment_dataset
-from data.tokenizers import train_tokenizer
 from recipes.common import (
     checkpoint_to_resume,
     launch_command,
+    load_or_train_tokenizer,
     model_card_text,
     parse_config,
     parse_overrides,
@@ -119,10 +119,10 @@ def main(args: SentimentArguments, training_args: transformers.TrainingArguments
             logger.info("%s: keeping the first %d of %d examples", split, limit, len(raw[split]))
             raw[split] = raw[split].select(range(limit))
 
-    if args.tokenizer_name or args.model_name_or_path:
-        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name or args.model_name_or_path)
-    else:
-        tokenizer = train_tokenizer(raw["train"]["text"], kind="wordpiece", vocab_size=args.tokenizer_vocab_size)
+    tokenizer = load_or_train_tokenizer(
+        training_args, args.tokenizer_name or args.model_name_or_path, raw["train"]["text"], kind="wordpiece",
+        vocab_size=args.tokenizer_vocab_size,
+    )  # fmt: skip
     tokenized = raw.map(
         lambda batch: tokenizer(batch["text"], truncation=True, max_length=args.max_seq_length),
         batched=True, remove_columns=["text"], desc="tokenizing",

@@ -20,15 +20,15 @@ YAML or on the command line (which wins). Errors: a misspelt key or an invalid v
 from dataclasses import dataclass, field
 
 import transformers
-from transformers import AutoTokenizer, TrainingArguments, set_seed
+from transformers import TrainingArguments, set_seed
 
 from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausalLM
 from data.lm_corpus import load_text_corpus
 from data.streams import StreamSegments, encode_stream
-from data.tokenizers import train_tokenizer
 from recipes.common import (
     checkpoint_to_resume,
     launch_command,
+    load_or_train_tokenizer,
     model_card_text,
     parse_config,
     parse_overrides,
@@ -93,11 +93,10 @@ def main(script_args: TransformerXLArguments, training_args: TrainingArguments) 
         text_column=script_args.text_column,
     )
 
-    tokenizer_source = script_args.tokenizer_name or script_args.model_name_or_path
-    if tokenizer_source:
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_source)
-    else:
-        tokenizer = train_tokenizer(corpus["train"]["text"], kind="word", vocab_size=script_args.tokenizer_vocab_size)
+    tokenizer = load_or_train_tokenizer(
+        training_args, script_args.tokenizer_name or script_args.model_name_or_path, corpus["train"]["text"],
+        kind="word", vocab_size=script_args.tokenizer_vocab_size,
+    )  # fmt: skip
     streams = {split: encode_stream(corpus[split]["text"], tokenizer) for split in corpus}
     logger.info("tokens: %s; vocabulary %d", {s: t.numel() for s, t in streams.items()}, len(tokenizer))
 

@@ -11,10 +11,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from data.tokenizers import train_tokenizer
+
 REPO = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("kill_worker.py")
 
 RUNS = {
+    "sentiment": [
+        "--max_steps", "30", "--save_steps", "10", "--eval_strategy", "no", "--load_best_model_at_end", "false",
+    ],
+    "closed_book_qa": ["--max_steps", "30", "--save_steps", "10", "--per_device_train_batch_size", "8"],
     "transformer_xl": [
         "--max_steps", "30", "--save_steps", "10", "--logging_steps", "5", "--eval_strategy", "no",
         "--per_device_train_batch_size", "4", "--tgt_len", "16", "--mem_len", "16",
@@ -22,12 +28,12 @@ RUNS = {
 }  # fmt: skip
 
 
-def run(task: str, output_dir: Path, kill_at_step: int) -> subprocess.CompletedProcess:
+def run(task: str, output_dir: Path, kill_at_step: int, extra: list[str]) -> subprocess.CompletedProcess:
     recipe = REPO / "recipes" / task
     command = [
         sys.executable, str(WORKER), str(kill_at_step), str(recipe / "train.py"), str(recipe / "configs" / "tiny.yaml"),
         "--output_dir", str(output_dir), "--save_strategy", "steps", "--seed", "3", "--disable_tqdm", "true",
-        *RUNS[task],
+        *RUNS[task], *extra,
     ]  # fmt: skip
     return subprocess.run(command, capture_output=True, text=True, timeout=600, env={"HF_HUB_OFFLINE": "1", **_env()})
 
@@ -38,18 +44,33 @@ def _env() -> dict:
     return {k: v for k, v in os.environ.items() if not k.startswith(("RANK", "LOCAL_RANK", "WORLD_SIZE"))}
 
 
+# The on-the-fly WordPiece / BPE tokenizers differ between processes (hash-order ties), so the two runs
+# compared here share one tokenizer; the word-level one is deterministic.
+TRAINED_TOKENIZERS = {"sentiment": ("wordpiece", "sentiment/train.tsv"), "closed_book_qa": ("bpe", "lm/train.txt")}
+
+
+def shared_tokenizer_args(task: str, tmp_path: Path) -> list[str]:
+    if task not in TRAINED_TOKENIZERS:
+        return []
+    kind, sample = TRAINED_TOKENIZERS[task]
+    lines = (REPO / "data" / "samples" / sample).read_text(encoding="utf-8").splitlines()
+    train_tokenizer(lines, kind=kind, vocab_size=400).save_pretrained(tmp_path / "tokenizer")
+    return ["--tokenizer_name", str(tmp_path / "tokenizer")]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("task", sorted(RUNS))
 def test_sigkill_then_rerun_matches_an_uninterrupted_run(tmp_path, task):
-    straight = run(task, tmp_path / "straight", kill_at_step=-1)
+    extra = shared_tokenizer_args(task, tmp_path)
+    straight = run(task, tmp_path / "straight", kill_at_step=-1, extra=extra)
     assert straight.returncode == 0, straight.stderr[-3000:]
 
-    killed = run(task, tmp_path / "resumed", kill_at_step=15)
+    killed = run(task, tmp_path / "resumed", kill_at_step=15, extra=extra)
     assert killed.returncode == -signal.SIGKILL
     assert (tmp_path / "resumed" / "checkpoint-10").is_dir() and not (
         tmp_path / "resumed" / "model.safetensors"
     ).exists()
-    resumed = run(task, tmp_path / "resumed", kill_at_step=-1)
+    resumed = run(task, tmp_path / "resumed", kill_at_step=-1, extra=extra)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in resumed.stderr and "checkpoint-10" in resumed.stderr
 
@@ -58,4 +79,4 @@ def test_sigkill_then_rerun_matches_an_uninterrupted_run(tmp_path, task):
     expected, actual = (load_file(tmp_path / name / "model.safetensors") for name in ("straight", "resumed"))
     assert expected.keys() == actual.keys()
     for key in expected:
-        torch.testing.assert_close(actual[key], expected[key], atol=1e-6, rtol=0, msg=key)
+        torch.testing.assert_close(actual[key], expected[key], atol=1e-6, rtol=0, msg=lambda m, key=key: f"{key}: {m}")
