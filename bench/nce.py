@@ -38,9 +38,18 @@ def zipf_log_q(vocab_size: int) -> torch.Tensor:
 def build_model(vocab_size: int, *, hidden: int, layers: int, num_noise_samples: int, loss_type: str):
     torch.manual_seed(0)
     config = NCELMConfig(
-        vocab_size=vocab_size, n_embd=hidden, n_layer=layers, n_head=4, n_positions=128,
-        num_noise_samples=num_noise_samples, loss_type=loss_type,
-        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=0, eos_token_id=0,
+        vocab_size=vocab_size,
+        n_embd=hidden,
+        n_layer=layers,
+        n_head=4,
+        n_positions=128,
+        num_noise_samples=num_noise_samples,
+        loss_type=loss_type,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+        bos_token_id=0,
+        eos_token_id=0,
     )
     model = NCELMForCausalLM(config).train()
     model.set_noise_distribution(zipf_log_q(vocab_size))
@@ -54,8 +63,9 @@ def time_call(fn) -> float:
 
 
 def bench_head(vocab_size: int, args) -> dict:
-    model = build_model(vocab_size, hidden=args.hidden, layers=1, num_noise_samples=args.num_noise_samples,
-                        loss_type="nce")
+    model = build_model(
+        vocab_size, hidden=args.hidden, layers=1, num_noise_samples=args.num_noise_samples, loss_type="nce"
+    )
     weight, bias = model.lm_head.weight, model.lm_head.bias
     g = torch.Generator().manual_seed(0)
     hidden = torch.randn(args.tokens, args.hidden, generator=g).requires_grad_(True)
@@ -81,8 +91,14 @@ def bench_head(vocab_size: int, args) -> dict:
             full_times.append(time_call(full_step))
         nce_times.append(time_call(nce_step))
     full, nce = min(full_times), min(nce_times)
-    return {"vocab": vocab_size, "full": full, "nce": nce, "ratio": full / nce, "full_reps": full_reps,
-            "target": TARGETS_HEAD.get(vocab_size)}
+    return {
+        "vocab": vocab_size,
+        "full": full,
+        "nce": nce,
+        "ratio": full / nce,
+        "full_reps": full_reps,
+        "target": TARGETS_HEAD.get(vocab_size),
+    }
 
 
 def bench_end_to_end(vocab_size: int, args) -> dict:
@@ -113,15 +129,23 @@ def bench_end_to_end(vocab_size: int, args) -> dict:
     result = {"vocab": vocab_size, "target": TARGETS_END_TO_END.get(vocab_size)}
     batch = args.tokens // 128
     for loss_type in ("nce", "full"):
-        model = build_model(vocab_size, hidden=256, layers=2, num_noise_samples=args.num_noise_samples,
-                            loss_type=loss_type)
+        model = build_model(
+            vocab_size, hidden=256, layers=2, num_noise_samples=args.num_noise_samples, loss_type=loss_type
+        )
         steps = 1 if (loss_type == "full" and vocab_size > 100_000) else args.steps
         timer = StepTimer()
         with tempfile.TemporaryDirectory() as output_dir:
             training_args = TrainingArguments(
-                output_dir=output_dir, per_device_train_batch_size=batch, max_steps=steps + 1, use_cpu=True,
-                optim="adamw_torch_fused", save_strategy="no", report_to="none", logging_strategy="no",
-                dataloader_num_workers=0, disable_tqdm=True,
+                output_dir=output_dir,
+                per_device_train_batch_size=batch,
+                max_steps=steps + 1,
+                use_cpu=True,
+                optim="adamw_torch_fused",
+                save_strategy="no",
+                report_to="none",
+                logging_strategy="no",
+                dataloader_num_workers=0,
+                disable_tqdm=True,
             )
             dataset = RandomTokens(model.noise_log_probs, batch * (steps + 1))
             Trainer(model=model, args=training_args, train_dataset=dataset, callbacks=[timer]).train()
@@ -144,8 +168,10 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    print(f"\n(a) output layer + loss, fwd+bwd, N={args.tokens}, d={args.hidden}, k={args.num_noise_samples} "
-          f"shared, fp32, {torch.get_num_threads()} threads; min over repetitions (s/step)\n")
+    print(
+        f"\n(a) output layer + loss, fwd+bwd, N={args.tokens}, d={args.hidden}, k={args.num_noise_samples} "
+        f"shared, fp32, {torch.get_num_threads()} threads; min over repetitions (s/step)\n"
+    )
     print("| vocab | full | nce | speed-up | target | met |")
     print("|---|---|---|---|---|---|")
     for vocab_size in sorted(args.vocab_sizes):  # 250k full last: it perturbs later timings
@@ -153,20 +179,27 @@ def main():
         target = f">= {r['target']:.0f}x" if r["target"] else "-"
         met = "-" if not r["target"] else ("yes" if r["ratio"] >= r["target"] else "NO")
         reps = " (1 rep)" if r["full_reps"] == 1 else ""
-        print(f"| {vocab_size:,} | {r['full']:.4f}{reps} | {r['nce']:.4f} | {r['ratio']:.1f}x | {target} | {met} |",
-              flush=True)
+        print(
+            f"| {vocab_size:,} | {r['full']:.4f}{reps} | {r['nce']:.4f} | {r['ratio']:.1f}x | {target} | {met} |",
+            flush=True,
+        )
 
     if args.end_to_end:
-        print(f"\n(b) Trainer steps, 2-layer GPT-2 d=256, tied embeddings, adamw_torch_fused, "
-              f"{args.tokens} tokens/step, k={args.num_noise_samples}; min step time\n")
+        print(
+            f"\n(b) Trainer steps, 2-layer GPT-2 d=256, tied embeddings, adamw_torch_fused, "
+            f"{args.tokens} tokens/step, k={args.num_noise_samples}; min step time\n"
+        )
         print("| vocab | full tok/s | nce tok/s | speed-up | target | met |")
         print("|---|---|---|---|---|---|")
         for vocab_size in sorted(args.vocab_sizes):
             r = bench_end_to_end(vocab_size, args)
             target = f">= {r['target']:.0f}x" if r["target"] else "-"
             met = "-" if not r["target"] else ("yes" if r["ratio"] >= r["target"] else "NO")
-            print(f"| {vocab_size:,} | {args.tokens / r['full']:,.0f} | {args.tokens / r['nce']:,.0f} | "
-                  f"{r['ratio']:.1f}x | {target} | {met} |", flush=True)
+            print(
+                f"| {vocab_size:,} | {args.tokens / r['full']:,.0f} | {args.tokens / r['nce']:,.0f} | "
+                f"{r['ratio']:.1f}x | {target} | {met} |",
+                flush=True,
+            )
     print(f"\nlog(k) = {math.log(args.num_noise_samples):.2f}; shared CPU: ratios are noisy, see nce.md §6.")
 
 

@@ -45,7 +45,7 @@ def main() -> None:
     print("\n| recipe | metric | value |\n|---|---|---|")
     for task, metrics in results.items():
         for name, value in sorted(metrics.items()):
-            if isinstance(value, float):
+            if isinstance(value, float) and not name.endswith(("runtime", "per_second", "epoch")):
                 print(f"| {task} | {name} | {value:.4f} |")
 
 
