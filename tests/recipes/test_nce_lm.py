@@ -1,0 +1,145 @@
+"""The NCE recipe: sampled loss in training, exact perplexity and log Z figures in evaluation, the noise
+distribution of the training tokens saved with the model, a resume that redraws the same noise."""
+
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast, TrainingArguments
+
+import custom_models  # noqa: F401  (registers the Auto classes)
+from custom_models.nce_lm import NCELMForCausalLM, count_tokens, noise_log_probs_from_counts
+from data.lm_corpus import load_text_corpus
+from data.streams import encode_stream
+from recipes.common import parse_config
+from recipes.nce_lm.train import CONFIG_CLASSES, NCELMArguments, main
+
+REPO = Path(__file__).resolve().parents[2]
+TINY_YAML = REPO / "recipes" / "nce_lm" / "configs" / "tiny.yaml"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # Tiny models on a shared 2-core machine: two OpenMP threads fighting another job run ~50x slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_args(output_dir: Path, **training) -> tuple[NCELMArguments, TrainingArguments]:
+    args = NCELMArguments(
+        config_overrides="n_layer=2,n_embd=32,n_head=2,n_positions=32",
+        tokenizer_vocab_size=200,
+        train_file=str(REPO / "data/samples/lm/train.txt"),
+        validation_file=str(REPO / "data/samples/lm/validation.txt"),
+        block_size=32,
+        num_noise_samples=16,
+        noise_power=0.75,
+    )
+    defaults = dict(
+        output_dir=str(output_dir), per_device_train_batch_size=8, per_device_eval_batch_size=8, max_steps=20,
+        learning_rate=3e-3, save_strategy="no", report_to="none", use_cpu=True, seed=0, disable_tqdm=True,
+    )  # fmt: skip
+    return args, TrainingArguments(**{**defaults, **training})
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One recipe run; records the training mode of every `lm_head` call (a full-vocabulary product)."""
+    output_dir = tmp_path_factory.mktemp("nce") / "out"
+    lm_head_calls = []
+    original_init = NCELMForCausalLM.__init__
+
+    def init_with_hook(self, config):
+        original_init(self, config)
+        self.lm_head.register_forward_hook(lambda module, *unused: lm_head_calls.append(module.training))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(NCELMForCausalLM, "__init__", init_with_hook)
+        args, training_args = tiny_args(output_dir)
+        metrics = main(args, training_args)
+    return {"args": args, "output_dir": output_dir, "metrics": metrics, "lm_head_calls": lm_head_calls}
+
+
+def test_evaluation_reports_exact_perplexity_and_log_partition(tiny_run):
+    metrics = tiny_run["metrics"]
+    assert math.isfinite(metrics["eval_loss"]) and metrics["eval_loss"] > 0
+    assert metrics["eval_perplexity"] == math.exp(metrics["eval_loss"])
+    for name in ("mean", "std", "outlier_fraction"):
+        assert math.isfinite(metrics[f"eval_log_partition_{name}"]), name
+    assert 0.0 <= metrics["eval_log_partition_outlier_fraction"] <= 1.0
+    assert (tiny_run["output_dir"] / "eval_results.json").is_file()
+
+
+def test_evaluation_equals_the_exact_loss_of_the_saved_model_on_every_block(tiny_run):
+    model = AutoModelForCausalLM.from_pretrained(tiny_run["output_dir"]).eval()
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(tiny_run["output_dir"])
+    corpus = load_text_corpus(train_file=tiny_run["args"].train_file, validation_file=tiny_run["args"].validation_file)
+    stream = encode_stream(corpus["validation"]["text"], tokenizer)
+    blocks = stream[: stream.numel() // 32 * 32].view(-1, 32)
+    with torch.no_grad():
+        output = model(input_ids=blocks, labels=blocks)  # one batch: the loss is the token mean
+    metrics = tiny_run["metrics"]
+    assert metrics["eval_tokens"] == blocks.shape[0] * 31
+    # float32 model sums vs the recipe's float64 token-weighted sums over batches of 8 blocks.
+    assert metrics["eval_loss"] == pytest.approx(output.loss.item(), rel=1e-5)
+    assert metrics["eval_log_partition_mean"] == pytest.approx(output.log_partition_mean.item(), abs=1e-5)
+    assert metrics["eval_log_partition_std"] == pytest.approx(output.log_partition_std.item(), abs=1e-4)
+
+
+def test_training_never_builds_full_logits_while_evaluation_does(tiny_run):
+    calls = tiny_run["lm_head_calls"]
+    assert calls and not any(calls)  # every lm_head call happened in eval mode (the exact evaluation)
+
+
+def test_saved_noise_is_the_distribution_of_the_training_tokens(tiny_run):
+    args, output_dir = tiny_run["args"], tiny_run["output_dir"]
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(output_dir)
+    corpus = load_text_corpus(train_file=args.train_file, validation_file=args.validation_file)
+    counts = count_tokens([encode_stream(corpus["train"]["text"], tokenizer)], vocab_size=len(tokenizer))
+    expected = noise_log_probs_from_counts(counts, noise_power=0.75, smoothing=args.noise_smoothing)
+    saved = load_file(output_dir / "model.safetensors")
+    assert torch.equal(saved["noise_log_probs"], expected)
+
+
+def test_saved_folder_loads_in_a_clean_process_with_identical_eval_loss(tiny_run, forward_in_clean_process):
+    output_dir = tiny_run["output_dir"]
+    model = AutoModelForCausalLM.from_pretrained(output_dir).eval()
+    input_ids = torch.randint(0, model.config.vocab_size, (2, 16), generator=torch.Generator().manual_seed(0))
+    inputs = {"input_ids": input_ids, "labels": input_ids.clone()}
+    with torch.no_grad():
+        expected = model(**inputs).loss
+    # Same weights and code in both processes: equal up to the float rounding of the kernels picked.
+    loss = forward_in_clean_process(output_dir, "AutoModelForCausalLM", inputs, output_name="loss")
+    torch.testing.assert_close(loss, expected, atol=1e-6, rtol=0)
+    generated = model.generate(input_ids[:1, :4], max_new_tokens=3, do_sample=False)
+    assert generated.shape == (1, 7)
+    assert (output_dir / "README.md").read_text().count("accelerate launch") == 1
+
+
+def test_resume_redraws_the_noise_of_the_uninterrupted_run(tmp_path):
+    straight = tmp_path / "straight"
+    main(*tiny_args(straight, max_steps=10, save_strategy="steps", save_steps=5))
+    assert (straight / "checkpoint-5" / "noise_generator_rank0.safetensors").is_file()
+    resumed = tmp_path / "resumed"
+    shutil.copytree(straight / "checkpoint-5", resumed / "checkpoint-5")
+    main(*tiny_args(resumed, max_steps=10, save_strategy="steps", save_steps=5))  # resumes from checkpoint-5
+    expected, actual = (load_file(path / "model.safetensors") for path in (straight, resumed))
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        torch.testing.assert_close(actual[name], expected[name], atol=1e-6, rtol=0, msg=name)
+
+
+@pytest.mark.parametrize(
+    "flag, value",
+    [("loss_type", "softmax"), ("num_noise_samples", "0"), ("noise_power", "1.5"), ("noise_sharing", "step"),
+     ("noise_smoothing", "0"), ("tokenizer_kind", "wordpiece"), ("block_size", "1"), ("config_overrides", "n_layer")],
+)  # fmt: skip
+def test_invalid_recipe_value_fails_at_parse_time(tmp_path, flag, value):
+    argv = [str(TINY_YAML), "--output_dir", str(tmp_path), f"--{flag}", value]
+    with pytest.raises(ValueError, match=flag if flag != "config_overrides" else "key=value"):
+        parse_config(*CONFIG_CLASSES, argv=argv)
