@@ -7,6 +7,7 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_NO_ADVISORY_WARNINGS"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import textwrap  # noqa: E402
@@ -34,9 +35,10 @@ _FORWARD_SCRIPT = textwrap.dedent(
     """
     import sys, torch, transformers
     from safetensors.torch import load_file, save_file
-    model_dir, auto_class, inputs_file, output_name, out_file = sys.argv[1:]
+    model_dir, auto_class, inputs_file, output_name, out_file, remote_code = sys.argv[1:]
     model = getattr(transformers, auto_class).from_pretrained(model_dir, trust_remote_code=True).eval()
-    assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
+    shipped = type(model).__module__.startswith("transformers_modules")
+    assert shipped == (remote_code == "yes"), type(model).__module__
     with torch.no_grad():
         output = model(**load_file(inputs_file))
     save_file({"output": getattr(output, output_name).contiguous()}, out_file)
@@ -58,13 +60,72 @@ def run_in_clean_process(script: str, *args: str, cwd: Path) -> subprocess.Compl
     return result
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def accelerate_launch(script: Path, *args: str, num_processes: int = 2, cwd: Path | None = None) -> str:
+    """Runs `accelerate launch` on `script` with `num_processes` real processes and returns their stdout +
+    stderr; raises with the tail of the log if any process fails.
+
+    On a CPU-only machine `--multi_gpu` starts them with the gloo backend; `--cpu` would silently start
+    one. One thread each, so two processes on two cores do not oversubscribe."""
+    distributed = ["--multi_gpu"] if num_processes > 1 else []
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", *distributed, "--num_processes", str(num_processes),
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--main_process_port", str(_free_port()), str(script), *args,
+    ]  # fmt: skip
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    log = result.stdout + result.stderr
+    if result.returncode != 0:
+        raise AssertionError(f"accelerate launch failed ({result.returncode}):\n{log[-4000:]}")
+    return log
+
+
+# Recipes whose tokenizer trained on the fly is not reproducible between processes (WordPiece / BPE merges
+# break ties in hash order): runs that are compared with each other share one trained here instead.
+_UNSTABLE_TOKENIZERS = {"sentiment": ("wordpiece", "sentiment/train.tsv"), "closed_book_qa": ("bpe", "lm/train.txt")}
+
+
+def shared_tokenizer_args(task: str, folder: Path) -> list[str]:
+    """`--tokenizer_name` flags pointing at one tokenizer trained for `task` in `folder` (none if the
+    recipe's own tokenizer is deterministic)."""
+    from data.tokenizers import train_tokenizer
+
+    if task not in _UNSTABLE_TOKENIZERS:
+        return []
+    kind, sample = _UNSTABLE_TOKENIZERS[task]
+    repo = Path(__file__).resolve().parents[1]
+    lines = (repo / "data" / "samples" / sample).read_text(encoding="utf-8").splitlines()
+    train_tokenizer(lines, kind=kind, vocab_size=400).save_pretrained(folder / "tokenizer")
+    return ["--tokenizer_name", str(folder / "tokenizer")]
+
+
+@pytest.fixture
+def shared_tokenizer():
+    """`shared_tokenizer_args` as a fixture."""
+    return shared_tokenizer_args
+
+
+@pytest.fixture
+def launch():
+    """`accelerate_launch` as a fixture, for tests that start recipes in several processes."""
+    return accelerate_launch
+
+
 @pytest.fixture
 def forward_in_clean_process(tmp_path):
-    """`f(model_dir, auto_class, inputs, output_name="logits") -> Tensor`: loads `model_dir` with
-    `transformers.<auto_class>.from_pretrained(..., trust_remote_code=True)` in a clean process and
-    returns `getattr(model(**inputs), output_name)`, computed there in eval mode."""
+    """`f(model_dir, auto_class, inputs, output_name="logits", remote_code=True) -> Tensor`: loads
+    `model_dir` with `transformers.<auto_class>.from_pretrained(..., trust_remote_code=True)` in a clean
+    process and returns `getattr(model(**inputs), output_name)`, computed there in eval mode. The class
+    must come from the code shipped in the folder (`remote_code`), or from `transformers` itself."""
 
-    def forward(model_dir, auto_class: str, inputs: dict[str, torch.Tensor], output_name: str = "logits"):
+    def forward(model_dir, auto_class: str, inputs: dict[str, torch.Tensor], output_name: str = "logits",
+                remote_code: bool = True):  # fmt: skip
         workdir = tmp_path / "clean_process"
         workdir.mkdir(exist_ok=True)
         inputs_file, out_file = workdir / "inputs.safetensors", workdir / "output.safetensors"
@@ -76,6 +137,7 @@ def forward_in_clean_process(tmp_path):
             str(inputs_file),
             output_name,
             str(out_file),
+            "yes" if remote_code else "no",
             cwd=workdir,
         )
         return load_file(out_file)["output"]

@@ -1,11 +1,7 @@
 """The closed-book QA recipe: scoring, config checks, memorisation, two processes, the saved folder."""
 
 import json
-import os
 import re
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -118,29 +114,17 @@ def test_batched_generation_equals_one_question_at_a_time(memorised):
     assert batched == single
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
-def test_two_processes_score_each_question_exactly_once(tmp_path):
+def test_two_processes_score_each_question_exactly_once(tmp_path, launch):
     questions = write_jsonl(tmp_path / "eval.jsonl", sample_rows("validation", 7))  # odd: 7 = 2 x 2 + 2 x 2 - 1
     output_dir = tmp_path / "out"
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "--main_process_port", str(free_port()), str(RECIPE / "train.py"), TINY,
-        "--output_dir", str(output_dir), "--train_file", str(SAMPLES / "train.jsonl"), "--validation_file", questions,
-        "--config_overrides", "n_embd=32,n_layer=1,n_head=2,n_positions=64", "--max_train_samples", "16",
-        "--max_steps", "2", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "2",
-        "--max_new_tokens", "3", "--log_level", "info",
-    ]  # fmt: skip
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-4000:]
-    assert re.search(r"process 0 of 2\b", result.stderr + result.stdout)  # really two processes
+    log = launch(
+        RECIPE / "train.py", TINY, "--output_dir", str(output_dir), "--train_file", str(SAMPLES / "train.jsonl"),
+        "--validation_file", questions, "--config_overrides", "n_embd=32,n_layer=1,n_head=2,n_positions=64",
+        "--max_train_samples", "16", "--max_steps", "2", "--per_device_train_batch_size", "4",
+        "--per_device_eval_batch_size", "2", "--max_new_tokens", "3", cwd=tmp_path,
+    )  # fmt: skip
+    assert re.search(r"process 0 of 2\b", log)  # really two processes
     rows = [json.loads(line) for line in (output_dir / "predictions.jsonl").read_text().splitlines()]
     assert sorted(r["question"] for r in rows) == sorted(r["question"] for r in sample_rows("validation", 7))
     metrics = json.loads((output_dir / "eval_results.json").read_text())

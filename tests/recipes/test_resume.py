@@ -11,8 +11,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from data.tokenizers import train_tokenizer
-
 REPO = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("kill_worker.py")
 
@@ -21,6 +19,10 @@ RUNS = {
         "--max_steps", "30", "--save_steps", "10", "--eval_strategy", "no", "--load_best_model_at_end", "false",
     ],
     "closed_book_qa": ["--max_steps", "30", "--save_steps", "10", "--per_device_train_batch_size", "8"],
+    # Dropout on and noise drawn every step: the resumed run must restore both RNG streams.
+    "nce_lm": [
+        "--max_steps", "30", "--save_steps", "10", "--eval_strategy", "no", "--per_device_train_batch_size", "8",
+    ],
     "transformer_xl": [
         "--max_steps", "30", "--save_steps", "10", "--logging_steps", "5", "--eval_strategy", "no",
         "--per_device_train_batch_size", "4", "--tgt_len", "16", "--mem_len", "16",
@@ -44,24 +46,10 @@ def _env() -> dict:
     return {k: v for k, v in os.environ.items() if not k.startswith(("RANK", "LOCAL_RANK", "WORLD_SIZE"))}
 
 
-# The on-the-fly WordPiece / BPE tokenizers differ between processes (hash-order ties), so the two runs
-# compared here share one tokenizer; the word-level one is deterministic.
-TRAINED_TOKENIZERS = {"sentiment": ("wordpiece", "sentiment/train.tsv"), "closed_book_qa": ("bpe", "lm/train.txt")}
-
-
-def shared_tokenizer_args(task: str, tmp_path: Path) -> list[str]:
-    if task not in TRAINED_TOKENIZERS:
-        return []
-    kind, sample = TRAINED_TOKENIZERS[task]
-    lines = (REPO / "data" / "samples" / sample).read_text(encoding="utf-8").splitlines()
-    train_tokenizer(lines, kind=kind, vocab_size=400).save_pretrained(tmp_path / "tokenizer")
-    return ["--tokenizer_name", str(tmp_path / "tokenizer")]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("task", sorted(RUNS))
-def test_sigkill_then_rerun_matches_an_uninterrupted_run(tmp_path, task):
-    extra = shared_tokenizer_args(task, tmp_path)
+def test_sigkill_then_rerun_matches_an_uninterrupted_run(tmp_path, task, shared_tokenizer):
+    extra = shared_tokenizer(task, tmp_path)
     straight = run(task, tmp_path / "straight", kill_at_step=-1, extra=extra)
     assert straight.returncode == 0, straight.stderr[-3000:]
 
