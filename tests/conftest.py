@@ -17,6 +17,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
+REPO = Path(__file__).resolve().parents[1]
+
 # Makes the child process unable to import this repository: a model that loads there does so from
 # the code shipped in its folder (trust_remote_code), not from our packages.
 _BLOCK_PROJECT_IMPORTS = textwrap.dedent(
@@ -67,15 +69,18 @@ def _free_port() -> int:
 
 
 def accelerate_launch(script: Path, *args: str, num_processes: int = 2, cwd: Path | None = None) -> str:
-    """Runs `accelerate launch` on `script` with `num_processes` real processes and returns their stdout +
-    stderr; raises with the tail of the log if any process fails.
+    """Runs `accelerate launch` on `script` and returns the processes' stdout + stderr; raises with the
+    tail of the log if any process fails.
 
-    On a CPU-only machine `--multi_gpu` starts them with the gloo backend; `--cpu` would silently start
-    one. One thread each, so two processes on two cores do not oversubscribe."""
-    distributed = ["--multi_gpu"] if num_processes > 1 else []
+    Several processes start from the shipped `recipes/accelerate_configs/cpu_multi.yaml` (DDP over gloo
+    on a CPU-only machine: `--cpu` would silently start one), so the tests check that config too. One
+    thread each, so two processes on two cores do not oversubscribe."""
+    if num_processes > 1:
+        setup = ["--config_file", str(REPO / "recipes" / "accelerate_configs" / "cpu_multi.yaml")]
+    else:
+        setup = ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     command = [
-        sys.executable, "-m", "accelerate.commands.launch", *distributed, "--num_processes", str(num_processes),
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        sys.executable, "-m", "accelerate.commands.launch", *setup, "--num_processes", str(num_processes),
         "--main_process_port", str(_free_port()), str(script), *args,
     ]  # fmt: skip
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
@@ -99,8 +104,7 @@ def shared_tokenizer_args(task: str, folder: Path) -> list[str]:
     if task not in _UNSTABLE_TOKENIZERS:
         return []
     kind, sample = _UNSTABLE_TOKENIZERS[task]
-    repo = Path(__file__).resolve().parents[1]
-    lines = (repo / "data" / "samples" / sample).read_text(encoding="utf-8").splitlines()
+    lines = (REPO / "data" / "samples" / sample).read_text(encoding="utf-8").splitlines()
     train_tokenizer(lines, kind=kind, vocab_size=400).save_pretrained(folder / "tokenizer")
     return ["--tokenizer_name", str(folder / "tokenizer")]
 

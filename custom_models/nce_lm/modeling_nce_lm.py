@@ -20,6 +20,7 @@ In `model.train()` mode with labels and a sampled loss the full `[n, V]` logits 
 cross-entropy, so `exp(loss)` is a true perplexity; the sampled losses are not perplexities.
 """
 
+import inspect
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -28,9 +29,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import GenerationMixin, GPT2Model, GPT2PreTrainedModel
-from transformers.modeling_outputs import ModelOutput
+from transformers.modeling_outputs import CausalLMOutputWithCrossAttentions
 
 from .configuration_nce_lm import NCELMConfig
+
+# transformers 5.24 renamed the key/value cache (`forward` argument and output field) from
+# `past_key_values` to `cache`. This file ships with pushed models and runs under whatever version
+# the user has, so it follows the installed one.
+CACHE_NAME = "cache" if "cache" in inspect.signature(GPT2Model.forward).parameters else "past_key_values"
 
 # ----------------------------------------------------------------------------------------------
 # Noise distribution
@@ -164,8 +170,9 @@ def ranking_loss(
 
 
 @dataclass
-class NCELMOutput(ModelOutput):
-    """Output of `NCELMForCausalLM`.
+class NCELMOutput(CausalLMOutputWithCrossAttentions):
+    """Output of `NCELMForCausalLM`: transformers' causal-LM output (its cache field is named as the
+    installed version names it) plus the self-normalisation diagnostics.
 
     loss: sampled loss (train mode, `loss_type` "nce"/"ranking") or exact cross-entropy (eval mode,
         or `loss_type="full"`), averaged over tokens whose label is not -100 (or summed and
@@ -179,11 +186,6 @@ class NCELMOutput(ModelOutput):
     The four diagnostics are detached and only set when the exact loss is computed.
     """
 
-    loss: torch.Tensor | None = None
-    logits: torch.Tensor | None = None
-    past_key_values: object | None = None
-    hidden_states: tuple[torch.Tensor, ...] | None = None
-    attentions: tuple[torch.Tensor, ...] | None = None
     log_partition_mean: torch.Tensor | None = None
     log_partition_std: torch.Tensor | None = None
     log_partition_outlier_fraction: torch.Tensor | None = None
@@ -336,7 +338,7 @@ class NCELMForCausalLM(NCELMPreTrainedModel, GenerationMixin):
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
-        past_key_values=None,
+        cache=None,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.LongTensor | None = None,
         position_ids: torch.LongTensor | None = None,
@@ -352,11 +354,14 @@ class NCELMForCausalLM(NCELMPreTrainedModel, GenerationMixin):
         train mode + labels + loss_type "nce"/"ranking": sampled loss, `logits=None`.
         Otherwise: full logits; with labels, the exact cross-entropy and the self-normalisation
         diagnostics. `num_items_in_batch` (from Trainer under gradient accumulation): the summed
-        token losses are divided by it instead of by this batch's token count.
+        token losses are divided by it instead of by this batch's token count. `cache` (also accepted
+        as `past_key_values`, the name before transformers 5.24): GPT-2's key/value cache.
         """
+        if cache is None:
+            cache = kwargs.pop("past_key_values", None)
         outputs = self.transformer(
             input_ids,
-            past_key_values=past_key_values,
+            **{CACHE_NAME: cache},
             attention_mask=attention_mask,
             token_type_ids=token_type_ids,
             position_ids=position_ids,
@@ -398,7 +403,7 @@ class NCELMForCausalLM(NCELMPreTrainedModel, GenerationMixin):
         return NCELMOutput(
             loss=loss,
             logits=logits,
-            past_key_values=outputs.past_key_values,
+            **{CACHE_NAME: getattr(outputs, CACHE_NAME)},
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
             **diagnostics,

@@ -19,7 +19,7 @@ SECRET = "hf_secret_token_value"
 RECIPES = {
     "sentiment": (
         "AutoModelForSequenceClassification", True, ["modeling_bert_mlp.py", "configuration_bert_mlp.py"],
-        ["--eval_strategy", "steps", "--eval_steps", "2"],
+        ["--load_best_model_at_end", "false"],  # the final push must hold the last weights, not step 2's
     ),
     "closed_book_qa": (
         "AutoModelForCausalLM", False, ["generation_config.json"],
