@@ -75,6 +75,49 @@ def test_every_accelerate_config_loads_and_shows_its_launch_line(path):
     assert f"--config_file recipes/accelerate_configs/{path.name}" in path.read_text(encoding="utf-8")
 
 
+def tiny_models() -> dict[str, tuple[torch.nn.Module, int]]:
+    """One tiny instance of every model a recipe trains, with its number of transformer layers."""
+    from transformers import BertConfig, GPT2Config, GPT2LMHeadModel
+
+    from custom_models.bert_mlp import BertMLPConfig, BertMLPForSequenceClassification
+    from custom_models.nce_lm import NCELMConfig, NCELMForCausalLM
+    from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausalLM
+
+    bert = BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=3, num_attention_heads=2, intermediate_size=32)
+    return {
+        "sentiment": (BertMLPForSequenceClassification(BertMLPConfig(**bert.to_dict())), 3),
+        "closed_book_qa": (GPT2LMHeadModel(GPT2Config(vocab_size=50, n_embd=16, n_layer=2, n_head=2)), 2),
+        "nce_lm": (NCELMForCausalLM(NCELMConfig(vocab_size=50, n_embd=16, n_layer=2, n_head=2)), 2),
+        "transformer_xl": (
+            TransformerXLForCausalLM(
+                TransformerXLConfig(vocab_size=50, d_model=16, d_embed=16, n_head=2, d_head=8, d_inner=32, n_layer=4)
+            ),
+            4,
+        ),
+    }
+
+
+def test_fsdp_config_shards_every_model_layer_by_layer():
+    """What accelerate does with `fsdp.yaml` for each recipe's model: every transformer layer becomes its
+    own FSDP unit, the model as a whole is not one (a layer class the model lacks would make accelerate
+    fail instead)."""
+    from accelerate import FullyShardedDataParallelPlugin
+    from accelerate.utils.fsdp_utils import fsdp2_prepare_auto_wrap_policy
+
+    fsdp = load_config_from_file(str(RECIPES_DIR / "accelerate_configs" / "fsdp.yaml")).fsdp_config
+    layer_classes = fsdp.get("fsdp_transformer_layer_cls_to_wrap")
+    plugin = FullyShardedDataParallelPlugin(
+        fsdp_version=fsdp["fsdp_version"],
+        auto_wrap_policy=fsdp["fsdp_auto_wrap_policy"].lower(),
+        transformer_cls_names_to_wrap=layer_classes.split(",") if layer_classes else None,
+    )
+    for task, (model, num_layers) in tiny_models().items():
+        policy = fsdp2_prepare_auto_wrap_policy(plugin, model)
+        wrapped = [type(module).__name__ for module in model.modules() if policy(module)]
+        assert sum(name in ("BertLayer", "GPT2Block", "TransformerXLLayer") for name in wrapped) == num_layers, task
+        assert not policy(model), task
+
+
 def test_use_cpu_defaults_to_true_without_an_accelerator(tmp_path):
     # On an accelerator-less machine this default is what makes `--multi_gpu` launches really distributed.
     (args,) = parse_config(TrainingArguments, argv=["--output_dir", str(tmp_path)])
