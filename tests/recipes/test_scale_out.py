@@ -57,16 +57,19 @@ RECIPES = {
 STEPS = 4
 
 
-def run_recipe(launch, task: str, output_dir: Path, num_processes: int, extra: list[str], accumulation: int = 1) -> str:
+def run_recipe(
+    launch, task: str, output_dir: Path, processes: int, extra: list[str], accumulation: int = 1,
+    config_file: str = "cpu_multi.yaml",
+) -> str:  # fmt: skip
     recipe = REPO / "recipes" / task
     flags, _ = RECIPES[task]
-    per_device = str(8 // num_processes // accumulation)
+    per_device = str(8 // processes // accumulation)
     return launch(
         recipe / "train.py", str(recipe / "configs" / "tiny.yaml"), "--output_dir", str(output_dir),
         "--max_steps", str(STEPS), "--logging_steps", "1", "--save_strategy", "steps", "--save_steps", str(STEPS),
         "--per_device_train_batch_size", per_device, "--per_device_eval_batch_size", per_device,
         "--gradient_accumulation_steps", str(accumulation), "--seed", "7", "--disable_tqdm", "true", *flags, *extra,
-        num_processes=num_processes,
+        num_processes=processes, config_file=config_file,
     )  # fmt: skip
 
 
@@ -79,17 +82,21 @@ def logged_losses(output_dir: Path) -> list[float]:
 @pytest.mark.parametrize("task", sorted(RECIPES))
 def test_two_processes_log_the_loss_one_process_logs(tmp_path, task, launch, shared_tokenizer):
     extra = shared_tokenizer(task, tmp_path)
-    layouts = {"1x8": (1, 1), "2x4": (2, 1)} | ({} if task == "transformer_xl" else {"2x2x2": (2, 2)})
-    logs = {
-        name: run_recipe(launch, task, tmp_path / name, processes, extra, accumulation)
-        for name, (processes, accumulation) in layouts.items()
+    layouts = {
+        "1x8": {"processes": 1},
+        "2x4": {"processes": 2},
+        "2x2x2": {"processes": 2, "accumulation": 2},
+        "fsdp-2x4": {"processes": 2, "config_file": "fsdp.yaml"},  # FSDP2 full shard, layer-wise units
     }
+    if task == "transformer_xl":
+        del layouts["2x2x2"]
+    logs = {name: run_recipe(launch, task, tmp_path / name, extra=extra, **layout) for name, layout in layouts.items()}
     _, compared = RECIPES[task]
     expected_losses = logged_losses(tmp_path / "1x8")
     expected_metrics = json.loads((tmp_path / "1x8" / "eval_results.json").read_text())
     assert len(expected_losses) == STEPS and re.search(r"process 0 of 1\b", logs["1x8"])
-    for name, (processes, _) in layouts.items():
-        assert re.search(rf"process 0 of {processes}\b", logs[name]), name
+    for name, layout in layouts.items():
+        assert re.search(rf"process 0 of {layout['processes']}\b", logs[name]), name
         # Step 1 is the same weights on the same batch; later steps also check that the averaged gradient
         # moved every run to the same weights (float sums in another order: tiny differences only).
         assert logged_losses(tmp_path / name) == pytest.approx(expected_losses, rel=1e-4), name
