@@ -28,6 +28,7 @@ from transformers import (
 from transformers.dynamic_module_utils import custom_object_save
 from transformers.trainer_utils import get_last_checkpoint
 
+from data.lm_corpus import load_text_corpus
 from data.tokenizers import TokenizerKind, train_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -35,6 +36,33 @@ logger = logging.getLogger(__name__)
 
 class ConfigError(ValueError):
     """A recipe configuration that cannot run; the message names the file and the key."""
+
+
+@dataclasses.dataclass
+class TextCorpusArguments:
+    """Where a language-modelling recipe reads its text: a Hub data set or local text files. The LM
+    recipes' argument classes extend this one, so the fields and their loading live in one place."""
+
+    dataset_name: str | None = dataclasses.field(
+        default=None, metadata={"help": "Hub data set, e.g. Salesforce/wikitext."}
+    )
+    dataset_config_name: str | None = dataclasses.field(
+        default=None, metadata={"help": "e.g. wikitext-103-raw-v1 (raw text) or wikitext-103-v1 (word level)."}
+    )
+    train_file: str | None = dataclasses.field(
+        default=None, metadata={"help": "Local training text (one line per row)."}
+    )
+    validation_file: str | None = dataclasses.field(default=None, metadata={"help": "Local validation text."})
+    text_column: str = dataclasses.field(default="text", metadata={"help": "Column holding the text."})
+
+    def load_corpus(self) -> datasets.DatasetDict:
+        return load_text_corpus(
+            dataset_name=self.dataset_name,
+            dataset_config_name=self.dataset_config_name,
+            train_file=self.train_file,
+            validation_file=self.validation_file,
+            text_column=self.text_column,
+        )
 
 
 def parse_config(*dataclass_types: type, argv: list[str] | None = None) -> tuple:

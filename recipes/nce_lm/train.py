@@ -36,11 +36,11 @@ from transformers import Trainer, TrainingArguments, default_data_collator, set_
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from custom_models.nce_lm import NCELMConfig, NCELMForCausalLM, count_tokens, noise_log_probs_from_counts
-from data.lm_corpus import load_text_corpus
 from data.metrics import perplexity
 from data.streams import encode_stream
 from data.tokenizers import EOS_TOKEN
 from recipes.common import (
+    TextCorpusArguments,
     checkpoint_to_resume,
     launch_command,
     load_or_train_tokenizer,
@@ -56,7 +56,7 @@ logger = transformers.utils.logging.get_logger(__name__)
 
 
 @dataclass
-class NCELMArguments:
+class NCELMArguments(TextCorpusArguments):
     # Model
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "A GPT-2 or NCE checkpoint (Hub name or folder); None builds one."}
@@ -67,12 +67,7 @@ class NCELMArguments:
     tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer to load; None: the model's."})
     tokenizer_kind: str = field(default="word", metadata={"help": "Tokenizer trained on the fly: 'word' or 'bpe'."})
     tokenizer_vocab_size: int = field(default=32000, metadata={"help": "Vocabulary of a tokenizer trained here."})
-    # Data
-    dataset_name: str | None = field(default=None, metadata={"help": "Hub data set, e.g. Salesforce/wikitext."})
-    dataset_config_name: str | None = field(default=None, metadata={"help": "e.g. wikitext-103-raw-v1."})
-    train_file: str | None = field(default=None, metadata={"help": "Local training text (one line per row)."})
-    validation_file: str | None = field(default=None, metadata={"help": "Local validation text."})
-    text_column: str = field(default="text", metadata={"help": "Column holding the text."})
+    # Data (with the corpus fields of TextCorpusArguments)
     block_size: int = field(default=128, metadata={"help": "Tokens per training / evaluation block."})
     # NCE
     loss_type: str = field(default="nce", metadata={"help": "Training loss: 'nce', 'ranking' or 'full'."})
@@ -182,13 +177,7 @@ CONFIG_CLASSES = (NCELMArguments, TrainingArguments)
 def main(script_args: NCELMArguments, training_args: TrainingArguments) -> dict[str, float]:
     set_seed(training_args.seed)
     setup_logging(training_args)
-    corpus = load_text_corpus(
-        dataset_name=script_args.dataset_name,
-        dataset_config_name=script_args.dataset_config_name,
-        train_file=script_args.train_file,
-        validation_file=script_args.validation_file,
-        text_column=script_args.text_column,
-    )
+    corpus = script_args.load_corpus()
     tokenizer = load_or_train_tokenizer(
         training_args, script_args.tokenizer_name or script_args.model_name_or_path, corpus["train"]["text"],
         kind=script_args.tokenizer_kind, vocab_size=script_args.tokenizer_vocab_size,

@@ -23,9 +23,9 @@ import transformers
 from transformers import TrainingArguments, set_seed
 
 from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausalLM
-from data.lm_corpus import load_text_corpus
 from data.streams import StreamSegments, encode_stream
 from recipes.common import (
+    TextCorpusArguments,
     checkpoint_to_resume,
     launch_command,
     load_or_train_tokenizer,
@@ -42,7 +42,7 @@ logger = transformers.utils.logging.get_logger(__name__)
 
 
 @dataclass
-class TransformerXLArguments:
+class TransformerXLArguments(TextCorpusArguments):
     # Model
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "Our checkpoint or a transformers 4.x TransfoXL folder; None builds one."}
@@ -52,12 +52,7 @@ class TransformerXLArguments:
     )
     tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer to load; None trains one."})
     tokenizer_vocab_size: int = field(default=32000, metadata={"help": "Size of a word-level tokenizer we train."})
-    # Data
-    dataset_name: str | None = field(default=None, metadata={"help": "Hub data set, e.g. Salesforce/wikitext."})
-    dataset_config_name: str | None = field(default=None, metadata={"help": "e.g. wikitext-103-v1."})
-    train_file: str | None = field(default=None, metadata={"help": "Local training text (one line per row)."})
-    validation_file: str | None = field(default=None, metadata={"help": "Local validation text."})
-    text_column: str = field(default="text", metadata={"help": "Column holding the text."})
+    # Data: the corpus fields of TextCorpusArguments
     # Memory
     tgt_len: int = field(default=128, metadata={"help": "Tokens per training segment."})
     mem_len: int = field(default=128, metadata={"help": "Memory length per layer during training."})
@@ -85,13 +80,7 @@ CONFIG_CLASSES = (TransformerXLArguments, TrainingArguments)
 def main(script_args: TransformerXLArguments, training_args: TrainingArguments) -> dict[str, float]:
     set_seed(training_args.seed)
     setup_logging(training_args)
-    corpus = load_text_corpus(
-        dataset_name=script_args.dataset_name,
-        dataset_config_name=script_args.dataset_config_name,
-        train_file=script_args.train_file,
-        validation_file=script_args.validation_file,
-        text_column=script_args.text_column,
-    )
+    corpus = script_args.load_corpus()
 
     tokenizer = load_or_train_tokenizer(
         training_args, script_args.tokenizer_name or script_args.model_name_or_path, corpus["train"]["text"],
