@@ -9,7 +9,7 @@ import dataclasses
 import logging
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import datasets
@@ -63,6 +63,15 @@ class TextCorpusArguments:
             validation_file=self.validation_file,
             text_column=self.text_column,
         )
+
+
+def run_from_command_line(main: Callable[..., dict], config_classes: tuple[type, ...]) -> None:
+    """A recipe's command-line entry: parse `CONFIG.yaml [--flag value ...]`, run `main`, then leave the
+    process group. A process that exits with gloo's threads still alive can abort ("terminate called
+    without an active exception") after all its work is done, failing the launch."""
+    main(*parse_config(*config_classes))
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 def parse_config(*dataclass_types: type, argv: list[str] | None = None) -> tuple:

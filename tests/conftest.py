@@ -68,18 +68,16 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def accelerate_launch(
-    script: Path, *args: str, num_processes: int = 2, config_file: str = "cpu_multi.yaml", cwd: Path | None = None
-) -> str:
+def accelerate_launch(script: Path, *args: str, num_processes: int = 2, cwd: Path | None = None) -> str:
     """Runs `accelerate launch` on `script` and returns the processes' stdout + stderr; raises with the
     tail of the log if any process fails.
 
-    Several processes start from a shipped config in `recipes/accelerate_configs/` (by default
-    `cpu_multi.yaml`: DDP over gloo on a CPU-only machine, where `--cpu` would silently start one), so
-    the tests check those configs too; mixed precision is left to the recipe's own flags. One thread
-    each, so two processes on two cores do not oversubscribe."""
+    Several processes start from the shipped `recipes/accelerate_configs/cpu_multi.yaml` (DDP over gloo
+    on a CPU-only machine, where `--cpu` would silently start one), so the tests check that config too;
+    mixed precision is left to the recipe's own flags. One thread each, so two processes on two cores do
+    not oversubscribe."""
     if num_processes > 1:
-        setup = ["--config_file", str(REPO / "recipes" / "accelerate_configs" / config_file)]
+        setup = ["--config_file", str(REPO / "recipes" / "accelerate_configs" / "cpu_multi.yaml")]
     else:
         setup = ["--num_machines", "1", "--dynamo_backend", "no"]
     command = [

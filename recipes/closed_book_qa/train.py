@@ -42,7 +42,7 @@ from recipes.common import (
     launch_command,
     load_or_train_tokenizer,
     model_card_text,
-    parse_config,
+    run_from_command_line,
     setup_logging,
     write_card_and_push,
 )
@@ -198,4 +198,4 @@ def main(args: QAArguments, training_args: TrainingArguments) -> dict[str, float
 
 
 if __name__ == "__main__":
-    main(*parse_config(*CONFIG_CLASSES))
+    run_from_command_line(main, CONFIG_CLASSES)

@@ -45,8 +45,8 @@ from recipes.common import (
     launch_command,
     load_or_train_tokenizer,
     model_card_text,
-    parse_config,
     parse_overrides,
+    run_from_command_line,
     save_model_code,
     setup_logging,
     write_card_and_push,
@@ -255,4 +255,4 @@ def main(script_args: NCELMArguments, training_args: TrainingArguments) -> dict[
 
 
 if __name__ == "__main__":
-    main(*parse_config(*CONFIG_CLASSES))
+    run_from_command_line(main, CONFIG_CLASSES)

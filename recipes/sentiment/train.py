@@ -36,8 +36,8 @@ from recipes.common import (
     launch_command,
     load_or_train_tokenizer,
     model_card_text,
-    parse_config,
     parse_overrides,
+    run_from_command_line,
     save_model_code,
     setup_logging,
     write_card_and_push,
@@ -181,4 +181,4 @@ def main(args: SentimentArguments, training_args: transformers.TrainingArguments
 CONFIG_CLASSES = (SentimentArguments, transformers.TrainingArguments)
 
 if __name__ == "__main__":
-    main(*parse_config(*CONFIG_CLASSES))
+    run_from_command_line(main, CONFIG_CLASSES)

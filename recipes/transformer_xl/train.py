@@ -30,8 +30,8 @@ from recipes.common import (
     launch_command,
     load_or_train_tokenizer,
     model_card_text,
-    parse_config,
     parse_overrides,
+    run_from_command_line,
     save_model_code,
     setup_logging,
     write_card_and_push,
@@ -146,4 +146,4 @@ def main(script_args: TransformerXLArguments, training_args: TrainingArguments) 
 
 
 if __name__ == "__main__":
-    main(*parse_config(*CONFIG_CLASSES))
+    run_from_command_line(main, CONFIG_CLASSES)

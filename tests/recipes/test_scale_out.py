@@ -57,10 +57,7 @@ RECIPES = {
 STEPS = 4
 
 
-def run_recipe(
-    launch, task: str, output_dir: Path, processes: int, extra: list[str], accumulation: int = 1,
-    config_file: str = "cpu_multi.yaml",
-) -> str:  # fmt: skip
+def run_recipe(launch, task: str, output_dir: Path, processes: int, extra: list[str], accumulation: int = 1) -> str:
     recipe = REPO / "recipes" / task
     flags, _ = RECIPES[task]
     per_device = str(8 // processes // accumulation)
@@ -69,7 +66,7 @@ def run_recipe(
         "--max_steps", str(STEPS), "--logging_steps", "1", "--save_strategy", "steps", "--save_steps", str(STEPS),
         "--per_device_train_batch_size", per_device, "--per_device_eval_batch_size", per_device,
         "--gradient_accumulation_steps", str(accumulation), "--seed", "7", "--disable_tqdm", "true", *flags, *extra,
-        num_processes=processes, config_file=config_file,
+        num_processes=processes,
     )  # fmt: skip
 
 
@@ -86,7 +83,6 @@ def test_two_processes_log_the_loss_one_process_logs(tmp_path, task, launch, sha
         "1x8": {"processes": 1},
         "2x4": {"processes": 2},
         "2x2x2": {"processes": 2, "accumulation": 2},
-        "fsdp-2x4": {"processes": 2, "config_file": "fsdp.yaml"},  # FSDP2 full shard, layer-wise units
     }
     if task == "transformer_xl":
         del layouts["2x2x2"]
