@@ -63,24 +63,6 @@ def test_memory_beats_no_memory_on_a_corpus_that_needs_it(tmp_path):
     assert with_memory < 0.75 * without_memory, (with_memory, without_memory)
 
 
-def tiny_run_args(tmp_path: Path, **training) -> tuple[TransformerXLArguments, TrainingArguments]:
-    args = TransformerXLArguments(
-        train_file="data/samples/lm/train.txt",
-        validation_file="data/samples/lm/validation.txt",
-        tokenizer_vocab_size=200,
-        config_overrides="n_layer=2,d_model=32,d_embed=32,n_head=2,d_head=16,d_inner=64,clamp_len=0,same_length=false",
-        tgt_len=16,
-        mem_len=16,
-        eval_mem_len=32,
-    )
-    defaults = dict(
-        output_dir=str(tmp_path / "out"), per_device_train_batch_size=4, per_device_eval_batch_size=4,
-        max_steps=40, learning_rate=1e-3, save_strategy="steps", save_steps=20, report_to="none", use_cpu=True,
-        seed=0, disable_tqdm=True,
-    )  # fmt: skip
-    return args, TrainingArguments(**{**defaults, **training})
-
-
 def test_streamed_evaluation_equals_one_full_pass_per_stream(tmp_path):
     config = TransformerXLConfig(
         vocab_size=30, d_model=16, d_embed=16, n_head=2, d_head=8, d_inner=32, n_layer=2, mem_len=4, clamp_len=0,
