@@ -5,6 +5,7 @@ and the tests train one of these on the training split instead, deterministicall
 second. Each returns a `PreTrainedTokenizerFast` that `save_pretrained` writes next to the model.
 """
 
+import itertools
 from collections import Counter
 from collections.abc import Iterable
 from typing import Literal
@@ -16,6 +17,8 @@ TokenizerKind = Literal["wordpiece", "bpe", "word"]
 
 #: The end-of-line token of word-level corpora (WikiText and PTB add one per line).
 EOS_TOKEN = "<eos>"
+#: The first ids of a word-level vocabulary, in this order.
+WORD_LEVEL_SPECIALS = ["<unk>", EOS_TOKEN]
 
 
 def train_tokenizer(texts: Iterable[str], *, kind: TokenizerKind, vocab_size: int) -> PreTrainedTokenizerFast:
@@ -76,9 +79,27 @@ def _train_word_level(texts: Iterable[str], vocab_size: int) -> PreTrainedTokeni
     # Counted here rather than by the Rust trainer, whose tie order changes between processes: the most
     # frequent words (ties alphabetical) after `<unk>` = 0 and `<eos>` = 1. Corpora such as WikiText contain
     # the literal word `<unk>`; it maps to the same id.
-    specials = ["<unk>", EOS_TOKEN]
-    counts = Counter(word for text in texts for word in text.split() if word not in specials)
-    words = specials + sorted(counts, key=lambda word: (-counts[word], word))[: max(0, vocab_size - len(specials))]
+    counts = _count_words(texts)
+    for special in WORD_LEVEL_SPECIALS:
+        counts.pop(special, None)
+    ranked = sorted(counts, key=lambda word: (-counts[word], word))
+    return word_level_tokenizer([*WORD_LEVEL_SPECIALS, *ranked[: max(0, vocab_size - len(WORD_LEVEL_SPECIALS))]])
+
+
+def _count_words(texts: Iterable[str], *, lines_per_batch: int = 10_000) -> Counter:
+    """Whitespace-word counts of `texts`, read a batch of lines at a time: a corpus of 100M words is never held,
+    and each batch is split and counted in C (`Counter.update` on one joined string), ~5 s per 25M words."""
+    counts, lines = Counter(), iter(texts)
+    while batch := list(itertools.islice(lines, lines_per_batch)):
+        counts.update(" ".join(batch).split())
+    return counts
+
+
+def word_level_tokenizer(words: list[str]) -> PreTrainedTokenizerFast:
+    """A whitespace word-level tokenizer whose ids are the positions in `words`, which must hold `<unk>` (what
+    unknown words map to); `<eos>`, the end-of-line token, is added at the end if missing."""
+    if "<unk>" not in words:
+        raise ValueError("words must contain '<unk>'")
     tokenizer = Tokenizer(models.WordLevel({word: i for i, word in enumerate(words)}, unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tokenizer.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces

@@ -41,3 +41,9 @@ def test_word_level_ids_are_dense_when_the_corpus_contains_the_special_tokens():
 def test_word_level_vocab_size_caps_the_vocabulary():
     tokenizer = train_tokenizer([" ".join(f"w{i}" for i in range(50))], kind="word", vocab_size=10)
     assert len(tokenizer) == 10
+
+
+def test_word_level_ids_go_by_count_then_alphabet_whatever_the_order_of_the_lines():
+    lines = ["b a c a", "c b d", "e"]
+    ids = [train_tokenizer(order, kind="word", vocab_size=10).get_vocab() for order in (lines, lines[::-1])]
+    assert ids[0] == ids[1] == {"<unk>": 0, EOS_TOKEN: 1, "a": 2, "b": 3, "c": 4, "d": 5, "e": 6}
