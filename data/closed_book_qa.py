@@ -18,6 +18,7 @@ def load_qa_dataset(
     validation_file: str | None = None,
     question_column: str = "question",
     answer_column: str = "answer",
+    encoding: str = "utf-8",
 ) -> datasets.DatasetDict:
     """Loads `train` / `validation` with columns `question` (str) and `answers` (non-empty list of str).
 
@@ -28,6 +29,7 @@ def load_qa_dataset(
         dataset_name=dataset_name,
         dataset_config_name=dataset_config_name,
         data_files={"train": train_file, "validation": validation_file},
+        encoding=encoding,
     )
 
     def convert(location: str, record: dict) -> dict:

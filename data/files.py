@@ -4,12 +4,19 @@ Recipes validate every row and must say *where* a bad row is (`train.tsv, line 1
 yields `(location, record)` pairs instead of handing files to `datasets.load_dataset`, whose parse
 errors name neither. Formats are picked by extension: csv, tsv, json (an array of objects, or one
 object per line), jsonl, txt (one record `{"text": line}` per line).
+
+Files are read in `encoding` (UTF-8 by default). A UTF-8 byte-order mark, as spreadsheets write, is
+skipped; a byte that is not valid in the encoding fails naming the file, line and byte (`latin-1` reads
+any byte, so the MR movie reviews need `encoding: latin-1`).
 """
 
+import codecs
 import csv
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO
 
 from .errors import DataError
 
@@ -28,10 +35,11 @@ def resolve_path(path: str | Path) -> Path:
     return REPO_ROOT / path
 
 
-def read_records(path: str | Path) -> Iterator[tuple[str, dict]]:
+def read_records(path: str | Path, *, encoding: str = "utf-8") -> Iterator[tuple[str, dict]]:
     """Yields `(location, record)` for every row of a local file; `location` is `"<path>, line <n>"`.
 
-    Raises `DataError` for a missing file, an unknown extension, or a row that does not parse.
+    Raises `DataError` for a missing file, an unknown extension, a byte not valid in `encoding`, or a row
+    that does not parse.
     """
     path = resolve_path(path)
     if not path.is_file():
@@ -39,51 +47,80 @@ def read_records(path: str | Path) -> Iterator[tuple[str, dict]]:
     suffix = path.suffix.lower()
     if suffix not in SUPPORTED_EXTENSIONS:
         raise DataError(f"{path}: unsupported extension {suffix!r}; expected one of {SUPPORTED_EXTENSIONS}")
-    if suffix in (".csv", ".tsv"):
-        yield from _read_delimited(path, delimiter="," if suffix == ".csv" else "\t")
-    elif suffix == ".txt":
-        with path.open(encoding="utf-8") as f:
+    with _open_text(path, encoding, newline="" if suffix in (".csv", ".tsv") else None) as f:
+        if suffix in (".csv", ".tsv"):
+            yield from _read_delimited(path, f, delimiter="," if suffix == ".csv" else "\t")
+        elif suffix == ".txt":
             for line_number, line in enumerate(f, start=1):
                 yield f"{path}, line {line_number}", {"text": line.rstrip("\n")}
-    else:
-        yield from _read_json(path)
+        else:
+            yield from _read_json(path, f)
 
 
-def _read_delimited(path: Path, delimiter: str) -> Iterator[tuple[str, dict]]:
-    with path.open(encoding="utf-8", newline="") as f:
-        # QUOTE_NONE for tsv: GLUE-style tsv files contain bare quote characters inside sentences.
-        quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-        reader = csv.reader(f, delimiter=delimiter, quoting=quoting)
-        header = next(reader, None)
-        if not header:
-            raise DataError(f"{path}, line 1: empty file, expected a header row")
-        for row in reader:
-            location = f"{path}, line {reader.line_num}"
-            if len(row) != len(header):
-                raise DataError(f"{location}: {len(row)} fields, the header has {len(header)} ({header})")
-            yield location, dict(zip(header, row, strict=True))
+@contextmanager
+def _open_text(path: Path, encoding: str, newline: str | None) -> Iterator[TextIO]:
+    """`path` opened for reading text; a decoding error becomes a `DataError` naming the line and byte."""
+    if codecs.lookup(encoding).name == "utf-8":
+        encoding = "utf-8-sig"  # the same codec, but a leading byte-order mark is skipped, not read as text
+    try:
+        with path.open(encoding=encoding, newline=newline) as f:
+            yield f
+    except UnicodeDecodeError as error:
+        line, byte = _locate_decoding_error(path, encoding)
+        raise DataError(
+            f"{path}, line {line}, byte {byte}: not valid {error.encoding} ({error.reason}); "
+            "give the file's encoding, e.g. `encoding: latin-1`"
+        ) from None
 
 
-def _read_json(path: Path) -> Iterator[tuple[str, dict]]:
-    with path.open(encoding="utf-8") as f:
-        first = f.read(1)
-        while first.isspace():
-            first = f.read(1)
-        f.seek(0)
-        if first == "[":
-            yield from _read_json_array(path, f.read())
-            return
-        for line_number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            location = f"{path}, line {line_number}"
+def _locate_decoding_error(path: Path, encoding: str) -> tuple[int, int]:
+    """(line, byte offset in the file) of the first byte that `encoding` cannot decode. Only called after a
+    failure, so the second read costs nothing on good files."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset, line = 0, 1
+    with path.open("rb") as f:
+        for raw_line in f:
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(f"{location}: not valid JSON ({error.msg})") from None
-            if not isinstance(record, dict):
-                raise DataError(f"{location}: expected a JSON object, got {type(record).__name__}")
-            yield location, record
+                line += decoder.decode(raw_line).count("\n")
+            except UnicodeDecodeError as error:
+                return line, offset + error.start
+            offset += len(raw_line)
+    return line, offset
+
+
+def _read_delimited(path: Path, f: TextIO, delimiter: str) -> Iterator[tuple[str, dict]]:
+    # QUOTE_NONE for tsv: GLUE-style tsv files contain bare quote characters inside sentences.
+    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+    reader = csv.reader(f, delimiter=delimiter, quoting=quoting)
+    header = next(reader, None)
+    if not header:
+        raise DataError(f"{path}, line 1: empty file, expected a header row")
+    for row in reader:
+        location = f"{path}, line {reader.line_num}"
+        if len(row) != len(header):
+            raise DataError(f"{location}: {len(row)} fields, the header has {len(header)} ({header})")
+        yield location, dict(zip(header, row, strict=True))
+
+
+def _read_json(path: Path, f: TextIO) -> Iterator[tuple[str, dict]]:
+    first = f.read(1)
+    while first.isspace():
+        first = f.read(1)
+    f.seek(0)
+    if first == "[":
+        yield from _read_json_array(path, f.read())
+        return
+    for line_number, line in enumerate(f, start=1):
+        if not line.strip():
+            continue
+        location = f"{path}, line {line_number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DataError(f"{location}: not valid JSON ({error.msg})") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{location}: expected a JSON object, got {type(record).__name__}")
+        yield location, record
 
 
 def _read_json_array(path: Path, text: str) -> Iterator[tuple[str, dict]]:

@@ -17,6 +17,7 @@ def load_sentiment_dataset(
     text_column: str = "sentence",
     label_column: str = "label",
     label_names: Sequence[str] = ("negative", "positive"),
+    encoding: str = "utf-8",
 ) -> datasets.DatasetDict:
     """Loads `train` / `validation` with columns `text` (str) and `label` (int in `range(len(label_names))`).
 
@@ -27,6 +28,7 @@ def load_sentiment_dataset(
         dataset_name=dataset_name,
         dataset_config_name=dataset_config_name,
         data_files={"train": train_file, "validation": validation_file},
+        encoding=encoding,
     )
 
     def convert(location: str, record: dict) -> dict:

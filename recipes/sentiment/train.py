@@ -70,6 +70,7 @@ class SentimentArguments:
     validation_file: str | None = _field(None, "local csv / tsv / json(l) file (relative: to the cwd, else the repo)")
     text_column: str = _field("sentence", "column holding the text")
     label_column: str = _field("label", "column holding the label (an id or a name)")
+    encoding: str = _field("utf-8", "local files' text encoding, e.g. latin-1 (a UTF-8 byte-order mark is skipped)")
     class_names: list[str] = _field(["negative", "positive"], "label names in id order (not `label_names`: Trainer's)")
     max_seq_length: int = _field(128, "longer texts are truncated to this many tokens")
     max_train_samples: int | None = _field(None, "keep only the first N training examples")
@@ -113,6 +114,7 @@ def main(args: SentimentArguments, training_args: transformers.TrainingArguments
         dataset_name=args.dataset_name, dataset_config_name=args.dataset_config_name,
         train_file=args.train_file, validation_file=args.validation_file,
         text_column=args.text_column, label_column=args.label_column, label_names=args.class_names,
+        encoding=args.encoding,
     )  # fmt: skip
     for split, limit in (("train", args.max_train_samples), ("validation", args.max_eval_samples)):
         if limit is not None and limit < len(raw[split]):

@@ -125,3 +125,25 @@ def test_relative_sample_paths_resolve_from_any_working_directory(tmp_path, monk
     monkeypatch.chdir(tmp_path)
     dataset = load_sentiment_dataset(train_file="data/samples/sentiment/train.tsv")
     assert len(dataset["train"]) > 0
+
+
+def test_a_utf8_byte_order_mark_is_not_part_of_the_first_column_name(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_bytes(b"\xef\xbb\xbfsentence,label\ngood film,1\n")  # as spreadsheets export UTF-8
+    assert load_sentiment_dataset(train_file=str(path))["train"].to_list() == [{"text": "good film", "label": 1}]
+
+
+def test_a_byte_invalid_in_the_encoding_is_named_and_the_encoding_option_reads_it(tmp_path):
+    path = tmp_path / "rt-polarity.tsv"
+    path.write_bytes("sentence\tlabel\ngood\t1\nun film plutôt réussi\t1\n".encode("latin-1"))  # MR is latin-1
+    with pytest.raises(DataError, match=r"rt-polarity\.tsv, line 3, byte 34: not valid utf-8"):
+        load_sentiment_dataset(train_file=str(path))
+    loaded = load_sentiment_dataset(train_file=str(path), encoding="latin-1")
+    assert loaded["train"]["text"] == ["good", "un film plutôt réussi"]
+
+
+def test_a_split_with_only_a_header_is_named(tmp_path):
+    train = write(tmp_path / "train.tsv", "sentence\tlabel\ngood\t1\n")
+    validation = write(tmp_path / "validation.tsv", "sentence\tlabel\n")
+    with pytest.raises(DataError, match=r"validation\.tsv: no rows \(an empty file, or a header only\)"):
+        load_sentiment_dataset(train_file=train, validation_file=validation)
