@@ -1,33 +1,117 @@
-"""Raw text for language modelling: one record per line, from the Hub (WikiText) or local txt files."""
+"""Raw text for language modelling: one record per line, from the Hub (WikiText) or local files.
+
+A corpus is read split by split, a batch of lines at a time (`TextSplit.batches`), and never held whole:
+WikiText-103 is 540 MB of text in 1.8M lines, and a Python list of them (or a `datasets.Dataset` built
+from one) costs gigabytes in every process. Empty lines are kept (they are paragraph breaks in WikiText);
+order matters because models trained on ordered streams (Transformer-XL) read the corpus as one sequence.
+"""
+
+import itertools
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import datasets
+from tqdm.auto import tqdm
 
 from .errors import DataError
-from .loading import build_dataset_dict, split_records
+from .files import resolve_path
+from .loading import ROWS_PER_BATCH, hub_location, local_records
 
 
-def load_text_corpus(
+@dataclass(frozen=True)
+class TextSplit:
+    """One split of a text corpus: local files read in `encoding`, or a Hub split (Arrow files that `datasets`
+    memory-maps), whose `text_column` holds one line per row (a missing value reads as an empty line)."""
+
+    name: str
+    files: tuple[str, ...] = ()
+    hub_dataset: datasets.Dataset | None = None
+    hub_name: str = ""
+    text_column: str = "text"
+    encoding: str = "utf-8"
+    show_progress: bool = False
+
+    @property
+    def description(self) -> str:
+        return f"{self.hub_name} [{self.name}]" if self.hub_dataset is not None else ", ".join(self.files)
+
+    def source_files(self) -> list[Path]:
+        """The files this split's text comes from: the local files, or the Arrow files of a Hub split (their path
+        holds the data set's revision hash)."""
+        if self.hub_dataset is not None:
+            return [Path(cache["filename"]) for cache in self.hub_dataset.cache_files]
+        return [resolve_path(path) for path in self.files]
+
+    def batches(self, desc: str | None = None) -> Iterator[list[str]]:
+        """The lines in order, a batch at a time; with `desc` (and `show_progress`), a progress bar counts them."""
+        total = len(self.hub_dataset) if self.hub_dataset is not None else None
+        with tqdm(total=total, desc=desc, unit=" lines", disable=not (desc and self.show_progress)) as progress:
+            for batch in self._hub_batches() if self.hub_dataset is not None else self._local_batches():
+                yield batch
+                progress.update(len(batch))
+
+    def lines(self, desc: str | None = None) -> Iterator[str]:
+        """The lines in order, one at a time (see `batches`)."""
+        for batch in self.batches(desc):
+            yield from batch
+
+    def __iter__(self) -> Iterator[str]:
+        return self.lines()
+
+    def _local_batches(self) -> Iterator[list[str]]:
+        texts = (self._text(location, record) for location, record in local_records(self.files, encoding=self.encoding))
+        while batch := list(itertools.islice(texts, ROWS_PER_BATCH)):
+            yield batch
+
+    def _hub_batches(self) -> Iterator[list[str]]:
+        # Column-wise, in Arrow batches: formatting a `Dataset` row by row is ~50x slower.
+        self._check_column(hub_location(self.hub_name, self.name, 0), self.hub_dataset.column_names)
+        for table in self.hub_dataset.with_format("arrow").iter(batch_size=ROWS_PER_BATCH):
+            yield [str(value or "") for value in table.column(self.text_column).to_pylist()]
+
+    def _text(self, location: str, record: dict) -> str:
+        self._check_column(location, record)
+        return str(record[self.text_column] or "")
+
+    def _check_column(self, location: str, columns: Iterable[str]) -> None:
+        if self.text_column not in columns:
+            raise DataError(f"{location}: missing column {self.text_column!r} (found {sorted(columns)})")
+
+
+def text_corpus_splits(
     *,
     dataset_name: str | None = None,
     dataset_config_name: str | None = None,
     train_file: str | None = None,
     validation_file: str | None = None,
     text_column: str = "text",
-) -> datasets.DatasetDict:
-    """Loads `train` / `validation` with one column `text`, one line per row, in corpus order.
+    encoding: str = "utf-8",
+    show_progress: bool = False,
+) -> dict[str, TextSplit]:
+    """`train` (and `validation` when there is one) of a corpus, not yet read: local files win when any are
+    given; otherwise `dataset_name` is loaded with `datasets.load_dataset` (Arrow files on disk, not in memory)."""
+    common = {"text_column": text_column, "encoding": encoding, "show_progress": show_progress}
+    files = {"train": train_file, "validation": validation_file}
+    if any(files.values()):
+        return {split: TextSplit(split, files=(path,), **common) for split, path in files.items() if path}
+    if not dataset_name:
+        raise DataError("no data: give `dataset_name` (a Hub data set) or local files (`train_file`, ...)")
+    hub = datasets.load_dataset(dataset_name, dataset_config_name)
+    splits = {
+        split: TextSplit(split, hub_dataset=hub[split], hub_name=dataset_name, **common)
+        for split in ("train", "validation")
+        if split in hub
+    }
+    if not splits:
+        raise DataError(f"{dataset_name}: none of the splits ['train', 'validation'] found (have {sorted(hub)})")
+    return splits
 
-    Empty lines are kept (they are paragraph breaks in WikiText); order matters because language
-    models trained on ordered streams (Transformer-XL) read the corpus as one sequence.
-    """
-    records = split_records(
-        dataset_name=dataset_name,
-        dataset_config_name=dataset_config_name,
-        data_files={"train": train_file, "validation": validation_file},
+
+def load_text_corpus(**kwargs: str | None) -> datasets.DatasetDict:
+    """The splits of `text_corpus_splits(**kwargs)` read into memory, one row `{"text": line}` per line: for
+    small corpora (the benches' WikiText-2); the recipes stream theirs through `data.token_cache`."""
+    splits = text_corpus_splits(**kwargs)
+    return datasets.DatasetDict(
+        {name: datasets.Dataset.from_dict({"text": list(split)}) for name, split in splits.items()}
     )
-
-    def convert(location: str, record: dict) -> dict:
-        if text_column not in record:
-            raise DataError(f"{location}: missing column {text_column!r} (found {sorted(record)})")
-        return {"text": str(record[text_column] or "")}
-
-    return build_dataset_dict(records, convert, splits=("train", "validation"))

@@ -16,8 +16,8 @@ from .files import read_records
 logger = logging.getLogger(__name__)
 
 Record = dict
-#: Rows per Arrow batch read from a Hub split.
-HUB_BATCH_ROWS = 10_000
+#: Rows per batch where a split is read in batches (Arrow batches of a Hub split, lines to tokenise).
+ROWS_PER_BATCH = 10_000
 Converter = Callable[[str, Record], Record]
 
 
@@ -90,7 +90,7 @@ def build_dataset_dict(
 def _hub_records(name: str, split: str, dataset: datasets.Dataset) -> Iterator[tuple[str, Record]]:
     # Read in Arrow batches of columns: indexing a `Dataset` row by row decodes each row on its own, ~50x slower.
     index = 0
-    for batch in dataset.iter(batch_size=HUB_BATCH_ROWS):
+    for batch in dataset.iter(batch_size=ROWS_PER_BATCH):
         for values in zip(*batch.values(), strict=True):
             yield hub_location(name, split, index), dict(zip(batch, values, strict=True))
             index += 1

@@ -26,7 +26,10 @@ from .tokenizers import EOS_TOKEN
 
 
 def encode_stream(lines: Iterable[str], tokenizer, *, add_eos: bool = True) -> torch.Tensor:
-    """One int64 token stream from text lines, with an end-of-line token after each line (as in WikiText LM)."""
+    """One int64 token stream from text lines, with an end-of-line token after each line (as in WikiText LM).
+
+    Holds every line's ids as Python ints: for small corpora (the benches' WikiText-2). The recipes use
+    `data.token_cache.prepare_token_streams`, which gives the same ids without holding the corpus."""
     suffix = f" {EOS_TOKEN}" if add_eos else ""
     encoded = tokenizer([line + suffix for line in lines], add_special_tokens=False)["input_ids"]
     return torch.tensor([token for line_ids in encoded for token in line_ids], dtype=torch.long)
@@ -36,7 +39,8 @@ class StreamSegments(Dataset):
     """Batch t (a whole batch per item) of this rank's rows: `input_ids`, `target_ids`, `segment_index`.
 
     `segment_index` is 0 at the start of the streams, which is where memory must be reset. Use with
-    `DataLoader(dataset, batch_size=None)` so items are not batched again.
+    `DataLoader(dataset, batch_size=None)` so items are not batched again. `token_ids` may be a memory-mapped
+    int32 stream (`data.token_cache`): the rows are views into it, and only each item is copied, as int64.
     """
 
     def __init__(
@@ -85,7 +89,7 @@ class StreamSegments(Dataset):
         start = segment_index * self.tgt_len
         end = min(start + self.tgt_len, self.rows.shape[1] - 1)  # the last segment may be shorter
         return {
-            "input_ids": self.rows[:, start:end],
-            "target_ids": self.rows[:, start + 1 : end + 1],
+            "input_ids": self.rows[:, start:end].long(),
+            "target_ids": self.rows[:, start + 1 : end + 1].long(),
             "segment_index": segment_index,
         }

@@ -28,7 +28,8 @@ from transformers import (
 from transformers.dynamic_module_utils import custom_object_save
 from transformers.trainer_utils import get_last_checkpoint
 
-from data.lm_corpus import load_text_corpus
+from data.lm_corpus import TextSplit, text_corpus_splits
+from data.token_cache import train_tokenizer_once
 from data.tokenizers import TokenizerKind, train_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -54,14 +55,25 @@ class TextCorpusArguments:
     )
     validation_file: str | None = dataclasses.field(default=None, metadata={"help": "Local validation text."})
     text_column: str = dataclasses.field(default="text", metadata={"help": "Column holding the text."})
+    encoding: str = dataclasses.field(
+        default="utf-8", metadata={"help": "Local files' encoding, e.g. latin-1 (a UTF-8 byte-order mark is skipped)."}
+    )
+    token_cache_dir: str | None = dataclasses.field(
+        default=None,
+        metadata={"help": "Cache of token streams and trained tokenizers (default ~/.cache/finetune-recipes/"
+                  "token_streams, or $FINETUNE_RECIPES_CACHE/token_streams)."},
+    )  # fmt: skip
 
-    def load_corpus(self) -> datasets.DatasetDict:
-        return load_text_corpus(
+    def text_splits(self, training_args: TrainingArguments) -> dict[str, TextSplit]:
+        """The corpus's splits, not yet read; progress bars on the local main process only."""
+        return text_corpus_splits(
             dataset_name=self.dataset_name,
             dataset_config_name=self.dataset_config_name,
             train_file=self.train_file,
             validation_file=self.validation_file,
             text_column=self.text_column,
+            encoding=self.encoding,
+            show_progress=training_args.local_process_index == 0 and not training_args.disable_tqdm,
         )
 
 
@@ -110,13 +122,15 @@ def _read_yaml(config_file: Path, parser: HfArgumentParser) -> dict:
 def load_or_train_tokenizer(
     training_args: TrainingArguments,
     source: str | None,
-    texts: Iterable[str],
+    texts: Iterable[str] | TextSplit,
     *,
     kind: TokenizerKind,
     vocab_size: int,
+    cache_dir: str | None = None,
 ) -> PreTrainedTokenizerBase:
     """The run's tokenizer: `source` (a Hub name or folder) if given; else, when resuming, the one saved in
-    the checkpoint; else one trained on `texts`.
+    the checkpoint; else one trained on `texts`. A `TextSplit` (a corpus read in batches) is trained on once
+    per machine: the tokenizer is cached in `cache_dir` (`data.token_cache.train_tokenizer_once`).
 
     A resumed run must not retrain: the WordPiece and BPE trainers break frequency ties in hash order, which
     changes between processes, so a retrained vocabulary would not match the checkpoint's weights.
@@ -126,6 +140,8 @@ def load_or_train_tokenizer(
     checkpoint = checkpoint_to_resume(training_args)
     if checkpoint:
         return PreTrainedTokenizerFast.from_pretrained(checkpoint)
+    if isinstance(texts, TextSplit):
+        return train_tokenizer_once(texts, kind=kind, vocab_size=vocab_size, cache_dir=cache_dir)
     return train_tokenizer(texts, kind=kind, vocab_size=vocab_size)
 
 

@@ -1,7 +1,13 @@
-"""Test-wide settings: never touch the network (set before huggingface_hub is imported)."""
+"""Test-wide settings: never touch the network (set before huggingface_hub is imported); token streams
+and trained tokenizers cached in a folder of this session, not in the user's cache."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
+os.environ["FINETUNE_RECIPES_CACHE"] = tempfile.mkdtemp(prefix="finetune-recipes-tests-")
+atexit.register(shutil.rmtree, os.environ["FINETUNE_RECIPES_CACHE"], ignore_errors=True)
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_NO_ADVISORY_WARNINGS"] = "1"

@@ -37,7 +37,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from custom_models.nce_lm import NCELMConfig, NCELMForCausalLM, count_tokens, noise_log_probs_from_counts
 from data.metrics import perplexity
-from data.streams import encode_stream
+from data.token_cache import prepare_token_streams
 from data.tokenizers import EOS_TOKEN
 from recipes.common import (
     TextCorpusArguments,
@@ -99,7 +99,8 @@ class NCELMArguments(TextCorpusArguments):
 
 class TokenBlocks(Dataset):
     """`input_ids` = `labels` = block i of the stream cut into `block_size` tokens (the tail is dropped;
-    the model shifts the labels)."""
+    the model shifts the labels). The blocks are views into `stream` (memory-mapped int32 ids from
+    `data.token_cache`); only the block handed out is copied, as int64."""
 
     def __init__(self, stream: torch.Tensor, *, block_size: int) -> None:
         if stream.numel() < block_size:
@@ -110,7 +111,8 @@ class TokenBlocks(Dataset):
         return len(self.blocks)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return {"input_ids": self.blocks[i], "labels": self.blocks[i]}
+        block = self.blocks[i].long()
+        return {"input_ids": block, "labels": block}
 
 
 class NCETrainer(Trainer):
@@ -177,15 +179,18 @@ CONFIG_CLASSES = (NCELMArguments, TrainingArguments)
 def main(script_args: NCELMArguments, training_args: TrainingArguments) -> dict[str, float]:
     set_seed(training_args.seed)
     setup_logging(training_args)
-    corpus = script_args.load_corpus()
-    tokenizer = load_or_train_tokenizer(
-        training_args, script_args.tokenizer_name or script_args.model_name_or_path, corpus["train"]["text"],
-        kind=script_args.tokenizer_kind, vocab_size=script_args.tokenizer_vocab_size,
-    )  # fmt: skip
-    # Word-level corpora end each line with `<eos>`; other tokenizers read the lines as given (raw
-    # WikiText rows keep their own "\n").
-    add_eos = EOS_TOKEN in tokenizer.get_vocab()
-    streams = {split: encode_stream(corpus[split]["text"], tokenizer, add_eos=add_eos) for split in corpus}
+    corpus = script_args.text_splits(training_args)
+    # One process per machine counts and tokenises the corpus into the cache; the others then map its files.
+    with training_args.main_process_first(desc="tokenizer and token streams"):
+        tokenizer = load_or_train_tokenizer(
+            training_args, script_args.tokenizer_name or script_args.model_name_or_path, corpus["train"],
+            kind=script_args.tokenizer_kind, vocab_size=script_args.tokenizer_vocab_size,
+            cache_dir=script_args.token_cache_dir,
+        )  # fmt: skip
+        # Word-level corpora end each line with `<eos>`; other tokenizers read the lines as given (raw
+        # WikiText rows keep their own "\n").
+        add_eos = EOS_TOKEN in tokenizer.get_vocab()
+        streams = prepare_token_streams(corpus, tokenizer, add_eos=add_eos, cache_dir=script_args.token_cache_dir)
     logger.info("tokens: %s; vocabulary %d", {s: t.numel() for s, t in streams.items()}, len(tokenizer))
 
     # Each process draws its own noise: seeded with seed + rank (see the docstring).
@@ -207,7 +212,7 @@ def main(script_args: NCELMArguments, training_args: TrainingArguments) -> dict[
     )
 
     # The noise distribution: unigram counts of the training tokens; the output bias starts at log q when new.
-    counts = count_tokens([streams["train"]], vocab_size=model.config.vocab_size)
+    counts = count_tokens(streams["train"].split(1 << 22), vocab_size=model.config.vocab_size)  # int64 per chunk
     log_q = noise_log_probs_from_counts(
         counts, noise_power=script_args.noise_power, smoothing=script_args.noise_smoothing
     )

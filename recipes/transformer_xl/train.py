@@ -3,7 +3,8 @@
     accelerate launch recipes/transformer_xl/train.py recipes/transformer_xl/configs/tiny.yaml
 
 What it does: reads a corpus (a Hub data set such as `Salesforce/wikitext`, or local txt files), turns
-it into one token stream with an `<eos>` per line, cuts it into `per_device_train_batch_size` streams
+it into one token stream with an `<eos>` per line (once per machine, cached and memory-mapped by every
+process: `data.token_cache`), cuts it into `per_device_train_batch_size` streams
 per process and walks them in order (`data.streams`), carrying each layer's memory from one step to the
 next (`MemoryTrainer`). It evaluates by the paper's protocol (Dai et al. 2019, arXiv 1901.02860): the
 whole validation stream with memory, with its own `eval_tgt_len` / `eval_mem_len` / `eval_clamp_len` /
@@ -23,7 +24,8 @@ import transformers
 from transformers import TrainingArguments, set_seed
 
 from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausalLM
-from data.streams import StreamSegments, encode_stream
+from data.streams import StreamSegments
+from data.token_cache import prepare_token_streams
 from recipes.common import (
     TextCorpusArguments,
     checkpoint_to_resume,
@@ -80,13 +82,15 @@ CONFIG_CLASSES = (TransformerXLArguments, TrainingArguments)
 def main(script_args: TransformerXLArguments, training_args: TrainingArguments) -> dict[str, float]:
     set_seed(training_args.seed)
     setup_logging(training_args)
-    corpus = script_args.load_corpus()
+    corpus = script_args.text_splits(training_args)
 
-    tokenizer = load_or_train_tokenizer(
-        training_args, script_args.tokenizer_name or script_args.model_name_or_path, corpus["train"]["text"],
-        kind="word", vocab_size=script_args.tokenizer_vocab_size,
-    )  # fmt: skip
-    streams = {split: encode_stream(corpus[split]["text"], tokenizer) for split in corpus}
+    # One process per machine counts and tokenises the corpus into the cache; the others then map its files.
+    with training_args.main_process_first(desc="tokenizer and token streams"):
+        tokenizer = load_or_train_tokenizer(
+            training_args, script_args.tokenizer_name or script_args.model_name_or_path, corpus["train"],
+            kind="word", vocab_size=script_args.tokenizer_vocab_size, cache_dir=script_args.token_cache_dir,
+        )  # fmt: skip
+        streams = prepare_token_streams(corpus, tokenizer, add_eos=True, cache_dir=script_args.token_cache_dir)
     logger.info("tokens: %s; vocabulary %d", {s: t.numel() for s, t in streams.items()}, len(tokenizer))
 
     if script_args.model_name_or_path:

@@ -7,7 +7,7 @@ import pytest
 from data.closed_book_qa import load_qa_dataset
 from data.errors import DataError
 from data.files import read_records
-from data.lm_corpus import load_text_corpus
+from data.lm_corpus import load_text_corpus, text_corpus_splits
 from data.samples import SAMPLES_DIR
 from data.sentiment import load_sentiment_dataset
 
@@ -147,3 +147,19 @@ def test_a_split_with_only_a_header_is_named(tmp_path):
     validation = write(tmp_path / "validation.tsv", "sentence\tlabel\n")
     with pytest.raises(DataError, match=r"validation\.tsv: no rows \(an empty file, or a header only\)"):
         load_sentiment_dataset(train_file=train, validation_file=validation)
+    with pytest.raises(DataError, match=r"empty\.txt: no rows"):
+        list(text_corpus_splits(train_file=write(tmp_path / "empty.txt", ""))["train"])
+
+
+def test_hub_text_splits_read_in_column_batches_with_located_errors(tmp_path):
+    folder = tmp_path / "hub_like"
+    folder.mkdir()
+    rows = [{"text": f"line {i}", "id": i} for i in range(25_000)] + [{"text": None, "id": -1}]
+    (folder / "train.jsonl").write_text("\n".join(json.dumps(row) for row in rows) + "\n")
+    train = text_corpus_splits(dataset_name=str(folder))["train"]
+    assert [len(batch) for batch in train.batches()] == [10_000, 10_000, 5_001]
+    assert list(train) == [f"line {i}" for i in range(25_000)] + [""]  # a missing value is an empty line
+    with pytest.raises(
+        DataError, match=r"hub_like \[train\] row 0: missing column 'sentence' \(found \['id', 'text'\]\)"
+    ):
+        list(text_corpus_splits(dataset_name=str(folder), text_column="sentence")["train"])

@@ -1,0 +1,193 @@
+"""Token ids of a corpus, computed once per machine and memory-mapped by every process.
+
+`prepare_token_streams` turns each split of a corpus into one flat stream of token ids (an `<eos>` after
+every line when asked, exactly as `data.streams.encode_stream`), tokenised in batches of lines by the fast
+tokenizer and written as a `.npy` file of int32 ids; every process (and every later run) maps that file
+with `np.load(mmap_mode="c")` and wraps it with `torch.from_numpy`, so the processes of a machine share one
+copy through the page cache and a rank's rows are views into it. Recipes call it inside
+`TrainingArguments.main_process_first()`, so one process per machine tokenises and the others find its file.
+
+Why a `.npy` file, not `datasets`' cache (`Dataset.map`): the result is one flat array, not a column of
+per-line lists; `map` would store int64 lists with offsets, and every process would still have to flatten
+them into a stream. A `.npy` maps with zero copies, and `np.load` reads it with nothing of this project.
+
+The cache key (a sha256 prefix in the file name) covers: the source files' resolved path, size and
+modification time (local files, or the Arrow files `datasets` keeps a Hub split in, whose path holds the
+revision); the text column and encoding; the tokenizer (`backend_tokenizer.to_str()`); `add_eos`; the id
+dtype; and a format version. Path + size + mtime rather than a content hash: an edited or replaced file
+changes its mtime, and hashing 540 MB would cost every process seconds on every start. (A file rewritten
+with identical size and a restored mtime would not be noticed.)
+
+A file is written under a temporary name in the cache folder and renamed (`os.replace`, atomic) only once
+complete, so a run killed mid-way leaves a temporary file that no run reads, never a truncated cache.
+Word-level and BPE tokenizers trained on a corpus are cached the same way (`train_tokenizer_once`), keyed
+by the training split, kind and size, so every process of a machine and every later run use one tokenizer.
+"""
+
+import hashlib
+import itertools
+import json
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+from tokenizers import models, pre_tokenizers
+from transformers import PreTrainedTokenizerFast
+
+from .errors import DataError
+from .lm_corpus import TextSplit
+from .tokenizers import EOS_TOKEN, TokenizerKind, train_tokenizer
+
+#: Bumped when the layout of cached files changes, so old files are not read.
+CACHE_VERSION = 1
+#: The `.npy` header is written last, when the length is known, into this many bytes reserved at the start
+#: (numpy pads the header to a multiple of 64 bytes: 128 for a 1-d array of any length up to 2**63).
+_NPY_HEADER_BYTES = 128
+
+
+def default_cache_dir() -> Path:
+    """`$FINETUNE_RECIPES_CACHE/token_streams`, by default `~/.cache/finetune-recipes/token_streams`."""
+    root = os.environ.get("FINETUNE_RECIPES_CACHE") or Path.home() / ".cache" / "finetune-recipes"
+    return Path(root) / "token_streams"
+
+
+def prepare_token_streams(
+    corpus: dict[str, TextSplit], tokenizer: PreTrainedTokenizerFast, *, add_eos: bool, cache_dir: str | None = None
+) -> dict[str, torch.Tensor]:
+    """Each split's token ids as a 1-d int32 tensor over a memory-mapped file of `cache_dir` (written first if
+    no earlier run wrote it). Slices are views; convert a batch with `.long()` when a model needs int64 ids."""
+    return {
+        name: token_stream(split, tokenizer, add_eos=add_eos, cache_dir=cache_dir) for name, split in corpus.items()
+    }
+
+
+def token_stream(
+    split: TextSplit, tokenizer: PreTrainedTokenizerFast, *, add_eos: bool, cache_dir: str | None = None
+) -> torch.Tensor:
+    """One split's token ids; see `prepare_token_streams`."""
+    dtype = np.dtype(np.int32 if len(tokenizer) <= np.iinfo(np.int32).max else np.int64)
+    key = _key(_source(split), tokenizer.backend_tokenizer.to_str(), add_eos, dtype.str)
+    path = Path(cache_dir or default_cache_dir()) / f"{split.name}-{key}.npy"
+    if not path.is_file():
+        with _atomic_file(path) as tmp:
+            if _write_npy(tmp, _encode_batches(split, tokenizer, add_eos=add_eos), dtype) == 0:
+                raise DataError(f"{split.description}: no tokens in split {split.name!r}")
+    return torch.from_numpy(np.load(path, mmap_mode="c"))  # copy-on-write: writable for torch, never written back
+
+
+def train_tokenizer_once(
+    split: TextSplit, *, kind: TokenizerKind, vocab_size: int, cache_dir: str | None = None
+) -> PreTrainedTokenizerFast:
+    """`train_tokenizer` on `split`, or the tokenizer an earlier call saved for the same files, kind and size.
+
+    It is always loaded from the cache folder, so the first run and later runs use the very same tokenizer
+    (and so the same token-stream cache key)."""
+    key = _key(_source(split), kind, vocab_size)
+    folder = Path(cache_dir or default_cache_dir()) / f"tokenizer-{kind}-{key}"
+    if not folder.is_dir():
+        tokenizer = train_tokenizer(split.lines(desc=f"{split.name}: counting for the {kind} tokenizer"),
+                                    kind=kind, vocab_size=vocab_size)  # fmt: skip
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f"{folder.name}.tmp-"))
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache may be shared
+        try:
+            tokenizer.save_pretrained(tmp)
+            os.replace(tmp, folder)
+        except OSError:  # another process renamed its copy first: keep that one
+            if not folder.is_dir():
+                raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return PreTrainedTokenizerFast.from_pretrained(folder)
+
+
+def _source(split: TextSplit) -> list:
+    files = [[str(path.resolve()), stat.st_size, stat.st_mtime_ns] for path in split.source_files()
+             for stat in [path.stat()]]  # fmt: skip
+    return [files, split.text_column, split.encoding]
+
+
+def _key(*parts: object) -> str:
+    return hashlib.sha256(json.dumps([CACHE_VERSION, *parts]).encode()).hexdigest()[:16]
+
+
+def _encode_batches(split: TextSplit, tokenizer: PreTrainedTokenizerFast, *, add_eos: bool) -> Iterator[np.ndarray]:
+    """The ids of each batch of lines, as `tokenizer([line + " <eos>" ...], add_special_tokens=False)` gives
+    them: from the Rust tokenizer directly (no offsets computed, no Python lists kept), or, for a plain
+    word-level tokenizer, by looking the words up (`_word_lookup`)."""
+    suffix = f" {EOS_TOKEN}" if add_eos else ""
+    look_up = _word_lookup(tokenizer)
+    for lines in split.batches(desc=f"{split.name}: tokenising"):
+        texts = [line + suffix for line in lines]
+        ids = look_up(" ".join(texts)) if look_up else None
+        if ids is None:
+            encodings = tokenizer.backend_tokenizer.encode_batch_fast(texts, add_special_tokens=False)
+            ids = np.fromiter(itertools.chain.from_iterable(encoding.ids for encoding in encodings), dtype=np.int64)
+        yield ids
+
+
+#: Characters that `str.split()` splits on and the Rust `WhitespaceSplit` does not (tested).
+_PYTHON_ONLY_WHITESPACE = "\x1c\x1d\x1e\x1f"
+
+
+def _word_lookup(tokenizer: PreTrainedTokenizerFast) -> Callable[[str], np.ndarray | None] | None:
+    """For a tokenizer that only splits on whitespace and looks words up (ours, `kind="word"`): text -> ids by
+    one dictionary lookup per word, in C, a quarter of the CPU time of the Rust encoder (whose per-token
+    `Encoding` objects dominate for whole words). The function returns None where the two could differ, and
+    the caller uses the Rust encoder: a character only Python splits on, or an added token (`<eos>`, `<unk>`)
+    inside a word, which Rust would cut out of it. None for any other tokenizer."""
+    backend = tokenizer.backend_tokenizer
+    if not (
+        isinstance(backend.model, models.WordLevel)
+        and backend.normalizer is None
+        and isinstance(backend.pre_tokenizer, pre_tokenizers.WhitespaceSplit)
+    ):
+        return None
+    vocab = backend.get_vocab(with_added_tokens=True)
+    unknown = vocab[backend.model.unk_token]
+    added = [token.content for token in tokenizer.added_tokens_decoder.values()]
+
+    def look_up(text: str) -> np.ndarray | None:
+        if any(char in text for char in _PYTHON_ONLY_WHITESPACE):
+            return None
+        words = text.split()
+        if any(text.count(token) != words.count(token) for token in added):
+            return None
+        return np.fromiter(map(vocab.get, words, itertools.repeat(unknown)), dtype=np.int64, count=len(words))
+
+    return look_up
+
+
+@contextmanager
+def _atomic_file(path: Path) -> Iterator[Path]:
+    """`with _atomic_file(path) as tmp:` write `tmp`; it becomes `path` only if the block completes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_npy(path: Path, chunks: Iterator[np.ndarray], dtype: np.dtype) -> int:
+    """Writes the concatenated `chunks` as a 1-d `.npy` of `dtype` without holding them; returns the length."""
+    with open(path, "wb") as f:
+        f.seek(_NPY_HEADER_BYTES)
+        length = 0
+        for chunk in chunks:
+            chunk.astype(dtype).tofile(f)
+            length += chunk.size
+        f.seek(0)
+        np.lib.format.write_array_header_1_0(f, {"descr": dtype.str, "fortran_order": False, "shape": (length,)})
+        if f.tell() != _NPY_HEADER_BYTES:
+            raise RuntimeError(f"npy header of {f.tell()} bytes, expected {_NPY_HEADER_BYTES}")
+        f.flush()
+        os.fsync(f.fileno())
+    return length
