@@ -52,7 +52,12 @@ def local_records(files: str | list[str], *, encoding: str = "utf-8") -> Iterato
             empty = False
             yield location, record
     if empty:
-        raise DataError(f"{', '.join(map(str, paths))}: no rows (an empty file, or a header only)")
+        raise no_rows_error(paths)
+
+
+def no_rows_error(paths: list[str]) -> DataError:
+    """The error for a split whose files hold no row."""
+    return DataError(f"{', '.join(map(str, paths))}: no rows (an empty file, or a header only)")
 
 
 def hub_location(name: str, split: str, index: int) -> str:

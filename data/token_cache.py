@@ -151,15 +151,17 @@ def _word_lookup(tokenizer: PreTrainedTokenizerFast) -> Callable[[str], np.ndarr
         return None
     vocab = backend.get_vocab(with_added_tokens=True)
     unknown = vocab[backend.model.unk_token]
-    added = [token.content for token in tokenizer.added_tokens_decoder.values()]
+    added = {token.content: token_id for token_id, token in tokenizer.added_tokens_decoder.items()}
 
     def look_up(text: str) -> np.ndarray | None:
         if any(char in text for char in _PYTHON_ONLY_WHITESPACE):
             return None
         words = text.split()
-        if any(text.count(token) != words.count(token) for token in added):
-            return None
-        return np.fromiter(map(vocab.get, words, itertools.repeat(unknown)), dtype=np.int64, count=len(words))
+        ids = np.fromiter(map(vocab.get, words, itertools.repeat(-1)), dtype=np.int64, count=len(words))
+        if any(text.count(token) != np.count_nonzero(ids == token_id) for token, token_id in added.items()):
+            return None  # an added token inside a word
+        ids[ids < 0] = unknown
+        return ids
 
     return look_up
 

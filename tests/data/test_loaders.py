@@ -6,7 +6,7 @@ import pytest
 
 from data.closed_book_qa import load_qa_dataset
 from data.errors import DataError
-from data.files import read_records
+from data.files import read_records, read_text_lines
 from data.lm_corpus import load_text_corpus, text_corpus_splits
 from data.samples import SAMPLES_DIR
 from data.sentiment import load_sentiment_dataset
@@ -163,3 +163,14 @@ def test_hub_text_splits_read_in_column_batches_with_located_errors(tmp_path):
         DataError, match=r"hub_like \[train\] row 0: missing column 'sentence' \(found \['id', 'text'\]\)"
     ):
         list(text_corpus_splits(dataset_name=str(folder), text_column="sentence")["train"])
+
+
+def test_text_lines_in_batches_equal_the_txt_records_and_name_a_bad_byte(tmp_path):
+    path = tmp_path / "c.txt"
+    path.write_bytes(b"\xef\xbb\xbffirst\r\n\r\n third \nlast")  # byte-order mark, CRLF, empty line, no final newline
+    batches = list(read_text_lines(path, lines_per_batch=3))
+    assert batches == [["first", "", " third "], ["last"]]
+    assert sum(batches, []) == [record["text"] for _, record in read_records(path)]
+    path.write_bytes("ok\nnaïve\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"c\.txt, line 2, byte 5: not valid utf-8"):
+        list(read_text_lines(path))
