@@ -2,9 +2,10 @@
 
 `prepare_token_streams` turns each split of a corpus into one flat stream of token ids (an `<eos>` after
 every line when asked, exactly as `data.streams.encode_stream`), tokenised in batches of lines by the fast
-tokenizer and written as a `.npy` file of int32 ids; every process (and every later run) maps that file
-with `np.load(mmap_mode="c")` and wraps it with `torch.from_numpy`, so the processes of a machine share one
-copy through the page cache and a rank's rows are views into it. Recipes call it inside
+tokenizer (a plain word-level one by a dictionary lookup that gives the same ids) and written as a `.npy`
+file of int32 ids; every process (and every later run) maps that file with `np.load(mmap_mode="c")` and
+wraps it with `torch.from_numpy`, so the processes of a machine share one copy through the page cache and
+a rank's rows are views into it. Recipes call it inside
 `TrainingArguments.main_process_first()`, so one process per machine tokenises and the others find its file.
 
 Why a `.npy` file, not `datasets`' cache (`Dataset.map`): the result is one flat array, not a column of

@@ -3,8 +3,7 @@
     accelerate launch recipes/transformer_xl/train.py recipes/transformer_xl/configs/tiny.yaml
 
 What it does: reads a corpus (a Hub data set such as `Salesforce/wikitext`, or local txt files), turns
-it into one token stream with an `<eos>` per line (once per machine, cached and memory-mapped by every
-process: `data.token_cache`), cuts it into `per_device_train_batch_size` streams
+it into one token stream with an `<eos>` per line, cuts it into `per_device_train_batch_size` streams
 per process and walks them in order (`data.streams`), carrying each layer's memory from one step to the
 next (`MemoryTrainer`). It evaluates by the paper's protocol (Dai et al. 2019, arXiv 1901.02860): the
 whole validation stream with memory, with its own `eval_tgt_len` / `eval_mem_len` / `eval_clamp_len` /
