@@ -192,6 +192,8 @@ def recipe_arguments(args: argparse.Namespace, *, mem_len: int, output_dir: str)
     training_args = TrainingArguments(
         output_dir=output_dir,
         use_cpu=True,
+        do_train=True,
+        do_eval=True,
         per_device_train_batch_size=args.batch_size,
         per_device_eval_batch_size=10,  # the paper's 10 evaluation streams
         max_steps=args.max_steps,
