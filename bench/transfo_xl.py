@@ -482,7 +482,7 @@ def part_adaptive_step(args: argparse.Namespace) -> None:
         "adaptive, div_val 1 (base model)": {**base, "cutoffs": PAPER_CUTOFFS, "adaptive": True, "div_val": 1},
         "adaptive, div_val 4 (large model)": {**base, "cutoffs": PAPER_CUTOFFS, "adaptive": True, "div_val": 4},
     }
-    shape = (args.train_batch_size, args.train_tgt_len)
+    shape = (args.step_batch_size, args.step_tgt_len)
     print(
         f"\n## (d) One training step at {WT103_VOCAB:,} words: adaptive vs full softmax\n\n"
         f"{args.n_layer} layers, d_model {args.d_model}, {args.n_head} heads, d_inner {4 * args.d_model}, batch "
@@ -564,7 +564,9 @@ def parse_args() -> argparse.Namespace:
     c.add_argument("--train-mem-len", type=int, default=128)
     c.add_argument("--train-steps", type=int, default=3, help="timed steps per round")
     c.add_argument("--train-rounds", type=int, default=5, help="alternating timed rounds")
-    d = parser.add_argument_group("(d) adaptive vs full softmax (batch: --train-batch-size x --train-tgt-len)")
+    d = parser.add_argument_group("(d) adaptive vs full softmax")
+    d.add_argument("--step-batch-size", type=int, default=8, help="streams (wikitext103_base.yaml's per GPU)")
+    d.add_argument("--step-tgt-len", type=int, default=150, help="tokens per stream (wikitext103_base.yaml's)")
     d.add_argument("--step-steps", type=int, default=3, help="timed steps per process")
     d.add_argument("--step-rounds", type=int, default=2, help="alternating processes per side")
     args = parser.parse_args()
