@@ -167,19 +167,20 @@ tags:
 # Transformer-XL, converted from the transformers 4.x layout
 
 A word-level Transformer-XL language model (Dai et al. 2019, arXiv 1901.02860): {config.n_layer} layers,
-d_model {config.d_model}, {config.n_head} heads, {model.num_parameters():,} parameters, {adaptive}.
+d_model {config.d_model}, {config.n_head} heads, {model.num_parameters():,} parameters;
+{adaptive}.
 Vocabulary: {len(vocab["idx2sym"]):,} words, {case}; text is split on whitespace (WikiText is already
 tokenised), unknown words become `<unk>`, and `<eos>` ends a line but is not added by the tokenizer.
 Memory settings: `mem_len` {config.mem_len}, `clamp_len` {config.clamp_len}, `same_length` {config.same_length}.
 
 ## Provenance
 
-Converted from {provenance} by `custom_models/transfo_xl/convert_legacy.py` of
-finetune-recipes: the weights unchanged (`pytorch_model.bin` read with
-`torch.load(weights_only=True)`, written as `model.safetensors`), the config rewritten from
-`model_type: "transfo-xl"` to this repository's `transformer-xl`, and `vocab.pkl` (read by an unpickler
-that allows only `collections.Counter` and `collections.OrderedDict`) rebuilt as `tokenizer.json` with the
-same word ids. This folder holds no pickle file.
+Converted from {provenance}
+by `custom_models/transfo_xl/convert_legacy.py` of finetune-recipes: the weights unchanged
+(`pytorch_model.bin` read with `torch.load(weights_only=True)`, written as `model.safetensors`), the config
+rewritten from `model_type: "transfo-xl"` to this repository's `transformer-xl`, and `vocab.pkl` (read by
+an unpickler that allows only `collections.Counter` and `collections.OrderedDict`) rebuilt as
+`tokenizer.json` with the same word ids. This folder holds no pickle file.
 
 ```bash
 {command}
@@ -194,7 +195,8 @@ The model code ships in this folder, hence `trust_remote_code=True` (it imports 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-tokenizer = AutoTokenizer.from_pretrained("{model_id}")
+# AutoTokenizer reads config.json too, whose class is shipped code: without the flag transformers asks first.
+tokenizer = AutoTokenizer.from_pretrained("{model_id}", trust_remote_code=True)
 model = AutoModelForCausalLM.from_pretrained("{model_id}", trust_remote_code=True).eval()
 
 # Generation: after the prompt, each step feeds one token and the memory.
