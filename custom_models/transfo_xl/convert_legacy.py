@@ -119,7 +119,11 @@ def read_legacy_vocab(path: str | Path) -> dict[str, Any]:
     idx2sym, sym2idx = vocab["idx2sym"], vocab["sym2idx"]
     if not isinstance(idx2sym, list) or not all(isinstance(word, str) for word in idx2sym):
         raise ValueError(f"{path}: idx2sym must be a list of strings")
-    if len(sym2idx) != len(idx2sym) or any(sym2idx.get(word) != i for i, word in enumerate(idx2sym)):
+    if (
+        not isinstance(sym2idx, dict)
+        or len(sym2idx) != len(idx2sym)
+        or any(sym2idx.get(word) != i for i, word in enumerate(idx2sym))
+    ):
         raise ValueError(f"{path}: sym2idx is not the inverse of idx2sym, so word ids are ambiguous")
     if not isinstance(vocab["lower_case"], bool):
         raise ValueError(f"{path}: lower_case must be a bool, got {vocab['lower_case']!r}")

@@ -25,6 +25,7 @@ LEGACY = FIXTURE / "legacy_checkpoint"
 pytestmark = pytest.mark.skipif(not FIXTURE.is_dir(), reason=f"fixture {FIXTURE} is absent")
 SEGMENT = 8  # the fixture ran three segments of 8, the first with no memory
 FORBIDDEN = f"{os.system.__module__}.system"  # "posix.system" on Linux
+DROP = object()  # marks a key to remove from a vocabulary dict
 
 
 class RunsCodeWhenUnpickled:
@@ -94,6 +95,24 @@ def test_read_legacy_vocab_reads_the_other_formats_alike(tmp_path, fmt):
     vocab = read_legacy_vocab(LEGACY / "vocab.pkl")
     write_vocab(vocab, tmp_path / "vocab.pkl", fmt)
     assert read_legacy_vocab(tmp_path / "vocab.pkl") == vocab
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"sym2idx": {}}, "sym2idx is not the inverse of idx2sym"),
+        ({"idx2sym": ["<eos>", 3]}, "idx2sym must be a list of strings"),
+        ({"lower_case": "no"}, "lower_case must be a bool"),
+        ({"lower_case": DROP}, "expected a Vocab.__dict__ with idx2sym, sym2idx and lower_case"),
+    ],
+)
+def test_read_legacy_vocab_rejects_a_malformed_vocab_naming_the_file(tmp_path, change, message):
+    vocab = {
+        key: value for key, value in {**read_legacy_vocab(LEGACY / "vocab.pkl"), **change}.items() if value is not DROP
+    }
+    write_vocab(vocab, tmp_path / "vocab.pkl", "legacy torch.save")
+    with pytest.raises(ValueError, match=rf"vocab\.pkl: {message}"):
+        read_legacy_vocab(tmp_path / "vocab.pkl")
 
 
 # --------------------------------------------------------------------------------------------------
