@@ -12,9 +12,11 @@ def load_text_corpus(
     dataset_config_name: str | None = None,
     train_file: str | None = None,
     validation_file: str | None = None,
+    test_file: str | None = None,
     text_column: str = "text",
 ) -> datasets.DatasetDict:
-    """Loads `train` / `validation` with one column `text`, one line per row, in corpus order.
+    """Loads `train` / `validation` / `test` (those present) with one column `text`, one line per row, in
+    corpus order.
 
     Empty lines are kept (they are paragraph breaks in WikiText); order matters because language
     models trained on ordered streams (Transformer-XL) read the corpus as one sequence.
@@ -22,7 +24,7 @@ def load_text_corpus(
     records = split_records(
         dataset_name=dataset_name,
         dataset_config_name=dataset_config_name,
-        data_files={"train": train_file, "validation": validation_file},
+        data_files={"train": train_file, "validation": validation_file, "test": test_file},
     )
 
     def convert(location: str, record: dict) -> dict:
@@ -30,4 +32,4 @@ def load_text_corpus(
             raise DataError(f"{location}: missing column {text_column!r} (found {sorted(record)})")
         return {"text": str(record[text_column] or "")}
 
-    return build_dataset_dict(records, convert, splits=("train", "validation"))
+    return build_dataset_dict(records, convert, splits=("train", "validation", "test"))

@@ -357,27 +357,40 @@ class TransformerXLAdaptiveLogSoftmax(nn.Module):
             self.out_layers = nn.ModuleList([nn.Linear(width, size) for width, size in zip(widths, sizes)])
         self.out_projs = nn.ParameterList([nn.Parameter(torch.empty(config.d_model, width)) for width in widths])
 
-    def cluster_logits(self, hidden: torch.Tensor, cluster: int) -> torch.Tensor:
-        """[n, d_model] -> [n, size_cluster] logits; the head's (cluster 0) end with one per tail cluster."""
-        low, high = self.bounds[cluster], self.bounds[cluster + 1]
-        layer = self.out_layers[0 if self.shared_layer else cluster]
-        weight, bias = layer.weight, layer.bias  # [size, d_i], [size]
+    def cluster_parameters(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(weight [size_i, d_i], bias [size_i]) of each cluster; the head's end with one row per tail.
+
+        With `div_val == 1` the clusters are one `split` of the shared layer: its backward writes one
+        gradient of the whole table, where a slice per cluster would zero-fill a whole-table gradient
+        for every cluster (at 267,735 x d words, that was a third of the step's time).
+        """
         if self.shared_layer:
-            weight, bias = weight[low:high], bias[low:high]
-        if cluster == 0 and self.n_clusters:
-            weight = torch.cat([weight, self.cluster_weight], dim=0)  # [size_0 + n_clusters, d_0]
-            bias = torch.cat([bias, self.cluster_bias], dim=0)
+            sizes = [high - low for low, high in zip(self.bounds, self.bounds[1:])]
+            layer = self.out_layers[0]
+            parameters = list(zip(layer.weight.split(sizes), layer.bias.split(sizes)))
+        else:
+            parameters = [(layer.weight, layer.bias) for layer in self.out_layers]
+        if self.n_clusters:
+            weight, bias = parameters[0]
+            parameters[0] = (torch.cat([weight, self.cluster_weight]), torch.cat([bias, self.cluster_bias]))
+        return parameters
+
+    def cluster_logits(
+        self, hidden: torch.Tensor, cluster: int, parameters: list[tuple[torch.Tensor, torch.Tensor]]
+    ) -> torch.Tensor:
+        """[n, d_model] -> [n, size_cluster] logits of one cluster (`parameters` from `cluster_parameters`)."""
         if len(self.out_projs):
             hidden = hidden @ self.out_projs[cluster]  # [n, d_i]
-        return F.linear(hidden, weight, bias)
+        return F.linear(hidden, *parameters[cluster])
 
     def log_probs(self, hidden: torch.Tensor) -> torch.Tensor:
         """[n, d_model] -> [n, vocab] float32 log-probabilities over the whole vocabulary."""
-        head = torch.log_softmax(self.cluster_logits(hidden, 0).float(), dim=-1)  # [n, size_0 + n_clusters]
+        parameters = self.cluster_parameters()
+        head = torch.log_softmax(self.cluster_logits(hidden, 0, parameters).float(), dim=-1)  # [n, size_0 + tails]
         shortlist = self.bounds[1]
         parts = [head[:, :shortlist]]
         for cluster in range(1, self.n_clusters + 1):
-            tail = torch.log_softmax(self.cluster_logits(hidden, cluster).float(), dim=-1)  # [n, size_i]
+            tail = torch.log_softmax(self.cluster_logits(hidden, cluster, parameters).float(), dim=-1)  # [n, size_i]
             parts.append(head[:, shortlist + cluster - 1, None] + tail)
         return torch.cat(parts, dim=-1) if self.n_clusters else head
 
@@ -386,7 +399,8 @@ class TransformerXLAdaptiveLogSoftmax(nn.Module):
 
         The head runs on every position; tail i only on the positions whose target lies in it.
         """
-        head = torch.log_softmax(self.cluster_logits(hidden, 0).float(), dim=-1)  # [n, size_0 + n_clusters]
+        parameters = self.cluster_parameters()
+        head = torch.log_softmax(self.cluster_logits(hidden, 0, parameters).float(), dim=-1)  # [n, size_0 + tails]
         if not self.n_clusters:
             return -head.gather(1, targets[:, None]).squeeze(1)
         shortlist = self.bounds[1]
@@ -398,7 +412,7 @@ class TransformerXLAdaptiveLogSoftmax(nn.Module):
             if cluster == 0:
                 log_prob = head[index].gather(1, targets[index, None]).squeeze(1)
             else:
-                tail = torch.log_softmax(self.cluster_logits(hidden[index], cluster).float(), dim=-1)
+                tail = torch.log_softmax(self.cluster_logits(hidden[index], cluster, parameters).float(), dim=-1)
                 in_tail = tail.gather(1, (targets[index] - low)[:, None]).squeeze(1)  # [n_i]
                 log_prob = head[index, shortlist + cluster - 1] + in_tail
             nll = nll.index_copy(0, index, -log_prob)
@@ -736,7 +750,9 @@ class TransformerXLForCausalLM(TransformerXLPreTrainedModel, GenerationMixin):
 
     def _full_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """[n, d_model] -> [n, vocab]: raw scores of a full softmax, log-probabilities of an adaptive one."""
-        return self.crit.log_probs(hidden) if self.crit.n_clusters else self.crit.cluster_logits(hidden, 0)
+        if self.crit.n_clusters:
+            return self.crit.log_probs(hidden)
+        return self.crit.cluster_logits(hidden, 0, self.crit.cluster_parameters())
 
     def _adaptive_loss(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean negative log-likelihood (float32) over positions whose target is not -100."""

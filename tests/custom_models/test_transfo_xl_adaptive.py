@@ -268,8 +268,8 @@ def test_training_loss_runs_each_tail_only_on_its_own_targets(monkeypatch):
     calls = []
     original = model.crit.cluster_logits
 
-    def recording(hidden, cluster):
-        logits = original(hidden, cluster)
+    def recording(hidden, cluster, parameters):
+        logits = original(hidden, cluster, parameters)
         calls.append((cluster, tuple(logits.shape)))
         return logits
 
