@@ -221,6 +221,11 @@ with torch.no_grad():
         count, mems = count + targets.numel(), out.mems
 print("perplexity", torch.tensor(nll / count).exp().item())
 ```
+
+The finetune-recipes repository evaluates this folder by the paper's WikiText-103 protocol (test stream in
+16 streams, segments of 128, memory 1600, clamp_len 1000, same_length):
+`accelerate launch recipes/transformer_xl/train.py recipes/transformer_xl/configs/wt103_eval.yaml
+--model_name_or_path {model_id}`.
 """
 
 
