@@ -38,11 +38,9 @@ peak memory than full. Timings on a shared CPU are noisy: read ratios, not secon
 
 import argparse
 import contextlib
-import datetime
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -50,7 +48,7 @@ import time
 from pathlib import Path
 
 import torch
-import transformers
+from _reference import default_reference_python, ensure_reference, machine_line
 
 from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausalLM
 
@@ -60,20 +58,6 @@ TARGET_EVAL_SPEEDUP = {512: 50.0}
 WT103_VOCAB = 267735
 PAPER_CUTOFFS = [20000, 40000, 200000]
 TARGET_ADAPTIVE_GAIN = 5.0
-
-
-def machine_line() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return (
-        f"machine: nproc {len(os.sched_getaffinity(0))}, {cpu}; torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), transformers {transformers.__version__}; "
-        f"{datetime.datetime.now().isoformat(timespec='seconds')}"
-    )
 
 
 def build_model(
@@ -342,26 +326,6 @@ for line in sys.stdin:
 """
 
 
-def ensure_reference(args: argparse.Namespace) -> str | None:
-    """Returns why the reference cannot run, or None; with --install-reference, builds the venv first."""
-    python = Path(args.reference_python)
-    if not python.exists() and args.install_reference:
-        venv = python.parent.parent
-        print(f"installing transformers=={REFERENCE_VERSION} into {venv} ...", file=sys.stderr, flush=True)
-        for command in ([sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
-                        [str(venv / "bin/pip"), "install", "-q", f"transformers=={REFERENCE_VERSION}"]):  # fmt: skip
-            done = subprocess.run(command, capture_output=True, text=True)
-            if done.returncode:
-                return f"`{' '.join(command)}` failed: {(done.stderr or done.stdout).strip()[-400:]}"
-    if not python.exists():
-        return f"{python} does not exist (pass --install-reference, or --reference-python)"
-    check = "import transformers; from transformers import TransfoXLLMHeadModel; print(transformers.__version__)"
-    done = subprocess.run([str(python), "-c", check], capture_output=True, text=True)
-    if done.returncode:
-        return f"the reference does not import: {done.stderr.strip()[-400:]}"
-    return None
-
-
 def read_tagged(process: subprocess.Popen, tag: str, log) -> str:
     for line in process.stdout:
         if line.startswith(tag + " "):
@@ -387,7 +351,8 @@ def part_train_speed(args: argparse.Namespace) -> None:
         f"after one warm-up round, min step time.\n",
         flush=True,
     )
-    why = ensure_reference(args)
+    why = ensure_reference(Path(args.reference_python), REFERENCE_VERSION, install=args.install_reference,
+                           check="from transformers import TransfoXLLMHeadModel")  # fmt: skip
     if why:
         print(f"(c) skipped: {why}")
         return
@@ -556,9 +521,10 @@ def parse_args() -> argparse.Namespace:
     b.add_argument("--learning-rate", type=float, default=2e-3)
     b.add_argument("--dropout", type=float, default=0.0, help="less than one epoch: no overfitting to fight")
     c = parser.add_argument_group("(c) training speed vs transformers 4.x")
-    c.add_argument("--reference-python", default="/tmp/txl4/bin/python", help="interpreter with transformers 4.x")
+    c.add_argument("--reference-python", default=str(default_reference_python(REFERENCE_VERSION)),
+                   help="interpreter with transformers 4.x")  # fmt: skip
     c.add_argument("--install-reference", action="store_true",
-                   help=f"create that venv and pip install transformers=={REFERENCE_VERSION} into it")  # fmt: skip
+                   help=f"build that venv (our torch release, then transformers=={REFERENCE_VERSION})")  # fmt: skip
     c.add_argument("--train-batch-size", type=int, default=8)
     c.add_argument("--train-tgt-len", type=int, default=128)
     c.add_argument("--train-mem-len", type=int, default=128)
