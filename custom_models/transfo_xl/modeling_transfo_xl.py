@@ -47,7 +47,8 @@ def _cluster_indices(ids: torch.Tensor, low: int, high: int) -> torch.Tensor:
 
 
 class TransformerXLAdaptiveEmbedding(nn.Module):
-    """Token embedding scaled by sqrt(d_model), as in the paper's code, so its scale matches the residual.
+    """Token embedding in `d_model` dimensions (the model then scales it by sqrt(d_model), `emb_scale`, as
+    the paper's code does, so its scale matches the residual).
 
     Adaptive input (Baevski & Auli 2019): with `div_val > 1`, cluster i of the vocabulary (see
     `TransformerXLConfig.cutoffs`) has its own table of width `d_embed // div_val**i` and its own
@@ -70,7 +71,7 @@ class TransformerXLAdaptiveEmbedding(nn.Module):
             self.emb_layers = nn.ModuleList([nn.Embedding(size, width) for size, width in zip(sizes, widths)])
         self.emb_projs = nn.ParameterList([nn.Parameter(torch.empty(config.d_model, width)) for width in widths])
 
-    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         """[...] ids -> [..., d_model] projected embeddings, NOT yet scaled (what `inputs_embeds` means)."""
         if len(self.emb_layers) == 1:
             embedded = self.emb_layers[0](input_ids)
@@ -86,9 +87,6 @@ class TransformerXLAdaptiveEmbedding(nn.Module):
             if index.numel():
                 embedded = embedded.index_copy(0, index, F.linear(table(flat[index] - low), proj))
         return embedded.view(*input_ids.shape, self.d_model)
-
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.embed(input_ids) * self.emb_scale
 
 
 class TransformerXLPositionalEmbedding(nn.Module):
@@ -533,8 +531,8 @@ class TransformerXLModel(TransformerXLPreTrainedModel):
 
     def get_input_embeddings(self) -> nn.Module:
         """The embedding table when there is exactly one and no projection (so transformers' resizing
-        and tying helpers work); otherwise the whole adaptive embedding, whose `embed(ids)` gives what
-        `inputs_embeds` means."""
+        and tying helpers work); otherwise the whole adaptive embedding. Either maps ids to what
+        `inputs_embeds` means (unscaled)."""
         word_emb = self.word_emb
         return word_emb.emb_layers[0] if len(word_emb.emb_layers) == 1 and not len(word_emb.emb_projs) else word_emb
 
@@ -582,7 +580,7 @@ class TransformerXLModel(TransformerXLPreTrainedModel):
 
         Args:
             input_ids: [b, q_len] token ids of the segment (or `inputs_embeds` [b, q_len, d_model]: the
-                projected but UNSCALED embeddings, `word_emb.embed(ids)`; the model multiplies by
+                projected but UNSCALED embeddings, `get_input_embeddings()(ids)`; the model multiplies by
                 sqrt(d_model)).
             mems: memory from the previous segment's output (`.mems`), or None for no memory.
             attention_mask: accepted for API compatibility only; it must be all ones (ValueError
@@ -596,10 +594,8 @@ class TransformerXLModel(TransformerXLPreTrainedModel):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("TransformerXL: pass exactly one of input_ids and inputs_embeds")
         _check_attention_mask(attention_mask)
-        if inputs_embeds is None:
-            hidden = self.word_emb(input_ids)  # [b, q_len, d_model]
-        else:
-            hidden = inputs_embeds * self.word_emb.emb_scale  # [b, q_len, d_model]
+        embedded = self.word_emb(input_ids) if inputs_embeds is None else inputs_embeds
+        hidden = embedded * self.word_emb.emb_scale  # [b, q_len, d_model]
         b, q_len, _ = hidden.shape
         if mems is not None and len(mems) == 0:
             mems = None

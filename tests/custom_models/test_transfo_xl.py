@@ -121,7 +121,7 @@ def windowed_full_pass(model: TransformerXLForCausalLM, ids: torch.Tensor, windo
     n_pos = length if clamp_len == 0 else min(length, clamp_len + 1)
     pos_emb = transformer.pos_emb(n_pos, clamp_len=clamp_len, device=ids.device)
     shared = None if transformer.r_w_bias is None else (transformer.r_w_bias, transformer.r_r_bias)
-    hidden = transformer.word_emb(ids)
+    hidden = transformer.word_emb(ids) * transformer.word_emb.emb_scale
     for layer in transformer.layers:
         hidden, _ = layer(hidden, None, pos_emb, mask, shared_biases=shared)
     return model.crit.out_layers[0](hidden)

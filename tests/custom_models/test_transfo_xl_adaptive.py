@@ -247,6 +247,16 @@ def test_tied_parameters_are_one_tensor(variant):
     assert len(distinct) == len(list(model.parameters()))
 
 
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_inputs_embeds_from_get_input_embeddings_equal_the_ids_path(variant):
+    """The idiom of prompt tuning and of `generate(inputs_embeds=...)`: the model scales either input once."""
+    model = adaptive_model(**VARIANTS[variant])
+    ids = token_ids(2, 6)
+    with torch.no_grad():
+        embedded = model(inputs_embeds=model.get_input_embeddings()(ids)).logits
+        torch.testing.assert_close(embedded, model(ids).logits, atol=0, rtol=0)
+
+
 def test_projections_stay_tied_without_tied_word_embeddings():
     """4.x ties `tie_projs` whatever `tie_word_embeddings` says."""
     model = adaptive_model(**VARIANTS["untied_output_layer"])
