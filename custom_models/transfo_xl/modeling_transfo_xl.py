@@ -408,7 +408,7 @@ class TransformerXLAdaptiveLogSoftmax(nn.Module):
             if not index.numel():
                 continue
             if cluster == 0:
-                log_prob = head[index].gather(1, targets[index, None]).squeeze(1)
+                log_prob = head[index, targets[index]]  # [n_0], without copying head rows
             else:
                 tail = torch.log_softmax(self.cluster_logits(hidden[index], cluster, parameters).float(), dim=-1)
                 in_tail = tail.gather(1, (targets[index] - low)[:, None]).squeeze(1)  # [n_i]
