@@ -395,26 +395,27 @@ class TransformerXLAdaptiveLogSoftmax(nn.Module):
     def nll(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """[n, d_model], [n] ids (no -100) -> [n] float32 negative log-likelihoods, in the order of `targets`.
 
-        The head runs on every position; tail i only on the positions whose target lies in it.
+        The head runs on every position; tail i only on the positions whose target lies in it. Each
+        position's head term (its word, or its cluster's column) is read in one `gather`, whose backward
+        writes one `[n, shortlist]` gradient (an index per cluster would write one each).
         """
         parameters = self.cluster_parameters()
         head = torch.log_softmax(self.cluster_logits(hidden, 0, parameters).float(), dim=-1)  # [n, size_0 + tails]
         if not self.n_clusters:
             return -head.gather(1, targets[:, None]).squeeze(1)
         shortlist = self.bounds[1]
-        nll = head.new_zeros(targets.shape)
-        for cluster, (low, high) in enumerate(zip(self.bounds, self.bounds[1:])):
-            index = _cluster_indices(targets, low, high)
+        cutoffs = torch.tensor(self.bounds[1:-1], device=targets.device)
+        cluster_of = torch.bucketize(targets, cutoffs, right=True)  # [n], 0 = head, i = tail cluster i
+        column = torch.where(cluster_of == 0, targets, shortlist + cluster_of - 1)
+        log_prob = head.gather(1, column[:, None]).squeeze(1)  # [n]
+        for cluster in range(1, self.n_clusters + 1):
+            index = (cluster_of == cluster).nonzero().squeeze(1)
             if not index.numel():
                 continue
-            if cluster == 0:
-                log_prob = head[index, targets[index]]  # [n_0], without copying head rows
-            else:
-                tail = torch.log_softmax(self.cluster_logits(hidden[index], cluster, parameters).float(), dim=-1)
-                in_tail = tail.gather(1, (targets[index] - low)[:, None]).squeeze(1)  # [n_i]
-                log_prob = head[index, shortlist + cluster - 1] + in_tail
-            nll = nll.index_copy(0, index, -log_prob)
-        return nll
+            tail = torch.log_softmax(self.cluster_logits(hidden[index], cluster, parameters).float(), dim=-1)
+            in_tail = tail.gather(1, (targets[index] - self.bounds[cluster])[:, None]).squeeze(1)  # [n_i]
+            log_prob = log_prob.index_add(0, index, in_tail)
+        return -log_prob
 
 
 # ------------------------------------------------------------------------------------------------------
