@@ -3,6 +3,8 @@
     python bench/transfo_xl.py --eval-speed                      # (a) memory vs sliding window, C = 128..1024
     python bench/transfo_xl.py --wikitext2                       # (b) WikiText-2 ppl, memory vs mem_len=0 (~6-10 min)
     python bench/transfo_xl.py --train-speed --install-reference # (c) training tok/s vs transformers 4.x
+    python bench/transfo_xl.py --adaptive-step                   # (d) adaptive vs full softmax, 267,735 words
+    python bench/transfo_xl.py --eval-speed --vocab-size 267735 --cutoffs 20000 40000 200000  # (a), adaptive
     python bench/transfo_xl.py --all --install-reference         # everything (see --help for sizes)
 
 (a) Evaluation speed (paper Table 9). One random-weight model (fp32, eval mode, inference_mode) is run
@@ -21,18 +23,24 @@
     `TransfoXLLMHeadModel` of transformers 4.35.2 at the same config (non-adaptive softmax, tied weights).
     The reference runs in a second interpreter (`--reference-python`, a venv with transformers 4.35.2 on
     the same torch); both processes wait on a pipe while the other runs, so rounds alternate.
+(d) One training step (forward + backward, no optimizer) of one small backbone with the output layer at
+    WikiText-103's 267,735 words: full softmax against the adaptive softmax with the paper's cutoffs
+    (20k / 40k / 200k; div_val 1 as the base model, div_val 4 as the large one), same batch, same seed.
+    Tokens follow Zipf's law (p of rank r ∝ 1/r), as word frequencies do; the adaptive softmax relies
+    on that (uniform ids would put 60% of the targets in the 160k-word third cluster). Each side runs in
+    its own process, in alternating rounds: step time is the minimum over steps after a warm-up step,
+    peak memory is the process's peak RSS (`ru_maxrss`) minus its RSS once the model is built.
 
-Targets: (a) ratio grows with C and is >= 50x at C = 512; (b) memory model has the lower perplexity;
-(c) ours >= 1.0x the reference. Timings on a shared CPU are noisy: read ratios, not seconds.
+Targets: (a) ratio grows with C and is >= 50x at C = 512, with a full or an adaptive softmax; (b) memory
+model has the lower perplexity; (c) ours >= 1.0x the reference; (d) adaptive >= 5x faster and >= 5x less
+peak memory than full. Timings on a shared CPU are noisy: read ratios, not seconds.
 """
 
 import argparse
 import contextlib
-import datetime
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -40,31 +48,21 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-import transformers
+from _reference import default_reference_python, ensure_reference, machine_line
 
 from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausalLM
 
 WIKITEXT2_DIR = Path(__file__).resolve().parents[1].parent / "shared/data/wikitext2"
 REFERENCE_VERSION = "4.35.2"
 TARGET_EVAL_SPEEDUP = {512: 50.0}
+WT103_VOCAB = 267735
+PAPER_CUTOFFS = [20000, 40000, 200000]
+TARGET_ADAPTIVE_GAIN = 5.0
 
 
-def machine_line() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    return (
-        f"machine: nproc {len(os.sched_getaffinity(0))}, {cpu}; torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), transformers {transformers.__version__}; "
-        f"{datetime.datetime.now().isoformat(timespec='seconds')}"
-    )
-
-
-def build_model(args: argparse.Namespace, *, vocab_size: int, mem_len: int, same_length: bool, dropout: float):
+def build_model(
+    args: argparse.Namespace, *, vocab_size: int, mem_len: int, same_length: bool, dropout: float, **overrides
+):
     torch.manual_seed(args.seed)
     config = TransformerXLConfig(
         vocab_size=vocab_size,
@@ -79,6 +77,7 @@ def build_model(args: argparse.Namespace, *, vocab_size: int, mem_len: int, same
         same_length=same_length,
         dropout=dropout,
         dropatt=0.0,
+        **overrides,
     )
     return TransformerXLForCausalLM(config)
 
@@ -102,7 +101,6 @@ def bench_eval_speed(model: TransformerXLForCausalLM, context: int, args: argpar
     g = torch.Generator().manual_seed(args.seed)
     stream = torch.randint(model.config.vocab_size, (b, max(total, context + args.eval_windows * args.eval_rounds + 1)),
                            generator=g)  # fmt: skip
-    out_layer = model.crit.out_layers[0]
     state = {"mems": None, "txl_pos": 0, "win_pos": context}
 
     def txl_segment() -> None:
@@ -114,7 +112,7 @@ def bench_eval_speed(model: TransformerXLForCausalLM, context: int, args: argpar
     def vanilla_prediction() -> None:
         end = state["win_pos"]  # predict stream[:, end] from the C tokens before it, no memory
         hidden = model.transformer(input_ids=stream[:, end - context : end]).last_hidden_state  # [b, C, d_model]
-        F.cross_entropy(out_layer(hidden[:, -1]), stream[:, end])  # only the last position is needed
+        model.crit.nll(hidden[:, -1], stream[:, end])  # only the last position is needed
         state["win_pos"] = end + 1
 
     txl_times, vanilla_times = [], []
@@ -138,13 +136,18 @@ def bench_eval_speed(model: TransformerXLForCausalLM, context: int, args: argpar
 
 
 def part_eval_speed(args: argparse.Namespace) -> None:
-    model = build_model(args, vocab_size=args.vocab_size, mem_len=max(args.contexts), same_length=True, dropout=0.0)
+    adaptive = {"cutoffs": args.cutoffs, "adaptive": True, "div_val": args.div_val} if args.cutoffs else {}
+    model = build_model(
+        args, vocab_size=args.vocab_size, mem_len=max(args.contexts), same_length=True, dropout=0.0, **adaptive
+    )
     model.eval()
+    softmax = f"adaptive softmax (cutoffs {args.cutoffs}, div_val {args.div_val})" if adaptive else "full softmax"
     print(
         f"\n## (a) Evaluation speed: Transformer-XL memory vs vanilla sliding window (paper Table 9)\n\n"
         f"{args.n_layer} layers, d_model {args.d_model}, {args.n_head} heads, d_inner {4 * args.d_model}, vocab "
-        f"{args.vocab_size:,}, batch {args.eval_batch_size}, fp32, eval mode, inference_mode. Transformer-XL: segments "
-        f"of {args.eval_tgt_len}, mem_len = C, same_length (each query attends to C keys), memory full; "
+        f"{args.vocab_size:,} ({softmax}), batch {args.eval_batch_size}, fp32, eval mode, inference_mode. "
+        f"Transformer-XL: segments of {args.eval_tgt_len}, mem_len = C, same_length (each query attends to C "
+        f"keys), memory full; "
         f"{args.eval_txl_tokens} tokens per round. Vanilla: one forward over the C previous tokens per prediction, "
         f"output layer on the last position; {args.eval_windows} predictions per round. Min over {args.eval_rounds} "
         f"alternating rounds.\n"
@@ -192,6 +195,8 @@ def recipe_arguments(args: argparse.Namespace, *, mem_len: int, output_dir: str)
     training_args = TrainingArguments(
         output_dir=output_dir,
         use_cpu=True,
+        do_train=True,
+        do_eval=True,
         per_device_train_batch_size=args.batch_size,
         per_device_eval_batch_size=10,  # the paper's 10 evaluation streams
         max_steps=args.max_steps,
@@ -321,26 +326,6 @@ for line in sys.stdin:
 """
 
 
-def ensure_reference(args: argparse.Namespace) -> str | None:
-    """Returns why the reference cannot run, or None; with --install-reference, builds the venv first."""
-    python = Path(args.reference_python)
-    if not python.exists() and args.install_reference:
-        venv = python.parent.parent
-        print(f"installing transformers=={REFERENCE_VERSION} into {venv} ...", file=sys.stderr, flush=True)
-        for command in ([sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
-                        [str(venv / "bin/pip"), "install", "-q", f"transformers=={REFERENCE_VERSION}"]):  # fmt: skip
-            done = subprocess.run(command, capture_output=True, text=True)
-            if done.returncode:
-                return f"`{' '.join(command)}` failed: {(done.stderr or done.stdout).strip()[-400:]}"
-    if not python.exists():
-        return f"{python} does not exist (pass --install-reference, or --reference-python)"
-    check = "import transformers; from transformers import TransfoXLLMHeadModel; print(transformers.__version__)"
-    done = subprocess.run([str(python), "-c", check], capture_output=True, text=True)
-    if done.returncode:
-        return f"the reference does not import: {done.stderr.strip()[-400:]}"
-    return None
-
-
 def read_tagged(process: subprocess.Popen, tag: str, log) -> str:
     for line in process.stdout:
         if line.startswith(tag + " "):
@@ -366,7 +351,8 @@ def part_train_speed(args: argparse.Namespace) -> None:
         f"after one warm-up round, min step time.\n",
         flush=True,
     )
-    why = ensure_reference(args)
+    why = ensure_reference(Path(args.reference_python), REFERENCE_VERSION, install=args.install_reference,
+                           check="from transformers import TransfoXLLMHeadModel")  # fmt: skip
     if why:
         print(f"(c) skipped: {why}")
         return
@@ -421,6 +407,81 @@ def part_train_speed(args: argparse.Namespace) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------
+# (d) adaptive vs full softmax: one training step at 267,735 words
+# ------------------------------------------------------------------------------------------------------
+
+STEP_WORKER = """
+import json, os, resource, sys, time
+import torch
+from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausalLM
+
+job = json.loads(sys.argv[1])
+torch.set_num_threads(job["threads"])
+vocab, (batch, length) = job["config"]["vocab_size"], job["shape"]
+zipf = 1.0 / torch.arange(1, vocab + 1, dtype=torch.float64)  # p(rank r) ∝ 1 / r
+ids = torch.multinomial(zipf, batch * (length + 1), replacement=True,
+                        generator=torch.Generator().manual_seed(job["seed"])).view(batch, length + 1)
+torch.manual_seed(job["seed"])
+model = TransformerXLForCausalLM(TransformerXLConfig(**job["config"])).train()
+resident_mb = int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+times = []
+for _ in range(job["steps"] + 1):  # the first step warms up
+    start = time.perf_counter()
+    model(input_ids=ids[:, :-1], target_ids=ids[:, 1:]).loss.backward()
+    model.zero_grad(set_to_none=True)
+    times.append(time.perf_counter() - start)
+peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print("RESULT", json.dumps({"times": times[1:], "step_mb": peak_mb - resident_mb,
+                            "params": sum(p.numel() for p in model.parameters())}))
+"""
+
+
+def part_adaptive_step(args: argparse.Namespace) -> None:
+    base = {
+        "vocab_size": WT103_VOCAB, "d_model": args.d_model, "d_embed": args.d_model, "n_head": args.n_head,
+        "d_head": args.d_model // args.n_head, "d_inner": 4 * args.d_model, "n_layer": args.n_layer, "mem_len": 0,
+        "clamp_len": 0, "same_length": False, "dropout": 0.1,
+    }  # fmt: skip
+    sides = {
+        "full softmax": base,
+        "adaptive, div_val 1 (base model)": {**base, "cutoffs": PAPER_CUTOFFS, "adaptive": True, "div_val": 1},
+        "adaptive, div_val 4 (large model)": {**base, "cutoffs": PAPER_CUTOFFS, "adaptive": True, "div_val": 4},
+    }
+    shape = (args.step_batch_size, args.step_tgt_len)
+    print(
+        f"\n## (d) One training step at {WT103_VOCAB:,} words: adaptive vs full softmax\n\n"
+        f"{args.n_layer} layers, d_model {args.d_model}, {args.n_head} heads, d_inner {4 * args.d_model}, batch "
+        f"{shape[0]} x {shape[1]} Zipf-distributed tokens, fp32, forward + backward; adaptive cutoffs "
+        f"{PAPER_CUTOFFS}. Each side in its own process, {args.step_rounds} alternating rounds of "
+        f"{args.step_steps} steps after a warm-up step; min step time; peak RSS over the model's resident size.\n",
+        flush=True,
+    )
+    results = {name: {"times": [], "step_mb": 0.0} for name in sides}
+    for _ in range(args.step_rounds):
+        for name, config in sides.items():
+            job = {"config": config, "shape": shape, "steps": args.step_steps, "seed": args.seed,
+                   "threads": torch.get_num_threads()}  # fmt: skip
+            done = subprocess.run([sys.executable, "-c", STEP_WORKER, json.dumps(job)], capture_output=True, text=True)
+            lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+            if done.returncode or not lines:
+                raise RuntimeError(f"{name} worker failed: {done.stderr[-2000:]}")
+            result = json.loads(lines[-1][len("RESULT ") :])
+            results[name]["times"] += result["times"]
+            results[name]["step_mb"] = max(results[name]["step_mb"], result["step_mb"])
+            results[name]["params"] = result["params"]
+    full = results["full softmax"]
+    print("| output layer | parameters | min step s | peak step memory MB | faster | less memory | target | met |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, r in results.items():
+        speed, memory = min(full["times"]) / min(r["times"]), full["step_mb"] / r["step_mb"]
+        is_full = r is full
+        target = "-" if is_full else f">= {TARGET_ADAPTIVE_GAIN:.0f}x both"
+        ok = "-" if is_full else met(speed >= TARGET_ADAPTIVE_GAIN and memory >= TARGET_ADAPTIVE_GAIN)
+        print(f"| {name} | {r['params']:,} | {min(r['times']):.3f} | {r['step_mb']:,.0f} | {speed:.1f}x | "
+              f"{memory:.1f}x | {target} | {ok} |", flush=True)  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------------------
 
 
 def parse_args() -> argparse.Namespace:
@@ -429,12 +490,15 @@ def parse_args() -> argparse.Namespace:
     parts.add_argument("--eval-speed", action="store_true", help="(a) evaluation speed, memory vs sliding window")
     parts.add_argument("--wikitext2", action="store_true", help="(b) WikiText-2 perplexity, memory vs mem_len=0")
     parts.add_argument("--train-speed", action="store_true", help="(c) training tok/s vs transformers 4.x")
-    parts.add_argument("--all", action="store_true", help="(a), (b) and (c)")
+    parts.add_argument("--adaptive-step", action="store_true", help="(d) adaptive vs full softmax training step")
+    parts.add_argument("--all", action="store_true", help="(a), (b), (c) and (d)")
     model = parser.add_argument_group("model (all parts)")
     model.add_argument("--n-layer", type=int, default=4)
     model.add_argument("--d-model", type=int, default=256, help="d_inner = 4 d_model, d_head = d_model / n_head")
     model.add_argument("--n-head", type=int, default=4)
     model.add_argument("--vocab-size", type=int, default=10_000, help="vocabulary of the random-token parts (a), (c)")
+    model.add_argument("--cutoffs", type=int, nargs="*", default=[], help="(a): adaptive softmax clusters")
+    model.add_argument("--div-val", type=int, default=1, help="(a): adaptive embedding width divisor")
     model.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     model.add_argument("--seed", type=int, default=42)
     a = parser.add_argument_group("(a) evaluation speed")
@@ -457,19 +521,25 @@ def parse_args() -> argparse.Namespace:
     b.add_argument("--learning-rate", type=float, default=2e-3)
     b.add_argument("--dropout", type=float, default=0.0, help="less than one epoch: no overfitting to fight")
     c = parser.add_argument_group("(c) training speed vs transformers 4.x")
-    c.add_argument("--reference-python", default="/tmp/txl4/bin/python", help="interpreter with transformers 4.x")
+    c.add_argument("--reference-python", default=str(default_reference_python(REFERENCE_VERSION)),
+                   help="interpreter with transformers 4.x")  # fmt: skip
     c.add_argument("--install-reference", action="store_true",
-                   help=f"create that venv and pip install transformers=={REFERENCE_VERSION} into it")  # fmt: skip
+                   help=f"build that venv (our torch release, then transformers=={REFERENCE_VERSION})")  # fmt: skip
     c.add_argument("--train-batch-size", type=int, default=8)
     c.add_argument("--train-tgt-len", type=int, default=128)
     c.add_argument("--train-mem-len", type=int, default=128)
     c.add_argument("--train-steps", type=int, default=3, help="timed steps per round")
     c.add_argument("--train-rounds", type=int, default=5, help="alternating timed rounds")
+    d = parser.add_argument_group("(d) adaptive vs full softmax")
+    d.add_argument("--step-batch-size", type=int, default=8, help="streams (wikitext103_base.yaml's per GPU)")
+    d.add_argument("--step-tgt-len", type=int, default=150, help="tokens per stream (wikitext103_base.yaml's)")
+    d.add_argument("--step-steps", type=int, default=3, help="timed steps per process")
+    d.add_argument("--step-rounds", type=int, default=2, help="alternating processes per side")
     args = parser.parse_args()
     if args.all:
-        args.eval_speed = args.wikitext2 = args.train_speed = True
-    if not (args.eval_speed or args.wikitext2 or args.train_speed):
-        parser.error("choose at least one of --eval-speed, --wikitext2, --train-speed, --all")
+        args.eval_speed = args.wikitext2 = args.train_speed = args.adaptive_step = True
+    if not (args.eval_speed or args.wikitext2 or args.train_speed or args.adaptive_step):
+        parser.error("choose at least one of --eval-speed, --wikitext2, --train-speed, --adaptive-step, --all")
     if args.d_model % args.n_head or args.lm_d_model % args.n_head:
         parser.error("d_model must be divisible by n_head")
     return args
@@ -485,6 +555,8 @@ def main() -> None:
         part_wikitext2(argparse.Namespace(**{**vars(args), "n_layer": args.lm_layers, "d_model": args.lm_d_model}))
     if args.train_speed:
         part_train_speed(args)
+    if args.adaptive_step:
+        part_adaptive_step(args)
 
 
 if __name__ == "__main__":

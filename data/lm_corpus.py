@@ -94,14 +94,15 @@ def text_corpus_splits(
     dataset_config_name: str | None = None,
     train_file: str | None = None,
     validation_file: str | None = None,
+    test_file: str | None = None,
     text_column: str = "text",
     encoding: str = "utf-8",
     show_progress: bool = False,
 ) -> dict[str, TextSplit]:
-    """`train` (and `validation` when there is one) of a corpus, not yet read: local files win when any are
+    """`train`, `validation`, `test` (those present) of a corpus, not yet read: local files win when any are
     given; otherwise `dataset_name` is loaded with `datasets.load_dataset` (Arrow files on disk, not in memory)."""
     common = {"text_column": text_column, "encoding": encoding, "show_progress": show_progress}
-    files = {"train": train_file, "validation": validation_file}
+    files = {"train": train_file, "validation": validation_file, "test": test_file}
     if any(files.values()):
         return {split: TextSplit(split, files=(path,), **common) for split, path in files.items() if path}
     if not dataset_name:
@@ -109,11 +110,11 @@ def text_corpus_splits(
     hub = datasets.load_dataset(dataset_name, dataset_config_name)
     splits = {
         split: TextSplit(split, hub_dataset=hub[split], hub_name=dataset_name, **common)
-        for split in ("train", "validation")
+        for split in files
         if split in hub
     }
     if not splits:
-        raise DataError(f"{dataset_name}: none of the splits ['train', 'validation'] found (have {sorted(hub)})")
+        raise DataError(f"{dataset_name}: none of the splits {list(files)} found (have {sorted(hub)})")
     return splits
 
 

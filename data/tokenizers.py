@@ -17,8 +17,8 @@ TokenizerKind = Literal["wordpiece", "bpe", "word"]
 
 #: The end-of-line token of word-level corpora (WikiText and PTB add one per line).
 EOS_TOKEN = "<eos>"
-#: The first ids of a word-level vocabulary, in this order.
-WORD_LEVEL_SPECIALS = ["<unk>", EOS_TOKEN]
+#: The unknown-word token of word-level corpora (WikiText also uses it as an ordinary word).
+UNK_TOKEN = "<unk>"
 
 
 def train_tokenizer(texts: Iterable[str], *, kind: TokenizerKind, vocab_size: int) -> PreTrainedTokenizerFast:
@@ -80,10 +80,11 @@ def _train_word_level(texts: Iterable[str], vocab_size: int) -> PreTrainedTokeni
     # frequent words (ties alphabetical) after `<unk>` = 0 and `<eos>` = 1. Corpora such as WikiText contain
     # the literal word `<unk>`; it maps to the same id.
     counts = _count_words(texts)
-    for special in WORD_LEVEL_SPECIALS:
+    specials = [UNK_TOKEN, EOS_TOKEN]
+    for special in specials:
         counts.pop(special, None)
     ranked = sorted(counts, key=lambda word: (-counts[word], word))
-    return word_level_tokenizer([*WORD_LEVEL_SPECIALS, *ranked[: max(0, vocab_size - len(WORD_LEVEL_SPECIALS))]])
+    return word_level_tokenizer(specials + ranked[: max(0, vocab_size - len(specials))])
 
 
 def _count_words(texts: Iterable[str], *, lines_per_batch: int = 10_000) -> Counter:
@@ -95,12 +96,28 @@ def _count_words(texts: Iterable[str], *, lines_per_batch: int = 10_000) -> Coun
     return counts
 
 
-def word_level_tokenizer(words: list[str]) -> PreTrainedTokenizerFast:
-    """A whitespace word-level tokenizer whose ids are the positions in `words`, which must hold `<unk>` (what
-    unknown words map to); `<eos>`, the end-of-line token, is added at the end if missing."""
-    if "<unk>" not in words:
-        raise ValueError("words must contain '<unk>'")
-    tokenizer = Tokenizer(models.WordLevel({word: i for i, word in enumerate(words)}, unk_token="<unk>"))
+def word_level_tokenizer(words: list[str], *, lower_case: bool = False) -> PreTrainedTokenizerFast:
+    """A whitespace word tokenizer whose ids are the positions in `words` (which must hold `<unk>` and `<eos>`).
+
+    Shared by `train_tokenizer(kind="word")` and the Transformer-XL converter, which rebuilds a legacy
+    vocabulary with exactly its old ids. Unknown words map to `<unk>` (an ordinary word of WikiText);
+    `<eos>` is the eos token but is never added, since word-level corpora add it per line themselves.
+    `lower_case` lowercases text before lookup, as the original Transformer-XL `Vocab(lower_case=True)`.
+    """
+    missing = [token for token in (UNK_TOKEN, EOS_TOKEN) if token not in words]
+    if missing:
+        raise ValueError(f"word_level_tokenizer: the vocabulary has no {' or '.join(missing)}")
+    if len(set(words)) != len(words):
+        raise ValueError("word_level_tokenizer: the vocabulary repeats a word, so ids would not be positions")
+    unreachable = next((word for word in words if len(word.split()) != 1 or word != word.strip()), None)
+    if unreachable is not None:
+        raise ValueError(f"word_level_tokenizer: {unreachable!r} is empty or holds whitespace; no split yields it")
+    tokenizer = Tokenizer(models.WordLevel({word: i for i, word in enumerate(words)}, unk_token=UNK_TOKEN))
+    if lower_case:
+        tokenizer.normalizer = normalizers.Lowercase()
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    tokenizer.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token="<unk>", eos_token=EOS_TOKEN)
+    # WordPiece glues a token that starts with `prefix` to the previous one and puts a space before any other.
+    # No word starts with a space (checked above), so every word gets its space back, and without `cleanup`
+    # nothing else changes (cleanup would rewrite " ." as "." and " do not" as " don't").
+    tokenizer.decoder = decoders.WordPiece(prefix=" ", cleanup=False)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token=UNK_TOKEN, eos_token=EOS_TOKEN)

@@ -8,6 +8,7 @@ knows fails by name before anything runs (as in alignment-handbook).
 import dataclasses
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -54,6 +55,7 @@ class TextCorpusArguments:
         default=None, metadata={"help": "Local training text (one line per row)."}
     )
     validation_file: str | None = dataclasses.field(default=None, metadata={"help": "Local validation text."})
+    test_file: str | None = dataclasses.field(default=None, metadata={"help": "Local test text (evaluated too)."})
     text_column: str = dataclasses.field(default="text", metadata={"help": "Column holding the text."})
     encoding: str = dataclasses.field(
         default="utf-8", metadata={"help": "Local files' encoding, e.g. latin-1 (a UTF-8 byte-order mark is skipped)."}
@@ -71,6 +73,7 @@ class TextCorpusArguments:
             dataset_config_name=self.dataset_config_name,
             train_file=self.train_file,
             validation_file=self.validation_file,
+            test_file=self.test_file,
             text_column=self.text_column,
             encoding=self.encoding,
             show_progress=training_args.local_process_index == 0 and not training_args.disable_tqdm,
@@ -146,13 +149,15 @@ def load_or_train_tokenizer(
 
 
 def parse_overrides(overrides: str | None) -> dict:
-    """`"n_layer=2,d_model=64,pre_lnorm=true"` -> `{"n_layer": 2, "d_model": 64, "pre_lnorm": True}`.
+    """`"n_layer=2,cutoffs=[20,40],pre_lnorm=true"` -> `{"n_layer": 2, "cutoffs": [20, 40], "pre_lnorm": True}`.
 
-    Values are read as YAML scalars, so numbers and booleans get their types; the model's config class
-    then validates them, so a bad value fails before training starts, naming the field.
+    Values are read as YAML (scalars, or `[...]` lists, whose commas do not separate items), so numbers,
+    booleans and lists get their types; the model's config class then validates them, so a bad value
+    fails before training starts, naming the field.
     """
     result = {}
-    for item in filter(None, (part.strip() for part in (overrides or "").split(","))):
+    items = re.split(r",(?![^\[]*\])", overrides or "")  # commas outside brackets
+    for item in filter(None, (part.strip() for part in items)):
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"config_overrides: expected key=value, got {item!r}")

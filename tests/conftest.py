@@ -123,6 +123,12 @@ def shared_tokenizer():
 
 
 @pytest.fixture
+def clean_process():
+    """`run_in_clean_process` as a fixture, for tests that run their own script in a clean process."""
+    return run_in_clean_process
+
+
+@pytest.fixture
 def launch():
     """`accelerate_launch` as a fixture, for tests that start recipes in several processes."""
     return accelerate_launch

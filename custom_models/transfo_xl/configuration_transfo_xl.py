@@ -1,10 +1,10 @@
 """Configuration of Transformer-XL (Dai et al. 2019, arXiv 1901.02860).
 
-Field names follow the `TransfoXLConfig` of transformers 4.x, so that a 4.x checkpoint folder
-(`config.json` with `model_type: "transfo-xl"`) loads with `TransformerXLForCausalLM.from_pretrained`.
-Only the non-adaptive model is implemented: one embedding matrix tied to one softmax layer. Options
-that select anything else (adaptive softmax, `cutoffs`, `div_val`, `attn_type`, `sample_softmax`,
-`d_embed != d_model`) are rejected when the config is built, not silently ignored at run time.
+Field names and meanings follow the `TransfoXLConfig` of transformers 4.x, so that a 4.x checkpoint
+folder (`config.json` with `model_type: "transfo-xl"`, or an older file naming only
+`TransfoXLLMHeadModel`) loads with `TransformerXLForCausalLM.from_pretrained`, the adaptive wt103 model
+included. Options that 4.x itself never ran (`attn_type != 0`, `sample_softmax > 0`) are rejected when
+the config is built, not silently ignored at run time.
 """
 
 from typing import Any
@@ -15,8 +15,11 @@ from transformers import PreTrainedConfig
 # config files and rewrite them to our own `model_type` (see `TransformerXLConfig.get_config_dict`).
 LEGACY_MODEL_TYPE = "transfo-xl"
 _LEGACY_ARCHITECTURES = {"TransfoXLLMHeadModel": "TransformerXLForCausalLM", "TransfoXLModel": "TransformerXLModel"}
-# 4.x-only keys with no meaning here: `trainer_compatible` only reordered 4.x tuple outputs.
-_LEGACY_KEYS_DROPPED = ("trainer_compatible",)
+# 4.x-only keys with no meaning here: `trainer_compatible` only reordered 4.x tuple outputs; `tie_weight` and
+# `tgt_len` were recorded but never read by the 4.x model (`tie_word_embeddings` decides the tying).
+_LEGACY_KEYS_DROPPED = ("trainer_compatible", "tie_weight", "tgt_len")
+# 4.x defaults that differ from ours: a 4.x file omits a field that had its class default (the wt103 one).
+_LEGACY_DEFAULTS = {"cutoffs": [20000, 40000, 200000], "div_val": 4}
 
 
 class TransformerXLConfig(PreTrainedConfig):
@@ -25,7 +28,8 @@ class TransformerXLConfig(PreTrainedConfig):
     Args:
         vocab_size: number of tokens; the embedding and the output layer have this many rows.
         d_model: width of the residual stream (and of the sinusoidal relative position encoding).
-        d_embed: embedding width; must equal `d_model` (no embedding projection is implemented).
+        d_embed: embedding width (of the first cluster with adaptive input). When it differs from
+            `d_model`, or with `div_val > 1`, projections map embeddings to `d_model` and back.
         n_head: number of attention heads.
         d_head: width of one head; `n_head * d_head` need not equal `d_model` (the projections map).
         d_inner: hidden width of the position-wise feed-forward block.
@@ -41,12 +45,22 @@ class TransformerXLConfig(PreTrainedConfig):
         dropatt: dropout on attention probabilities.
         layer_norm_epsilon: LayerNorm epsilon.
         init_std: standard deviation of the normal initialisation of weights and biases `u`, `v`.
-        tie_word_embeddings: share the output layer's weight with the input embedding.
-        adaptive, cutoffs, div_val, proj_share_all_but_first, tie_projs: adaptive softmax / input of
-            4.x; only the non-adaptive values are accepted.
+        tie_word_embeddings: share each output layer's weight with the matching input embedding table
+            (output biases stay separate).
+        cutoffs: adaptive input and softmax (Baevski & Auli 2019; Grave et al. 2017): the vocabulary is
+            cut at these ids into a frequent head `[0, cutoffs[0])` and tail clusters; the softmax scores
+            the head plus one logit per tail, and a tail's own softmax only for the tokens in it. Ids must
+            be ordered by frequency. `[]` (or None) = one full softmax.
+        adaptive: True exactly when `cutoffs` is non-empty (4.x recorded it; the clusters decide).
+        div_val: cluster i embeds in `d_embed // div_val**i` dimensions; 1 = one shared width (one table
+            for the whole vocabulary, projected per cluster when `d_embed != d_model`).
+        tie_projs: per cluster, share the output projection with the input projection (4.x meaning:
+            with `div_val == 1` every tied cluster shares the one input projection). None derives it
+            from `proj_share_all_but_first`: `[False] + [proj_share_all_but_first] * len(cutoffs)`.
         attn_type: 0 = relative attention of the paper; other 4.x variants are not implemented.
         sample_softmax: <= 0 (sampled softmax is not implemented).
-        init, init_range, proj_init_std: kept so 4.x config files round-trip; `init` must be "normal".
+        proj_init_std: standard deviation of the normal initialisation of the projections.
+        init, init_range: kept so 4.x config files round-trip; `init` must be "normal".
     """
 
     model_type = "transformer-xl"
@@ -89,8 +103,20 @@ class TransformerXLConfig(PreTrainedConfig):
     pad_token_id: int | None = None
 
     def __post_init__(self, **kwargs: Any) -> None:
+        self.cutoffs = list(self.cutoffs or [])
+        if self.tie_projs is None:
+            self.tie_projs = [False] + [self.proj_share_all_but_first] * len(self.cutoffs)
         self._validate()
         super().__post_init__(**kwargs)
+
+    @property
+    def cluster_bounds(self) -> list[int]:
+        """`[0, *cutoffs, vocab_size]`: cluster i holds the ids `[bounds[i], bounds[i + 1])`."""
+        return [0, *self.cutoffs, self.vocab_size]
+
+    def cluster_embed_dims(self) -> list[int]:
+        """Embedding width of each cluster: `d_embed // div_val**i`."""
+        return [self.d_embed // self.div_val**i for i in range(len(self.cutoffs) + 1)]
 
     def _validate(self) -> None:
         """Raises ValueError naming the field and value of the first unsupported setting."""
@@ -109,14 +135,17 @@ class TransformerXLConfig(PreTrainedConfig):
             fail("same_length", self.same_length, "with mem_len=0 the attention window would be empty")
         if self.d_model % 2:
             fail("d_model", self.d_model, "the sinusoidal position encoding needs an even width")
-        if self.d_embed != self.d_model:
-            fail("d_embed", self.d_embed, f"must equal d_model={self.d_model} (no embedding projection)")
-        if self.adaptive:
-            fail("adaptive", self.adaptive, "adaptive softmax/input is not implemented")
-        if self.cutoffs:
-            fail("cutoffs", self.cutoffs, "adaptive softmax clusters are not implemented; use []")
-        if self.div_val != 1:
-            fail("div_val", self.div_val, "adaptive embedding widths are not implemented; use 1")
+        bounds = self.cluster_bounds
+        if any(low >= high for low, high in zip(bounds, bounds[1:])):
+            fail("cutoffs", self.cutoffs, f"must increase strictly within (0, vocab_size={self.vocab_size})")
+        if self.adaptive != bool(self.cutoffs):
+            fail("adaptive", self.adaptive, f"must be {bool(self.cutoffs)} with cutoffs={self.cutoffs}")
+        if self.div_val < 1:
+            fail("div_val", self.div_val, "must be >= 1")
+        if min(self.cluster_embed_dims()) < 1:
+            fail("div_val", self.div_val, f"leaves a cluster with no embedding width (d_embed={self.d_embed})")
+        if len(self.tie_projs) != len(self.cutoffs) + 1:
+            fail("tie_projs", self.tie_projs, f"needs one entry per cluster ({len(self.cutoffs) + 1})")
         if self.attn_type != 0:
             fail("attn_type", self.attn_type, "only the relative attention of the paper (0) is implemented")
         if self.sample_softmax > 0:
@@ -131,12 +160,22 @@ class TransformerXLConfig(PreTrainedConfig):
     def get_config_dict(cls, pretrained_model_name_or_path: Any, **kwargs: Any) -> tuple[dict, dict]:
         """Reads a config file; a transformers 4.x `transfo-xl` file is rewritten to this `model_type`.
 
-        The fields are compatible, so the rewrite only renames the type and 4.x class names, and drops
-        keys that meant nothing outside 4.x. Any unsupported 4.x option still fails in `_validate`.
+        The fields are compatible, so the rewrite renames the type and 4.x class names, fills the fields a
+        4.x file may omit with 4.x's defaults, and drops keys that meant nothing outside 4.x. Any
+        unsupported 4.x option still fails in `_validate`.
         """
         config_dict, kwargs = super().get_config_dict(pretrained_model_name_or_path, **kwargs)
-        if config_dict.get("model_type") == LEGACY_MODEL_TYPE:
-            config_dict = dict(config_dict, model_type=cls.model_type)
+        architectures = config_dict.get("architectures") or []
+        legacy = config_dict.get("model_type") == LEGACY_MODEL_TYPE or (
+            "model_type" not in config_dict and any(name in _LEGACY_ARCHITECTURES for name in architectures)
+        )
+        if legacy:
+            config_dict = {**_LEGACY_DEFAULTS, **config_dict, "model_type": cls.model_type}
+            if "n_token" in config_dict:  # the name of vocab_size in pytorch-transformers 1.x files
+                config_dict["vocab_size"] = config_dict.pop("n_token")
+            config_dict["adaptive"] = bool(config_dict["cutoffs"])  # 4.x never read it; the cutoffs decided
+            if config_dict.pop("ext_len", 0):
+                raise ValueError("TransformerXLConfig: ext_len > 0 (extended context) is not supported")
             if config_dict.get("architectures"):
                 config_dict["architectures"] = [
                     _LEGACY_ARCHITECTURES.get(name, name) for name in config_dict["architectures"]

@@ -3,6 +3,8 @@
 A decoder-only language model whose layers also attend to a memory of the previous segment's layer
 inputs (no gradient flows into it) and score keys by their relative distance, so a long stream can be
 processed segment by segment and every token still sees up to `mem_len` earlier positions per layer.
+Large vocabularies use adaptive input and an adaptive softmax (`cutoffs`, `div_val`), as the paper's
+WikiText-103 models and the 4.x `transfo-xl-wt103` checkpoint do.
 
 Axis names used in shape comments:
     b       batch
@@ -39,20 +41,52 @@ Mems = tuple[torch.Tensor, ...]
 # ------------------------------------------------------------------------------------------------------
 
 
-class TransformerXLEmbedding(nn.Module):
-    """Token embedding scaled by sqrt(d_model), as in the paper's code, so its scale matches the residual.
+def _cluster_indices(ids: torch.Tensor, low: int, high: int) -> torch.Tensor:
+    """Positions of the flat `ids` that fall in the cluster `[low, high)`."""
+    return ((ids >= low) & (ids < high)).nonzero().squeeze(1)
 
-    The table sits in `emb_layers[0]` only to keep the 4.x parameter name
-    (`word_emb.emb_layers.0.weight`); the adaptive variants (more tables) are not implemented.
+
+class TransformerXLAdaptiveEmbedding(nn.Module):
+    """Token embedding in `d_model` dimensions (the model then scales it by sqrt(d_model), `emb_scale`, as
+    the paper's code does, so its scale matches the residual).
+
+    Adaptive input (Baevski & Auli 2019): with `div_val > 1`, cluster i of the vocabulary (see
+    `TransformerXLConfig.cutoffs`) has its own table of width `d_embed // div_val**i` and its own
+    projection to `d_model` (`emb_projs.i`), so rare words cost fewer parameters. With `div_val == 1`
+    there is one table, projected only when `d_embed != d_model`; without cutoffs that is a plain
+    embedding. Parameter names are those of 4.x (`emb_layers.i.weight`, `emb_projs.i`).
     """
 
     def __init__(self, config: TransformerXLConfig) -> None:
         super().__init__()
-        self.emb_layers = nn.ModuleList([nn.Embedding(config.vocab_size, config.d_embed)])
+        self.vocab_size, self.d_model = config.vocab_size, config.d_model
+        self.bounds = config.cluster_bounds
         self.emb_scale = config.d_model**0.5
+        if config.div_val == 1:
+            self.emb_layers = nn.ModuleList([nn.Embedding(config.vocab_size, config.d_embed)])
+            widths = [config.d_embed] if config.d_embed != config.d_model else []
+        else:
+            sizes = [high - low for low, high in zip(self.bounds, self.bounds[1:])]
+            widths = config.cluster_embed_dims()
+            self.emb_layers = nn.ModuleList([nn.Embedding(size, width) for size, width in zip(sizes, widths)])
+        self.emb_projs = nn.ParameterList([nn.Parameter(torch.empty(config.d_model, width)) for width in widths])
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.emb_layers[0](input_ids) * self.emb_scale
+        """[...] ids -> [..., d_model] projected embeddings, NOT yet scaled (what `inputs_embeds` means)."""
+        if len(self.emb_layers) == 1:
+            embedded = self.emb_layers[0](input_ids)
+            return F.linear(embedded, self.emb_projs[0]) if len(self.emb_projs) else embedded
+        flat = input_ids.reshape(-1)
+        if flat.numel() and not 0 <= int(flat.min()) <= int(flat.max()) < self.vocab_size:
+            raise IndexError(f"TransformerXL: token ids must be in [0, {self.vocab_size})")
+        weight = self.emb_projs[0]
+        embedded = torch.zeros(flat.numel(), self.d_model, dtype=weight.dtype, device=weight.device)
+        for cluster, (table, proj) in enumerate(zip(self.emb_layers, self.emb_projs)):
+            low, high = self.bounds[cluster], self.bounds[cluster + 1]
+            index = _cluster_indices(flat, low, high)
+            if index.numel():
+                embedded = embedded.index_copy(0, index, F.linear(table(flat[index] - low), proj))
+        return embedded.view(*input_ids.shape, self.d_model)
 
 
 class TransformerXLPositionalEmbedding(nn.Module):
@@ -287,6 +321,104 @@ class TransformerXLLayer(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------------------
+# Output layer
+# ------------------------------------------------------------------------------------------------------
+
+
+class TransformerXLAdaptiveLogSoftmax(nn.Module):
+    """The output layer (`crit` in 4.x): a full softmax, or the adaptive softmax of Grave et al. (2017).
+
+    Adaptive: the head scores the `cutoffs[0]` most frequent tokens plus one logit per tail cluster;
+    log p(token in tail i) = log p_head(cluster i) + log p_tail_i(token). A token's loss needs the head
+    and its own tail only, so training never builds a `[tokens, vocab]` matrix (`nll`); `log_probs`
+    builds the whole distribution for generation and scoring. Each cluster's logits come from
+    `hidden @ out_projs.i` (when there are projections) through `out_layers.i` (with `div_val == 1`,
+    the cluster's rows of the single `out_layers.0`). Parameter names are those of 4.x.
+
+    Axis names: n = scored positions (flattened), size_i = tokens in cluster i, d_i its width.
+    """
+
+    def __init__(self, config: TransformerXLConfig) -> None:
+        super().__init__()
+        self.bounds = config.cluster_bounds
+        self.n_clusters = len(config.cutoffs)  # tail clusters; 0 = full softmax
+        self.shared_layer = config.div_val == 1
+        if self.n_clusters:
+            self.cluster_weight = nn.Parameter(torch.empty(self.n_clusters, config.d_embed))
+            self.cluster_bias = nn.Parameter(torch.empty(self.n_clusters))
+        if self.shared_layer:
+            self.out_layers = nn.ModuleList([nn.Linear(config.d_embed, config.vocab_size)])
+            widths = [config.d_embed] * (self.n_clusters + 1) if config.d_embed != config.d_model else []
+        else:
+            sizes = [high - low for low, high in zip(self.bounds, self.bounds[1:])]
+            widths = config.cluster_embed_dims()
+            self.out_layers = nn.ModuleList([nn.Linear(width, size) for width, size in zip(widths, sizes)])
+        self.out_projs = nn.ParameterList([nn.Parameter(torch.empty(config.d_model, width)) for width in widths])
+
+    def cluster_parameters(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(weight [size_i, d_i], bias [size_i]) of each cluster; the head's end with one row per tail.
+
+        With `div_val == 1` the clusters are one `split` of the shared layer: its backward writes one
+        gradient of the whole table, where a slice per cluster would zero-fill a whole-table gradient
+        for every cluster (at 267,735 x d words, that was a third of the step's time).
+        """
+        if self.shared_layer:
+            sizes = [high - low for low, high in zip(self.bounds, self.bounds[1:])]
+            layer = self.out_layers[0]
+            parameters = list(zip(layer.weight.split(sizes), layer.bias.split(sizes)))
+        else:
+            parameters = [(layer.weight, layer.bias) for layer in self.out_layers]
+        if self.n_clusters:
+            weight, bias = parameters[0]
+            parameters[0] = (torch.cat([weight, self.cluster_weight]), torch.cat([bias, self.cluster_bias]))
+        return parameters
+
+    def cluster_logits(
+        self, hidden: torch.Tensor, cluster: int, parameters: list[tuple[torch.Tensor, torch.Tensor]]
+    ) -> torch.Tensor:
+        """[n, d_model] -> [n, size_cluster] logits of one cluster (`parameters` from `cluster_parameters`)."""
+        if len(self.out_projs):
+            hidden = hidden @ self.out_projs[cluster]  # [n, d_i]
+        return F.linear(hidden, *parameters[cluster])
+
+    def log_probs(self, hidden: torch.Tensor) -> torch.Tensor:
+        """[n, d_model] -> [n, vocab] float32 log-probabilities over the whole vocabulary."""
+        parameters = self.cluster_parameters()
+        head = torch.log_softmax(self.cluster_logits(hidden, 0, parameters).float(), dim=-1)  # [n, size_0 + tails]
+        shortlist = self.bounds[1]
+        parts = [head[:, :shortlist]]
+        for cluster in range(1, self.n_clusters + 1):
+            tail = torch.log_softmax(self.cluster_logits(hidden, cluster, parameters).float(), dim=-1)  # [n, size_i]
+            parts.append(head[:, shortlist + cluster - 1, None] + tail)
+        return torch.cat(parts, dim=-1) if self.n_clusters else head
+
+    def nll(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """[n, d_model], [n] ids (no -100) -> [n] float32 negative log-likelihoods, in the order of `targets`.
+
+        The head runs on every position; tail i only on the positions whose target lies in it. Each
+        position's head term (its word, or its cluster's column) is read in one `gather`, whose backward
+        writes one `[n, shortlist]` gradient (an index per cluster would write one each).
+        """
+        parameters = self.cluster_parameters()
+        head = torch.log_softmax(self.cluster_logits(hidden, 0, parameters).float(), dim=-1)  # [n, size_0 + tails]
+        if not self.n_clusters:
+            return -head.gather(1, targets[:, None]).squeeze(1)
+        shortlist = self.bounds[1]
+        cutoffs = torch.tensor(self.bounds[1:-1], device=targets.device)
+        cluster_of = torch.bucketize(targets, cutoffs, right=True)  # [n], 0 = head, i = tail cluster i
+        column = torch.where(cluster_of == 0, targets, shortlist + cluster_of - 1)
+        log_prob = head.gather(1, column[:, None]).squeeze(1)  # [n]
+        for cluster in range(1, self.n_clusters + 1):
+            index = (cluster_of == cluster).nonzero().squeeze(1)
+            if not index.numel():
+                continue
+            tail = torch.log_softmax(self.cluster_logits(hidden[index], cluster, parameters).float(), dim=-1)
+            in_tail = tail.gather(1, (targets[index] - self.bounds[cluster])[:, None]).squeeze(1)  # [n_i]
+            log_prob = log_prob.index_add(0, index, in_tail)
+        return -log_prob
+
+
+# ------------------------------------------------------------------------------------------------------
 # Outputs
 # ------------------------------------------------------------------------------------------------------
 
@@ -305,8 +437,10 @@ class TransformerXLModelOutput(ModelOutput):
 
 @dataclass
 class TransformerXLLMOutput(ModelOutput):
-    """loss: mean token cross-entropy (when labels or target_ids are given); logits [b, q_len, vocab]
-    RAW scores (not log-softmax); mems, hidden_states, attentions as in `TransformerXLModelOutput`."""
+    """loss: mean token cross-entropy (when labels or target_ids are given); logits [b, q_len, vocab]: RAW
+    scores with a full softmax; with an adaptive softmax (`cutoffs`), float32 log-probabilities over the
+    whole vocabulary, and None when a loss was asked for (training never builds them); mems,
+    hidden_states, attentions as in `TransformerXLModelOutput`."""
 
     loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
@@ -353,10 +487,17 @@ class TransformerXLPreTrainedModel(PreTrainedModel):
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
-        """Normal(0, init_std) for weights, embeddings and the u/v biases; zeros for biases; LayerNorm
-        weight 1 (HF convention). `nn.init` calls are guarded by transformers so loaded tensors stay."""
+        """Normal(0, init_std) for weights, embeddings, cluster logits and the u/v biases; normal(0,
+        proj_init_std) for the adaptive projections (as 4.x); zeros for biases; LayerNorm weight 1 (HF
+        convention). `nn.init` calls are guarded by transformers so loaded tensors stay."""
         std = self.config.init_std
-        if isinstance(module, nn.Linear):
+        if isinstance(module, nn.ParameterList):  # `emb_projs` / `out_projs`, the only parameter lists here
+            for proj in module:
+                nn.init.normal_(proj, mean=0.0, std=self.config.proj_init_std)
+        elif isinstance(module, TransformerXLAdaptiveLogSoftmax) and module.n_clusters:
+            nn.init.normal_(module.cluster_weight, mean=0.0, std=std)
+            nn.init.zeros_(module.cluster_bias)
+        elif isinstance(module, nn.Linear):
             nn.init.normal_(module.weight, mean=0.0, std=std)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
@@ -378,7 +519,7 @@ class TransformerXLModel(TransformerXLPreTrainedModel):
 
     def __init__(self, config: TransformerXLConfig) -> None:
         super().__init__(config)
-        self.word_emb = TransformerXLEmbedding(config)
+        self.word_emb = TransformerXLAdaptiveEmbedding(config)
         self.pos_emb = TransformerXLPositionalEmbedding(config.d_model)
         self.drop = nn.Dropout(config.dropout)
         self.layers = nn.ModuleList([TransformerXLLayer(config) for _ in range(config.n_layer)])
@@ -389,11 +530,18 @@ class TransformerXLModel(TransformerXLPreTrainedModel):
             self.r_r_bias = nn.Parameter(torch.empty(config.n_head, config.d_head))
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
-        return self.word_emb.emb_layers[0]
+    def get_input_embeddings(self) -> nn.Module:
+        """The embedding table when there is exactly one and no projection (so transformers' resizing
+        and tying helpers work); otherwise the whole adaptive embedding. Either maps ids to what
+        `inputs_embeds` means (unscaled)."""
+        word_emb = self.word_emb
+        return word_emb.emb_layers[0] if len(word_emb.emb_layers) == 1 and not len(word_emb.emb_projs) else word_emb
 
-    def set_input_embeddings(self, new_embeddings: nn.Embedding) -> None:
-        self.word_emb.emb_layers[0] = new_embeddings
+    def set_input_embeddings(self, new_embeddings: nn.Module) -> None:
+        if isinstance(new_embeddings, TransformerXLAdaptiveEmbedding):
+            self.word_emb = new_embeddings
+        else:
+            self.word_emb.emb_layers[0] = new_embeddings
 
     def _check_mems(self, mems: Mems, batch: int) -> None:
         if len(mems) != self.config.n_layer:
@@ -432,8 +580,9 @@ class TransformerXLModel(TransformerXLPreTrainedModel):
         """Runs one segment.
 
         Args:
-            input_ids: [b, q_len] token ids of the segment (or `inputs_embeds` [b, q_len, d_embed], the
-                UNSCALED output of `get_input_embeddings()`; the model multiplies by sqrt(d_model)).
+            input_ids: [b, q_len] token ids of the segment (or `inputs_embeds` [b, q_len, d_model]: the
+                projected but UNSCALED embeddings, `get_input_embeddings()(ids)`; the model multiplies by
+                sqrt(d_model)).
             mems: memory from the previous segment's output (`.mems`), or None for no memory.
             attention_mask: accepted for API compatibility only; it must be all ones (ValueError
                 otherwise), since the model has no notion of padding.
@@ -446,10 +595,8 @@ class TransformerXLModel(TransformerXLPreTrainedModel):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("TransformerXL: pass exactly one of input_ids and inputs_embeds")
         _check_attention_mask(attention_mask)
-        if inputs_embeds is None:
-            hidden = self.word_emb(input_ids)  # [b, q_len, d_model]
-        else:
-            hidden = inputs_embeds * self.word_emb.emb_scale  # [b, q_len, d_model]
+        embedded = self.word_emb(input_ids) if inputs_embeds is None else inputs_embeds
+        hidden = embedded * self.word_emb.emb_scale  # [b, q_len, d_model]
         b, q_len, _ = hidden.shape
         if mems is not None and len(mems) == 0:
             mems = None
@@ -489,8 +636,27 @@ class TransformerXLModel(TransformerXLPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
 
+def tied_parameter_names(config: TransformerXLConfig) -> dict[str, str]:
+    """`{output parameter: input parameter it shares}` by the 4.x rules.
+
+    `tie_word_embeddings`: each output table `crit.out_layers.i.weight` is embedding table i (biases stay
+    separate). `tie_projs[i]`: output projection i is input projection i, or with `div_val == 1` the one
+    input projection. wt103 (`div_val 4`, `tie_projs [false, true, true, true]`) keeps `out_projs.0` apart.
+    """
+    tied = {}
+    if config.tie_word_embeddings:
+        for i in range(1 if config.div_val == 1 else len(config.cutoffs) + 1):
+            tied[f"crit.out_layers.{i}.weight"] = f"transformer.word_emb.emb_layers.{i}.weight"
+    for i, tie in enumerate(config.tie_projs):
+        if tie and config.div_val > 1:
+            tied[f"crit.out_projs.{i}"] = f"transformer.word_emb.emb_projs.{i}"
+        elif tie and config.d_embed != config.d_model:
+            tied[f"crit.out_projs.{i}"] = "transformer.word_emb.emb_projs.0"
+    return tied
+
+
 class TransformerXLForCausalLM(TransformerXLPreTrainedModel, GenerationMixin):
-    """Transformer-XL with its (tied) output layer `crit.out_layers.0` and a language-modelling loss.
+    """Transformer-XL with its output layer `crit` (full or adaptive softmax) and a language-modelling loss.
 
     Two ways to get a loss:
     - `labels` [b, q_len]: transformers' causal-LM convention, shifted INSIDE the segment (position t
@@ -498,25 +664,38 @@ class TransformerXLForCausalLM(TransformerXLPreTrainedModel, GenerationMixin):
     - `target_ids` [b, q_len]: stream-LM convention, already aligned (position t predicts
       target_ids[t], typically the stream's next token, crossing the segment boundary), so that
       every token of a stream is scored exactly once over consecutive segments. -100 is ignored.
-    """
 
-    _tied_weights_keys = {"crit.out_layers.0.weight": "transformer.word_emb.emb_layers.0.weight"}
+    With an adaptive softmax, the loss is computed cluster by cluster without the `[tokens, vocab]`
+    matrix, and `logits` are then None; without a loss, `logits` are the full log-probabilities, which
+    `generate()`, pipelines and argmax/softmax use exactly as logits.
+    """
 
     def __init__(self, config: TransformerXLConfig) -> None:
         super().__init__(config)
         self.transformer = TransformerXLModel(config)
-        self.crit = nn.Module()  # holds `out_layers.0` only to keep the 4.x parameter names
-        self.crit.out_layers = nn.ModuleList([nn.Linear(config.d_model, config.vocab_size)])
+        self.crit = TransformerXLAdaptiveLogSoftmax(config)
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
+    @property
+    def _tied_weights_keys(self) -> dict[str, str]:
+        return tied_parameter_names(self.config)
+
+    def get_expanded_tied_weights_keys(self, all_submodels: bool = False) -> dict[str, str]:
+        """Our exact names. The parent ties nothing when `tie_word_embeddings` is False, but 4.x ties the
+        projections (`tie_projs`) regardless, and `tied_parameter_names` already applies both rules."""
+        if all_submodels:
+            return super().get_expanded_tied_weights_keys(all_submodels=True)
+        return dict(self._tied_weights_keys)
+
+    def get_input_embeddings(self) -> nn.Module:
         return self.transformer.get_input_embeddings()
 
-    def set_input_embeddings(self, new_embeddings: nn.Embedding) -> None:
+    def set_input_embeddings(self, new_embeddings: nn.Module) -> None:
         self.transformer.set_input_embeddings(new_embeddings)
 
-    def get_output_embeddings(self) -> nn.Linear:
-        return self.crit.out_layers[0]
+    def get_output_embeddings(self) -> nn.Linear | None:
+        """The output layer when it is one full softmax (what transformers' tying helpers expect), else None."""
+        return None if self.crit.n_clusters or len(self.crit.out_projs) else self.crit.out_layers[0]
 
     def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
         self.crit.out_layers[0] = new_embeddings
@@ -548,18 +727,36 @@ class TransformerXLForCausalLM(TransformerXLPreTrainedModel, GenerationMixin):
             output_hidden_states=output_hidden_states,
             return_dict=True,
         )
-        logits = self.crit.out_layers[0](base.last_hidden_state)  # [b, q_len, vocab]
-
-        loss = None
+        hidden = base.last_hidden_state  # [b, q_len, d_model]
         if labels is not None:
-            loss = self._token_loss(logits[:, :-1], labels[:, 1:])
-        elif target_ids is not None:
-            loss = self._token_loss(logits, target_ids)
+            scored, targets = hidden[:, :-1], labels[:, 1:]
+        else:
+            scored, targets = hidden, target_ids
+
+        if targets is not None and self.crit.n_clusters:
+            logits, loss = None, self._adaptive_loss(scored, targets)
+        else:
+            b, q_len, d_model = hidden.shape
+            logits = self._full_logits(hidden.reshape(-1, d_model)).view(b, q_len, -1)  # [b, q_len, vocab]
+            loss = None if targets is None else self._token_loss(logits[:, : scored.shape[1]], targets)
 
         output = TransformerXLLMOutput(
             loss=loss, logits=logits, mems=base.mems, hidden_states=base.hidden_states, attentions=base.attentions
         )
         return output if return_dict else output.to_tuple()
+
+    def _full_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """[n, d_model] -> [n, vocab]: raw scores of a full softmax, log-probabilities of an adaptive one."""
+        if self.crit.n_clusters:
+            return self.crit.log_probs(hidden)
+        return self.crit.cluster_logits(hidden, 0, self.crit.cluster_parameters())
+
+    def _adaptive_loss(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean negative log-likelihood (float32) over positions whose target is not -100."""
+        targets = targets.to(hidden.device).reshape(-1)
+        scored = targets != -100
+        nll = self.crit.nll(hidden.reshape(-1, hidden.shape[-1])[scored], targets[scored])
+        return nll.sum() / scored.sum()
 
     @staticmethod
     def _token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -623,6 +820,8 @@ class TransformerXLForCausalLM(TransformerXLPreTrainedModel, GenerationMixin):
 
 __all__ = [
     "TransformerXLPreTrainedModel",
+    "TransformerXLAdaptiveEmbedding",
+    "TransformerXLAdaptiveLogSoftmax",
     "TransformerXLModel",
     "TransformerXLForCausalLM",
     "TransformerXLModelOutput",
@@ -630,4 +829,5 @@ __all__ = [
     "relative_position_index",
     "causal_memory_mask",
     "relative_attention",
+    "tied_parameter_names",
 ]

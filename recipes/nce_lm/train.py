@@ -243,6 +243,12 @@ def main(script_args: NCELMArguments, training_args: TrainingArguments) -> dict[
     trainer.save_metrics("train", train_result.metrics)
     metrics = trainer.evaluate() if eval_dataset is not None else {}
     trainer.save_metrics("eval", metrics)
+    if "test" in streams:
+        test_metrics = trainer.evaluate(
+            TokenBlocks(streams["test"], block_size=script_args.block_size), metric_key_prefix="test"
+        )
+        trainer.save_metrics("test", test_metrics)
+        metrics.update(test_metrics)
     trainer.save_model()
 
     card = model_card_text(

@@ -1,19 +1,28 @@
 """Train and evaluate Transformer-XL on a text corpus, memory carried across segments.
 
     accelerate launch recipes/transformer_xl/train.py recipes/transformer_xl/configs/tiny.yaml
+    accelerate launch recipes/transformer_xl/train.py recipes/transformer_xl/configs/wt103_eval.yaml \
+        --model_name_or_path CONVERTED_WT103   # evaluate only (do_train false), the paper's protocol
 
 What it does: reads a corpus (a Hub data set such as `Salesforce/wikitext`, or local txt files), turns
 it into one token stream with an `<eos>` per line, cuts it into `per_device_train_batch_size` streams
 per process and walks them in order (`data.streams`), carrying each layer's memory from one step to the
 next (`MemoryTrainer`). It evaluates by the paper's protocol (Dai et al. 2019, arXiv 1901.02860): the
 whole validation stream with memory, with its own `eval_tgt_len` / `eval_mem_len` / `eval_clamp_len` /
-`eval_same_length`, and reports loss, perplexity and bits per token. The model folder written at the
-end (weights, config, tokenizer, modeling code, model card) loads anywhere with
+`eval_same_length`, and reports loss, perplexity and bits per token; a `test` split (`test_file`, or the
+Hub data set's) is evaluated the same way (`test_*` metrics). The model folder written at the end
+(weights, config, tokenizer, modeling code, model card) loads anywhere with
 `AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)`.
+
+Modes, as in transformers' example scripts: `do_train` trains (and saves), `do_eval` evaluates; with
+`do_train false` the model and its tokenizer come from `model_name_or_path` (one of ours, or a folder
+written by `custom_models.transfo_xl.convert_legacy`), nothing is trained or saved but the metrics
+(`eval_results.json`, `test_results.json`), and the training split is not tokenised.
 
 Flags: every field of `TransformerXLArguments` below and of `transformers.TrainingArguments`, in the
 YAML or on the command line (which wins). Errors: a misspelt key or an invalid value (in the YAML, in
-`config_overrides`) fails before anything is loaded; a missing data file fails naming it. A run whose
+`config_overrides`) fails before anything is loaded, and so does a run with nothing to do or an
+evaluation-only run without `model_name_or_path`; a missing data file fails naming it. A run whose
 `output_dir` holds checkpoints resumes from the last one, memory included.
 """
 
@@ -26,6 +35,7 @@ from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausal
 from data.streams import StreamSegments
 from data.token_cache import prepare_token_streams
 from recipes.common import (
+    ConfigError,
     TextCorpusArguments,
     checkpoint_to_resume,
     launch_command,
@@ -78,18 +88,29 @@ class TransformerXLArguments(TextCorpusArguments):
 CONFIG_CLASSES = (TransformerXLArguments, TrainingArguments)
 
 
+def check_modes(script_args: TransformerXLArguments, training_args: TrainingArguments) -> None:
+    """Fails before anything is loaded when the run would do nothing, or evaluate an untrained model."""
+    if not (training_args.do_train or training_args.do_eval):
+        raise ConfigError("nothing to do: set do_train and/or do_eval to true")
+    if not training_args.do_train and not script_args.model_name_or_path:
+        raise ConfigError("do_train is false: give the model to evaluate as model_name_or_path")
+
+
 def main(script_args: TransformerXLArguments, training_args: TrainingArguments) -> dict[str, float]:
+    check_modes(script_args, training_args)
     set_seed(training_args.seed)
     setup_logging(training_args)
     corpus = script_args.text_splits(training_args)
 
     # One process per machine counts and tokenises the corpus into the cache; the others then map its files.
+    needed = {split: corpus[split] for split in corpus if split != "train" or training_args.do_train}
     with training_args.main_process_first(desc="tokenizer and token streams"):
         tokenizer = load_or_train_tokenizer(
-            training_args, script_args.tokenizer_name or script_args.model_name_or_path, corpus["train"],
+            training_args, script_args.tokenizer_name or script_args.model_name_or_path,
+            corpus["train"] if training_args.do_train else (),
             kind="word", vocab_size=script_args.tokenizer_vocab_size, cache_dir=script_args.token_cache_dir,
         )  # fmt: skip
-        streams = prepare_token_streams(corpus, tokenizer, add_eos=True, cache_dir=script_args.token_cache_dir)
+        streams = prepare_token_streams(needed, tokenizer, add_eos=True, cache_dir=script_args.token_cache_dir)
     logger.info("tokens: %s; vocabulary %d", {s: t.numel() for s, t in streams.items()}, len(tokenizer))
 
     if script_args.model_name_or_path:
@@ -109,21 +130,25 @@ def main(script_args: TransformerXLArguments, training_args: TrainingArguments) 
         shuffle_offset=script_args.shuffle_stream_offset,
         seed=training_args.seed,
         **world,
-    )
-    eval_dataset = StreamSegments(
-        streams["validation"],
-        num_streams=training_args.per_device_eval_batch_size * training_args.world_size,
-        tgt_len=script_args.eval_tgt_len or script_args.tgt_len,
-        **world,
-    ) if "validation" in streams else None  # fmt: skip
+    ) if training_args.do_train else None  # fmt: skip
+    eval_datasets = {
+        prefix: StreamSegments(
+            streams[split],
+            num_streams=training_args.per_device_eval_batch_size * training_args.world_size,
+            tgt_len=script_args.eval_tgt_len or script_args.tgt_len,
+            **world,
+        )
+        for prefix, split in (("eval", "validation"), ("test", "test"))
+        if split in streams and training_args.do_eval
+    }
 
-    if training_args.should_save:
+    if training_args.should_save and training_args.do_train:
         save_model_code(model, training_args.output_dir)
     trainer = MemoryTrainer(
         model=model,
         args=training_args,
         train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
+        eval_dataset=eval_datasets.get("eval"),
         processing_class=tokenizer,
         eval_memory=EvalMemory(
             mem_len=script_args.eval_mem_len,
@@ -131,10 +156,16 @@ def main(script_args: TransformerXLArguments, training_args: TrainingArguments) 
             same_length=script_args.eval_same_length,
         ),
     )
-    train_result = trainer.train(resume_from_checkpoint=checkpoint_to_resume(training_args))
-    trainer.save_metrics("train", train_result.metrics)
-    metrics = trainer.evaluate() if eval_dataset is not None else {}
-    trainer.save_metrics("eval", metrics)
+    if training_args.do_train:
+        train_result = trainer.train(resume_from_checkpoint=checkpoint_to_resume(training_args))
+        trainer.save_metrics("train", train_result.metrics)
+    metrics = {}
+    for prefix, dataset in eval_datasets.items():
+        split_metrics = trainer.evaluate(dataset, metric_key_prefix=prefix)
+        trainer.save_metrics(prefix, split_metrics)
+        metrics.update(split_metrics)
+    if not training_args.do_train:
+        return metrics
     trainer.save_model()
 
     card = model_card_text(

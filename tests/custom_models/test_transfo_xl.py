@@ -121,7 +121,7 @@ def windowed_full_pass(model: TransformerXLForCausalLM, ids: torch.Tensor, windo
     n_pos = length if clamp_len == 0 else min(length, clamp_len + 1)
     pos_emb = transformer.pos_emb(n_pos, clamp_len=clamp_len, device=ids.device)
     shared = None if transformer.r_w_bias is None else (transformer.r_w_bias, transformer.r_r_bias)
-    hidden = transformer.word_emb(ids)
+    hidden = transformer.word_emb(ids) * transformer.word_emb.emb_scale
     for layer in transformer.layers:
         hidden, _ = layer(hidden, None, pos_emb, mask, shared_biases=shared)
     return model.crit.out_layers[0](hidden)
@@ -354,11 +354,14 @@ def test_fixture_full_pass_without_memory(reference_model, fixture_dir):
         ("clamp_len", -2, {}),
         ("same_length", True, {"mem_len": 0}),
         ("adaptive", True, {}),
-        ("cutoffs", [10, 20], {}),
-        ("div_val", 4, {}),
+        ("adaptive", False, {"cutoffs": [10, 20]}),
+        ("cutoffs", [20, 10], {"adaptive": True}),
+        ("cutoffs", [10, VOCAB], {"adaptive": True}),
+        ("div_val", 0, {}),
+        ("div_val", 64, {"cutoffs": [10], "adaptive": True}),
+        ("tie_projs", [False], {"cutoffs": [10], "adaptive": True}),
         ("attn_type", 1, {}),
         ("sample_softmax", 100, {}),
-        ("d_embed", 16, {}),
         ("n_head", 0, {}),
         ("dropout", 1.0, {}),
     ],

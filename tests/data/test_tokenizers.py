@@ -1,8 +1,9 @@
 """On-the-fly tokenizers: special tokens where models expect them, text back out, save and reload."""
 
+import pytest
 from transformers import AutoTokenizer
 
-from data.tokenizers import EOS_TOKEN, train_tokenizer
+from data.tokenizers import EOS_TOKEN, train_tokenizer, word_level_tokenizer
 
 TEXTS = ["the quiet cat sees the dog", "the busy city by the sea", "a young king paints the ship"] * 5
 
@@ -47,3 +48,22 @@ def test_word_level_ids_go_by_count_then_alphabet_whatever_the_order_of_the_line
     lines = ["b a c a", "c b d", "e"]
     ids = [train_tokenizer(order, kind="word", vocab_size=10).get_vocab() for order in (lines, lines[::-1])]
     assert ids[0] == ids[1] == {"<unk>": 0, EOS_TOKEN: 1, "a": 2, "b": 3, "c": 4, "d": 5, "e": 6}
+
+
+def test_word_level_tokenizer_ids_are_positions_and_decoding_keeps_every_word():
+    words = ["<eos>", "the", "<unk>", ".", "do", "not", "##s", "Cat"]
+    tokenizer = word_level_tokenizer(words)
+    text = "the Cat do not ##s . zebra"
+    ids = tokenizer(text)["input_ids"]
+    assert ids == [1, 7, 4, 5, 6, 3, 2]  # positions in `words`; zebra -> <unk>; no <eos> added
+    assert tokenizer.decode(ids) == "the Cat do not ##s . <unk>"  # no "##" gluing, no " ." -> "." cleanup
+    assert word_level_tokenizer(words, lower_case=True)("THE cat")["input_ids"] == [1, 2]  # "cat" is not a word
+
+
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [(["<unk>", "a"], "no <eos>"), (["<eos>", "<unk>", "a", "a"], "repeats"), (["<eos>", "<unk>", "a b"], "'a b'")],
+)
+def test_word_level_tokenizer_rejects_vocabularies_whose_ids_would_not_be_positions(words, message):
+    with pytest.raises(ValueError, match=message):
+        word_level_tokenizer(words)

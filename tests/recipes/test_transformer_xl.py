@@ -11,6 +11,7 @@ from transformers import TrainingArguments
 from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausalLM
 from data.streams import StreamSegments
 from data.synthetic import long_range_documents
+from recipes.common import ConfigError, parse_config, parse_overrides
 from recipes.transformer_xl.memory_trainer import EvalMemory, MemoryTrainer
 from recipes.transformer_xl.train import TransformerXLArguments, main
 
@@ -48,7 +49,7 @@ def train_on_long_range_corpus(tmp_path: Path, mem_len: int) -> float:
     training_args = TrainingArguments(
         output_dir=str(tmp_path / f"mem{mem_len}"), per_device_train_batch_size=8, per_device_eval_batch_size=4,
         num_train_epochs=3, learning_rate=3e-3, max_grad_norm=1.0, warmup_steps=20, save_strategy="no",
-        report_to="none", use_cpu=True, seed=0, disable_tqdm=True,
+        report_to="none", use_cpu=True, seed=0, disable_tqdm=True, do_train=True, do_eval=True,
     )  # fmt: skip
     return main(args, training_args)["eval_loss"]
 
@@ -84,3 +85,57 @@ def test_streamed_evaluation_equals_one_full_pass_per_stream(tmp_path):
     assert metrics["eval_loss"] == pytest.approx(full.item(), abs=1e-5)  # float32 sums over 80 tokens
     assert metrics["eval_perplexity"] == pytest.approx(math.exp(metrics["eval_loss"]))
     assert model.config.mem_len == 4  # the evaluation memory length was only borrowed
+
+
+@pytest.mark.parametrize(
+    ("name", "millions"),
+    [
+        ("wikitext103_base", 151),  # the paper's Table 1 "Transformer-XL Standard 151M"
+        ("wikitext103_large", 285),  # the size of the 4.x transfo-xl-wt103 checkpoint of this model
+    ],
+)
+def test_wikitext103_configs_build_the_papers_adaptive_models(name, millions):
+    config_file = Path(__file__).resolve().parents[2] / "recipes/transformer_xl/configs" / f"{name}.yaml"
+    args, _ = parse_config(TransformerXLArguments, TrainingArguments, argv=[str(config_file)])
+    config = TransformerXLConfig(vocab_size=args.tokenizer_vocab_size, **parse_overrides(args.config_overrides))
+    assert config.vocab_size == 267735 and config.cutoffs == [20000, 40000, 200000]
+    with torch.device("meta"):  # shapes only: no memory for 151M / 285M parameters
+        model = TransformerXLForCausalLM(config)
+    assert sum(p.numel() for p in model.parameters()) / 1e6 == pytest.approx(millions, rel=0.01)
+
+
+def tiny_lm_args(tmp_path: Path, **overrides) -> tuple[TransformerXLArguments, TrainingArguments]:
+    config_file = Path(__file__).resolve().parents[2] / "recipes/transformer_xl/configs/tiny.yaml"
+    argv = [str(config_file), "--output_dir", str(tmp_path / "trained"), "--disable_tqdm", "true"]
+    for key, value in overrides.items():
+        argv += [f"--{key}", str(value)]
+    return parse_config(TransformerXLArguments, TrainingArguments, argv=argv)
+
+
+@pytest.mark.slow
+def test_evaluation_only_run_reproduces_the_trained_models_metrics_and_writes_nothing_else(tmp_path):
+    samples = Path(__file__).resolve().parents[2] / "data/samples/lm"
+    trained = main(*tiny_lm_args(tmp_path, max_steps=6, test_file=samples / "validation.txt"))
+    eval_dir = tmp_path / "evaluated"
+    script_args, training_args = tiny_lm_args(
+        tmp_path, do_train="false", model_name_or_path=tmp_path / "trained", train_file="",
+        test_file=samples / "validation.txt", output_dir=eval_dir,
+    )  # fmt: skip
+    evaluated = main(script_args, training_args)
+    for key in ("eval_loss", "eval_tokens", "test_loss"):
+        assert evaluated[key] == pytest.approx(trained[key], abs=1e-6), key
+    assert evaluated["test_loss"] == pytest.approx(evaluated["eval_loss"], abs=1e-6)  # same file twice
+    assert sorted(path.name for path in eval_dir.iterdir()) == ["all_results.json", "eval_results.json",
+                                                                 "test_results.json"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"do_train": "false", "do_eval": "false"}, "nothing to do"),
+        ({"do_train": "false"}, "give the model to evaluate as model_name_or_path"),
+    ],
+)
+def test_runs_that_cannot_do_anything_useful_fail_before_loading(tmp_path, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        main(*tiny_lm_args(tmp_path, train_file=tmp_path / "missing.txt", **overrides))
