@@ -28,8 +28,9 @@
     (20k / 40k / 200k; div_val 1 as the base model, div_val 4 as the large one), same batch, same seed.
     Tokens follow Zipf's law (p of rank r ∝ 1/r), as word frequencies do; the adaptive softmax relies
     on that (uniform ids would put 60% of the targets in the 160k-word third cluster). Each side runs in
-    its own process, in alternating rounds: step time is the minimum over steps after a warm-up step,
-    peak memory is the process's peak RSS (`ru_maxrss`) minus its RSS once the model is built.
+    its own process, in alternating rounds (`bench/_train_step.py`): step time is the minimum over steps
+    after a warm-up step, peak memory is the process's peak RSS (`ru_maxrss`) minus its RSS once the model
+    is built.
 
 Targets: (a) ratio grows with C and is >= 50x at C = 512, with a full or an adaptive softmax; (b) memory
 model has the lower perplexity; (c) ours >= 1.0x the reference; (d) adaptive >= 5x faster and >= 5x less
@@ -49,6 +50,7 @@ from pathlib import Path
 
 import torch
 from _reference import default_reference_python, ensure_reference, machine_line
+from _train_step import measure_steps
 
 from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausalLM
 
@@ -410,31 +412,6 @@ def part_train_speed(args: argparse.Namespace) -> None:
 # (d) adaptive vs full softmax: one training step at 267,735 words
 # ------------------------------------------------------------------------------------------------------
 
-STEP_WORKER = """
-import json, os, resource, sys, time
-import torch
-from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausalLM
-
-job = json.loads(sys.argv[1])
-torch.set_num_threads(job["threads"])
-vocab, (batch, length) = job["config"]["vocab_size"], job["shape"]
-zipf = 1.0 / torch.arange(1, vocab + 1, dtype=torch.float64)  # p(rank r) ∝ 1 / r
-ids = torch.multinomial(zipf, batch * (length + 1), replacement=True,
-                        generator=torch.Generator().manual_seed(job["seed"])).view(batch, length + 1)
-torch.manual_seed(job["seed"])
-model = TransformerXLForCausalLM(TransformerXLConfig(**job["config"])).train()
-resident_mb = int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-times = []
-for _ in range(job["steps"] + 1):  # the first step warms up
-    start = time.perf_counter()
-    model(input_ids=ids[:, :-1], target_ids=ids[:, 1:]).loss.backward()
-    model.zero_grad(set_to_none=True)
-    times.append(time.perf_counter() - start)
-peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print("RESULT", json.dumps({"times": times[1:], "step_mb": peak_mb - resident_mb,
-                            "params": sum(p.numel() for p in model.parameters())}))
-"""
-
 
 def part_adaptive_step(args: argparse.Namespace) -> None:
     base = {
@@ -456,19 +433,10 @@ def part_adaptive_step(args: argparse.Namespace) -> None:
         f"{args.step_steps} steps after a warm-up step; min step time; peak RSS over the model's resident size.\n",
         flush=True,
     )
-    results = {name: {"times": [], "step_mb": 0.0} for name in sides}
-    for _ in range(args.step_rounds):
-        for name, config in sides.items():
-            job = {"config": config, "shape": shape, "steps": args.step_steps, "seed": args.seed,
-                   "threads": torch.get_num_threads()}  # fmt: skip
-            done = subprocess.run([sys.executable, "-c", STEP_WORKER, json.dumps(job)], capture_output=True, text=True)
-            lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-            if done.returncode or not lines:
-                raise RuntimeError(f"{name} worker failed: {done.stderr[-2000:]}")
-            result = json.loads(lines[-1][len("RESULT ") :])
-            results[name]["times"] += result["times"]
-            results[name]["step_mb"] = max(results[name]["step_mb"], result["step_mb"])
-            results[name]["params"] = result["params"]
+    results = measure_steps(
+        sides, shape=shape, steps=args.step_steps, rounds=args.step_rounds, seed=args.seed,
+        threads=torch.get_num_threads(),
+    )  # fmt: skip
     full = results["full softmax"]
     print("| output layer | parameters | min step s | peak step memory MB | faster | less memory | target | met |")
     print("|---|---|---|---|---|---|---|---|")

@@ -165,6 +165,34 @@ def parse_overrides(overrides: str | None) -> dict:
     return result
 
 
+class LogPartitionSums:
+    """Token-weighted sums of a model's per-batch self-normalisation statistics (`log_partition_mean`,
+    `log_partition_std`, `log_partition_outlier_fraction` of its output), turned into the metrics of a
+    whole evaluation set over all processes. The NCE and Transformer-XL trainers' `evaluate` share it."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.sums = torch.zeros(4, dtype=torch.float64, device=device)  # tokens, log Z, log Z^2, outliers
+
+    def add(self, output: transformers.utils.ModelOutput, num_tokens: torch.Tensor) -> None:
+        """Adds one batch of `num_tokens` scored tokens (skip batches with none: their means are NaN)."""
+        mean, std = output.log_partition_mean.double(), output.log_partition_std.double()
+        outliers = output.log_partition_outlier_fraction.double()
+        self.sums += num_tokens.double() * torch.stack([torch.ones_like(mean), mean, std**2 + mean**2, outliers])
+
+    def metrics(self, trainer: Trainer, prefix: str) -> dict[str, float]:
+        """`{prefix}_log_partition_{mean,std,outlier_fraction}` over every process (none if no batch had them).
+        Every process must call it: the sums are reduced across processes."""
+        tokens, log_z, log_z_sq, outliers = trainer.accelerator.reduce(self.sums, reduction="sum").tolist()
+        if tokens == 0:
+            return {}
+        mean = log_z / tokens
+        return {
+            f"{prefix}_log_partition_mean": mean,
+            f"{prefix}_log_partition_std": max(log_z_sq / tokens - mean**2, 0.0) ** 0.5,
+            f"{prefix}_log_partition_outlier_fraction": outliers / tokens,
+        }
+
+
 def save_model_code(model: PreTrainedModel, output_dir: str) -> None:
     """Writes the model's own code (for `trust_remote_code`) into `output_dir` before training starts.
 

@@ -22,147 +22,29 @@ cross-entropy, so `exp(loss)` is a true perplexity; the sampled losses are not p
 
 import inspect
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import GenerationMixin, GPT2Model, GPT2PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithCrossAttentions
 
 from .configuration_nce_lm import NCELMConfig
+from .sampled_losses import (
+    AliasSampler,
+    count_tokens,
+    log_partition_statistics,
+    nce_loss,
+    noise_log_probs_from_counts,
+    normalised_noise_log_probs,
+    ranking_loss,
+    sampled_loss,
+)
 
 # transformers 5.24 renamed the key/value cache (`forward` argument and output field) from
 # `past_key_values` to `cache`. This file ships with pushed models and runs under whatever version
 # the user has, so it follows the installed one.
 CACHE_NAME = "cache" if "cache" in inspect.signature(GPT2Model.forward).parameters else "past_key_values"
-
-# ----------------------------------------------------------------------------------------------
-# Noise distribution
-# ----------------------------------------------------------------------------------------------
-
-
-def count_tokens(sequences: Iterable[Iterable[int]], *, vocab_size: int) -> torch.Tensor:
-    """Token counts `[V]` (float64) of a tokenised dataset: an iterable of id sequences (lists or
-    tensors, e.g. a `datasets` column of `input_ids`). Ids equal to -100 are skipped."""
-    counts = torch.zeros(vocab_size, dtype=torch.float64)
-    for sequence in sequences:
-        ids = torch.as_tensor(sequence, dtype=torch.long).reshape(-1)
-        ids = ids[ids != -100]
-        if ids.numel() and (ids.min() < 0 or ids.max() >= vocab_size):
-            raise ValueError(f"token ids must lie in [0, {vocab_size}), got {ids.min()}..{ids.max()}")
-        counts += torch.bincount(ids, minlength=vocab_size).to(torch.float64)
-    return counts
-
-
-def noise_log_probs_from_counts(
-    counts: torch.Tensor, *, noise_power: float = 1.0, smoothing: float = 1.0
-) -> torch.Tensor:
-    """`log q` `[V]` (float32) with `q ∝ (counts + smoothing) ** noise_power`.
-
-    Add-`smoothing` keeps `log q` finite for ids never seen in the counts (a target with q = 0
-    would get an infinite correction). `noise_power=0.75` is word2vec's flattened unigram; the
-    loss corrects with this same q, so any power gives a consistent estimator.
-
-    >>> noise_log_probs_from_counts(torch.tensor([3.0, 0.0]), smoothing=1.0).exp()
-    tensor([0.8000, 0.2000])
-    """
-    counts = torch.as_tensor(counts, dtype=torch.float64)
-    if counts.dim() != 1 or (counts < 0).any() or not torch.isfinite(counts).all():
-        raise ValueError("counts must be a 1-D tensor of finite, non-negative values")
-    if not 0.0 < noise_power <= 1.0:
-        raise ValueError(f"noise_power must lie in (0, 1], got {noise_power!r}")
-    if smoothing < 0 or (smoothing == 0 and (counts == 0).any()):
-        raise ValueError(f"smoothing must be > 0 when some counts are zero, got {smoothing!r}")
-    log_weights = noise_power * torch.log(counts + smoothing)
-    return (log_weights - torch.logsumexp(log_weights, 0)).float()
-
-
-def _build_alias_table(probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Vose's alias method: O(V) set-up, then O(1) per sample. Returns `(accept [V] float64,
-    alias [V] long)`: draw `i` uniformly, keep it with probability `accept[i]`, else take
-    `alias[i]`.
-
-    >>> accept, alias = _build_alias_table(torch.tensor([0.5, 0.25, 0.25]))
-    >>> accept.tolist(), alias.tolist()
-    ([1.0, 0.75, 0.75], [0, 0, 0])
-    """
-    num = probs.numel()
-    scaled = (probs.double() * num / probs.double().sum()).tolist()
-    accept, alias = [1.0] * num, list(range(num))
-    small = [i for i, p in enumerate(scaled) if p < 1.0]
-    large = [i for i, p in enumerate(scaled) if p >= 1.0]
-    while small and large:
-        s, g = small.pop(), large.pop()
-        accept[s], alias[s] = scaled[s], g
-        scaled[g] -= 1.0 - scaled[s]
-        (small if scaled[g] < 1.0 else large).append(g)
-    # Whatever is left has mass 1 up to rounding: accept[i] stays 1.0.
-    return torch.tensor(accept, dtype=torch.float64), torch.tensor(alias, dtype=torch.long)
-
-
-# ----------------------------------------------------------------------------------------------
-# Loss functions (per token, fp32 or fp64; no reduction)
-# ----------------------------------------------------------------------------------------------
-
-
-def nce_loss(
-    target_scores: torch.Tensor,
-    noise_scores: torch.Tensor,
-    log_q_target: torch.Tensor,
-    log_q_noise: torch.Tensor,
-    num_noise_samples: int,
-    noise_weights: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Binary NCE loss per token (Gutmann & Hyvärinen 2012; Mnih & Teh 2012).
-
-    `loss[n] = -logsigmoid(delta_t[n]) - sum_j noise_weights[n, j] * logsigmoid(-delta_n[n, j])`,
-    `delta = score - log(k) - log q`, with k = `num_noise_samples` (the count the noise was
-    drawn with). The noise terms are summed, never averaged: averaging breaks the k -> inf limit
-    in which the gradient becomes the maximum-likelihood gradient of a normalised model.
-
-    Shapes: `target_scores [n]`, `log_q_target [n]`, `noise_scores [n, m]` with `log_q_noise`
-    and `noise_weights` broadcastable to it. `noise_weights` defaults to 1 (each sampled id counts
-    once); 0 removes a (token, noise) pair (accidental hits); `k q(w)` over all ids `w` gives the
-    exact expectation over the noise distribution. Computed in at least fp32, with logsigmoid
-    (never `exp(s)`: rare words have `-log q` of 15-20).
-    """
-    dtype = torch.promote_types(target_scores.dtype, torch.float32)
-    log_k = math.log(num_noise_samples)
-    delta_target = target_scores.to(dtype) - (log_q_target.to(dtype) + log_k)
-    # -delta for the noise in one pass over [n, m] (the offset is usually a [k] vector).
-    minus_delta_noise = (log_q_noise.to(dtype) + log_k) - noise_scores.to(dtype)
-    noise_terms = F.logsigmoid(minus_delta_noise)  # [n, m], = -(loss term)
-    if noise_weights is not None:
-        noise_terms = noise_terms * noise_weights.to(dtype)
-    return -F.logsigmoid(delta_target) - noise_terms.sum(-1)
-
-
-def ranking_loss(
-    target_scores: torch.Tensor,
-    noise_scores: torch.Tensor,
-    log_q_target: torch.Tensor,
-    log_q_noise: torch.Tensor,
-    num_noise_samples: int,
-    noise_mask: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Ranking NCE / sampled softmax loss per token (Ma & Collins 2018, Jozefowicz et al. 2016).
-
-    `loss[n] = -log softmax([delta_t[n], delta_n[n, 1..k]])[0]` with `delta = score - log(k q)`
-    (the `log k` cancels; kept so both losses see the same scores). `noise_mask [n, k]` (True =
-    drop) sets those noise logits to -inf: removing accidental hits, the usual choice here.
-    """
-    dtype = torch.promote_types(target_scores.dtype, torch.float32)
-    log_k = math.log(num_noise_samples)
-    delta_target = target_scores.to(dtype) - log_q_target.to(dtype) - log_k
-    delta_noise = noise_scores.to(dtype) - log_q_noise.to(dtype) - log_k
-    delta_noise = torch.broadcast_to(delta_noise, (*delta_target.shape, delta_noise.shape[-1]))
-    if noise_mask is not None:
-        delta_noise = delta_noise.masked_fill(noise_mask, float("-inf"))
-    candidates = torch.cat([delta_target.unsqueeze(-1), delta_noise], dim=-1)  # [n, 1 + k]
-    return torch.logsumexp(candidates, dim=-1) - delta_target
-
 
 # ----------------------------------------------------------------------------------------------
 # Models
@@ -243,8 +125,7 @@ class NCELMForCausalLM(NCELMPreTrainedModel, GenerationMixin):
         self.register_buffer(
             "noise_log_probs", torch.full((config.vocab_size,), -math.log(config.vocab_size)), persistent=True
         )
-        self._noise_generator: torch.Generator | None = None
-        self._alias_cache: tuple | None = None
+        self._noise_sampler = AliasSampler()
         self.post_init()
 
     # --- noise ------------------------------------------------------------------------------
@@ -254,35 +135,19 @@ class NCELMForCausalLM(NCELMPreTrainedModel, GenerationMixin):
         """Sets `log q` `[V]` (normalised here, stored in fp32) and, by default, re-initialises the
         output bias to `log q` so that training starts self-normalised (delta = -log k).
         Build `noise_log_probs` with `noise_log_probs_from_counts(count_tokens(...))`."""
-        log_q = torch.as_tensor(noise_log_probs, dtype=torch.float64)
-        if log_q.shape != (self.config.vocab_size,) or not torch.isfinite(log_q).all():
-            raise ValueError(f"noise_log_probs must be finite with shape ({self.config.vocab_size},)")
-        log_q = log_q - torch.logsumexp(log_q, 0)
+        log_q = normalised_noise_log_probs(noise_log_probs, vocab_size=self.config.vocab_size)
         self.noise_log_probs.copy_(log_q.to(self.noise_log_probs.device, torch.float32))
         if reset_output_bias:
             self.lm_head.bias.copy_(self.noise_log_probs.to(self.lm_head.bias.dtype))
-        self._alias_cache = None
 
     @property
     def noise_generator(self) -> torch.Generator:
         """The private generator all noise is drawn from (`get_state()` / `set_state()`)."""
-        device = self.noise_log_probs.device
-        if self._noise_generator is None or self._noise_generator.device != device:
-            self._noise_generator = torch.Generator(device=device).manual_seed(self.config.noise_seed)
-        return self._noise_generator
+        return self._noise_sampler.generator(self.noise_log_probs.device, seed=self.config.noise_seed)
 
     def sample_noise(self, shape: tuple[int, ...]) -> torch.Tensor:
         """Draws iid ids from q (with replacement) by the alias method: `shape` long tensor."""
-        log_q = self.noise_log_probs
-        key = (log_q.device, log_q.data_ptr(), log_q._version)
-        if self._alias_cache is None or self._alias_cache[0] != key:
-            accept, alias = _build_alias_table(log_q.detach().double().exp().cpu())
-            self._alias_cache = (key, accept.to(log_q.device), alias.to(log_q.device))
-        _, accept, alias = self._alias_cache
-        generator = self.noise_generator
-        index = torch.randint(0, accept.numel(), shape, device=log_q.device, generator=generator)
-        uniform = torch.rand(shape, device=log_q.device, dtype=torch.float64, generator=generator)
-        return torch.where(uniform < accept[index], index, alias[index])
+        return self._noise_sampler.sample(self.noise_log_probs, shape, seed=self.config.noise_seed)
 
     # --- losses -----------------------------------------------------------------------------
 
@@ -313,10 +178,7 @@ class NCELMForCausalLM(NCELMPreTrainedModel, GenerationMixin):
         target_scores = self._scores(hidden, targets, per_row=True)  # [n]
         noise_scores = self._scores(hidden, noise_ids, per_row=not shared)  # [n, k]
         hits = noise_ids == targets.unsqueeze(-1) if config.remove_accidental_hits else None  # [n, k]
-        if config.loss_type == "nce":
-            weights = None if hits is None else (~hits).float()
-            return nce_loss(target_scores, noise_scores, log_q[targets], log_q[noise_ids], k, weights)
-        return ranking_loss(target_scores, noise_scores, log_q[targets], log_q[noise_ids], k, hits)
+        return sampled_loss(config.loss_type, target_scores, noise_scores, log_q[targets], log_q[noise_ids], k, hits)
 
     def _exact_losses(self, logits: torch.Tensor, rows: torch.Tensor, targets: torch.Tensor):
         """Exact NLL and `log Z(h)` per scored token, chunked over tokens: logits `[b*t, V]`,
@@ -392,9 +254,7 @@ class NCELMForCausalLM(NCELMPreTrainedModel, GenerationMixin):
             token_losses, log_z = self._exact_losses(logits.reshape(batch * length, -1), rows, targets)
             with torch.no_grad():
                 diagnostics = {
-                    "log_partition_mean": log_z.mean(),
-                    "log_partition_std": log_z.std(correction=0),
-                    "log_partition_outlier_fraction": (log_z.abs() > 1).float().mean(),
+                    **log_partition_statistics(log_z),
                     "self_normalized_nll": (token_losses - log_z).mean(),
                 }
         if labels is not None:

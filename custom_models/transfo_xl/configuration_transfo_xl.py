@@ -20,6 +20,7 @@ _LEGACY_ARCHITECTURES = {"TransfoXLLMHeadModel": "TransformerXLForCausalLM", "Tr
 _LEGACY_KEYS_DROPPED = ("trainer_compatible", "tie_weight", "tgt_len")
 # 4.x defaults that differ from ours: a 4.x file omits a field that had its class default (the wt103 one).
 _LEGACY_DEFAULTS = {"cutoffs": [20000, 40000, 200000], "div_val": 4}
+LOSS_TYPES = ("full", "chunked", "adaptive", "nce", "ranking")
 
 
 class TransformerXLConfig(PreTrainedConfig):
@@ -61,6 +62,19 @@ class TransformerXLConfig(PreTrainedConfig):
         sample_softmax: <= 0 (sampled softmax is not implemented).
         proj_init_std: standard deviation of the normal initialisation of the projections.
         init, init_range: kept so 4.x config files round-trip; `init` must be "normal".
+        loss_type: training loss (`model.train()` with labels or target_ids). `"full"`: softmax
+            cross-entropy over the whole `[tokens, vocab]` logits. `"chunked"`: the same exact loss, logits
+            computed `loss_chunk_size` tokens at a time and recomputed in backward, never all at once.
+            `"adaptive"`: the adaptive softmax of `cutoffs`. `"nce"` / `"ranking"`: binary / ranking NCE
+            against `num_noise_samples` ids drawn from `noise_log_probs`, shared by the batch (as
+            `NCELMConfig`; accidental hits kept for nce, removed for ranking). `"adaptive"` needs
+            `cutoffs`, the others need none (one output table). None: `"adaptive"` with cutoffs, else
+            `"full"` (what a 4.x file means). Evaluation (`model.eval()`) is always the exact loss.
+        num_noise_samples: k, noise ids drawn per training step for `"nce"` / `"ranking"`.
+        noise_power: `q ∝ count ** noise_power`; recorded here for the recipe that counts the noise.
+        noise_seed: seed of the private noise generator (give DDP ranks different seeds).
+        loss_chunk_size: tokens per block of the exact loss (`"chunked"` training, and every exact loss
+            computed without returning logits): bounds the `[chunk, vocab]` temporaries.
     """
 
     model_type = "transformer-xl"
@@ -101,9 +115,16 @@ class TransformerXLConfig(PreTrainedConfig):
     bos_token_id: int | None = None
     eos_token_id: int | list[int] | None = 0
     pad_token_id: int | None = None
+    loss_type: str | None = None
+    num_noise_samples: int = 1024
+    noise_power: float = 1.0
+    noise_seed: int = 0
+    loss_chunk_size: int = 1024
 
     def __post_init__(self, **kwargs: Any) -> None:
         self.cutoffs = list(self.cutoffs or [])
+        if self.loss_type is None:
+            self.loss_type = "adaptive" if self.cutoffs else "full"
         if self.tie_projs is None:
             self.tie_projs = [False] + [self.proj_share_all_but_first] * len(self.cutoffs)
         self._validate()
@@ -155,6 +176,17 @@ class TransformerXLConfig(PreTrainedConfig):
         for name in ("dropout", "dropatt"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 fail(name, getattr(self, name), "must be in [0, 1)")
+        if self.loss_type not in LOSS_TYPES:
+            fail("loss_type", self.loss_type, f"must be one of {LOSS_TYPES}")
+        if (self.loss_type == "adaptive") != bool(self.cutoffs):
+            need = "needs cutoffs (the clusters)" if self.loss_type == "adaptive" else "needs cutoffs=[]"
+            fail("loss_type", self.loss_type, f"{need}; got cutoffs={self.cutoffs}")
+        for name in ("num_noise_samples", "loss_chunk_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                fail(name, value, "must be a positive integer")
+        if not 0.0 < float(self.noise_power) <= 1.0:
+            fail("noise_power", self.noise_power, "must lie in (0, 1]")
 
     @classmethod
     def get_config_dict(cls, pretrained_model_name_or_path: Any, **kwargs: Any) -> tuple[dict, dict]:

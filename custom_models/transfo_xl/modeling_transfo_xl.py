@@ -4,7 +4,8 @@ A decoder-only language model whose layers also attend to a memory of the previo
 inputs (no gradient flows into it) and score keys by their relative distance, so a long stream can be
 processed segment by segment and every token still sees up to `mem_len` earlier positions per layer.
 Large vocabularies use adaptive input and an adaptive softmax (`cutoffs`, `div_val`), as the paper's
-WikiText-103 models and the 4.x `transfo-xl-wt103` checkpoint do.
+WikiText-103 models and the 4.x `transfo-xl-wt103` checkpoint do, or train one full output table with a
+cheaper loss (`loss_type`: a chunked exact loss, NCE or ranking NCE; see `TransformerXLForCausalLM`).
 
 Axis names used in shape comments:
     b       batch
@@ -28,10 +29,18 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from transformers import GenerationMixin, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .configuration_transfo_xl import TransformerXLConfig
+from .sampled_losses import (
+    SAMPLED_LOSS_TYPES,
+    AliasSampler,
+    log_partition_statistics,
+    normalised_noise_log_probs,
+    sampled_loss,
+)
 
 Mems = tuple[torch.Tensor, ...]
 
@@ -437,16 +446,23 @@ class TransformerXLModelOutput(ModelOutput):
 
 @dataclass
 class TransformerXLLMOutput(ModelOutput):
-    """loss: mean token cross-entropy (when labels or target_ids are given); logits [b, q_len, vocab]: RAW
-    scores with a full softmax; with an adaptive softmax (`cutoffs`), float32 log-probabilities over the
-    whole vocabulary, and None when a loss was asked for (training never builds them); mems,
-    hidden_states, attentions as in `TransformerXLModelOutput`."""
+    """loss: mean token loss when labels or target_ids are given: the cross-entropy, except for the sampled
+    NCE / ranking loss in training (`loss_type` "nce" / "ranking"; never read exp of that as a perplexity).
+    logits [b, q_len, vocab]: RAW scores with a full softmax; with an adaptive softmax (`cutoffs`), float32
+    log-probabilities over the whole vocabulary; None when a loss was asked for, except with
+    `loss_type="full"`. mems, hidden_states, attentions as in `TransformerXLModelOutput`.
+    log_partition_mean / _std / _outlier_fraction: in eval mode, for a full output table (every
+    `loss_type` but "adaptive"), mean and std over scored tokens of log Z(h) = logsumexp_w s(w, h) and the
+    fraction with |log Z| > 1 (how far NCE left the model from self-normalised); else None."""
 
     loss: torch.Tensor | None = None
     logits: torch.Tensor | None = None
     mems: Mems | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
+    log_partition_mean: torch.Tensor | None = None
+    log_partition_std: torch.Tensor | None = None
+    log_partition_outlier_fraction: torch.Tensor | None = None
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -512,6 +528,9 @@ class TransformerXLPreTrainedModel(PreTrainedModel):
         if isinstance(module, (TransformerXLAttention, TransformerXLModel)) and module.r_w_bias is not None:
             nn.init.normal_(module.r_w_bias, mean=0.0, std=std)
             nn.init.normal_(module.r_r_bias, mean=0.0, std=std)
+        noise_log_probs = getattr(module, "noise_log_probs", None)
+        if noise_log_probs is not None and not getattr(noise_log_probs, "_is_hf_initialized", False):
+            noise_log_probs.fill_(-math.log(self.config.vocab_size))  # uniform q until set_noise_distribution
 
 
 class TransformerXLModel(TransformerXLPreTrainedModel):
@@ -665,16 +684,57 @@ class TransformerXLForCausalLM(TransformerXLPreTrainedModel, GenerationMixin):
       target_ids[t], typically the stream's next token, crossing the segment boundary), so that
       every token of a stream is scored exactly once over consecutive segments. -100 is ignored.
 
-    With an adaptive softmax, the loss is computed cluster by cluster without the `[tokens, vocab]`
-    matrix, and `logits` are then None; without a loss, `logits` are the full log-probabilities, which
-    `generate()`, pipelines and argmax/softmax use exactly as logits.
+    The loss follows `config.loss_type`; only `"full"` builds the `[tokens, vocab]` logits with a loss:
+    - `"adaptive"`: cluster by cluster (`crit.nll`), in training and evaluation;
+    - `"chunked"`: the exact cross-entropy `loss_chunk_size` tokens at a time; in training each block's
+      logits are recomputed in backward (activation checkpointing), so one `[chunk, vocab]` block is alive;
+    - `"nce"` / `"ranking"`: in training, the sampled loss of `sampled_losses` on the target row and
+      `num_noise_samples` noise rows of the output table, drawn from `noise_log_probs` once per step and
+      shared by every token (Zoph et al. 2016; Jozefowicz et al. 2016); scores `s = h W^T + b` (log Z
+      fixed to 0). Accidental hits are kept for nce (consistent) and removed for ranking.
+    In eval mode every non-adaptive `loss_type` computes the exact cross-entropy (chunked unless "full")
+    and reports log Z statistics, so `exp(loss)` is a true perplexity. Without a loss, `logits` are the
+    raw scores (full table) or the full log-probabilities (adaptive), which `generate()`, pipelines and
+    argmax/softmax use exactly as logits.
+
+    With `"nce"` / `"ranking"` the model holds `noise_log_probs` (log q, float32 `[vocab]`, saved with the
+    weights; uniform until `set_noise_distribution`) and a private noise generator (`noise_generator`,
+    seeded with `config.noise_seed` on first use; Trainer does not checkpoint it).
     """
 
     def __init__(self, config: TransformerXLConfig) -> None:
         super().__init__(config)
         self.transformer = TransformerXLModel(config)
         self.crit = TransformerXLAdaptiveLogSoftmax(config)
+        if config.loss_type in SAMPLED_LOSS_TYPES:
+            uniform = torch.full((config.vocab_size,), -math.log(config.vocab_size))
+            self.register_buffer("noise_log_probs", uniform, persistent=True)
+            self._noise_sampler = AliasSampler()
         self.post_init()
+
+    # --- noise (loss_type "nce" / "ranking") ---------------------------------------------------------
+
+    @torch.no_grad()
+    def set_noise_distribution(self, noise_log_probs: torch.Tensor, *, reset_output_bias: bool = True) -> None:
+        """Sets `log q` `[vocab]` (normalised here, stored in float32) and, by default, the output bias to
+        `log q`, so training starts self-normalised (delta = -log k), as Pytorch-NCE and our NCE model do.
+        Build it with `sampled_losses.noise_log_probs_from_counts(count_tokens(...))`."""
+        if self.config.loss_type not in SAMPLED_LOSS_TYPES:
+            raise ValueError(f"TransformerXL: loss_type={self.config.loss_type!r} draws no noise")
+        log_q = normalised_noise_log_probs(noise_log_probs, vocab_size=self.config.vocab_size)
+        self.noise_log_probs.copy_(log_q.to(self.noise_log_probs.device, torch.float32))
+        if reset_output_bias:
+            bias = self.crit.out_layers[0].bias
+            bias.copy_(self.noise_log_probs.to(bias.dtype))
+
+    @property
+    def noise_generator(self) -> torch.Generator:
+        """The private generator all noise is drawn from (`get_state()` / `set_state()`)."""
+        return self._noise_sampler.generator(self.noise_log_probs.device, seed=self.config.noise_seed)
+
+    def sample_noise(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """Draws iid ids from q (with replacement) by the alias method: `shape` long tensor."""
+        return self._noise_sampler.sample(self.noise_log_probs, shape, seed=self.config.noise_seed)
 
     @property
     def _tied_weights_keys(self) -> dict[str, str]:
@@ -732,18 +792,89 @@ class TransformerXLForCausalLM(TransformerXLPreTrainedModel, GenerationMixin):
             scored, targets = hidden[:, :-1], labels[:, 1:]
         else:
             scored, targets = hidden, target_ids
+        b, q_len, d_model = hidden.shape
+        loss_type = self.config.loss_type
+        logits = loss = None
+        diagnostics = {}
 
-        if targets is not None and self.crit.n_clusters:
-            logits, loss = None, self._adaptive_loss(scored, targets)
-        else:
-            b, q_len, d_model = hidden.shape
+        if targets is None or loss_type == "full":
             logits = self._full_logits(hidden.reshape(-1, d_model)).view(b, q_len, -1)  # [b, q_len, vocab]
-            loss = None if targets is None else self._token_loss(logits[:, : scored.shape[1]], targets)
+            if targets is not None:
+                loss = self._token_loss(logits[:, : scored.shape[1]], targets)
+                if not self.training:
+                    with torch.no_grad():
+                        kept = targets.to(logits.device) != -100  # [b, scored len]
+                        log_z = torch.logsumexp(logits[:, : scored.shape[1]][kept].float(), dim=-1)  # [n]
+                    diagnostics = log_partition_statistics(log_z)
+        elif loss_type == "adaptive":
+            loss = self._adaptive_loss(scored, targets)
+        else:
+            targets = targets.to(hidden.device).reshape(-1)
+            kept = targets != -100
+            scored, targets = scored.reshape(-1, d_model)[kept], targets[kept]  # [n, d_model], [n]
+            if self.training and loss_type in SAMPLED_LOSS_TYPES:
+                token_losses = self._sampled_token_losses(scored, targets)
+            else:
+                token_losses, log_z = self._exact_token_losses(scored, targets)
+                if not self.training:
+                    diagnostics = log_partition_statistics(log_z)
+            loss = token_losses.sum() / kept.sum()
 
         output = TransformerXLLMOutput(
-            loss=loss, logits=logits, mems=base.mems, hidden_states=base.hidden_states, attentions=base.attentions
+            loss=loss,
+            logits=logits,
+            mems=base.mems,
+            hidden_states=base.hidden_states,
+            attentions=base.attentions,
+            **diagnostics,
         )
         return output if return_dict else output.to_tuple()
+
+    def _exact_token_losses(self, hidden: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """hidden [n, d_model], targets [n] (no -100) -> exact NLL [n] and log Z(h) [n] (float32) of the full
+        output table, `loss_chunk_size` tokens at a time.
+
+        Why the checkpoint: autograd would otherwise keep every block's [chunk, vocab] softmax for the
+        backward pass, i.e. the whole [n, vocab] matrix again. Recomputing each block in backward costs one
+        more [chunk, d] x [d, vocab] product per block and keeps one block alive at a time (the idea of
+        Cut Cross-Entropy, Wijmans et al. 2024, at block rather than kernel granularity).
+        """
+        parameters = self.crit.cluster_parameters()
+
+        def block(hidden_block: torch.Tensor, targets_block: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            scores = self.crit.cluster_logits(hidden_block, 0, parameters).float()  # [chunk, vocab]
+            log_z = torch.logsumexp(scores, dim=-1)
+            return log_z - scores.gather(1, targets_block[:, None]).squeeze(1), log_z
+
+        recompute = torch.is_grad_enabled() and hidden.requires_grad
+        nll, log_z = [], []
+        chunk = self.config.loss_chunk_size
+        for hidden_block, targets_block in zip(hidden.split(chunk), targets.split(chunk)):
+            if recompute:
+                nll_block, log_z_block = checkpoint(block, hidden_block, targets_block, use_reentrant=False)
+            else:
+                nll_block, log_z_block = block(hidden_block, targets_block)
+            nll.append(nll_block)
+            log_z.append(log_z_block.detach())
+        if not nll:
+            empty = hidden.new_zeros(0, dtype=torch.float32)
+            return empty, empty
+        return torch.cat(nll), torch.cat(log_z)
+
+    def _sampled_token_losses(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """hidden [n, d_model], targets [n] (no -100) -> NCE or ranking loss [n] (float32) with one draw of
+        k noise ids shared by all n tokens: one [k, d] gather and one [n, d] x [d, k] product, never
+        [n, vocab]. Rows are gathered from the (tied) output table, so gradients reach the embedding."""
+        k = self.config.num_noise_samples
+        log_q = self.noise_log_probs.float()
+        noise = self.sample_noise((k,))  # [k]
+        layer = self.crit.out_layers[0]
+        if len(self.crit.out_projs):
+            hidden = hidden @ self.crit.out_projs[0]  # [n, d_embed]
+        target_scores = (hidden * layer.weight[targets]).sum(-1).float() + layer.bias[targets].float()  # [n]
+        noise_scores = torch.addmm(layer.bias[noise], hidden, layer.weight[noise].T).float()  # [n, k]
+        hits = noise == targets[:, None] if self.config.loss_type == "ranking" else None  # [n, k]
+        return sampled_loss(self.config.loss_type, target_scores, noise_scores, log_q[targets], log_q[noise], k, hits)
 
     def _full_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """[n, d_model] -> [n, vocab]: raw scores of a full softmax, log-probabilities of an adaptive one."""

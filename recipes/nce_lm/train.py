@@ -40,6 +40,7 @@ from data.metrics import perplexity
 from data.token_cache import prepare_token_streams
 from data.tokenizers import EOS_TOKEN
 from recipes.common import (
+    LogPartitionSums,
     TextCorpusArguments,
     checkpoint_to_resume,
     launch_command,
@@ -128,7 +129,8 @@ class NCETrainer(Trainer):
         model = self.accelerator.unwrap_model(self.model)
         was_training = model.training
         model.eval()
-        sums = torch.zeros(5, dtype=torch.float64, device=self.args.device)  # tokens, nll, log Z, log Z^2, outliers
+        sums = torch.zeros(2, dtype=torch.float64, device=self.args.device)  # tokens, nll
+        log_partition = LogPartitionSums(self.args.device)
         with torch.no_grad():
             for batch in loader:
                 batch = self._prepare_inputs(batch)
@@ -137,18 +139,15 @@ class NCETrainer(Trainer):
                 n = batch["labels"][:, 1:].ne(-100).sum().double()
                 if n == 0:  # no scored token: the batch means are NaN
                     continue
-                mean, std = out.log_partition_mean.double(), out.log_partition_std.double()
-                sums += n * torch.stack([n.new_ones(()), out.loss.double(), mean, std**2 + mean**2,
-                                         out.log_partition_outlier_fraction.double()])  # fmt: skip
+                sums += n * torch.stack([n.new_ones(()), out.loss.double()])
+                log_partition.add(out, n)
         model.train(was_training)
-        tokens, nll, log_z, log_z_sq, outliers = self.accelerator.reduce(sums, reduction="sum").tolist()
+        tokens, nll = self.accelerator.reduce(sums, reduction="sum").tolist()
         loss = nll / tokens
         metrics = {
             f"{metric_key_prefix}_loss": loss,
             f"{metric_key_prefix}_perplexity": perplexity(loss),
-            f"{metric_key_prefix}_log_partition_mean": log_z / tokens,
-            f"{metric_key_prefix}_log_partition_std": max(log_z_sq / tokens - (log_z / tokens) ** 2, 0.0) ** 0.5,
-            f"{metric_key_prefix}_log_partition_outlier_fraction": outliers / tokens,
+            **log_partition.metrics(self, metric_key_prefix),
             f"{metric_key_prefix}_tokens": int(tokens),
         }
         self.log(metrics)

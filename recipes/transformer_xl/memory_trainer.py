@@ -11,7 +11,8 @@ steps. Here:
   continues exactly where it stopped;
 - evaluation follows the paper's protocol: the whole validation stream, memory carried, with its own
   `mem_len` / `clamp_len` / `same_length` (the paper evaluates with a longer memory than it trains with),
-  a token-weighted loss summed over all processes, perplexity and bits per token.
+  a token-weighted loss summed over all processes, perplexity and bits per token, and, for a model with a
+  full output table, the mean / std of log Z(h) and the fraction of tokens with |log Z| > 1.
 """
 
 import math
@@ -26,6 +27,7 @@ from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from data.metrics import perplexity
+from recipes.common import LogPartitionSums
 
 
 @dataclass
@@ -86,6 +88,7 @@ class MemoryTrainer(Trainer):
         model.eval()
         nll_sum = torch.zeros((), dtype=torch.float64, device=self.args.device)
         num_tokens = torch.zeros((), dtype=torch.float64, device=self.args.device)
+        log_partition = LogPartitionSums(self.args.device)  # models with a full output table report log Z
         mems = None
         with self._eval_memory_settings(model.config), torch.no_grad():
             for batch in self.get_eval_dataloader(eval_dataset):
@@ -98,6 +101,8 @@ class MemoryTrainer(Trainer):
                 count = batch["target_ids"].ne(-100).sum()
                 nll_sum += outputs.loss.double() * count
                 num_tokens += count
+                if outputs.get("log_partition_mean") is not None and count > 0:
+                    log_partition.add(outputs, count)
         model.train(was_training)
         nll_sum, num_tokens = self.accelerator.reduce(torch.stack([nll_sum, num_tokens]), reduction="sum")
         loss = (nll_sum / num_tokens).item()
@@ -106,6 +111,7 @@ class MemoryTrainer(Trainer):
             f"{metric_key_prefix}_perplexity": perplexity(loss),
             f"{metric_key_prefix}_bits_per_token": loss / math.log(2),
             f"{metric_key_prefix}_tokens": int(num_tokens.item()),
+            **log_partition.metrics(self, metric_key_prefix),
         }
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)

@@ -14,6 +14,12 @@ Hub data set's) is evaluated the same way (`test_*` metrics). The model folder w
 (weights, config, tokenizer, modeling code, model card) loads anywhere with
 `AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)`.
 
+Losses: `loss_type` picks the training loss: `full`, `chunked` (exact, never the whole logit matrix),
+`adaptive` (needs `cutoffs`), `nce` or `ranking` (see `TransformerXLConfig`). For the last two the noise
+q ∝ (count + 1) ** `noise_power` is counted on the training stream and saved with the weights; each process
+draws `num_noise_samples` ids per step from its own generator (seed + rank; not checkpointed: a resumed run
+draws fresh noise). Evaluation is exact whatever the loss, plus log Z statistics for a full output table.
+
 Modes, as in transformers' example scripts: `do_train` trains (and saves), `do_eval` evaluates; with
 `do_train false` the model and its tokenizer come from `model_name_or_path` (one of ours, or a folder
 written by `custom_models.transfo_xl.convert_legacy`), nothing is trained or saved but the metrics
@@ -32,6 +38,7 @@ import transformers
 from transformers import TrainingArguments, set_seed
 
 from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausalLM
+from custom_models.transfo_xl.sampled_losses import SAMPLED_LOSS_TYPES, count_tokens, noise_log_probs_from_counts
 from data.streams import StreamSegments
 from data.token_cache import prepare_token_streams
 from recipes.common import (
@@ -72,6 +79,13 @@ class TransformerXLArguments(TextCorpusArguments):
     eval_clamp_len: int | None = field(default=None, metadata={"help": "clamp_len at evaluation."})
     eval_same_length: bool | None = field(default=None, metadata={"help": "same_length at evaluation."})
     shuffle_stream_offset: bool = field(default=False, metadata={"help": "Start streams at a new offset each epoch."})
+    # Loss (training only; evaluation is always the exact softmax or adaptive softmax)
+    loss_type: str | None = field(
+        default=None,
+        metadata={"help": "'full', 'chunked', 'adaptive', 'nce' or 'ranking'; None: adaptive with cutoffs, else full."},
+    )
+    num_noise_samples: int = field(default=1024, metadata={"help": "k noise ids per step for nce / ranking."})
+    noise_power: float = field(default=1.0, metadata={"help": "Noise q ∝ training count ** noise_power, in (0, 1]."})
 
     def __post_init__(self) -> None:
         for name in ("tgt_len", "eval_tgt_len", "tokenizer_vocab_size"):
@@ -82,7 +96,13 @@ class TransformerXLArguments(TextCorpusArguments):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
-        parse_overrides(self.config_overrides)  # a malformed override string fails here, not after loading
+        overrides = parse_overrides(self.config_overrides)  # a malformed override string fails here, not after loading
+        TransformerXLConfig(**{"vocab_size": 10**6, **overrides, **self.loss_fields()})  # so does a bad loss setting
+
+    def loss_fields(self) -> dict:
+        """The config fields of the loss (`loss_type` only when given: the config derives it from cutoffs)."""
+        fields = {"num_noise_samples": self.num_noise_samples, "noise_power": self.noise_power}
+        return fields if self.loss_type is None else {"loss_type": self.loss_type, **fields}
 
 
 CONFIG_CLASSES = (TransformerXLArguments, TrainingArguments)
@@ -113,14 +133,28 @@ def main(script_args: TransformerXLArguments, training_args: TrainingArguments) 
         streams = prepare_token_streams(needed, tokenizer, add_eos=True, cache_dir=script_args.token_cache_dir)
     logger.info("tokens: %s; vocabulary %d", {s: t.numel() for s, t in streams.items()}, len(tokenizer))
 
+    # Each process draws its own noise (nce / ranking): seeded with seed + rank, as in the NCE recipe.
+    loss_fields = {**script_args.loss_fields(), "noise_seed": training_args.seed + training_args.process_index}
     if script_args.model_name_or_path:
-        model = TransformerXLForCausalLM.from_pretrained(script_args.model_name_or_path)
+        model = TransformerXLForCausalLM.from_pretrained(
+            script_args.model_name_or_path, **(loss_fields if training_args.do_train else {})
+        )
         model.config.mem_len = script_args.mem_len
     else:
         overrides = parse_overrides(script_args.config_overrides)
-        config = TransformerXLConfig(**{"vocab_size": len(tokenizer), "mem_len": script_args.mem_len, **overrides})
+        config = TransformerXLConfig(
+            **{"vocab_size": len(tokenizer), "mem_len": script_args.mem_len, **overrides, **loss_fields}
+        )
         model = TransformerXLForCausalLM(config)
-    logger.info("parameters: %.2fM", sum(p.numel() for p in model.parameters()) / 1e6)
+    if training_args.do_train and model.config.loss_type in SAMPLED_LOSS_TYPES:
+        # The noise: unigram counts of the training stream, saved with the weights (`noise_log_probs`);
+        # a new model's output bias starts at log q (self-normalised).
+        counts = count_tokens(streams["train"].split(1 << 22), vocab_size=model.config.vocab_size)  # int64 per chunk
+        log_q = noise_log_probs_from_counts(counts, noise_power=model.config.noise_power)
+        model.set_noise_distribution(log_q, reset_output_bias=not script_args.model_name_or_path)
+    logger.info(
+        "parameters: %.2fM; loss_type %s", sum(p.numel() for p in model.parameters()) / 1e6, model.config.loss_type
+    )
 
     world = {"rank": training_args.process_index, "world_size": training_args.world_size}
     train_dataset = StreamSegments(

@@ -6,10 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import TrainingArguments
+import torch.nn.functional as F
+from safetensors.torch import load_file
+from transformers import PreTrainedTokenizerFast, TrainingArguments
 
 from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausalLM
-from data.streams import StreamSegments
+from custom_models.transfo_xl.sampled_losses import count_tokens, noise_log_probs_from_counts
+from data.streams import StreamSegments, encode_stream
 from data.synthetic import long_range_documents
 from recipes.common import ConfigError, parse_config, parse_overrides
 from recipes.transformer_xl.memory_trainer import EvalMemory, MemoryTrainer
@@ -139,3 +142,32 @@ def test_evaluation_only_run_reproduces_the_trained_models_metrics_and_writes_no
 def test_runs_that_cannot_do_anything_useful_fail_before_loading(tmp_path, overrides, message):
     with pytest.raises(ConfigError, match=message):
         main(*tiny_lm_args(tmp_path, train_file=tmp_path / "missing.txt", **overrides))
+
+
+@pytest.mark.slow
+def test_nce_trained_model_saves_its_noise_and_evaluates_exactly_in_a_clean_process(tmp_path, forward_in_clean_process):
+    script_args, training_args = tiny_lm_args(tmp_path, max_steps=6, loss_type="nce", num_noise_samples=32,
+                                              noise_power=0.75)  # fmt: skip
+    metrics = main(script_args, training_args)
+    trained = tmp_path / "trained"
+    assert math.isfinite(metrics["eval_log_partition_mean"]) and metrics["eval_log_partition_std"] >= 0
+
+    # The noise is the distribution of the training stream, saved with the weights.
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(trained)
+    stream = encode_stream(script_args.load_corpus()["train"]["text"], tokenizer)
+    expected = noise_log_probs_from_counts(count_tokens([stream], vocab_size=len(tokenizer)), noise_power=0.75)
+    assert torch.equal(load_file(trained / "model.safetensors")["noise_log_probs"], expected)
+
+    # A clean process loads the shipped code and computes the exact loss: the cross-entropy of the logits.
+    ids = stream[:65].view(1, -1)
+    inputs = {"input_ids": ids[:, :-1].clone(), "target_ids": ids[:, 1:].clone()}  # safetensors: no shared memory
+    loss = forward_in_clean_process(trained, "AutoModelForCausalLM", inputs, output_name="loss")
+    logits = forward_in_clean_process(trained, "AutoModelForCausalLM", {"input_ids": ids[:, :-1]})
+    exact = F.cross_entropy(logits[0].double(), ids[0, 1:])
+    assert abs(loss.item() - exact.item()) < 1e-5  # float32 chunked log-sum-exp vs float64
+
+    # An evaluation-only run of the saved folder reproduces the trained run's exact metrics.
+    evaluated = main(*tiny_lm_args(tmp_path, do_train="false", model_name_or_path=trained, train_file="",
+                                   output_dir=tmp_path / "evaluated"))  # fmt: skip
+    for key in ("eval_loss", "eval_log_partition_mean"):
+        assert evaluated[key] == pytest.approx(metrics[key], abs=1e-6), key
