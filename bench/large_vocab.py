@@ -1,4 +1,4 @@
-"""Large vocabularies, side by side: five training losses of one Transformer-XL backbone (issue 15).
+"""Large vocabularies, side by side: five training losses of one Transformer-XL backbone.
 
     python bench/large_vocab.py --cost      # (a) step time and peak memory at 267,735 words (~5 min)
     python bench/large_vocab.py --quality   # (b) WikiText-2, equal wall-clock, exact perplexity (~12 min)

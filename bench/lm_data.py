@@ -10,7 +10,7 @@ Corpus: WikiText-2's training split (`../shared/data/wikitext2/train.txt`) repea
 into a temporary folder: 104M tokens with one `<eos>` per line, 540 MB, the size of WikiText-103 (whose
 vocabulary, 268k words, is larger than this corpus's 33k).
 
-Targets (issue 13), each recipe's `configs/tiny.yaml` with `--train_file CORPUS --tokenizer_vocab_size 300000
+Targets: each recipe's `configs/tiny.yaml` with `--train_file CORPUS --tokenizer_vocab_size 300000
 --max_steps 2`, an empty cache unless said otherwise:
 - first run, 1 process, to the end of 2 training steps: <= 90 s and <= 3 GB peak RSS;
 - 2 processes (`cpu_multi.yaml`): <= 3 GB peak RSS per process, and one tokenisation;
@@ -22,7 +22,7 @@ recipe process runs through this script's `--child` mode, which records its own 
 ru_maxrss: mapped pages of the cache it touched count too), its CPU seconds (user + system: less sensitive
 than wall time to other jobs on a shared machine) and the splits it tokenised itself. Today's
 path (the commit this branch started from, `git merge-base HEAD main`) holds the whole corpus as Python
-lists: 180 s and 18.7 GB in one process at full scale (issue 13), which would not fit beside the other jobs
+lists: 180 s and 18.7 GB in one process at full scale (old path), which would not fit beside the other jobs
 on this machine, so it runs here on 1/5 of the corpus (`--old-repeats 10`) next to the new path on the
 same 1/5: that ratio is measured in this run; the full-scale figures of today's path are quoted.
 """
@@ -44,7 +44,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 WIKITEXT2_TRAIN = REPO.parent / "shared/data/wikitext2/train.txt"
 RECIPES = {"transformer_xl": REPO / "recipes/transformer_xl", "nce_lm": REPO / "recipes/nce_lm"}
-ISSUE_OLD_PATH = {"wall_s": 180.0, "peak_rss_gb": 18.7}  # today's path, full corpus, 1 process (issue 13)
+ISSUE_OLD_PATH = {"wall_s": 180.0, "peak_rss_gb": 18.7}  # today's path, full corpus, 1 process (old path)
 TARGETS = {"first_wall_s": 90.0, "peak_rss_gb": 3.0, "repeat_wall_s": 20.0}
 
 
@@ -165,7 +165,7 @@ def main() -> None:
         "| run | processes | wall s | CPU s per process | peak RSS GB per process | splits tokenised per process "
         "| target | met |",
         "|---|---|---|---|---|---|---|---|",
-        f"| today's path, full corpus (quoted from issue 13) | 1 | {ISSUE_OLD_PATH['wall_s']:.0f} | - | "
+        f"| today's path, full corpus (quoted, old path) | 1 | {ISSUE_OLD_PATH['wall_s']:.0f} | - | "
         f"{ISSUE_OLD_PATH['peak_rss_gb']} | - | | |",
         row(f"today's path, Transformer-XL, {args.old_repeats} x (measured)", runs["today, 1/5"]),
         row(f"new path, Transformer-XL, {args.old_repeats} x, empty cache", runs["new, 1/5"]),
@@ -193,7 +193,7 @@ def main() -> None:
     if args.repeats == 50:
         first = runs["transformer_xl first"]
         print(
-            f"Today's path at full scale (issue 13) / new path here, Transformer-XL, 1 process: wall "
+            f"Today's path at full scale (old path) / new path here, Transformer-XL, 1 process: wall "
             f"{ISSUE_OLD_PATH['wall_s'] / first['wall_s']:.2f}x, "
             f"peak RSS {ISSUE_OLD_PATH['peak_rss_gb'] / max_rss(first):.2f}x."
         )
