@@ -154,7 +154,7 @@ def test_nce_trained_model_saves_its_noise_and_evaluates_exactly_in_a_clean_proc
 
     # The noise is the distribution of the training stream, saved with the weights.
     tokenizer = PreTrainedTokenizerFast.from_pretrained(trained)
-    stream = encode_stream(script_args.load_corpus()["train"]["text"], tokenizer)
+    stream = encode_stream(script_args.text_splits(training_args)["train"], tokenizer)
     expected = noise_log_probs_from_counts(count_tokens([stream], vocab_size=len(tokenizer)), noise_power=0.75)
     assert torch.equal(load_file(trained / "model.safetensors")["noise_log_probs"], expected)
 
