@@ -806,13 +806,13 @@ class TransformerXLForCausalLM(TransformerXLPreTrainedModel, GenerationMixin):
                         kept = targets.to(logits.device) != -100  # [b, scored len]
                         log_z = torch.logsumexp(logits[:, : scored.shape[1]][kept].float(), dim=-1)  # [n]
                     diagnostics = log_partition_statistics(log_z)
-        elif loss_type == "adaptive":
-            loss = self._adaptive_loss(scored, targets)
         else:
             targets = targets.to(hidden.device).reshape(-1)
             kept = targets != -100
             scored, targets = scored.reshape(-1, d_model)[kept], targets[kept]  # [n, d_model], [n]
-            if self.training and loss_type in SAMPLED_LOSS_TYPES:
+            if loss_type == "adaptive":
+                token_losses = self.crit.nll(scored, targets)
+            elif self.training and loss_type in SAMPLED_LOSS_TYPES:
                 token_losses = self._sampled_token_losses(scored, targets)
             else:
                 token_losses, log_z = self._exact_token_losses(scored, targets)
@@ -881,13 +881,6 @@ class TransformerXLForCausalLM(TransformerXLPreTrainedModel, GenerationMixin):
         if self.crit.n_clusters:
             return self.crit.log_probs(hidden)
         return self.crit.cluster_logits(hidden, 0, self.crit.cluster_parameters())
-
-    def _adaptive_loss(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Mean negative log-likelihood (float32) over positions whose target is not -100."""
-        targets = targets.to(hidden.device).reshape(-1)
-        scored = targets != -100
-        nll = self.crit.nll(hidden.reshape(-1, hidden.shape[-1])[scored], targets[scored])
-        return nll.sum() / scored.sum()
 
     @staticmethod
     def _token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
