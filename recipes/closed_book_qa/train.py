@@ -177,6 +177,7 @@ def main(args: QAArguments, training_args: TrainingArguments) -> dict[str, float
     )
     train_result = trainer.train(resume_from_checkpoint=checkpoint_to_resume(training_args))
     trainer.save_metrics("train", train_result.metrics)
+    trainer.save_state()  # trainer_state.json: the log history (every logged loss)
     metrics = {}
     if "validation" in raw:
         metrics = trainer.evaluate()

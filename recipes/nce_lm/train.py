@@ -240,6 +240,7 @@ def main(script_args: NCELMArguments, training_args: TrainingArguments) -> dict[
     )
     train_result = trainer.train(resume_from_checkpoint=checkpoint_to_resume(training_args))
     trainer.save_metrics("train", train_result.metrics)
+    trainer.save_state()  # trainer_state.json: the log history (every logged loss)
     metrics = trainer.evaluate() if eval_dataset is not None else {}
     trainer.save_metrics("eval", metrics)
     if "test" in streams:

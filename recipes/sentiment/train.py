@@ -161,6 +161,7 @@ def main(args: SentimentArguments, training_args: transformers.TrainingArguments
     )  # fmt: skip
     train_result = trainer.train(resume_from_checkpoint=checkpoint_to_resume(training_args))
     trainer.save_metrics("train", train_result.metrics)
+    trainer.save_state()  # trainer_state.json: the log history (every logged loss)
     metrics = trainer.evaluate()
     trainer.save_metrics("eval", metrics)
 

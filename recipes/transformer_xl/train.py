@@ -193,6 +193,7 @@ def main(script_args: TransformerXLArguments, training_args: TrainingArguments) 
     if training_args.do_train:
         train_result = trainer.train(resume_from_checkpoint=checkpoint_to_resume(training_args))
         trainer.save_metrics("train", train_result.metrics)
+        trainer.save_state()  # trainer_state.json: the log history (every logged loss)
     metrics = {}
     for prefix, dataset in eval_datasets.items():
         split_metrics = trainer.evaluate(dataset, metric_key_prefix=prefix)
