@@ -20,7 +20,8 @@ from transformers import GPT2Config, GPT2LMHeadModel
 from data.closed_book_qa import load_qa_dataset
 from data.qa_features import DEFAULT_PROMPT_TEMPLATE
 from data.tokenizers import train_tokenizer
-from recipes.closed_book_qa.generation_eval import answer_generation_config, generate_answers
+from recipes.closed_book_qa.generation_eval import answer_stop_ids, generate_answers
+from recipes.common import GenerationArguments
 
 NQ_OPEN = Path(__file__).resolve().parents[1].parent / "shared/data/nq_open"
 SAMPLES = Path(__file__).resolve().parents[1] / "data/samples/closed_book_qa"
@@ -60,7 +61,9 @@ def main() -> None:
     config = GPT2Config(vocab_size=len(tokenizer), n_layer=args.n_layer, n_embd=args.n_embd, n_head=8, n_positions=128,
                         bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)  # fmt: skip
     model = GPT2LMHeadModel(config).eval()
-    generation_config = answer_generation_config(tokenizer, max_new_tokens=args.max_new_tokens, num_beams=1)
+    generation_config = GenerationArguments(max_new_tokens=args.max_new_tokens).generation_config(
+        tokenizer, eos_token_id=answer_stop_ids(tokenizer)
+    )
 
     one_at_a_time = questions_per_second(model, tokenizer, questions, 1, generation_config)
     print(f"\n{len(questions)} questions from {source}; GPT-2 {args.n_layer} layers x {args.n_embd}, "

@@ -203,7 +203,7 @@ def bench_budget(loss_type: str, data: dict, args) -> dict:
     """(c) + (d) for one loss: train for `--budget-seconds` of wall clock, then evaluate exactly."""
     from transformers import TrainerCallback, TrainingArguments, default_data_collator
 
-    from recipes.nce_lm.train import NCETrainer, TokenBlocks
+    from recipes.nce_lm.nce_trainer import NCETrainer, TokenBlocks
 
     class Budget(TrainerCallback):
         def on_train_begin(self, *unused, **kwargs):

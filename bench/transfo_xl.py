@@ -242,6 +242,7 @@ def evaluate_saved(output_dir: str, args: argparse.Namespace, *, mem_len: int, c
 
 
 def part_wikitext2(args: argparse.Namespace) -> None:
+    from recipes.common import GenerationArguments
     from recipes.transformer_xl.train import main as train_main
 
     missing = [name for name in ("train.txt", "valid.txt") if not (args.data_dir / name).is_file()]
@@ -266,7 +267,7 @@ def part_wikitext2(args: argparse.Namespace) -> None:
             script_args, training_args = recipe_arguments(args, mem_len=mem_len, output_dir=output_dir)
             start = time.perf_counter()
             with contextlib.redirect_stdout(sys.stderr):  # Trainer prints its logs; keep stdout for tables
-                metrics = train_main(script_args, training_args)
+                metrics = train_main(script_args, GenerationArguments(), training_args)
             elapsed = time.perf_counter() - start
             rows.append((f"mem_len {mem_len}", mem_len, mem_len, "off", 0, metrics, f"{elapsed:.0f}"))
             if mem_len:

@@ -16,19 +16,22 @@ def load_qa_dataset(
     dataset_config_name: str | None = None,
     train_file: str | None = None,
     validation_file: str | None = None,
+    test_file: str | None = None,
     question_column: str = "question",
     answer_column: str = "answer",
     encoding: str = "utf-8",
 ) -> datasets.DatasetDict:
-    """Loads `train` / `validation` with columns `question` (str) and `answers` (non-empty list of str).
+    """Loads `train` / `validation` / `test` (those given) with columns `question` (str) and `answers`
+    (non-empty list of str).
 
     Raises `DataError` naming the file and line for a missing column, an empty question or an answer
-    that is neither a string, a list of strings, nor a TriviaQA answer dict.
+    that is neither a string, a list of strings, nor a TriviaQA answer dict. The `test` split may come
+    without answers (questions to answer): if any of its rows has none, the split has no `answers` column.
     """
     records = split_records(
         dataset_name=dataset_name,
         dataset_config_name=dataset_config_name,
-        data_files={"train": train_file, "validation": validation_file},
+        data_files={"train": train_file, "validation": validation_file, "test": test_file},
         encoding=encoding,
     )
 
@@ -37,7 +40,15 @@ def load_qa_dataset(
         answers = gold_answers(require(record, answer_column, location), location)
         return {"question": question, "answers": answers}
 
-    return build_dataset_dict(records, convert, splits=("train", "validation"))
+    def convert_test(location: str, record: dict) -> dict:
+        question = str(require(record, question_column, location)).strip()
+        value = record.get(answer_column)
+        return {"question": question, "answers": gold_answers(value, location) if value else None}
+
+    dataset = build_dataset_dict(records, convert, splits=("train", "validation"), test_convert=convert_test)
+    if "test" in dataset and None in dataset["test"]["answers"]:
+        dataset["test"] = dataset["test"].remove_columns("answers")
+    return dataset
 
 
 def gold_answers(value: object, location: str) -> list[str]:

@@ -88,6 +88,21 @@ class TextSplit:
             raise DataError(f"{location}: missing column {self.text_column!r} (found {sorted(columns)})")
 
 
+def prompt_lines(split: TextSplit) -> list[str]:
+    """The lines of `split` as generation prompts, one per line; an empty line fails, naming the file and line
+    (or the Hub row), since a prompt file holds one prompt per line."""
+    prompts = list(split.lines())
+    for index, prompt in enumerate(prompts):
+        if not prompt.strip():
+            where = (
+                hub_location(split.hub_name, split.name, index)
+                if split.hub_dataset is not None
+                else (f"{split.description}, line {index + 1}")
+            )
+            raise DataError(f"{where}: empty prompt (a prompt file holds one non-empty prompt per line)")
+    return prompts
+
+
 def text_corpus_splits(
     *,
     dataset_name: str | None = None,

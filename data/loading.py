@@ -76,16 +76,22 @@ def require(record: Record, column: str, location: str) -> object:
 
 
 def build_dataset_dict(
-    records: dict[str, Iterator[tuple[str, Record]]], convert: Converter, *, splits: tuple[str, ...]
+    records: dict[str, Iterator[tuple[str, Record]]],
+    convert: Converter,
+    *,
+    splits: tuple[str, ...],
+    test_convert: Converter | None = None,
 ) -> datasets.DatasetDict:
-    """Converts every record of the wanted `splits` (others are skipped, and logged) into a `DatasetDict`."""
-    unused = sorted(set(records) - set(splits))
+    """Converts every record of the wanted `splits` (others are skipped, and logged) into a `DatasetDict`;
+    with `test_convert`, a `test` split too, converted by it (a test file may lack the labels)."""
+    converters = {split: convert for split in splits} | ({"test": test_convert} if test_convert else {})
+    unused = sorted(set(records) - set(converters))
     if unused:
-        logger.info("ignoring splits %s (this task uses %s)", unused, list(splits))
+        logger.info("ignoring splits %s (this task uses %s)", unused, list(converters))
     result = {}
-    for split in splits:
+    for split, split_convert in converters.items():
         if split in records:
-            result[split] = datasets.Dataset.from_list([convert(loc, rec) for loc, rec in records[split]])
+            result[split] = datasets.Dataset.from_list([split_convert(loc, rec) for loc, rec in records[split]])
             logger.info("%s: %d examples", split, len(result[split]))
     if not result:
         raise DataError(f"none of the splits {list(splits)} found (have {sorted(records)})")

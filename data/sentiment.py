@@ -14,20 +14,24 @@ def load_sentiment_dataset(
     dataset_config_name: str | None = None,
     train_file: str | None = None,
     validation_file: str | None = None,
+    test_file: str | None = None,
     text_column: str = "sentence",
     label_column: str = "label",
     label_names: Sequence[str] = ("negative", "positive"),
     encoding: str = "utf-8",
 ) -> datasets.DatasetDict:
-    """Loads `train` / `validation` with columns `text` (str) and `label` (int in `range(len(label_names))`).
+    """Loads `train` / `validation` / `test` (those given) with columns `text` (str) and `label` (int in
+    `range(len(label_names))`).
 
     A label may be given as its id (`1`, `"1"`) or its name (`"positive"`). A missing column, an
-    empty text, or a label outside the label set raises `DataError` naming the file and line.
+    empty text, or a label outside the label set raises `DataError` naming the file and line. The `test`
+    split may come without labels (sentences to classify): if any of its rows has no label (no column,
+    an empty value, or the -1 of SST-2's hidden test labels), the split has no `label` column.
     """
     records = split_records(
         dataset_name=dataset_name,
         dataset_config_name=dataset_config_name,
-        data_files={"train": train_file, "validation": validation_file},
+        data_files={"train": train_file, "validation": validation_file, "test": test_file},
         encoding=encoding,
     )
 
@@ -36,7 +40,17 @@ def load_sentiment_dataset(
         label = _label_id(require(record, label_column, location), label_names, location)
         return {"text": str(text), "label": label}
 
-    return build_dataset_dict(records, convert, splits=("train", "validation"))
+    def convert_test(location: str, record: dict) -> dict:
+        text = str(require(record, text_column, location))
+        value = record.get(label_column)
+        if value is None or value == -1 or (isinstance(value, str) and value.strip() in ("", "-1")):
+            return {"text": text, "label": None}
+        return {"text": text, "label": _label_id(value, label_names, location)}
+
+    dataset = build_dataset_dict(records, convert, splits=("train", "validation"), test_convert=convert_test)
+    if "test" in dataset and None in dataset["test"]["label"]:
+        dataset["test"] = dataset["test"].remove_columns("label")
+    return dataset
 
 
 def _label_id(value: object, label_names: Sequence[str], location: str) -> int:

@@ -10,8 +10,9 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any, ClassVar, TypeVar
 
 import datasets
 import torch
@@ -19,7 +20,9 @@ import transformers
 import yaml
 from transformers import (
     AutoTokenizer,
+    GenerationConfig,
     HfArgumentParser,
+    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     PreTrainedTokenizerFast,
@@ -34,6 +37,7 @@ from data.token_cache import train_tokenizer_once
 from data.tokenizers import TokenizerKind, train_tokenizer
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class ConfigError(ValueError):
@@ -62,9 +66,11 @@ class TextCorpusArguments:
     )
     token_cache_dir: str | None = dataclasses.field(
         default=None,
-        metadata={"help": "Cache of token streams and trained tokenizers (default ~/.cache/finetune-recipes/"
-                  "token_streams, or $FINETUNE_RECIPES_CACHE/token_streams)."},
-    )  # fmt: skip
+        metadata={
+            "help": "Cache of token streams and trained tokenizers (default ~/.cache/finetune-recipes/"
+            "token_streams, or $FINETUNE_RECIPES_CACHE/token_streams)."
+        },
+    )
 
     def text_splits(self, training_args: TrainingArguments) -> dict[str, TextSplit]:
         """The corpus's splits, not yet read; progress bars on the local main process only."""
@@ -78,6 +84,178 @@ class TextCorpusArguments:
             encoding=self.encoding,
             show_progress=training_args.local_process_index == 0 and not training_args.disable_tqdm,
         )
+
+
+@dataclasses.dataclass
+class ModelArguments:
+    """The model fields every recipe shares. A recipe's argument class extends it, names the `config_class`
+    of its model and returns its own config fields (head, loss, memory) from `recipe_config_fields`.
+
+    `config_overrides` follows one rule in every recipe: its keys must be fields of the model's config,
+    and it is applied last, on top of the checkpoint's config when `model_name_or_path` is given (else on
+    a new config); the config class validates the result in `__post_init__`, before any data or tokenizer
+    is loaded.
+    """
+
+    config_class: ClassVar[type[PretrainedConfig]]
+
+    model_name_or_path: str | None = dataclasses.field(
+        default=None, metadata={"help": "Checkpoint to start from (Hub id or folder); null: a new model from config."}
+    )
+    tokenizer_name: str | None = dataclasses.field(
+        default=None, metadata={"help": "Tokenizer (Hub id or folder); default: the checkpoint's, else trained here."}
+    )
+    config_overrides: str | None = dataclasses.field(
+        default=None, metadata={"help": "Config fields set last, e.g. 'n_layer=2,dropout=0.0,cutoffs=[20,40]'."}
+    )
+    tokenizer_vocab_size: int = dataclasses.field(
+        default=32000, metadata={"help": "Vocabulary of a tokenizer trained here (no tokenizer or checkpoint)."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.tokenizer_vocab_size < 2:
+            raise ValueError(f"tokenizer_vocab_size must be >= 2, got {self.tokenizer_vocab_size}")
+        if self.model_name_or_path and not self.config_overrides and not os.path.isdir(self.model_name_or_path):
+            # A Hub checkpoint's config is downloaded when the model is built; here its overrides need no
+            # check, and the recipe's own fields are checked on a new config.
+            self.new_config(**self.recipe_config_fields())
+        else:
+            self.model_config()
+
+    def recipe_config_fields(self) -> dict[str, Any]:
+        """Config fields the recipe sets from its own flags (a head, a loss, memory lengths)."""
+        return {}
+
+    def new_config(self, **fields: Any) -> PretrainedConfig:
+        """The config of a model built from scratch with `fields` (the rest: the config class's defaults)."""
+        return self.config_class(**fields)
+
+    def checkpoint_config(self) -> PretrainedConfig:
+        """The config of `model_name_or_path`, read as this recipe's `config_class`."""
+        return self.config_class.from_pretrained(self.model_name_or_path)
+
+    def model_config(self, **new_model_fields: Any) -> PretrainedConfig:
+        """The run's model config: the checkpoint's, or a new one with `new_model_fields` (what the data
+        decides: vocabulary size, special tokens); then `recipe_config_fields()`; then `config_overrides`.
+        An override that is not a field of the config fails by name; the config class checks the values."""
+        overrides = parse_overrides(self.config_overrides)
+        base = self.checkpoint_config() if self.model_name_or_path else self.new_config()
+        unknown = sorted(key for key in overrides if not hasattr(base, key))
+        if unknown:
+            raise ConfigError(f"config_overrides: {type(base).__name__} has no field(s) {unknown}")
+        if self.model_name_or_path:
+            return type(base)(**{**base.to_dict(), **self.recipe_config_fields(), **overrides})
+        # Built from the fields, not from a default config's dict: fields a config derives from others (the
+        # adaptive softmax's per-cluster settings from `cutoffs`) must be derived from the given values.
+        return self.new_config(**{**new_model_fields, **self.recipe_config_fields(), **overrides})
+
+
+@dataclasses.dataclass
+class LoraArguments:
+    """LoRA adapters (peft), for the recipes that fine-tune a pretrained model."""
+
+    use_lora: bool = dataclasses.field(default=False, metadata={"help": "Train LoRA adapters, not the whole model."})
+    lora_r: int = dataclasses.field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: int = dataclasses.field(default=16, metadata={"help": "LoRA scaling numerator (scale alpha / r)."})
+    lora_dropout: float = dataclasses.field(default=0.05, metadata={"help": "Dropout on the LoRA branch, in [0, 1)."})
+    lora_target_modules: list[str] = dataclasses.field(
+        default_factory=list, metadata={"help": "Modules that get adapters; [] = the recipe's default."}
+    )
+    merge_lora_on_save: bool = dataclasses.field(
+        default=True, metadata={"help": "Save a plain merged model (loads without peft); else the adapter only."}
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("lora_r", "lora_alpha"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ValueError(f"lora_dropout must lie in [0, 1), got {self.lora_dropout}")
+
+    def wrap(self, model: PreTrainedModel, *, task_type: str, default_targets: list[str], **kwargs: Any):
+        """`model` with LoRA adapters (unchanged without `use_lora`); `kwargs` go to `peft.LoraConfig`."""
+        if not self.use_lora:
+            return model
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(
+            task_type=task_type,
+            r=self.lora_r,
+            lora_alpha=self.lora_alpha,
+            lora_dropout=self.lora_dropout,
+            target_modules=self.lora_target_modules or default_targets,
+            **kwargs,
+        )
+        return get_peft_model(model, lora)
+
+
+@dataclasses.dataclass
+class GenerationArguments:
+    """How the recipes that generate text decode it (evaluation of closed-book QA, `do_predict` of the LMs)."""
+
+    max_new_tokens: int = dataclasses.field(default=16, metadata={"help": "Most tokens generated per prompt."})
+    num_beams: int = dataclasses.field(default=1, metadata={"help": "1: greedy or sampling; more: beam search."})
+    do_sample: bool = dataclasses.field(default=False, metadata={"help": "Sample instead of the most likely token."})
+    temperature: float = dataclasses.field(default=1.0, metadata={"help": "Sampling temperature (> 0)."})
+    top_p: float = dataclasses.field(default=1.0, metadata={"help": "Nucleus sampling mass, in (0, 1]."})
+
+    def __post_init__(self) -> None:
+        for name in ("max_new_tokens", "num_beams"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must lie in (0, 1], got {self.top_p}")
+
+    def generation_config(self, tokenizer: PreTrainedTokenizerBase, **kwargs: Any) -> GenerationConfig:
+        """These settings, with the tokenizer's special tokens; `kwargs` (e.g. extra stop ids) win."""
+        sampling = {"temperature": self.temperature, "top_p": self.top_p} if self.do_sample else {}
+        settings = {
+            "max_new_tokens": self.max_new_tokens,
+            "num_beams": self.num_beams,
+            "do_sample": self.do_sample,
+            **sampling,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+            "bos_token_id": tokenizer.bos_token_id,
+        }
+        return GenerationConfig(**{**settings, **kwargs})
+
+
+def check_run(model_args: ModelArguments, training_args: TrainingArguments) -> None:
+    """Fails, naming the fields, when a run would do nothing or use an untrained model (as transformers'
+    example scripts, every recipe trains with `do_train`, evaluates with `do_eval`, predicts with
+    `do_predict`)."""
+    if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
+        raise ConfigError("nothing to do: set do_train, do_eval and/or do_predict to true")
+    if not training_args.do_train and not model_args.model_name_or_path:
+        raise ConfigError("do_train is false: give the trained model to evaluate or predict with as model_name_or_path")
+    if training_args.do_train and training_args.max_steps <= 0 and training_args.num_train_epochs <= 0:
+        raise ConfigError(
+            f"num_train_epochs={training_args.num_train_epochs} with max_steps={training_args.max_steps} trains "
+            "nothing: give a positive num_train_epochs or max_steps (or do_train false to only evaluate)"
+        )
+
+
+def splits_for_modes(splits: Mapping[str, T], training_args: TrainingArguments) -> dict[str, T]:
+    """The splits the run's modes use (`do_train`: `train`, `do_eval`: `validation`, `do_predict`: `test`);
+    fails, naming the flag to set, when one is missing."""
+    used = {}
+    for mode, split in (("do_train", "train"), ("do_eval", "validation"), ("do_predict", "test")):
+        if getattr(training_args, mode):
+            if split not in splits:
+                raise ConfigError(f"{mode} is true but there is no {split} split: give {split}_file")
+            used[split] = splits[split]
+    return used
+
+
+def keep_first(splits: datasets.DatasetDict, limits: dict[str, int | None]) -> None:
+    """Keeps only the first `limits[split]` rows of each split (`None`: all), logging what is dropped."""
+    for split, limit in limits.items():
+        if limit is not None and split in splits and limit < len(splits[split]):
+            logger.info("%s: keeping the first %d of %d rows", split, limit, len(splits[split]))
+            splits[split] = splits[split].select(range(limit))
 
 
 def run_from_command_line(main: Callable[..., dict], config_classes: tuple[type, ...]) -> None:
@@ -94,8 +272,8 @@ def parse_config(*dataclass_types: type, argv: list[str] | None = None) -> tuple
 
     Values from the YAML become the parser's defaults, so any `--key value` on the command line wins.
     On a machine without an accelerator `use_cpu` defaults to true. Unknown YAML keys raise
-    `ConfigError`; invalid values raise from the dataclasses' own checks (`__post_init__`), before any
-    data or model is loaded.
+    `ConfigError`; invalid values raise from the dataclasses' own checks (`__post_init__`), and a run with
+    nothing to do from `check_run`, before any data or model is loaded.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = HfArgumentParser(dataclass_types)
@@ -106,7 +284,12 @@ def parse_config(*dataclass_types: type, argv: list[str] | None = None) -> tuple
     if argv and argv[0].endswith((".yaml", ".yml")):
         config_file = Path(argv.pop(0))
         parser.set_defaults(**_read_yaml(config_file, parser))
-    return parser.parse_args_into_dataclasses(args=argv)
+    parsed = parser.parse_args_into_dataclasses(args=argv)
+    model_args = [args for args in parsed if isinstance(args, ModelArguments)]
+    training_args = [args for args in parsed if isinstance(args, TrainingArguments)]
+    if model_args and training_args:
+        check_run(model_args[0], training_args[0])
+    return parsed
 
 
 def _read_yaml(config_file: Path, parser: HfArgumentParser) -> dict:
@@ -139,10 +322,13 @@ def load_or_train_tokenizer(
     changes between processes, so a retrained vocabulary would not match the checkpoint's weights.
     """
     if source:
+        logger.info("tokenizer: loaded from %s", source)
         return AutoTokenizer.from_pretrained(source)
     checkpoint = checkpoint_to_resume(training_args)
     if checkpoint:
+        logger.info("tokenizer: loaded from %s", checkpoint)
         return PreTrainedTokenizerFast.from_pretrained(checkpoint)
+    logger.info("tokenizer: training a %s tokenizer of %d tokens on the training split", kind, vocab_size)
     if isinstance(texts, TextSplit):
         return train_tokenizer_once(texts, kind=kind, vocab_size=vocab_size, cache_dir=cache_dir)
     return train_tokenizer(texts, kind=kind, vocab_size=vocab_size)
@@ -163,34 +349,6 @@ def parse_overrides(overrides: str | None) -> dict:
             raise ConfigError(f"config_overrides: expected key=value, got {item!r}")
         result[key.strip()] = yaml.safe_load(value)
     return result
-
-
-class LogPartitionSums:
-    """Token-weighted sums of a model's per-batch self-normalisation statistics (`log_partition_mean`,
-    `log_partition_std`, `log_partition_outlier_fraction` of its output), turned into the metrics of a
-    whole evaluation set over all processes. The NCE and Transformer-XL trainers' `evaluate` share it."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.sums = torch.zeros(4, dtype=torch.float64, device=device)  # tokens, log Z, log Z^2, outliers
-
-    def add(self, output: transformers.utils.ModelOutput, num_tokens: torch.Tensor) -> None:
-        """Adds one batch of `num_tokens` scored tokens (skip batches with none: their means are NaN)."""
-        mean, std = output.log_partition_mean.double(), output.log_partition_std.double()
-        outliers = output.log_partition_outlier_fraction.double()
-        self.sums += num_tokens.double() * torch.stack([torch.ones_like(mean), mean, std**2 + mean**2, outliers])
-
-    def metrics(self, trainer: Trainer, prefix: str) -> dict[str, float]:
-        """`{prefix}_log_partition_{mean,std,outlier_fraction}` over every process (none if no batch had them).
-        Every process must call it: the sums are reduced across processes."""
-        tokens, log_z, log_z_sq, outliers = trainer.accelerator.reduce(self.sums, reduction="sum").tolist()
-        if tokens == 0:
-            return {}
-        mean = log_z / tokens
-        return {
-            f"{prefix}_log_partition_mean": mean,
-            f"{prefix}_log_partition_std": max(log_z_sq / tokens - mean**2, 0.0) ** 0.5,
-            f"{prefix}_log_partition_outlier_fraction": outliers / tokens,
-        }
 
 
 def save_model_code(model: PreTrainedModel, output_dir: str) -> None:

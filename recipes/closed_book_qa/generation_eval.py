@@ -1,45 +1,32 @@
 """Evaluation by generation for decoder-only QA models: `Trainer.evaluate` that answers and scores questions.
 
-`Trainer` has no `predict_with_generate` for causal LMs, so `GenerationEvalTrainer.evaluate` does it:
-the `question` / `answers` rows of its eval data set are sharded over the processes, each batch of prompts is
-left-padded and passed to `generate` (greedy or beam, stopping at EOS or a newline), the answers are gathered
-with `accelerator.gather_for_metrics` (which drops the samples repeated to even out the last batch, so each
-question is scored exactly once), and exact match / token F1 against all gold answers are logged as
-`eval_exact_match` / `eval_f1`. The main process writes one jsonl row per question to `predictions_file`.
+`Trainer` has no `predict_with_generate` for causal LMs, so `GenerationEvalTrainer` does it: the `question`
+rows of its data set are shared out over the processes (`recipes.generation.generate_in_order`: each question
+answered exactly once, in order), each batch of prompts is left-padded and passed to `generate` (greedy, beam
+or sampling, stopping at EOS or a newline), and when the rows have `answers`, exact match / token F1 against
+all of them are logged as `eval_exact_match` / `eval_f1`. The main process writes one jsonl row per question.
 """
 
-import json
-import logging
 from pathlib import Path
 
 import datasets
 import torch
-from torch.utils.data import DataLoader
-from transformers import GenerationConfig, PreTrainedTokenizerBase, Trainer
+from transformers import GenerationConfig, PreTrainedTokenizerBase
 from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 
 from data.metrics import exact_match, token_f1
 from data.qa_features import ANSWER_PREFIX, left_padded_prompts
+from recipes.evaluation import OwnEvaluationTrainer
+from recipes.generation import generate_in_order, write_jsonl
 
-logger = logging.getLogger(__name__)
 
-
-def answer_generation_config(
-    tokenizer: PreTrainedTokenizerBase, *, max_new_tokens: int, num_beams: int
-) -> GenerationConfig:
-    """Deterministic decoding of a short answer that stops at EOS or at a newline token (if one exists)."""
+def answer_stop_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """The tokens an answer ends at: EOS, and a newline token if the tokenizer has one."""
     stop_ids = [tokenizer.eos_token_id]
     newline = tokenizer("\n", add_special_tokens=False)["input_ids"]
     if len(newline) == 1 and newline[0] not in stop_ids:
         stop_ids.append(newline[0])
-    return GenerationConfig(
-        max_new_tokens=max_new_tokens,
-        num_beams=num_beams,
-        do_sample=False,
-        eos_token_id=stop_ids,
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-    )
+    return stop_ids
 
 
 def clean_answer(generated: str) -> str:
@@ -66,71 +53,40 @@ def generate_answers(
     return [clean_answer(text) for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
 
 
-class GenerationEvalTrainer(Trainer):
-    """A `Trainer` whose `evaluate` generates answers for `question` / `answers` rows and scores them.
-
-    `eval_dataset` holds the raw rows (not token ids).
-    """
+class GenerationEvalTrainer(OwnEvaluationTrainer):
+    """A `Trainer` whose evaluation answers the `question` rows of a data set by generation and, when the
+    rows have `answers`, scores them. `eval_dataset` holds the raw rows (not token ids). Each evaluation
+    writes its answers to `output_dir`: `predictions.jsonl` for the `predict` prefix (`do_predict`),
+    `<prefix>_predictions.jsonl` otherwise."""
 
     def __init__(
-        self,
-        *args,
-        prompt_template: str,
-        max_prompt_length: int,
-        generation_config: GenerationConfig,
-        predictions_file: str | None = "predictions.jsonl",
-        **kwargs,
+        self, *args, prompt_template: str, max_prompt_length: int, generation_config: GenerationConfig, **kwargs
     ):
         super().__init__(*args, **kwargs)
         self.prompt_template = prompt_template
         self.max_prompt_length = max_prompt_length
         self.answer_generation_config = generation_config
-        self.predictions_file = predictions_file
 
-    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
-        dataset: datasets.Dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
-        indexed = [{"index": i, "question": q} for i, q in enumerate(dataset["question"])]
-        loader = DataLoader(indexed, batch_size=self.args.per_device_eval_batch_size, collate_fn=_as_columns)
-        loader = self.accelerator.prepare(loader)  # shards; repeats a few rows to even out the last batch
-        model = self.accelerator.unwrap_model(self.model)
-        was_training = model.training
-        model.eval()
-        answered: list[tuple[int, str]] = []
-        for batch in loader:
-            answers = generate_answers(
+    def evaluation_metrics(self, model, dataset: datasets.Dataset, metric_key_prefix: str) -> dict[str, float]:
+        def answer(questions: list[str]) -> list[str]:
+            return generate_answers(
                 model,
                 self.processing_class,
-                batch["question"],
+                questions,
                 template=self.prompt_template,
                 max_prompt_length=self.max_prompt_length,
                 generation_config=self.answer_generation_config,
                 synced_gpus=self.is_fsdp_enabled or is_deepspeed_zero3_enabled(),
             )
-            answered += self.accelerator.gather_for_metrics(list(zip(batch["index"], answers)))
-        model.train(was_training)
 
-        answered.sort()
-        if [i for i, _ in answered] != list(range(len(dataset))):
-            raise RuntimeError(f"evaluation scored {len(answered)} answers for {len(dataset)} questions")
-        predictions = [answer for _, answer in answered]
-        scores, means = score_predictions(predictions, dataset["answers"])
-        metrics = {f"{metric_key_prefix}_{name}": value for name, value in means.items()}
-        metrics[f"{metric_key_prefix}_samples"] = len(dataset)
-        if self.predictions_file and self.is_world_process_zero():
-            self._write_predictions(dataset, predictions, scores)
-        self.log(metrics)
-        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        predictions = generate_in_order(self, dataset["question"], answer)
+        rows = [{"question": q, "prediction": p} for q, p in zip(dataset["question"], predictions)]
+        metrics = {"samples": len(dataset)}
+        if "answers" in dataset.column_names:
+            scores, means = score_predictions(predictions, dataset["answers"])
+            rows = [{**row, "answers": golds, **score} for row, golds, score in zip(rows, dataset["answers"], scores)]
+            metrics |= means
+        if self.is_world_process_zero():
+            name = "predictions.jsonl" if metric_key_prefix == "predict" else f"{metric_key_prefix}_predictions.jsonl"
+            write_jsonl(Path(self.args.output_dir) / name, rows)
         return metrics
-
-    def _write_predictions(self, dataset: datasets.Dataset, predictions: list[str], scores: list[dict]) -> None:
-        path = Path(self.args.output_dir) / self.predictions_file
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", encoding="utf-8") as f:
-            for row, prediction, score in zip(dataset, predictions, scores):
-                record = {"question": row["question"], "prediction": prediction, "answers": row["answers"], **score}
-                f.write(json.dumps(record, ensure_ascii=False) + "\n")
-        logger.info("wrote %d predictions to %s", len(predictions), path)
-
-
-def _as_columns(rows: list[dict]) -> dict[str, list]:
-    return {"index": [r["index"] for r in rows], "question": [r["question"] for r in rows]}

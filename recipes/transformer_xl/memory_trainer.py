@@ -7,8 +7,8 @@ steps. Here:
   the micro-batches of gradient accumulation;
 - the detached memory returned by one step is fed to the next, and reset where a stream starts
   (`segment_index == 0`: every epoch start);
-- the memory is saved with each checkpoint (one file per rank) and restored on resume, so a resumed run
-  continues exactly where it stopped;
+- the memory is saved with each checkpoint (one file per rank, `recipes.checkpoint_state`) and restored
+  on resume, so a resumed run continues exactly where it stopped;
 - evaluation follows the paper's protocol: the whole validation stream, memory carried, with its own
   `mem_len` / `clamp_len` / `same_length` (the paper evaluates with a longer memory than it trains with),
   a token-weighted loss summed over all processes, perplexity and bits per token, and, for a model with a
@@ -16,18 +16,16 @@ steps. Here:
 """
 
 import math
-import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
-from transformers import Trainer, TrainerCallback
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers import TrainerCallback
 
 from data.metrics import perplexity
-from recipes.common import LogPartitionSums
+from recipes.checkpoint_state import RankStateCallback
+from recipes.evaluation import LogPartitionSums, OwnEvaluationTrainer, TokenLossSums
 
 
 @dataclass
@@ -54,15 +52,26 @@ class _StreamEpochCallback(TrainerCallback):
         self.dataset.set_epoch(math.floor((state.epoch or 0) + 1e-6))
 
 
-class MemoryTrainer(Trainer):
+class MemoryTrainer(OwnEvaluationTrainer):
     """Carries `mems` between steps; see the module docstring for what changes and why."""
 
-    def __init__(self, *args, eval_memory: EvalMemory | None = None, **kwargs) -> None:
+    def __init__(
+        self, *args, eval_memory: EvalMemory | None = None, resume_from_checkpoint: str | None = None, **kwargs
+    ) -> None:
+        """`resume_from_checkpoint`: the checkpoint `train` will resume from, whose saved memory is restored."""
         super().__init__(*args, **kwargs)
         self.eval_memory = eval_memory or EvalMemory()
         self.train_mems = None
         if self.train_dataset is not None:
             self.add_callback(_StreamEpochCallback(self.train_dataset))
+        self.add_callback(
+            RankStateCallback(
+                "stream_memory",
+                get_state=self.memory_state,
+                set_state=self.restore_memory,
+                resume_from=resume_from_checkpoint,
+            )
+        )
 
     def get_train_dataloader(self) -> DataLoader:
         # Deliberately not `accelerator.prepare`d: its sharding would give rank k batches k, k+N, ...
@@ -81,41 +90,35 @@ class MemoryTrainer(Trainer):
         self.train_mems = outputs.mems
         return (outputs.loss, outputs) if return_outputs else outputs.loss
 
-    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+    def evaluation_metrics(self, model, dataset, metric_key_prefix: str) -> dict[str, float]:
         """Token-weighted loss over the whole evaluation stream of every process, memory carried."""
-        model = self.accelerator.unwrap_model(self.model)
-        was_training = model.training
-        model.eval()
-        nll_sum = torch.zeros((), dtype=torch.float64, device=self.args.device)
-        num_tokens = torch.zeros((), dtype=torch.float64, device=self.args.device)
+        loss_sums = TokenLossSums(self.args.device)
         log_partition = LogPartitionSums(self.args.device)  # models with a full output table report log Z
         mems = None
-        with self._eval_memory_settings(model.config), torch.no_grad():
-            for batch in self.get_eval_dataloader(eval_dataset):
-                if batch["segment_index"] == 0:
+        with self._eval_memory_settings(model.config):
+            for batch in self.get_eval_dataloader(dataset):
+                if batch.pop("segment_index") == 0:
                     mems = None
-                batch = self._prepare_inputs({k: v for k, v in batch.items() if k != "segment_index"})
+                batch = self.on_device(batch)
                 with self.autocast_smart_context_manager():
                     outputs = model(**batch, mems=mems)
                 mems = outputs.mems
-                count = batch["target_ids"].ne(-100).sum()
-                nll_sum += outputs.loss.double() * count
-                num_tokens += count
-                if outputs.get("log_partition_mean") is not None and count > 0:
-                    log_partition.add(outputs, count)
-        model.train(was_training)
-        nll_sum, num_tokens = self.accelerator.reduce(torch.stack([nll_sum, num_tokens]), reduction="sum")
-        loss = (nll_sum / num_tokens).item()
-        metrics = {
-            f"{metric_key_prefix}_loss": loss,
-            f"{metric_key_prefix}_perplexity": perplexity(loss),
-            f"{metric_key_prefix}_bits_per_token": loss / math.log(2),
-            f"{metric_key_prefix}_tokens": int(num_tokens.item()),
-            **log_partition.metrics(self, metric_key_prefix),
-        }
-        self.log(metrics)
-        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
-        return metrics
+                num_tokens = batch["target_ids"].ne(-100).sum()
+                if num_tokens > 0:
+                    loss_sums.add(outputs.loss, num_tokens)
+                    if outputs.get("log_partition_mean") is not None:
+                        log_partition.add(outputs, num_tokens)
+        return {**loss_sums.metrics(self), **log_partition.metrics(self)}
+
+    def memory_state(self) -> dict[str, torch.Tensor] | None:
+        """The training memory as tensors (`layer_0`, ...), for `RankStateCallback`; None before the first step."""
+        if self.train_mems is None:
+            return None
+        return {f"layer_{i}": mem for i, mem in enumerate(self.train_mems)}
+
+    def restore_memory(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Sets the training memory from `memory_state`'s tensors (resuming a run)."""
+        self.train_mems = tuple(tensors[f"layer_{i}"].to(self.args.device) for i in range(len(tensors)))
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs:  # the training loss of the last logging interval
@@ -134,25 +137,3 @@ class MemoryTrainer(Trainer):
         finally:
             for key, value in saved.items():
                 setattr(config, key, value)
-
-    # --- the memory travels with checkpoints --------------------------------------------------------
-
-    def _memory_file(self, checkpoint_dir: str) -> str:
-        return os.path.join(checkpoint_dir, f"stream_memory_rank{self.args.process_index}.safetensors")
-
-    def _save_checkpoint(self, model, trial) -> None:
-        super()._save_checkpoint(model, trial)
-        if self.train_mems is not None:
-            checkpoint_dir = os.path.join(
-                self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-            )
-            save_file(
-                {f"layer_{i}": m.contiguous() for i, m in enumerate(self.train_mems)}, self._memory_file(checkpoint_dir)
-            )
-
-    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
-        super()._load_from_checkpoint(resume_from_checkpoint, model)
-        memory_file = self._memory_file(resume_from_checkpoint)
-        if os.path.isfile(memory_file):
-            tensors = load_file(memory_file, device=str(self.args.device))
-            self.train_mems = tuple(tensors[f"layer_{i}"] for i in range(len(tensors)))

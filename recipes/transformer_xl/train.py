@@ -20,21 +20,24 @@ q ∝ (count + 1) ** `noise_power` is counted on the training stream and saved w
 draws `num_noise_samples` ids per step from its own generator (seed + rank; not checkpointed: a resumed run
 draws fresh noise). Evaluation is exact whatever the loss, plus log Z statistics for a full output table.
 
-Modes, as in transformers' example scripts: `do_train` trains (and saves), `do_eval` evaluates; with
-`do_train false` the model and its tokenizer come from `model_name_or_path` (one of ours, or a folder
-written by `custom_models.transfo_xl.convert_legacy`), nothing is trained or saved but the metrics
-(`eval_results.json`, `test_results.json`), and the training split is not tokenised.
+Modes, as in transformers' example scripts: `do_train` trains (and saves), `do_eval` evaluates `validation`
+and `test` (when present) by the paper's protocol, `do_predict` reads each line of `test_file` as a prompt
+and writes its continuation to `predictions.jsonl` (input order; the memory is carried through the prompt;
+`max_new_tokens`, `do_sample`, `temperature`, `top_p`, `num_beams`). With `do_train false` the model and
+its tokenizer come from `model_name_or_path` (one of ours, or a folder written by
+`custom_models.transfo_xl.convert_legacy`), nothing is trained or saved but the metrics
+(`eval_results.json`, `test_results.json`) and predictions, and the training split is not tokenised.
 
-Flags: every field of `TransformerXLArguments` below and of `transformers.TrainingArguments`, in the
-YAML or on the command line (which wins). Errors: a misspelt key or an invalid value (in the YAML, in
+Flags: every field of `TransformerXLArguments`, `GenerationArguments` and `transformers.TrainingArguments`,
+in the YAML or on the command line (which wins). Errors: a misspelt key or an invalid value (in the YAML, in
 `config_overrides`) fails before anything is loaded, and so does a run with nothing to do or an
 evaluation-only run without `model_name_or_path`; a missing data file fails naming it. A run whose
 `output_dir` holds checkpoints resumes from the last one, memory included.
 """
 
+import logging
 from dataclasses import dataclass, field
 
-import transformers
 from transformers import TrainingArguments, set_seed
 
 from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausalLM
@@ -42,35 +45,28 @@ from custom_models.transfo_xl.sampled_losses import SAMPLED_LOSS_TYPES, count_to
 from data.streams import StreamSegments
 from data.token_cache import prepare_token_streams
 from recipes.common import (
-    ConfigError,
+    GenerationArguments,
+    ModelArguments,
     TextCorpusArguments,
     checkpoint_to_resume,
     launch_command,
     load_or_train_tokenizer,
     model_card_text,
-    parse_overrides,
     run_from_command_line,
     save_model_code,
     setup_logging,
     write_card_and_push,
 )
+from recipes.generation import predict_continuations
 from recipes.transformer_xl.memory_trainer import EvalMemory, MemoryTrainer
 
-logger = transformers.utils.logging.get_logger(__name__)
+logger = logging.getLogger(__name__)
 
 
 @dataclass
-class TransformerXLArguments(TextCorpusArguments):
-    # Model
-    model_name_or_path: str | None = field(
-        default=None, metadata={"help": "Our checkpoint or a transformers 4.x TransfoXL folder; None builds one."}
-    )
-    config_overrides: str | None = field(
-        default=None, metadata={"help": "Config fields for a new model: 'n_layer=2,d_model=64,...'."}
-    )
-    tokenizer_name: str | None = field(default=None, metadata={"help": "Tokenizer to load; None trains one."})
-    tokenizer_vocab_size: int = field(default=32000, metadata={"help": "Size of a word-level tokenizer we train."})
-    # Data: the corpus fields of TextCorpusArguments
+class TransformerXLArguments(ModelArguments, TextCorpusArguments):
+    config_class = TransformerXLConfig  # reads transformers 4.x TransfoXL folders too
+
     # Memory
     tgt_len: int = field(default=128, metadata={"help": "Tokens per training segment."})
     mem_len: int = field(default=128, metadata={"help": "Memory length per layer during training."})
@@ -88,7 +84,7 @@ class TransformerXLArguments(TextCorpusArguments):
     noise_power: float = field(default=1.0, metadata={"help": "Noise q ∝ training count ** noise_power, in (0, 1]."})
 
     def __post_init__(self) -> None:
-        for name in ("tgt_len", "eval_tgt_len", "tokenizer_vocab_size"):
+        for name in ("tgt_len", "eval_tgt_len"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
@@ -96,75 +92,66 @@ class TransformerXLArguments(TextCorpusArguments):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
-        overrides = parse_overrides(self.config_overrides)  # a malformed override string fails here, not after loading
-        TransformerXLConfig(**{"vocab_size": 10**6, **overrides, **self.loss_fields()})  # so does a bad loss setting
+        super().__post_init__()  # the loss fields and config_overrides, checked by TransformerXLConfig
 
-    def loss_fields(self) -> dict:
-        """The config fields of the loss (`loss_type` only when given: the config derives it from cutoffs)."""
-        fields = {"num_noise_samples": self.num_noise_samples, "noise_power": self.noise_power}
+    def recipe_config_fields(self) -> dict:
+        """The training memory and loss (`loss_type` only when given: the config derives it from cutoffs)."""
+        fields = {"mem_len": self.mem_len, "num_noise_samples": self.num_noise_samples, "noise_power": self.noise_power}
         return fields if self.loss_type is None else {"loss_type": self.loss_type, **fields}
 
 
-CONFIG_CLASSES = (TransformerXLArguments, TrainingArguments)
+CONFIG_CLASSES = (TransformerXLArguments, GenerationArguments, TrainingArguments)
 
 
-def check_modes(script_args: TransformerXLArguments, training_args: TrainingArguments) -> None:
-    """Fails before anything is loaded when the run would do nothing, or evaluate an untrained model."""
-    if not (training_args.do_train or training_args.do_eval):
-        raise ConfigError("nothing to do: set do_train and/or do_eval to true")
-    if not training_args.do_train and not script_args.model_name_or_path:
-        raise ConfigError("do_train is false: give the model to evaluate as model_name_or_path")
-
-
-def main(script_args: TransformerXLArguments, training_args: TrainingArguments) -> dict[str, float]:
-    check_modes(script_args, training_args)
+def main(
+    script_args: TransformerXLArguments, generation_args: GenerationArguments, training_args: TrainingArguments
+) -> dict[str, float]:
     set_seed(training_args.seed)
     setup_logging(training_args)
     corpus = script_args.text_splits(training_args)
 
     # One process per machine counts and tokenises the corpus into the cache; the others then map its files.
-    needed = {split: corpus[split] for split in corpus if split != "train" or training_args.do_train}
+    scored = {split: corpus[split] for split in corpus if split != "train" or training_args.do_train}
     with training_args.main_process_first(desc="tokenizer and token streams"):
         tokenizer = load_or_train_tokenizer(
-            training_args, script_args.tokenizer_name or script_args.model_name_or_path,
+            training_args,
+            script_args.tokenizer_name or script_args.model_name_or_path,
             corpus["train"] if training_args.do_train else (),
-            kind="word", vocab_size=script_args.tokenizer_vocab_size, cache_dir=script_args.token_cache_dir,
-        )  # fmt: skip
-        streams = prepare_token_streams(needed, tokenizer, add_eos=True, cache_dir=script_args.token_cache_dir)
+            kind="word",
+            vocab_size=script_args.tokenizer_vocab_size,
+            cache_dir=script_args.token_cache_dir,
+        )
+        streams = prepare_token_streams(scored, tokenizer, add_eos=True, cache_dir=script_args.token_cache_dir)
     logger.info("tokens: %s; vocabulary %d", {s: t.numel() for s, t in streams.items()}, len(tokenizer))
 
-    # Each process draws its own noise (nce / ranking): seeded with seed + rank, as in the NCE recipe.
-    loss_fields = {**script_args.loss_fields(), "noise_seed": training_args.seed + training_args.process_index}
     if script_args.model_name_or_path:
         model = TransformerXLForCausalLM.from_pretrained(
-            script_args.model_name_or_path, **(loss_fields if training_args.do_train else {})
+            script_args.model_name_or_path, config=script_args.model_config()
         )
-        model.config.mem_len = script_args.mem_len
     else:
-        overrides = parse_overrides(script_args.config_overrides)
-        config = TransformerXLConfig(
-            **{"vocab_size": len(tokenizer), "mem_len": script_args.mem_len, **overrides, **loss_fields}
-        )
-        model = TransformerXLForCausalLM(config)
+        model = TransformerXLForCausalLM(script_args.model_config(vocab_size=len(tokenizer)))
+    # Each process draws its own noise (nce / ranking): seeded with seed + rank, as in the NCE recipe; the
+    # generator is made on first use, so setting the seed now is enough.
+    model.config.noise_seed = training_args.seed + training_args.process_index
     if training_args.do_train and model.config.loss_type in SAMPLED_LOSS_TYPES:
         # The noise: unigram counts of the training stream, saved with the weights (`noise_log_probs`);
         # a new model's output bias starts at log q (self-normalised).
-        counts = count_tokens(streams["train"].split(1 << 22), vocab_size=model.config.vocab_size)  # int64 per chunk
+        counts = count_tokens(streams["train"].split(1 << 22), vocab_size=model.config.vocab_size)  # int64 chunks
         log_q = noise_log_probs_from_counts(counts, noise_power=model.config.noise_power)
         model.set_noise_distribution(log_q, reset_output_bias=not script_args.model_name_or_path)
-    logger.info(
-        "parameters: %.2fM; loss_type %s", sum(p.numel() for p in model.parameters()) / 1e6, model.config.loss_type
-    )
+    logger.info("parameters: %.2fM; loss_type %s", model.num_parameters() / 1e6, model.config.loss_type)
 
     world = {"rank": training_args.process_index, "world_size": training_args.world_size}
-    train_dataset = StreamSegments(
-        streams["train"],
-        num_streams=training_args.per_device_train_batch_size * training_args.world_size,
-        tgt_len=script_args.tgt_len,
-        shuffle_offset=script_args.shuffle_stream_offset,
-        seed=training_args.seed,
-        **world,
-    ) if training_args.do_train else None  # fmt: skip
+    train_dataset = None
+    if training_args.do_train:
+        train_dataset = StreamSegments(
+            streams["train"],
+            num_streams=training_args.per_device_train_batch_size * training_args.world_size,
+            tgt_len=script_args.tgt_len,
+            shuffle_offset=script_args.shuffle_stream_offset,
+            seed=training_args.seed,
+            **world,
+        )
     eval_datasets = {
         prefix: StreamSegments(
             streams[split],
@@ -176,6 +163,7 @@ def main(script_args: TransformerXLArguments, training_args: TrainingArguments) 
         if split in streams and training_args.do_eval
     }
 
+    checkpoint = checkpoint_to_resume(training_args) if training_args.do_train else None
     if training_args.should_save and training_args.do_train:
         save_model_code(model, training_args.output_dir)
     trainer = MemoryTrainer(
@@ -189,16 +177,19 @@ def main(script_args: TransformerXLArguments, training_args: TrainingArguments) 
             clamp_len=script_args.eval_clamp_len,
             same_length=script_args.eval_same_length,
         ),
+        resume_from_checkpoint=checkpoint,
     )
+    metrics = {}
     if training_args.do_train:
-        train_result = trainer.train(resume_from_checkpoint=checkpoint_to_resume(training_args))
+        train_result = trainer.train(resume_from_checkpoint=checkpoint)
         trainer.save_metrics("train", train_result.metrics)
         trainer.save_state()  # trainer_state.json: the log history (every logged loss)
-    metrics = {}
     for prefix, dataset in eval_datasets.items():
         split_metrics = trainer.evaluate(dataset, metric_key_prefix=prefix)
         trainer.save_metrics(prefix, split_metrics)
         metrics.update(split_metrics)
+    if training_args.do_predict:
+        predict_continuations(trainer, corpus["test"], generation_args.generation_config(tokenizer))
     if not training_args.do_train:
         return metrics
     trainer.save_model()

@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel, pipeline
 
 from data.errors import DataError
+from data.tokenizers import train_tokenizer
 from recipes.closed_book_qa.generation_eval import clean_answer, generate_answers, score_predictions
 from recipes.closed_book_qa.train import CONFIG_CLASSES, main
 from recipes.common import parse_config
@@ -42,12 +44,6 @@ def test_scores_match_hand_computed_squad_em_and_f1():
 def test_generated_text_is_cut_at_the_first_newline():
     assert clean_answer(" warsaw\nquestion: what is") == "warsaw"
     assert clean_answer(" william shakespeare") == "william shakespeare"
-
-
-@pytest.mark.parametrize("path", sorted(RECIPE.glob("configs/*.yaml")), ids=lambda p: p.name)
-def test_every_config_parses_with_the_recipe_classes(path, tmp_path):
-    args, training_args = parse_config(*CONFIG_CLASSES, argv=[str(path), "--output_dir", str(tmp_path)])
-    assert "{question}" in args.prompt_template and training_args.output_dir == str(tmp_path)
 
 
 def test_prompt_template_without_question_fails_at_config_time(tmp_path):
@@ -87,7 +83,7 @@ def test_tiny_gpt2_memorises_64_pairs(memorised):
     assert metrics["eval_exact_match"] >= 0.95, metrics
     saved = json.loads((output_dir / "eval_results.json").read_text())
     assert saved["eval_exact_match"] == metrics["eval_exact_match"] and saved["eval_samples"] == 64
-    rows = [json.loads(line) for line in (output_dir / "predictions.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (output_dir / "eval_predictions.jsonl").read_text().splitlines()]
     assert [r["question"] for r in rows] == [r["question"] for r in sample_rows("train", 64)]
     assert sum(r["em"] for r in rows) / len(rows) == metrics["eval_exact_match"]
 
@@ -95,7 +91,7 @@ def test_tiny_gpt2_memorises_64_pairs(memorised):
 @pytest.mark.slow
 def test_saved_folder_answers_through_the_text_generation_pipeline(memorised):
     output_dir, _ = memorised
-    rows = [json.loads(line) for line in (output_dir / "predictions.jsonl").read_text().splitlines()][:8]
+    rows = [json.loads(line) for line in (output_dir / "eval_predictions.jsonl").read_text().splitlines()][:8]
     qa = pipeline("text-generation", model=str(output_dir))
     for row in rows:
         out = qa(TEMPLATE.format(question=row["question"]), return_full_text=False)
@@ -125,22 +121,33 @@ def test_two_processes_score_each_question_exactly_once(tmp_path, launch):
         "--per_device_eval_batch_size", "2", "--max_new_tokens", "3", cwd=tmp_path,
     )  # fmt: skip
     assert re.search(r"process 0 of 2\b", log)  # really two processes
-    rows = [json.loads(line) for line in (output_dir / "predictions.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (output_dir / "eval_predictions.jsonl").read_text().splitlines()]
     assert sorted(r["question"] for r in rows) == sorted(r["question"] for r in sample_rows("validation", 7))
     metrics = json.loads((output_dir / "eval_results.json").read_text())
     assert metrics["eval_samples"] == 7
     assert metrics["eval_exact_match"] == pytest.approx(sum(r["em"] for r in rows) / 7)
 
 
-def test_lora_trains_adapters_and_saves_a_plain_model(tmp_path):
+@pytest.mark.slow
+def test_lora_changes_only_the_adapted_projections_of_a_checkpoint(tmp_path):
+    """From a local GPT-2 checkpoint: after LoRA training and merging, every tensor but the adapted `c_attn`
+    weights is bit-identical to the checkpoint, and those changed (the adapters learnt something)."""
+    checkpoint = tmp_path / "gpt2"
+    texts = (REPO / "data/samples/lm/train.txt").read_text().splitlines()
+    tokenizer = train_tokenizer(texts, kind="bpe", vocab_size=400)
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, n_positions=64,
+                               bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)
+                    ).save_pretrained(checkpoint)  # fmt: skip
+    tokenizer.save_pretrained(checkpoint)
+    output_dir = tmp_path / "out"
     argv = [
-        TINY, "--output_dir", str(tmp_path), "--train_file", str(SAMPLES / "train.jsonl"),
-        "--validation_file", str(SAMPLES / "validation.jsonl"), "--max_train_samples", "8", "--max_eval_samples", "3",
-        "--config_overrides", "n_embd=32,n_layer=1,n_head=2,n_positions=64", "--max_steps", "2",
-        "--use_lora", "true", "--max_new_tokens", "2",
+        TINY, "--output_dir", str(output_dir), "--model_name_or_path", str(checkpoint), "--config_overrides", "",
+        "--max_train_samples", "16", "--max_eval_samples", "3", "--max_steps", "4", "--learning_rate", "1e-2",
+        "--use_lora", "true", "--lora_r", "4", "--max_new_tokens", "2",
     ]  # fmt: skip
     main(*parse_config(*CONFIG_CLASSES, argv=argv))
-    assert not (tmp_path / "adapter_config.json").exists()
-    model = AutoModelForCausalLM.from_pretrained(tmp_path)
-    assert not any("lora" in name for name, _ in model.named_parameters())
-    assert isinstance(model.transformer.h[0].attn.c_attn.weight, torch.Tensor)
+    before, after = (load_file(folder / "model.safetensors") for folder in (checkpoint, output_dir))
+    assert not any("lora" in key for key in after)  # merged: a plain model
+    changed = {key for key, value in after.items() if not torch.equal(value, before[key])}
+    assert changed == {f"transformer.h.{i}.attn.c_attn.weight" for i in range(2)}

@@ -14,7 +14,7 @@ import custom_models  # noqa: F401  (registers the Auto classes)
 from custom_models.nce_lm import NCELMForCausalLM, count_tokens, noise_log_probs_from_counts
 from data.lm_corpus import load_text_corpus
 from data.streams import encode_stream
-from recipes.common import parse_config
+from recipes.common import GenerationArguments, parse_config
 from recipes.nce_lm.train import CONFIG_CLASSES, NCELMArguments, main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,7 +30,7 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def tiny_args(output_dir: Path, **training) -> tuple[NCELMArguments, TrainingArguments]:
+def tiny_args(output_dir: Path, **training) -> tuple[NCELMArguments, GenerationArguments, TrainingArguments]:
     args = NCELMArguments(
         config_overrides="n_layer=2,n_embd=32,n_head=2,n_positions=32",
         tokenizer_vocab_size=200,
@@ -43,8 +43,9 @@ def tiny_args(output_dir: Path, **training) -> tuple[NCELMArguments, TrainingArg
     defaults = dict(
         output_dir=str(output_dir), per_device_train_batch_size=8, per_device_eval_batch_size=8, max_steps=20,
         learning_rate=3e-3, save_strategy="no", report_to="none", use_cpu=True, seed=0, disable_tqdm=True,
+        do_train=True, do_eval=True,
     )  # fmt: skip
-    return args, TrainingArguments(**{**defaults, **training})
+    return args, GenerationArguments(), TrainingArguments(**{**defaults, **training})
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +61,8 @@ def tiny_run(tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(NCELMForCausalLM, "__init__", init_with_hook)
-        args, training_args = tiny_args(output_dir)
-        metrics = main(args, training_args)
+        args, generation_args, training_args = tiny_args(output_dir)
+        metrics = main(args, generation_args, training_args)
     return {"args": args, "output_dir": output_dir, "metrics": metrics, "lm_head_calls": lm_head_calls}
 
 

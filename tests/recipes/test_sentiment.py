@@ -6,12 +6,12 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import BertConfig, BertForMaskedLM, TrainingArguments, pipeline
+from transformers import BertConfig, BertForMaskedLM, GPT2Config, TrainingArguments, pipeline
 
 from data.errors import DataError
 from data.tokenizers import train_tokenizer
-from recipes.common import ConfigError, parse_config
-from recipes.sentiment.train import SentimentArguments, main
+from recipes.common import ConfigError, LoraArguments, parse_config
+from recipes.sentiment.train import CONFIG_CLASSES, SentimentArguments, main
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "recipes" / "sentiment" / "configs"
@@ -19,9 +19,9 @@ TINY_YAML = CONFIGS / "tiny.yaml"
 SAMPLES = REPO / "data" / "samples" / "sentiment"
 
 
-def tiny_args(output_dir: Path, *flags: str) -> tuple[SentimentArguments, TrainingArguments]:
+def tiny_args(output_dir: Path, *flags: str) -> tuple[SentimentArguments, LoraArguments, TrainingArguments]:
     """tiny.yaml, shortened to a few steps (the flags override it exactly as on the command line)."""
-    return parse_config(SentimentArguments, TrainingArguments, argv=[
+    return parse_config(*CONFIG_CLASSES, argv=[
         str(TINY_YAML), "--output_dir", str(output_dir), "--max_train_samples", "128", "--max_eval_samples", "40",
         "--num_train_epochs", "2", "--save_total_limit", "1", *flags,
     ])  # fmt: skip
@@ -112,7 +112,7 @@ def test_unknown_yaml_key_fails_by_name(tmp_path):
     config = tmp_path / "typo.yaml"
     config.write_text(TINY_YAML.read_text() + "\nmlp_hiden_sizes: [8]\n")
     with pytest.raises(ConfigError, match="mlp_hiden_sizes"):
-        parse_config(SentimentArguments, TrainingArguments, argv=[str(config)])
+        parse_config(*CONFIG_CLASSES, argv=[str(config)])
 
 
 @pytest.mark.parametrize(
@@ -123,13 +123,24 @@ def test_invalid_recipe_value_fails_naming_the_field(field, value):
         SentimentArguments(**{field: value})
 
 
-def test_config_overrides_with_a_checkpoint_is_rejected():
-    with pytest.raises(ValueError, match="config_overrides"):
-        SentimentArguments(model_name_or_path="bert-base-uncased", config_overrides="hidden_size=32")
+def test_config_overrides_apply_on_top_of_a_checkpoint_and_unknown_keys_fail_by_name(tmp_path):
+    BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64).save_pretrained(
+        tmp_path
+    )
+    args = SentimentArguments(model_name_or_path=str(tmp_path), config_overrides="hidden_dropout_prob=0.0")
+    config = args.model_config()
+    assert (config.hidden_size, config.hidden_dropout_prob, config.model_type) == (32, 0.0, "bert-mlp")
+    with pytest.raises(ConfigError, match=r"no field\(s\) \['hiden_size'\]"):
+        SentimentArguments(model_name_or_path=str(tmp_path), config_overrides="hiden_size=16")
+
+
+def test_a_checkpoint_that_is_not_bert_fails_at_parse_time_naming_its_type(tmp_path):
+    GPT2Config(n_layer=1, n_embd=32, n_head=2).save_pretrained(tmp_path)
+    with pytest.raises(ConfigError, match="model_name_or_path: .* is a 'gpt2' checkpoint; .* BERT-architecture"):
+        SentimentArguments(model_name_or_path=str(tmp_path))
 
 
 @pytest.mark.parametrize("config_file", sorted(CONFIGS.glob("*.yaml")), ids=lambda path: path.name)
 def test_every_sentiment_yaml_parses(config_file, tmp_path):
-    args, training_args = parse_config(SentimentArguments, TrainingArguments,
-                                       argv=[str(config_file), "--output_dir", str(tmp_path)])  # fmt: skip
+    *_, training_args = parse_config(*CONFIG_CLASSES, argv=[str(config_file), "--output_dir", str(tmp_path)])
     assert training_args.load_best_model_at_end and training_args.metric_for_best_model

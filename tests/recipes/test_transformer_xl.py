@@ -14,9 +14,9 @@ from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausal
 from custom_models.transfo_xl.sampled_losses import count_tokens, noise_log_probs_from_counts
 from data.streams import StreamSegments, encode_stream
 from data.synthetic import long_range_documents
-from recipes.common import ConfigError, parse_config, parse_overrides
+from recipes.common import ConfigError, GenerationArguments, parse_config
 from recipes.transformer_xl.memory_trainer import EvalMemory, MemoryTrainer
-from recipes.transformer_xl.train import TransformerXLArguments, main
+from recipes.transformer_xl.train import CONFIG_CLASSES, TransformerXLArguments, main
 
 WORKER = Path(__file__).with_name("stream_continuity_worker.py")
 
@@ -54,7 +54,7 @@ def train_on_long_range_corpus(tmp_path: Path, mem_len: int) -> float:
         num_train_epochs=3, learning_rate=3e-3, max_grad_norm=1.0, warmup_steps=20, save_strategy="no",
         report_to="none", use_cpu=True, seed=0, disable_tqdm=True, do_train=True, do_eval=True,
     )  # fmt: skip
-    return main(args, training_args)["eval_loss"]
+    return main(args, GenerationArguments(), training_args)["eval_loss"]
 
 
 @pytest.mark.slow
@@ -99,20 +99,20 @@ def test_streamed_evaluation_equals_one_full_pass_per_stream(tmp_path):
 )
 def test_wikitext103_configs_build_the_papers_adaptive_models(name, millions):
     config_file = Path(__file__).resolve().parents[2] / "recipes/transformer_xl/configs" / f"{name}.yaml"
-    args, _ = parse_config(TransformerXLArguments, TrainingArguments, argv=[str(config_file)])
-    config = TransformerXLConfig(vocab_size=args.tokenizer_vocab_size, **parse_overrides(args.config_overrides))
+    args = parse_config(*CONFIG_CLASSES, argv=[str(config_file)])[0]
+    config = args.model_config(vocab_size=args.tokenizer_vocab_size)
     assert config.vocab_size == 267735 and config.cutoffs == [20000, 40000, 200000]
     with torch.device("meta"):  # shapes only: no memory for 151M / 285M parameters
         model = TransformerXLForCausalLM(config)
     assert sum(p.numel() for p in model.parameters()) / 1e6 == pytest.approx(millions, rel=0.01)
 
 
-def tiny_lm_args(tmp_path: Path, **overrides) -> tuple[TransformerXLArguments, TrainingArguments]:
+def tiny_lm_args(tmp_path: Path, **overrides) -> tuple[TransformerXLArguments, GenerationArguments, TrainingArguments]:
     config_file = Path(__file__).resolve().parents[2] / "recipes/transformer_xl/configs/tiny.yaml"
     argv = [str(config_file), "--output_dir", str(tmp_path / "trained"), "--disable_tqdm", "true"]
     for key, value in overrides.items():
         argv += [f"--{key}", str(value)]
-    return parse_config(TransformerXLArguments, TrainingArguments, argv=argv)
+    return parse_config(*CONFIG_CLASSES, argv=argv)
 
 
 @pytest.mark.slow
@@ -120,11 +120,10 @@ def test_evaluation_only_run_reproduces_the_trained_models_metrics_and_writes_no
     samples = Path(__file__).resolve().parents[2] / "data/samples/lm"
     trained = main(*tiny_lm_args(tmp_path, max_steps=6, test_file=samples / "validation.txt"))
     eval_dir = tmp_path / "evaluated"
-    script_args, training_args = tiny_lm_args(
+    evaluated = main(*tiny_lm_args(
         tmp_path, do_train="false", model_name_or_path=tmp_path / "trained", train_file="",
         test_file=samples / "validation.txt", output_dir=eval_dir,
-    )  # fmt: skip
-    evaluated = main(script_args, training_args)
+    ))  # fmt: skip
     for key in ("eval_loss", "eval_tokens", "test_loss"):
         assert evaluated[key] == pytest.approx(trained[key], abs=1e-6), key
     assert evaluated["test_loss"] == pytest.approx(evaluated["eval_loss"], abs=1e-6)  # same file twice
@@ -136,19 +135,21 @@ def test_evaluation_only_run_reproduces_the_trained_models_metrics_and_writes_no
     ("overrides", "message"),
     [
         ({"do_train": "false", "do_eval": "false"}, "nothing to do"),
-        ({"do_train": "false"}, "give the model to evaluate as model_name_or_path"),
+        ({"do_train": "false"}, "give the trained model to evaluate or predict with as model_name_or_path"),
+        ({"num_train_epochs": "-1"}, "trains nothing"),
     ],
 )
 def test_runs_that_cannot_do_anything_useful_fail_before_loading(tmp_path, overrides, message):
     with pytest.raises(ConfigError, match=message):
-        main(*tiny_lm_args(tmp_path, train_file=tmp_path / "missing.txt", **overrides))
+        tiny_lm_args(tmp_path, train_file=tmp_path / "missing.txt", **overrides)
 
 
 @pytest.mark.slow
 def test_nce_trained_model_saves_its_noise_and_evaluates_exactly_in_a_clean_process(tmp_path, forward_in_clean_process):
-    script_args, training_args = tiny_lm_args(tmp_path, max_steps=6, loss_type="nce", num_noise_samples=32,
-                                              noise_power=0.75)  # fmt: skip
-    metrics = main(script_args, training_args)
+    script_args, generation_args, training_args = tiny_lm_args(
+        tmp_path, max_steps=6, loss_type="nce", num_noise_samples=32, noise_power=0.75
+    )
+    metrics = main(script_args, generation_args, training_args)
     trained = tmp_path / "trained"
     assert math.isfinite(metrics["eval_log_partition_mean"]) and metrics["eval_log_partition_std"] >= 0
 

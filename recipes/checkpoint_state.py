@@ -1,0 +1,63 @@
+"""Per-process state that `Trainer` does not checkpoint, carried through checkpoints with the public
+callback API.
+
+A Transformer-XL run carries each stream's memory from step to step; an NCE run draws its noise from a
+per-process generator. Neither is in the model's `state_dict` nor in `Trainer`'s RNG states, so without
+this a resumed run would restart its memory empty or redraw another run's noise. `RankStateCallback`
+writes the state into each checkpoint folder (`output_dir/checkpoint-<global_step>`, the layout
+`Trainer` documents; not a hyperparameter-search trial's folder) as one safetensors file per process
+(`on_save`), and puts it back when the run resumes from a checkpoint (`on_train_begin`, after `Trainer`
+has loaded the weights and before the first step). A checkpoint without the file (written by another
+number of processes, or by an older run) resumes without it: memory empty, noise from its seed.
+"""
+
+import os
+from collections.abc import Callable
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+TensorState = dict[str, torch.Tensor]
+
+
+class RankStateCallback(TrainerCallback):
+    """Saves `get_state()` into every checkpoint and restores it with `set_state` on resume.
+
+    `name` names the file (`{name}_rank{process_index}.safetensors`); `set_state` receives CPU tensors and
+    puts them where they belong. `resume_from` is the checkpoint
+    folder the run resumes from (what the recipe passes to `trainer.train`), or `None`. `get_state` may
+    return `None` when there is nothing to save yet.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        get_state: Callable[[], TensorState | None],
+        set_state: Callable[[TensorState], None],
+        resume_from: str | None,
+    ) -> None:
+        self.name = name
+        self.get_state = get_state
+        self.set_state = set_state
+        self.resume_from = resume_from
+
+    def state_file(self, checkpoint_dir: str, process_index: int) -> str:
+        return os.path.join(checkpoint_dir, f"{self.name}_rank{process_index}.safetensors")
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if self.resume_from:
+            path = self.state_file(self.resume_from, args.process_index)
+            if os.path.isfile(path):
+                self.set_state(load_file(path))  # on the CPU: `set_state` places it
+
+    def on_save(self, args, state, control, **kwargs):
+        tensors = self.get_state()
+        if tensors:
+            checkpoint_dir = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+            os.makedirs(checkpoint_dir, exist_ok=True)
+            save_file(
+                {k: v.contiguous() for k, v in tensors.items()}, self.state_file(checkpoint_dir, args.process_index)
+            )

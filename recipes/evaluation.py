@@ -1,0 +1,98 @@
+"""Evaluation loops the recipes write themselves, and the end they share.
+
+`Trainer.evaluate` gathers every prediction before computing metrics; for a language model that is a
+`[tokens, vocab]` logit matrix, for closed-book QA there is nothing to gather until answers are generated.
+The recipes' trainers therefore compute their metrics in their own loop (`evaluation_metrics`) and
+share the rest through `OwnEvaluationTrainer.evaluate`: unwrap the model, evaluate in eval mode without
+gradients, restore train mode, prefix the metric names, log them and call `on_evaluate` (so callbacks,
+`load_best_model_at_end` and the loggers see them as they see `Trainer`'s own).
+"""
+
+import math
+from typing import Any
+
+import torch
+from transformers import Trainer
+from transformers.utils import ModelOutput
+
+from data.metrics import perplexity
+
+
+class OwnEvaluationTrainer(Trainer):
+    """A `Trainer` whose metrics come from `evaluation_metrics(model, dataset)`; see the module docstring."""
+
+    def evaluation_metrics(self, model: torch.nn.Module, dataset: Any, metric_key_prefix: str) -> dict[str, Any]:
+        """Metrics of `model` (unwrapped, in eval mode, no gradients) on `dataset`, already reduced over
+        every process and not yet prefixed."""
+        raise NotImplementedError
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, Any]:
+        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
+        model = self.accelerator.unwrap_model(self.model)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                metrics = self.evaluation_metrics(model, dataset, metric_key_prefix)
+        finally:
+            model.train(was_training)
+        metrics = {f"{metric_key_prefix}_{name}": value for name, value in metrics.items()}
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+    def on_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """`batch` with its tensors on this process's device."""
+        return {name: value.to(self.args.device) for name, value in batch.items()}
+
+
+class TokenLossSums:
+    """Token-weighted sums of per-batch mean losses, turned into the loss, perplexity and bits per token of
+    a whole evaluation set over all processes (a batch's weight is its number of scored tokens)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.sums = torch.zeros(2, dtype=torch.float64, device=device)  # tokens, summed negative log-likelihood
+
+    def add(self, mean_loss: torch.Tensor, num_tokens: torch.Tensor) -> None:
+        """Adds one batch (skip batches with no scored token: their mean is NaN)."""
+        num_tokens = num_tokens.double()
+        self.sums += torch.stack([num_tokens, num_tokens * mean_loss.double()])
+
+    def metrics(self, trainer: Trainer) -> dict[str, float]:
+        """`loss`, `perplexity`, `bits_per_token`, `tokens` over every process (every process must call it)."""
+        tokens, nll = trainer.accelerator.reduce(self.sums, reduction="sum").tolist()
+        loss = nll / tokens
+        return {
+            "loss": loss,
+            "perplexity": perplexity(loss),
+            "bits_per_token": loss / math.log(2),
+            "tokens": int(tokens),
+        }
+
+
+class LogPartitionSums:
+    """Token-weighted sums of a model's per-batch self-normalisation statistics (`log_partition_mean`,
+    `log_partition_std`, `log_partition_outlier_fraction` of its output), turned into the metrics of a
+    whole evaluation set over all processes."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.sums = torch.zeros(4, dtype=torch.float64, device=device)  # tokens, log Z, log Z^2, outliers
+
+    def add(self, output: ModelOutput, num_tokens: torch.Tensor) -> None:
+        """Adds one batch of `num_tokens` scored tokens (skip batches with none: their means are NaN)."""
+        mean, std = output.log_partition_mean.double(), output.log_partition_std.double()
+        outliers = output.log_partition_outlier_fraction.double()
+        self.sums += num_tokens.double() * torch.stack([torch.ones_like(mean), mean, std**2 + mean**2, outliers])
+
+    def metrics(self, trainer: Trainer) -> dict[str, float]:
+        """`log_partition_{mean,std,outlier_fraction}` over every process (none if no batch had them).
+        Every process must call it: the sums are reduced across processes."""
+        tokens, log_z, log_z_sq, outliers = trainer.accelerator.reduce(self.sums, reduction="sum").tolist()
+        if tokens == 0:
+            return {}
+        mean = log_z / tokens
+        return {
+            "log_partition_mean": mean,
+            "log_partition_std": max(log_z_sq / tokens - mean**2, 0.0) ** 0.5,
+            "log_partition_outlier_fraction": outliers / tokens,
+        }

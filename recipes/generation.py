@@ -1,0 +1,83 @@
+"""Generation over a list of prompts on any number of processes, and the jsonl files that hold it.
+
+Every process generates for its own share of the prompts (`accelerator.prepare` shards them, repeating a
+few to even out the last batch); `gather_for_metrics` collects the results and drops the repeats, and the
+prompts' indices put them back in input order, so every prompt is answered exactly once, in order,
+whatever the number of processes.
+"""
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase, Trainer
+
+from data.lm_corpus import TextSplit, prompt_lines
+
+logger = logging.getLogger(__name__)
+
+
+def generate_in_order(
+    trainer: Trainer, prompts: Sequence[str], generate_batch: Callable[[list[str]], list[str]]
+) -> list[str]:
+    """`generate_batch` applied to `prompts` in batches of `per_device_eval_batch_size`, spread over the
+    processes; every process gets all the outputs, in the order of `prompts`."""
+    indexed = [{"index": i, "prompt": prompt} for i, prompt in enumerate(prompts)]
+    loader = DataLoader(indexed, batch_size=trainer.args.per_device_eval_batch_size, collate_fn=_as_columns)
+    done: list[tuple[int, str]] = []
+    for batch in trainer.accelerator.prepare(loader):
+        outputs = generate_batch(batch["prompt"])
+        done += trainer.accelerator.gather_for_metrics(list(zip(batch["index"], outputs)))
+    done.sort()
+    if [i for i, _ in done] != list(range(len(prompts))):
+        raise RuntimeError(f"generation returned {len(done)} outputs for {len(prompts)} prompts")
+    return [output for _, output in done]
+
+
+@torch.no_grad()
+def continue_prompts(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    generation_config: GenerationConfig,
+) -> list[str]:
+    """Each prompt's generated continuation, decoded without special tokens. One prompt at a time: a
+    prompt is run whole (a Transformer-XL carries its memory through it) and never padded, which a model
+    without an attention mask (Transformer-XL) could not ignore."""
+    continuations = []
+    for prompt in prompts:
+        input_ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"].to(model.device)
+        output = model.generate(input_ids=input_ids, generation_config=generation_config)
+        continuations.append(tokenizer.decode(output[0, input_ids.shape[1] :], skip_special_tokens=True).strip())
+    return continuations
+
+
+def predict_continuations(trainer: Trainer, split: TextSplit, generation_config: GenerationConfig) -> None:
+    """`do_predict` of the language-model recipes: each line of `split` is a prompt; its continuation
+    (`continue_prompts`) goes to `output_dir/predictions.jsonl`, one `{"prompt", "continuation"}` per line,
+    in input order."""
+    prompts = prompt_lines(split)
+    model = trainer.accelerator.unwrap_model(trainer.model).eval()
+    continuations = generate_in_order(
+        trainer, prompts, lambda batch: continue_prompts(model, trainer.processing_class, batch, generation_config)
+    )
+    if trainer.is_world_process_zero():
+        rows = [{"prompt": p, "continuation": c} for p, c in zip(prompts, continuations)]
+        write_jsonl(Path(trainer.args.output_dir) / "predictions.jsonl", rows)
+
+
+def write_jsonl(path: str | Path, rows: Sequence[dict]) -> None:
+    """One JSON object per line (UTF-8, not ASCII-escaped), replacing `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    logger.info("wrote %d rows to %s", len(rows), path)
+
+
+def _as_columns(rows: list[dict]) -> dict[str, list]:
+    return {"index": [r["index"] for r in rows], "prompt": [r["prompt"] for r in rows]}
