@@ -7,7 +7,9 @@ this a resumed run would restart its memory empty or redraw another run's noise.
 writes the state into each checkpoint folder (`output_dir/checkpoint-<global_step>`, the layout
 `Trainer` documents; not a hyperparameter-search trial's folder) as one safetensors file per process
 (`on_save`), and puts it back when the run resumes from a checkpoint (`on_train_begin`, after `Trainer`
-has loaded the weights and before the first step). A checkpoint without the file (written by another
+has loaded the weights and its state, before the first step): the checkpoint named by
+`resume_from_checkpoint`, else `output_dir/checkpoint-<global_step>` when the loaded state is past step 0,
+which is where `recipes.common.checkpoint_to_resume` resumes from. A checkpoint without the file (written by another
 number of processes, or by an older run) resumes without it: memory empty, noise from its seed.
 """
 
@@ -26,30 +28,25 @@ class RankStateCallback(TrainerCallback):
     """Saves `get_state()` into every checkpoint and restores it with `set_state` on resume.
 
     `name` names the file (`{name}_rank{process_index}.safetensors`); `set_state` receives CPU tensors and
-    puts them where they belong. `resume_from` is the checkpoint
-    folder the run resumes from (what the recipe passes to `trainer.train`), or `None`. `get_state` may
-    return `None` when there is nothing to save yet.
+    puts them where they belong; `get_state` may return `None` when there is nothing to save yet.
     """
 
     def __init__(
-        self,
-        name: str,
-        *,
-        get_state: Callable[[], TensorState | None],
-        set_state: Callable[[TensorState], None],
-        resume_from: str | None,
+        self, name: str, *, get_state: Callable[[], TensorState | None], set_state: Callable[[TensorState], None]
     ) -> None:
         self.name = name
         self.get_state = get_state
         self.set_state = set_state
-        self.resume_from = resume_from
 
     def state_file(self, checkpoint_dir: str, process_index: int) -> str:
         return os.path.join(checkpoint_dir, f"{self.name}_rank{process_index}.safetensors")
 
     def on_train_begin(self, args, state, control, **kwargs):
-        if self.resume_from:
-            path = self.state_file(self.resume_from, args.process_index)
+        checkpoint_dir = args.resume_from_checkpoint
+        if not checkpoint_dir and state.global_step > 0:
+            checkpoint_dir = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+        if checkpoint_dir:
+            path = self.state_file(checkpoint_dir, args.process_index)
             if os.path.isfile(path):
                 self.set_state(load_file(path))  # on the CPU: `set_state` places it
 

@@ -33,8 +33,8 @@ from transformers.dynamic_module_utils import custom_object_save
 from transformers.trainer_utils import get_last_checkpoint
 
 from data.lm_corpus import TextSplit, text_corpus_splits
-from data.token_cache import train_tokenizer_once
-from data.tokenizers import TokenizerKind, train_tokenizer
+from data.token_cache import prepare_token_streams, train_tokenizer_once
+from data.tokenizers import EOS_TOKEN, TokenizerKind, train_tokenizer
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -151,6 +151,36 @@ class ModelArguments:
 
 
 @dataclasses.dataclass
+class LanguageModelArguments(ModelArguments, TextCorpusArguments):
+    """What the language-model recipes share: a model, a text corpus, and the step between them."""
+
+    def tokenizer_and_streams(
+        self, training_args: TrainingArguments, *, kind: TokenizerKind
+    ) -> tuple[PreTrainedTokenizerBase, dict[str, torch.Tensor]]:
+        """The tokenizer (loaded, or trained on the training split) and the token stream of every split the
+        run trains on (`do_train`) or scores (`do_eval`: validation and test), each line ending in `<eos>`
+        when the tokenizer has one (word level; other tokenizers read the lines as given, and raw WikiText
+        rows keep their own newline). One process per machine trains and tokenises into the cache
+        (`data.token_cache`); the others then memory-map its files."""
+        corpus = self.text_splits(training_args)
+        used = {"train": training_args.do_train, "validation": training_args.do_eval, "test": training_args.do_eval}
+        scored = {split: corpus[split] for split in corpus if used[split]}
+        with training_args.main_process_first(desc="tokenizer and token streams"):
+            tokenizer = load_or_train_tokenizer(
+                training_args,
+                self.tokenizer_name or self.model_name_or_path,
+                corpus["train"] if training_args.do_train else (),
+                kind=kind,
+                vocab_size=self.tokenizer_vocab_size,
+                cache_dir=self.token_cache_dir,
+            )
+            add_eos = EOS_TOKEN in tokenizer.get_vocab()
+            streams = prepare_token_streams(scored, tokenizer, add_eos=add_eos, cache_dir=self.token_cache_dir)
+        logger.info("tokens: %s; vocabulary %d", {s: t.numel() for s, t in streams.items()}, len(tokenizer))
+        return tokenizer, streams
+
+
+@dataclasses.dataclass
 class LoraArguments:
     """LoRA adapters (peft), for the recipes that fine-tune a pretrained model."""
 
@@ -248,6 +278,27 @@ def splits_for_modes(splits: Mapping[str, T], training_args: TrainingArguments) 
                 raise ConfigError(f"{mode} is true but there is no {split} split: give {split}_file")
             used[split] = splits[split]
     return used
+
+
+def train_and_evaluate(trainer: Trainer, *, eval_datasets: Mapping[str, Any]) -> dict[str, float]:
+    """The `do_train` and `do_eval` steps every recipe takes: train (resuming from `checkpoint_to_resume`),
+    writing the model's code first (`save_model_code`), then `train_results.json` and `trainer_state.json`
+    (every logged loss); then evaluate each of
+    `eval_datasets` (metric prefix -> data set), writing `<prefix>_results.json`. Returns the evaluation
+    metrics of all of them."""
+    if trainer.args.do_train:
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        save_model_code(getattr(model, "get_base_model", lambda: model)(), trainer.args.output_dir)  # LoRA: the base
+        train_result = trainer.train(resume_from_checkpoint=checkpoint_to_resume(trainer.args))
+        trainer.save_metrics("train", train_result.metrics)
+        trainer.save_state()
+    metrics = {}
+    if trainer.args.do_eval:
+        for prefix, dataset in eval_datasets.items():
+            split_metrics = trainer.evaluate(dataset, metric_key_prefix=prefix)
+            trainer.save_metrics(prefix, split_metrics)
+            metrics |= split_metrics
+    return metrics
 
 
 def keep_first(splits: datasets.DatasetDict, limits: dict[str, int | None]) -> None:
@@ -407,13 +458,18 @@ def model_card_text(*, title: str, command: str, data: str, metrics: dict[str, f
     )
 
 
-def write_card_and_push(trainer: Trainer, card: str) -> None:
-    """Writes `card` as the output folder's README.md and, with `--push_to_hub`, pushes the folder.
+def save_card_and_push(trainer: Trainer, *, title: str, data: str, metrics: dict[str, Any], notes: str) -> None:
+    """The end of every training run: saves the model (and its tokenizer) to `output_dir`, writes the model
+    card (`model_card_text`, with the launch command) as its README.md and, with `--push_to_hub`, pushes
+    the folder.
 
     `Trainer.push_to_hub` would replace README.md with its own generic card (no data, no command), so
     the push here skips that step and uploads the card written by the recipe.
     """
+    trainer.save_model()
     if trainer.is_world_process_zero():
+        scalars = {name: value for name, value in metrics.items() if isinstance(value, float)}
+        card = model_card_text(title=title, command=launch_command(), data=data, metrics=scalars, notes=notes)
         Path(trainer.args.output_dir, "README.md").write_text(card, encoding="utf-8")
     if trainer.args.push_to_hub:
         trainer.create_model_card = lambda *args, **kwargs: None

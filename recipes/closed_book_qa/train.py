@@ -46,15 +46,13 @@ from recipes.common import (
     GenerationArguments,
     LoraArguments,
     ModelArguments,
-    checkpoint_to_resume,
     keep_first,
-    launch_command,
     load_or_train_tokenizer,
-    model_card_text,
     run_from_command_line,
+    save_card_and_push,
     setup_logging,
     splits_for_modes,
-    write_card_and_push,
+    train_and_evaluate,
 )
 
 logger = logging.getLogger(__name__)
@@ -169,14 +167,10 @@ def main(
         max_prompt_length=args.max_seq_length,
         generation_config=model.generation_config,
     )
-    metrics = {}
-    if training_args.do_train:
-        train_result = trainer.train(resume_from_checkpoint=checkpoint_to_resume(training_args))
-        trainer.save_metrics("train", train_result.metrics)
-        trainer.save_state()  # trainer_state.json: the log history (every logged loss)
-    if training_args.do_eval:
-        metrics = trainer.evaluate()
-        trainer.save_metrics("eval", metrics)
+    metrics = train_and_evaluate(
+        trainer,
+        eval_datasets={"eval": raw["validation"]} if "validation" in raw else {},
+    )
     if training_args.do_predict:
         predict_metrics = trainer.evaluate(raw["test"], metric_key_prefix="predict")
         if "answers" in raw["test"].column_names:  # scored only against gold answers
@@ -187,16 +181,13 @@ def main(
 
     if lora_args.use_lora and lora_args.merge_lora_on_save:
         trainer.model = trainer.model.merge_and_unload()  # the saved folder is a plain model
-    trainer.save_model(training_args.output_dir)  # weights, generation_config, tokenizer
-    data = f"{args.train_file or args.dataset_name}: {len(raw['train'])} training questions"
-    card = model_card_text(
+    save_card_and_push(
+        trainer,
         title="Closed-book QA",
-        command=launch_command(),
-        data=data,
+        data=f"{args.train_file or args.dataset_name}: {len(raw['train'])} training questions",
         metrics={k: v for k, v in metrics.items() if k in ("eval_exact_match", "eval_f1")},
         notes=f"A causal LM that answers `{args.prompt_template!r}` prompts; evaluated by generation.",
     )
-    write_card_and_push(trainer, card)
     return metrics
 
 

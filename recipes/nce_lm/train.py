@@ -37,21 +37,14 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments, default_data_collator, set_seed
 
 from custom_models.nce_lm import NCELMConfig, NCELMForCausalLM, count_tokens, noise_log_probs_from_counts
-from data.token_cache import prepare_token_streams
-from data.tokenizers import EOS_TOKEN
 from recipes.checkpoint_state import RankStateCallback
 from recipes.common import (
     GenerationArguments,
-    ModelArguments,
-    TextCorpusArguments,
-    checkpoint_to_resume,
-    launch_command,
-    load_or_train_tokenizer,
-    model_card_text,
+    LanguageModelArguments,
     run_from_command_line,
-    save_model_code,
+    save_card_and_push,
     setup_logging,
-    write_card_and_push,
+    train_and_evaluate,
 )
 from recipes.generation import predict_continuations
 from recipes.nce_lm.nce_trainer import NCETrainer, TokenBlocks
@@ -60,7 +53,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class NCELMArguments(ModelArguments, TextCorpusArguments):
+class NCELMArguments(LanguageModelArguments):
     config_class = NCELMConfig  # reads GPT-2 checkpoints too
 
     tokenizer_kind: str = field(default="word", metadata={"help": "Tokenizer trained on the fly: 'word' or 'bpe'."})
@@ -100,23 +93,7 @@ def main(
 ) -> dict[str, float]:
     set_seed(training_args.seed)
     setup_logging(training_args)
-    corpus = script_args.text_splits(training_args)
-    # One process per machine counts and tokenises the corpus into the cache; the others then map its files.
-    scored = {split: corpus[split] for split in corpus if split != "train" or training_args.do_train}
-    with training_args.main_process_first(desc="tokenizer and token streams"):
-        tokenizer = load_or_train_tokenizer(
-            training_args,
-            script_args.tokenizer_name or script_args.model_name_or_path,
-            corpus["train"] if training_args.do_train else (),
-            kind=script_args.tokenizer_kind,
-            vocab_size=script_args.tokenizer_vocab_size,
-            cache_dir=script_args.token_cache_dir,
-        )
-        # Word-level corpora end each line with `<eos>`; other tokenizers read the lines as given (raw
-        # WikiText rows keep their own "\n").
-        add_eos = EOS_TOKEN in tokenizer.get_vocab()
-        streams = prepare_token_streams(scored, tokenizer, add_eos=add_eos, cache_dir=script_args.token_cache_dir)
-    logger.info("tokens: %s; vocabulary %d", {s: t.numel() for s, t in streams.items()}, len(tokenizer))
+    tokenizer, streams = script_args.tokenizer_and_streams(training_args, kind=script_args.tokenizer_kind)
 
     if script_args.model_name_or_path:
         model, loading_info = NCELMForCausalLM.from_pretrained(
@@ -150,14 +127,10 @@ def main(
     sizes = {"train": train_dataset and len(train_dataset)} | {k: len(v) for k, v in eval_datasets.items()}
     logger.info("blocks of %d tokens: %s", script_args.block_size, sizes)
 
-    checkpoint = checkpoint_to_resume(training_args) if training_args.do_train else None
-    if training_args.should_save and training_args.do_train:
-        save_model_code(model, training_args.output_dir)
     noise_state = RankStateCallback(
         "noise_generator",
         get_state=lambda: {"state": model.noise_generator.get_state()},
         set_state=lambda tensors: model.noise_generator.set_state(tensors["state"]),
-        resume_from=checkpoint,
     )
     trainer = NCETrainer(
         model=model,
@@ -168,24 +141,16 @@ def main(
         processing_class=tokenizer,
         callbacks=[noise_state],
     )
-    metrics = {}
-    if training_args.do_train:
-        train_result = trainer.train(resume_from_checkpoint=checkpoint)
-        trainer.save_metrics("train", train_result.metrics)
-        trainer.save_state()  # trainer_state.json: the log history (every logged loss)
-    for prefix, dataset in eval_datasets.items():
-        split_metrics = trainer.evaluate(dataset, metric_key_prefix=prefix)
-        trainer.save_metrics(prefix, split_metrics)
-        metrics.update(split_metrics)
+    metrics = train_and_evaluate(trainer, eval_datasets=eval_datasets)
     if training_args.do_predict:
-        predict_continuations(trainer, corpus["test"], generation_args.generation_config(tokenizer))
+        predict_continuations(
+            trainer, script_args.text_splits(training_args)["test"], generation_args.generation_config(tokenizer)
+        )
     if not training_args.do_train:
         return metrics
-    trainer.save_model()
-
-    card = model_card_text(
+    save_card_and_push(
+        trainer,
         title=f"GPT-2 language model trained with {model.config.loss_type} (NCE family) loss",
-        command=launch_command(),
         data=script_args.dataset_name or f"local files: {script_args.train_file}, {script_args.validation_file}",
         metrics=metrics,
         notes=(
@@ -193,7 +158,6 @@ def main(
             "exact softmax over the vocabulary; `log_partition_*` measure how far log Z(h) is from 0."
         ),
     )
-    write_card_and_push(trainer, card)
     return metrics
 
 

@@ -44,16 +44,13 @@ from recipes.common import (
     ConfigError,
     LoraArguments,
     ModelArguments,
-    checkpoint_to_resume,
     keep_first,
-    launch_command,
     load_or_train_tokenizer,
-    model_card_text,
     run_from_command_line,
-    save_model_code,
+    save_card_and_push,
     setup_logging,
     splits_for_modes,
-    write_card_and_push,
+    train_and_evaluate,
 )
 from recipes.generation import write_jsonl
 
@@ -167,7 +164,6 @@ def main(
         config = args.model_config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
         model = AutoModelForSequenceClassification.from_config(config)
     if training_args.do_train:
-        save_model_code(model, training_args.output_dir)  # Hub copies pushed mid-training stay loadable
         model = lora_args.wrap(
             model, task_type="SEQ_CLS", default_targets=["query", "key", "value"], modules_to_save=["classifier"]
         )
@@ -188,14 +184,10 @@ def main(
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=compute_metrics,
     )
-    metrics = {}
-    if training_args.do_train:
-        train_result = trainer.train(resume_from_checkpoint=checkpoint_to_resume(training_args))
-        trainer.save_metrics("train", train_result.metrics)
-        trainer.save_state()  # trainer_state.json: the log history (every logged loss)
-    if training_args.do_eval:
-        metrics = trainer.evaluate()
-        trainer.save_metrics("eval", metrics)
+    metrics = train_and_evaluate(
+        trainer,
+        eval_datasets={"eval": tokenized["validation"]} if "validation" in tokenized else {},
+    )
     if training_args.do_predict:
         metrics |= predict(trainer, raw["test"], tokenized["test"])
     if not training_args.do_train:
@@ -203,17 +195,15 @@ def main(
 
     if lora_args.use_lora and lora_args.merge_lora_on_save:  # a plain model: loads without peft, code included
         trainer.model = trainer.model_wrapped = trainer.model.merge_and_unload()
-    trainer.save_model()
     data = args.train_file and f"`{args.train_file}` / `{args.validation_file}`" or f"`{args.dataset_name}`"
-    card = model_card_text(
+    save_card_and_push(
+        trainer,
         title=f"{Path(training_args.output_dir).name}: BERT + MLP head for sentiment",
-        command=launch_command(),
-        metrics={k: v for k, v in metrics.items() if isinstance(v, float)},
         data=f"{data}: {len(raw['train'])} training sentences, labels {args.class_names}.",
+        metrics=metrics,
         notes=f"Encoder: `{args.model_name_or_path or 'built from config'}`; head: {args.recipe_config_fields()}; "
         f"LoRA: {lora_args.use_lora}. Load with `trust_remote_code=True`.",
     )
-    write_card_and_push(trainer, card)  # our card: Trainer.push_to_hub would replace it
     return metrics
 
 

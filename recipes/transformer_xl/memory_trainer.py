@@ -55,22 +55,14 @@ class _StreamEpochCallback(TrainerCallback):
 class MemoryTrainer(OwnEvaluationTrainer):
     """Carries `mems` between steps; see the module docstring for what changes and why."""
 
-    def __init__(
-        self, *args, eval_memory: EvalMemory | None = None, resume_from_checkpoint: str | None = None, **kwargs
-    ) -> None:
-        """`resume_from_checkpoint`: the checkpoint `train` will resume from, whose saved memory is restored."""
+    def __init__(self, *args, eval_memory: EvalMemory | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.eval_memory = eval_memory or EvalMemory()
         self.train_mems = None
         if self.train_dataset is not None:
             self.add_callback(_StreamEpochCallback(self.train_dataset))
         self.add_callback(
-            RankStateCallback(
-                "stream_memory",
-                get_state=self.memory_state,
-                set_state=self.restore_memory,
-                resume_from=resume_from_checkpoint,
-            )
+            RankStateCallback("stream_memory", get_state=self.memory_state, set_state=self.restore_memory)
         )
 
     def get_train_dataloader(self) -> DataLoader:

@@ -43,19 +43,13 @@ from transformers import TrainingArguments, set_seed
 from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausalLM
 from custom_models.transfo_xl.sampled_losses import SAMPLED_LOSS_TYPES, count_tokens, noise_log_probs_from_counts
 from data.streams import StreamSegments
-from data.token_cache import prepare_token_streams
 from recipes.common import (
     GenerationArguments,
-    ModelArguments,
-    TextCorpusArguments,
-    checkpoint_to_resume,
-    launch_command,
-    load_or_train_tokenizer,
-    model_card_text,
+    LanguageModelArguments,
     run_from_command_line,
-    save_model_code,
+    save_card_and_push,
     setup_logging,
-    write_card_and_push,
+    train_and_evaluate,
 )
 from recipes.generation import predict_continuations
 from recipes.transformer_xl.memory_trainer import EvalMemory, MemoryTrainer
@@ -64,7 +58,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class TransformerXLArguments(ModelArguments, TextCorpusArguments):
+class TransformerXLArguments(LanguageModelArguments):
     config_class = TransformerXLConfig  # reads transformers 4.x TransfoXL folders too
 
     # Memory
@@ -108,21 +102,7 @@ def main(
 ) -> dict[str, float]:
     set_seed(training_args.seed)
     setup_logging(training_args)
-    corpus = script_args.text_splits(training_args)
-
-    # One process per machine counts and tokenises the corpus into the cache; the others then map its files.
-    scored = {split: corpus[split] for split in corpus if split != "train" or training_args.do_train}
-    with training_args.main_process_first(desc="tokenizer and token streams"):
-        tokenizer = load_or_train_tokenizer(
-            training_args,
-            script_args.tokenizer_name or script_args.model_name_or_path,
-            corpus["train"] if training_args.do_train else (),
-            kind="word",
-            vocab_size=script_args.tokenizer_vocab_size,
-            cache_dir=script_args.token_cache_dir,
-        )
-        streams = prepare_token_streams(scored, tokenizer, add_eos=True, cache_dir=script_args.token_cache_dir)
-    logger.info("tokens: %s; vocabulary %d", {s: t.numel() for s, t in streams.items()}, len(tokenizer))
+    tokenizer, streams = script_args.tokenizer_and_streams(training_args, kind="word")
 
     if script_args.model_name_or_path:
         model = TransformerXLForCausalLM.from_pretrained(
@@ -163,9 +143,6 @@ def main(
         if split in streams and training_args.do_eval
     }
 
-    checkpoint = checkpoint_to_resume(training_args) if training_args.do_train else None
-    if training_args.should_save and training_args.do_train:
-        save_model_code(model, training_args.output_dir)
     trainer = MemoryTrainer(
         model=model,
         args=training_args,
@@ -177,31 +154,21 @@ def main(
             clamp_len=script_args.eval_clamp_len,
             same_length=script_args.eval_same_length,
         ),
-        resume_from_checkpoint=checkpoint,
     )
-    metrics = {}
-    if training_args.do_train:
-        train_result = trainer.train(resume_from_checkpoint=checkpoint)
-        trainer.save_metrics("train", train_result.metrics)
-        trainer.save_state()  # trainer_state.json: the log history (every logged loss)
-    for prefix, dataset in eval_datasets.items():
-        split_metrics = trainer.evaluate(dataset, metric_key_prefix=prefix)
-        trainer.save_metrics(prefix, split_metrics)
-        metrics.update(split_metrics)
+    metrics = train_and_evaluate(trainer, eval_datasets=eval_datasets)
     if training_args.do_predict:
-        predict_continuations(trainer, corpus["test"], generation_args.generation_config(tokenizer))
+        predict_continuations(
+            trainer, script_args.text_splits(training_args)["test"], generation_args.generation_config(tokenizer)
+        )
     if not training_args.do_train:
         return metrics
-    trainer.save_model()
-
-    card = model_card_text(
+    save_card_and_push(
+        trainer,
         title="Transformer-XL language model",
-        command=launch_command(),
         data=script_args.dataset_name or f"local files: {script_args.train_file}, {script_args.validation_file}",
         metrics=metrics,
         notes="Load with `AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True)`.",
     )
-    write_card_and_push(trainer, card)
     return metrics
 
 
