@@ -1,8 +1,8 @@
 """Transformer-XL's five training losses (`loss_type`), each against a direct computation on a tiny model.
 
 The NCE maths itself (`sampled_losses.nce_loss` / `ranking_loss`, the k -> inf expected-gradient limit and
-its broken variants) is tested once, in test_nce_lm.py, on the NCE package's source file; the Transformer-XL
-package ships a byte-identical copy (test_sampled_losses_copy.py). Here: that the model feeds the right
+its broken variants) is tested once, in test_nce_lm.py: the Transformer-XL package's `sampled_losses.py` is a
+symbolic link to the NCE package's file. Here: that the model feeds the right
 scores, noise and corrections into it, that the exact losses are exact, and that training with
 `chunked`, `adaptive`, `nce` or `ranking` never allocates a `[tokens, vocab]` tensor.
 Tolerances: float32; the exact losses agree with log_softmax to rounding (~1e-7 of a ~6.2 loss), so 1e-5
@@ -10,6 +10,7 @@ Tolerances: float32; the exact losses agree with log_softmax to rounding (~1e-7 
 """
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,6 +22,7 @@ from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausal
 from custom_models.transfo_xl.sampled_losses import noise_log_probs_from_counts
 
 VOCAB, BATCH, LENGTH = 500, 3, 21
+NCE_SAMPLED_LOSSES = Path(__file__).resolve().parents[2] / "custom_models" / "nce_lm" / "sampled_losses.py"
 CUTOFFS = [50, 200]
 
 
@@ -254,7 +256,8 @@ def test_nce_model_saves_its_noise_and_code_and_evaluates_exactly_in_a_clean_pro
 ):
     model = tiny_model("nce").eval()
     model.save_pretrained(tmp_path / "model")
-    assert (tmp_path / "model" / "sampled_losses.py").is_file()  # the sibling the modeling file imports
+    shipped = tmp_path / "model" / "sampled_losses.py"  # the sibling the modeling file imports
+    assert not shipped.is_symlink() and shipped.read_bytes() == NCE_SAMPLED_LOSSES.read_bytes()  # content, not a link
     assert torch.equal(load_file(tmp_path / "model" / "model.safetensors")["noise_log_probs"], zipf_log_q())
     ids, labels = batch()
     with torch.no_grad():
