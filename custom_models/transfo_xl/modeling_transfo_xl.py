@@ -313,19 +313,9 @@ class TransformerXLLayer(nn.Module):
         self.dec_attn = TransformerXLAttention(config)
         self.pos_ff = TransformerXLFeedForward(config)
 
-    def forward(
-        self,
-        hidden: torch.Tensor,
-        mem: torch.Tensor | None,
-        pos_emb: torch.Tensor,
-        mask: torch.Tensor,
-        *,
-        shared_biases: tuple[torch.Tensor, torch.Tensor] | None = None,
-        output_attentions: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        hidden, probs = self.dec_attn(
-            hidden, mem, pos_emb, mask, shared_biases=shared_biases, output_attentions=output_attentions
-        )
+    def forward(self, *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Arguments, shapes and outputs of `TransformerXLAttention.forward`; the feed-forward block follows."""
+        hidden, probs = self.dec_attn(*args, **kwargs)
         return self.pos_ff(hidden), probs
 
 
