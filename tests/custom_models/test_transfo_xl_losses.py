@@ -92,6 +92,20 @@ def test_exact_training_losses_equal_cross_entropy_of_the_models_log_probs(loss_
     assert abs(loss.item() - expected.item()) < 1e-5, (loss.item(), expected.item())
 
 
+@pytest.mark.parametrize("convention", ["labels", "target_ids"])
+@pytest.mark.parametrize("loss_type", ["full", "chunked", "adaptive", "nce", "ranking"])
+def test_a_batch_with_every_target_ignored_has_loss_zero_and_no_gradient(loss_type, convention):
+    # The mean over zero tokens: summed token losses (none) over the count clamped to 1, as transformers'
+    # causal-LM loss computes it when given `num_items_in_batch`; a plain mean would be 0 / 0 = NaN.
+    model = tiny_model(loss_type).train()
+    ids, _ = batch()
+    loss = model(**targets_kwargs(convention, ids, torch.full_like(ids, -100))).loss
+    assert loss.item() == 0.0
+    loss.backward()
+    for name, param in model.named_parameters():
+        assert param.grad is None or not param.grad.any(), name
+
+
 def test_chunked_loss_and_gradient_equal_the_full_softmax_ones():
     ids, labels = batch()
     gradients = {}
