@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Literal
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
 TokenizerKind = Literal["wordpiece", "bpe", "word"]
@@ -103,6 +103,8 @@ def word_level_tokenizer(words: list[str], *, lower_case: bool = False) -> PreTr
     vocabulary with exactly its old ids. Unknown words map to `<unk>` (an ordinary word of WikiText);
     `<eos>` is the eos token but is never added, since word-level corpora add it per line themselves.
     `lower_case` lowercases text before lookup, as the original Transformer-XL `Vocab(lower_case=True)`.
+    `decode` puts one space before every word, the first included (`" the river ."`), so that decoded
+    continuations keep their word boundary when appended to a prompt; `.lstrip()` a standalone text.
     """
     missing = [token for token in (UNK_TOKEN, EOS_TOKEN) if token not in words]
     if missing:
@@ -116,8 +118,12 @@ def word_level_tokenizer(words: list[str], *, lower_case: bool = False) -> PreTr
     if lower_case:
         tokenizer.normalizer = normalizers.Lowercase()
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    # WordPiece glues a token that starts with `prefix` to the previous one and puts a space before any other.
-    # No word starts with a space (checked above), so every word gets its space back, and without `cleanup`
-    # nothing else changes (cleanup would rewrite " ." as "." and " do not" as " don't").
-    tokenizer.decoder = decoders.WordPiece(prefix=" ", cleanup=False)
-    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, unk_token=UNK_TOKEN, eos_token=EOS_TOKEN)
+    # Every word decodes with a space in front, the first one included: a text-generation pipeline decodes
+    # only the new tokens and appends them to the prompt string, so a continuation must carry its own
+    # leading space (as GPT-2's " word" tokens do). A decoder that spaces words apart but not the first one
+    # glues prompt and continuation ("the" + "river" -> "theriver"). Decoding only: ids do not change.
+    tokenizer.decoder = decoders.Replace(Regex("^"), " ")
+    # No clean-up either: it would rewrite " ." as "." and " do not" as " don't".
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, unk_token=UNK_TOKEN, eos_token=EOS_TOKEN, clean_up_tokenization_spaces=False
+    )

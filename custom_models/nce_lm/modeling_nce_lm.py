@@ -46,6 +46,15 @@ from .sampled_losses import (
 # the user has, so it follows the installed one.
 CACHE_NAME = "cache" if "cache" in inspect.signature(GPT2Model.forward).parameters else "past_key_values"
 
+
+def _cache_argument(cache, kwargs: dict) -> dict:
+    """The key/value cache as a keyword argument for the installed GPT-2 backbone: `{CACHE_NAME: cache}`,
+    taking it from `kwargs["past_key_values"]` (popped) when passed under the pre-5.24 name."""
+    if cache is None:
+        cache = kwargs.pop("past_key_values", None)
+    return {CACHE_NAME: cache}
+
+
 # ----------------------------------------------------------------------------------------------
 # Models
 # ----------------------------------------------------------------------------------------------
@@ -213,17 +222,17 @@ class NCELMForCausalLM(NCELMPreTrainedModel, GenerationMixin):
     ) -> NCELMOutput:
         """Labels follow transformers: `labels = input_ids` is fine (shifted here), -100 ignored.
 
+        No labels: full logits (the last `logits_to_keep` positions when it is set), no loss.
         train mode + labels + loss_type "nce"/"ranking": sampled loss, `logits=None`.
-        Otherwise: full logits; with labels, the exact cross-entropy and the self-normalisation
-        diagnostics. `num_items_in_batch` (from Trainer under gradient accumulation): the summed
-        token losses are divided by it instead of by this batch's token count. `cache` (also accepted
-        as `past_key_values`, the name before transformers 5.24): GPT-2's key/value cache.
+        Otherwise (eval mode or loss_type "full"): full logits, the exact cross-entropy and the
+        self-normalisation diagnostics. `num_items_in_batch` (from Trainer under gradient
+        accumulation): the summed token losses are divided by it instead of by this batch's token
+        count. `cache` (also accepted as `past_key_values`, the name before transformers 5.24):
+        GPT-2's key/value cache.
         """
-        if cache is None:
-            cache = kwargs.pop("past_key_values", None)
         outputs = self.transformer(
             input_ids,
-            **{CACHE_NAME: cache},
+            **_cache_argument(cache, kwargs),
             attention_mask=attention_mask,
             token_type_ids=token_type_ids,
             position_ids=position_ids,
@@ -232,41 +241,41 @@ class NCELMForCausalLM(NCELMPreTrainedModel, GenerationMixin):
             **kwargs,
         )
         hidden = outputs.last_hidden_state  # [b, t, d]
-        loss = logits = None
-        diagnostics = {}
-        sampled = labels is not None and self.training and self.config.loss_type != "full"
 
-        if labels is not None:
-            shifted = labels[:, 1:]  # [b, t-1]: position i predicts token i+1
-            positions = (shifted != -100).nonzero(as_tuple=True)  # ignored positions: no terms at all
-            targets = shifted[positions]  # [n]
-            denominator = num_items_in_batch if num_items_in_batch is not None else max(targets.numel(), 1)
-
-        if sampled:
-            token_losses = self.sampled_token_losses(hidden[positions], targets)  # hidden [n, d]
-        else:
-            if labels is None and logits_to_keep:
+        if labels is None:
+            if logits_to_keep:
                 hidden = hidden[:, -logits_to_keep:]
-            logits = self.lm_head(hidden) - self.log_partition.to(hidden.dtype)  # [b, t, V]
-        if labels is not None and not sampled:
-            batch, length = labels.shape
-            rows = positions[0] * length + positions[1]  # rows of logits.view(b*t, V)
-            token_losses, log_z = self._exact_losses(logits.reshape(batch * length, -1), rows, targets)
-            with torch.no_grad():
-                diagnostics = {
-                    **log_partition_statistics(log_z),
-                    "self_normalized_nll": (token_losses - log_z).mean(),
-                }
-        if labels is not None:
-            loss = token_losses.sum() / denominator
+            return self._output(outputs, logits=self._logits(hidden))
 
+        shifted = labels[:, 1:]  # [b, t-1]: position i predicts token i+1
+        positions = (shifted != -100).nonzero(as_tuple=True)  # ignored positions: no terms at all
+        targets = shifted[positions]  # [n]
+        denominator = num_items_in_batch if num_items_in_batch is not None else max(targets.numel(), 1)
+
+        if self.training and self.config.loss_type != "full":  # sampled: never builds [n, V]
+            token_losses = self.sampled_token_losses(hidden[positions], targets)  # hidden [n, d]
+            return self._output(outputs, loss=token_losses.sum() / denominator)
+
+        logits = self._logits(hidden)  # [b, t, V]
+        batch, length = labels.shape
+        rows = positions[0] * length + positions[1]  # rows of logits.view(b*t, V)
+        token_losses, log_z = self._exact_losses(logits.reshape(batch * length, -1), rows, targets)
+        with torch.no_grad():
+            diagnostics = {**log_partition_statistics(log_z), "self_normalized_nll": (token_losses - log_z).mean()}
+        return self._output(outputs, loss=token_losses.sum() / denominator, logits=logits, **diagnostics)
+
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Scores `s = h W^T + b - log Z`: hidden `[b, t, d]` -> `[b, t, V]`."""
+        return self.lm_head(hidden) - self.log_partition.to(hidden.dtype)
+
+    @staticmethod
+    def _output(outputs, **fields) -> NCELMOutput:
+        """`NCELMOutput` with the backbone's cache, hidden states and attentions, plus `fields`."""
         return NCELMOutput(
-            loss=loss,
-            logits=logits,
             **{CACHE_NAME: getattr(outputs, CACHE_NAME)},
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
-            **diagnostics,
+            **fields,
         )
 
 

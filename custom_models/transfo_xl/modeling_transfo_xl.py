@@ -313,19 +313,9 @@ class TransformerXLLayer(nn.Module):
         self.dec_attn = TransformerXLAttention(config)
         self.pos_ff = TransformerXLFeedForward(config)
 
-    def forward(
-        self,
-        hidden: torch.Tensor,
-        mem: torch.Tensor | None,
-        pos_emb: torch.Tensor,
-        mask: torch.Tensor,
-        *,
-        shared_biases: tuple[torch.Tensor, torch.Tensor] | None = None,
-        output_attentions: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        hidden, probs = self.dec_attn(
-            hidden, mem, pos_emb, mask, shared_biases=shared_biases, output_attentions=output_attentions
-        )
+    def forward(self, *args, **kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Arguments, shapes and outputs of `TransformerXLAttention.forward`; the feed-forward block follows."""
+        hidden, probs = self.dec_attn(*args, **kwargs)
         return self.pos_ff(hidden), probs
 
 
@@ -818,7 +808,7 @@ class TransformerXLForCausalLM(TransformerXLPreTrainedModel, GenerationMixin):
                 token_losses, log_z = self._exact_token_losses(scored, targets)
                 if not self.training:
                     diagnostics = log_partition_statistics(log_z)
-            loss = token_losses.sum() / kept.sum()
+            loss = token_losses.sum() / kept.sum().clamp(min=1)  # no scored token: 0, no gradient
 
         output = TransformerXLLMOutput(
             loss=loss,
@@ -884,9 +874,12 @@ class TransformerXLForCausalLM(TransformerXLPreTrainedModel, GenerationMixin):
 
     @staticmethod
     def _token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy (float32) over positions whose target is not -100."""
-        targets = targets.to(logits.device)
-        return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100)
+        """Mean cross-entropy (float32) over positions whose target is not -100: the summed token losses
+        over their count, so a batch with no such position gives 0 and no gradient (not 0 / 0 = NaN)."""
+        targets = targets.to(logits.device).reshape(-1)
+        logits = logits.float().reshape(-1, logits.shape[-1])
+        total = F.cross_entropy(logits, targets, ignore_index=-100, reduction="sum")
+        return total / (targets != -100).sum().clamp(min=1)
 
     # --- generation: the state is `mems`, carried in model_kwargs instead of a transformers Cache -------
 

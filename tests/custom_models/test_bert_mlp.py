@@ -4,7 +4,15 @@ checkpoint's encoder, and the trust_remote_code round trip."""
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import AutoConfig, AutoModelForSequenceClassification, BertConfig, BertForMaskedLM, BertModel
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    BertConfig,
+    BertForMaskedLM,
+    BertModel,
+    Trainer,
+    TrainingArguments,
+)
 
 import custom_models  # noqa: F401  (registers the Auto classes)
 from custom_models.bert_mlp import BertMLPConfig, BertMLPForSequenceClassification, masked_mean
@@ -81,8 +89,30 @@ def test_regression_and_multi_label_losses():
     assert torch.allclose(output.loss, F.binary_cross_entropy_with_logits(output.logits, targets))
 
 
-def test_trainer_does_not_rescale_the_loss():
-    assert BertMLPForSequenceClassification.accepts_loss_kwargs is False
+def test_trainer_step_with_gradient_accumulation_follows_the_gradient_of_the_mean_loss(tmp_path):
+    # Two micro-batches of 3 accumulated into one SGD step (lr 1, no clipping, no weight decay): the update must be
+    # minus the gradient of the mean loss over all 6 examples. A model whose per-batch mean loss the Trainer took
+    # for one already normalised over the accumulated batch (`num_items_in_batch`) would get twice that step.
+    inputs = [batch(seed=0), batch(seed=1)]
+    labels = [torch.tensor([0, 2, 1]), torch.tensor([1, 1, 0])]
+    examples = [
+        {"input_ids": ids, "attention_mask": mask, "labels": label}
+        for part, label_part in zip(inputs, labels)
+        for ids, mask, label in zip(part["input_ids"], part["attention_mask"], label_part)
+    ]
+    model = tiny_model()
+    expected = tiny_model()
+    loss = F.cross_entropy(torch.cat([expected(**part).logits for part in inputs]), torch.cat(labels))
+    loss.backward()  # no dropout in tiny_model, so train and eval mode compute the same loss
+    args = TrainingArguments(
+        output_dir=str(tmp_path), per_device_train_batch_size=3, gradient_accumulation_steps=2, max_steps=1,
+        learning_rate=1.0, lr_scheduler_type="constant", optim="sgd", weight_decay=0.0, max_grad_norm=0.0,
+        report_to="none", save_strategy="no", use_cpu=True,
+    )  # fmt: skip
+    Trainer(model=model, args=args, train_dataset=examples).train()
+    for (name, trained), reference in zip(model.named_parameters(), expected.parameters(), strict=True):
+        if reference.grad is not None:  # float32 sums in another order: ~1e-7, far below a doubled step
+            torch.testing.assert_close(trained, reference - reference.grad, atol=1e-5, rtol=1e-5, msg=name)
 
 
 @pytest.mark.parametrize("checkpoint_class, prefix", [(BertModel, ""), (BertForMaskedLM, "bert.")])

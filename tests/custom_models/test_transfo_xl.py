@@ -428,11 +428,34 @@ def test_generate_with_memory_matches_greedy_full_recomputation():
     assert lengths == [5] + [1] * 7  # prompt once, then only the newest token
 
 
-def test_beam_search_runs_with_reordered_memory():
-    model = tiny_model(mem_len=16)
+@torch.no_grad()
+def beam_search_by_full_recomputation(model, prompt: torch.Tensor, *, num_beams: int, steps: int) -> torch.Tensor:
+    """Beam search with no memory and no eos: every step runs the whole of each beam through the model.
+    prompt `[t]` -> the beam with the highest summed log-probability, `[t + steps]`."""
+    beams, scores = prompt.unsqueeze(0), torch.zeros(1)  # [1, t]: one beam until the first expansion
+    for _ in range(steps):
+        log_probs = model(beams).logits[:, -1].float().log_softmax(-1)  # [beams, V]
+        scores, flat = (scores[:, None] + log_probs).flatten().topk(num_beams)  # best continuations of all beams
+        beams = torch.cat([beams[flat // VOCAB], (flat % VOCAB)[:, None]], dim=1)
+    return beams[scores.argmax()]
+
+
+@pytest.mark.parametrize("seed", [1, 2])  # seeds whose beams reorder enough that a stale memory changes them
+def test_beam_search_with_memory_matches_beam_search_by_full_recomputation(seed):
+    # Beams are reordered every step, so a memory not reordered with them (or reordered wrongly) scores the
+    # continuations against another beam's history and changes the sequences.
+    model = tiny_model(seed, mem_len=16, init_std=0.5)
+    prompt = token_ids(2, 4, seed=seed + 1)
+    lengths = []
+    hook = model.transformer.register_forward_pre_hook(
+        lambda module, args, kwargs: lengths.append(kwargs["input_ids"].shape[1]), with_kwargs=True
+    )
     with torch.no_grad():
-        out = model.generate(token_ids(2, 4), max_new_tokens=5, num_beams=3, do_sample=False)
-    assert out.shape == (2, 9)
+        generated = model.generate(prompt, max_new_tokens=5, num_beams=3, do_sample=False)
+    hook.remove()
+    assert lengths == [4] + [1] * 4  # the memory path: prompt once, then only the newest token of each beam
+    for row, sequence in zip(prompt, generated, strict=True):
+        assert torch.equal(sequence, beam_search_by_full_recomputation(model, row, num_beams=3, steps=5))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Transformer-XL's five training losses (`loss_type`), each against a direct computation on a tiny model.
 
 The NCE maths itself (`sampled_losses.nce_loss` / `ranking_loss`, the k -> inf expected-gradient limit and
-its broken variants) is tested once, in test_nce_lm.py, on the NCE package's source file; the Transformer-XL
-package ships a byte-identical copy (test_sampled_losses_copy.py). Here: that the model feeds the right
+its broken variants) is tested once, in test_nce_lm.py: the Transformer-XL package's `sampled_losses.py` is a
+symbolic link to the NCE package's file. Here: that the model feeds the right
 scores, noise and corrections into it, that the exact losses are exact, and that training with
 `chunked`, `adaptive`, `nce` or `ranking` never allocates a `[tokens, vocab]` tensor.
 Tolerances: float32; the exact losses agree with log_softmax to rounding (~1e-7 of a ~6.2 loss), so 1e-5
@@ -10,6 +10,7 @@ Tolerances: float32; the exact losses agree with log_softmax to rounding (~1e-7 
 """
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -21,6 +22,7 @@ from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausal
 from custom_models.transfo_xl.sampled_losses import noise_log_probs_from_counts
 
 VOCAB, BATCH, LENGTH = 500, 3, 21
+NCE_SAMPLED_LOSSES = Path(__file__).resolve().parents[2] / "custom_models" / "nce_lm" / "sampled_losses.py"
 CUTOFFS = [50, 200]
 
 
@@ -88,6 +90,20 @@ def test_exact_training_losses_equal_cross_entropy_of_the_models_log_probs(loss_
     log_probs, targets = reference_log_probs_and_targets(model, ids, labels)
     expected = F.nll_loss(log_probs, targets)
     assert abs(loss.item() - expected.item()) < 1e-5, (loss.item(), expected.item())
+
+
+@pytest.mark.parametrize("convention", ["labels", "target_ids"])
+@pytest.mark.parametrize("loss_type", ["full", "chunked", "adaptive", "nce", "ranking"])
+def test_a_batch_with_every_target_ignored_has_loss_zero_and_no_gradient(loss_type, convention):
+    # The mean over zero tokens: summed token losses (none) over the count clamped to 1, as transformers'
+    # causal-LM loss computes it when given `num_items_in_batch`; a plain mean would be 0 / 0 = NaN.
+    model = tiny_model(loss_type).train()
+    ids, _ = batch()
+    loss = model(**targets_kwargs(convention, ids, torch.full_like(ids, -100))).loss
+    assert loss.item() == 0.0
+    loss.backward()
+    for name, param in model.named_parameters():
+        assert param.grad is None or not param.grad.any(), name
 
 
 def test_chunked_loss_and_gradient_equal_the_full_softmax_ones():
@@ -254,7 +270,8 @@ def test_nce_model_saves_its_noise_and_code_and_evaluates_exactly_in_a_clean_pro
 ):
     model = tiny_model("nce").eval()
     model.save_pretrained(tmp_path / "model")
-    assert (tmp_path / "model" / "sampled_losses.py").is_file()  # the sibling the modeling file imports
+    shipped = tmp_path / "model" / "sampled_losses.py"  # the sibling the modeling file imports
+    assert not shipped.is_symlink() and shipped.read_bytes() == NCE_SAMPLED_LOSSES.read_bytes()  # content, not a link
     assert torch.equal(load_file(tmp_path / "model" / "model.safetensors")["noise_log_probs"], zipf_log_q())
     ids, labels = batch()
     with torch.no_grad():

@@ -1,8 +1,11 @@
 """On-the-fly tokenizers: special tokens where models expect them, text back out, save and reload."""
 
 import pytest
-from transformers import AutoTokenizer
+import torch
+from transformers import AutoTokenizer, pipeline
 
+from custom_models.nce_lm import NCELMConfig, NCELMForCausalLM
+from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausalLM
 from data.tokenizers import EOS_TOKEN, train_tokenizer, word_level_tokenizer
 
 TEXTS = ["the quiet cat sees the dog", "the busy city by the sea", "a young king paints the ship"] * 5
@@ -56,7 +59,8 @@ def test_word_level_tokenizer_ids_are_positions_and_decoding_keeps_every_word():
     text = "the Cat do not ##s . zebra"
     ids = tokenizer(text)["input_ids"]
     assert ids == [1, 7, 4, 5, 6, 3, 2]  # positions in `words`; zebra -> <unk>; no <eos> added
-    assert tokenizer.decode(ids) == "the Cat do not ##s . <unk>"  # no "##" gluing, no " ." -> "." cleanup
+    # One space before every word (the first too), no "##" gluing, no " ." -> "." cleanup.
+    assert tokenizer.decode(ids) == " the Cat do not ##s . <unk>"
     assert word_level_tokenizer(words, lower_case=True)("THE cat")["input_ids"] == [1, 2]  # "cat" is not a word
 
 
@@ -67,3 +71,38 @@ def test_word_level_tokenizer_ids_are_positions_and_decoding_keeps_every_word():
 def test_word_level_tokenizer_rejects_vocabularies_whose_ids_would_not_be_positions(words, message):
     with pytest.raises(ValueError, match=message):
         word_level_tokenizer(words)
+
+
+def tiny_word_level_lm(name: str, vocab_size: int, eos_token_id: int):
+    torch.manual_seed(0)
+    if name == "transfo_xl":
+        config = TransformerXLConfig(
+            vocab_size=vocab_size, d_model=32, d_embed=32, n_head=2, d_head=16, d_inner=64, n_layer=2, mem_len=16,
+            eos_token_id=eos_token_id,
+        )  # fmt: skip
+        return TransformerXLForCausalLM(config).eval()
+    config = NCELMConfig(
+        vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=2, n_positions=64, eos_token_id=eos_token_id
+    )
+    return NCELMForCausalLM(config).eval()
+
+
+@pytest.mark.parametrize("model_name", ["transfo_xl", "nce_lm"])
+@pytest.mark.parametrize("return_full_text", [True, False])
+def test_text_generation_pipeline_keeps_word_boundaries_with_a_word_level_tokenizer(model_name, return_full_text):
+    # The pipeline decodes only the new tokens and appends them to the prompt string, so the continuation must
+    # start with its own space: "the quiet" + " cat sees ...", not "the quiet" + "cat sees ..." -> "the quietcat".
+    tokenizer = train_tokenizer(TEXTS, kind="word", vocab_size=100)
+    model = tiny_word_level_lm(model_name, len(tokenizer), tokenizer.eos_token_id)
+    prompt = "the quiet"
+    generate = pipeline("text-generation", model=model, tokenizer=tokenizer)
+    text = generate(prompt, max_new_tokens=6, do_sample=False, return_full_text=return_full_text)[0]["generated_text"]
+
+    prompt_ids = tokenizer(prompt, return_tensors="pt")["input_ids"]
+    new_ids = model.generate(prompt_ids, max_new_tokens=6, do_sample=False)[0, prompt_ids.shape[1] :]
+    words = [
+        word for word in tokenizer.convert_ids_to_tokens(new_ids.tolist()) if word not in tokenizer.all_special_tokens
+    ]
+    assert len(words) >= 2  # the check below separates at least two generated words
+    continuation = " " + " ".join(words)  # one space before each word, none doubled
+    assert text == (prompt + continuation if return_full_text else continuation)
