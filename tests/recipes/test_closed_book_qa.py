@@ -44,12 +44,6 @@ def test_generated_text_is_cut_at_the_first_newline():
     assert clean_answer(" william shakespeare") == "william shakespeare"
 
 
-@pytest.mark.parametrize("path", sorted(RECIPE.glob("configs/*.yaml")), ids=lambda p: p.name)
-def test_every_config_parses_with_the_recipe_classes(path, tmp_path):
-    args, training_args = parse_config(*CONFIG_CLASSES, argv=[str(path), "--output_dir", str(tmp_path)])
-    assert "{question}" in args.prompt_template and training_args.output_dir == str(tmp_path)
-
-
 def test_prompt_template_without_question_fails_at_config_time(tmp_path):
     with pytest.raises(ValueError, match="prompt_template"):
         parse_config(*CONFIG_CLASSES, argv=[TINY, "--output_dir", str(tmp_path), "--prompt_template", "Q: {q}"])

@@ -126,10 +126,3 @@ def test_invalid_recipe_value_fails_naming_the_field(field, value):
 def test_config_overrides_with_a_checkpoint_is_rejected():
     with pytest.raises(ValueError, match="config_overrides"):
         SentimentArguments(model_name_or_path="bert-base-uncased", config_overrides="hidden_size=32")
-
-
-@pytest.mark.parametrize("config_file", sorted(CONFIGS.glob("*.yaml")), ids=lambda path: path.name)
-def test_every_sentiment_yaml_parses(config_file, tmp_path):
-    args, training_args = parse_config(SentimentArguments, TrainingArguments,
-                                       argv=[str(config_file), "--output_dir", str(tmp_path)])  # fmt: skip
-    assert training_args.load_best_model_at_end and training_args.metric_for_best_model
