@@ -162,6 +162,31 @@ def forward_in_clean_process(tmp_path):
     return forward
 
 
+# The smallest model of each recipe that the tests train, as `--config_overrides` values (sentiment: the one
+# tiny.yaml builds); `tiny_overrides(task, dropout=False)` adds the keys that switch every dropout off, for runs
+# compared with each other that must compute the same function.
+TINY_OVERRIDES = {
+    "sentiment": (
+        "hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64,max_position_embeddings=64"
+    ),
+    "closed_book_qa": "n_embd=32,n_layer=1,n_head=2,n_positions=64",
+    "nce_lm": "n_layer=1,n_embd=32,n_head=2,n_positions=64",
+    "transformer_xl": "n_layer=1,d_model=32,d_embed=32,n_head=2,d_head=16,d_inner=64",
+}
+_NO_DROPOUT = {
+    "sentiment": "hidden_dropout_prob=0,attention_probs_dropout_prob=0",
+    "closed_book_qa": "resid_pdrop=0,embd_pdrop=0,attn_pdrop=0",
+    "nce_lm": "resid_pdrop=0,embd_pdrop=0,attn_pdrop=0",
+    "transformer_xl": "dropout=0,dropatt=0",
+}
+
+
+def tiny_overrides(task: str, *, dropout: bool = True) -> list[str]:
+    """`["--config_overrides", TINY_OVERRIDES[task]]`, with every dropout off unless `dropout`."""
+    overrides = TINY_OVERRIDES[task] if dropout else f"{TINY_OVERRIDES[task]},{_NO_DROPOUT[task]}"
+    return ["--config_overrides", overrides]
+
+
 class LocalHub:
     """Stands in for the Hub boundary only: `HfApi.create_repo`, `create_commit` and `upload_folder` write
     into `root/<repo_id>/`, so the real `push_to_hub` / `Trainer.push_to_hub` code runs end to end offline.
