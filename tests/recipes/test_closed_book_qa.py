@@ -127,6 +127,7 @@ def test_two_processes_score_each_question_exactly_once(tmp_path, launch):
     assert metrics["eval_exact_match"] == pytest.approx(sum(r["em"] for r in rows) / 7)
 
 
+@pytest.mark.slow
 def test_lora_trains_adapters_and_saves_a_plain_model(tmp_path):
     argv = [
         TINY, "--output_dir", str(tmp_path), "--train_file", str(SAMPLES / "train.jsonl"),

@@ -64,6 +64,7 @@ def nce_run(tmp_path_factory):
     return {"args": args, "output_dir": output_dir, "metrics": metrics, "lm_head_calls": lm_head_calls}
 
 
+@pytest.mark.slow
 def test_evaluation_reports_exact_perplexity_and_log_partition(nce_run):
     metrics = nce_run["metrics"]
     assert math.isfinite(metrics["eval_loss"]) and metrics["eval_loss"] > 0
@@ -74,6 +75,7 @@ def test_evaluation_reports_exact_perplexity_and_log_partition(nce_run):
     assert (nce_run["output_dir"] / "eval_results.json").is_file()
 
 
+@pytest.mark.slow
 def test_evaluation_equals_the_exact_loss_of_the_saved_model_on_every_block(nce_run):
     model = AutoModelForCausalLM.from_pretrained(nce_run["output_dir"]).eval()
     tokenizer = PreTrainedTokenizerFast.from_pretrained(nce_run["output_dir"])
@@ -90,11 +92,13 @@ def test_evaluation_equals_the_exact_loss_of_the_saved_model_on_every_block(nce_
     assert metrics["eval_log_partition_std"] == pytest.approx(output.log_partition_std.item(), abs=1e-4)
 
 
+@pytest.mark.slow
 def test_training_never_builds_full_logits_while_evaluation_does(nce_run):
     calls = nce_run["lm_head_calls"]
     assert calls and not any(calls)  # every lm_head call happened in eval mode (the exact evaluation)
 
 
+@pytest.mark.slow
 def test_saved_noise_is_the_distribution_of_the_training_tokens(nce_run):
     args, output_dir = nce_run["args"], nce_run["output_dir"]
     tokenizer = PreTrainedTokenizerFast.from_pretrained(output_dir)
@@ -105,6 +109,7 @@ def test_saved_noise_is_the_distribution_of_the_training_tokens(nce_run):
     assert torch.equal(saved["noise_log_probs"], expected)
 
 
+@pytest.mark.slow
 def test_saved_folder_loads_in_a_clean_process_with_identical_eval_loss(nce_run, forward_in_clean_process):
     output_dir = nce_run["output_dir"]
     model = AutoModelForCausalLM.from_pretrained(output_dir).eval()
