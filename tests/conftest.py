@@ -162,6 +162,69 @@ def forward_in_clean_process(tmp_path):
     return forward
 
 
+# The smallest model of each recipe that the tests train, as `--config_overrides` values (sentiment: the one
+# tiny.yaml builds); `tiny_overrides(task, dropout=False)` adds the keys that switch every dropout off, for runs
+# compared with each other that must compute the same function.
+TINY_OVERRIDES = {
+    "sentiment": (
+        "hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64,max_position_embeddings=64"
+    ),
+    "closed_book_qa": "n_embd=32,n_layer=1,n_head=2,n_positions=64",
+    "nce_lm": "n_layer=1,n_embd=32,n_head=2,n_positions=64",
+    "transformer_xl": "n_layer=1,d_model=32,d_embed=32,n_head=2,d_head=16,d_inner=64",
+}
+_NO_DROPOUT = {
+    "sentiment": "hidden_dropout_prob=0,attention_probs_dropout_prob=0",
+    "closed_book_qa": "resid_pdrop=0,embd_pdrop=0,attn_pdrop=0",
+    "nce_lm": "resid_pdrop=0,embd_pdrop=0,attn_pdrop=0",
+    "transformer_xl": "dropout=0,dropatt=0",
+}
+
+
+def tiny_overrides(task: str, *, dropout: bool = True) -> list[str]:
+    """`["--config_overrides", TINY_OVERRIDES[task]]`, with every dropout off unless `dropout`."""
+    overrides = TINY_OVERRIDES[task] if dropout else f"{TINY_OVERRIDES[task]},{_NO_DROPOUT[task]}"
+    return ["--config_overrides", overrides]
+
+
+# The WordPiece vocabulary the sentiment recipe trains changes from process to process (ties broken in hash
+# order; the closed-book QA recipe's BPE vocabulary, measured, does not), and so do its losses: its tiny run
+# loads one vocabulary that recipe trained, kept here, so that its numbers can be pinned.
+_TINY_RUN_TOKENIZERS = {"sentiment": REPO / "tests" / "recipes" / "tokenizers" / "sentiment"}
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """`tiny_run(task) -> Path`: the output folder of the task's `tiny.yaml` run as shipped (plus
+    `--logging_steps 1`, so `trainer_state.json` holds every training loss, and sentiment's tokenizer from
+    `_TINY_RUN_TOKENIZERS`), trained in-process once per session on one thread. Read it, never write into
+    it: other tests share it."""
+    import importlib
+
+    from recipes.common import parse_config
+
+    folders: dict[str, Path] = {}
+
+    def run(task: str) -> Path:
+        if task not in folders:
+            output_dir = tmp_path_factory.mktemp(f"tiny-{task}") / "out"
+            recipe = importlib.import_module(f"recipes.{task}.train")
+            argv = [str(REPO / "recipes" / task / "configs" / "tiny.yaml"), "--output_dir", str(output_dir),
+                    "--logging_steps", "1"]  # fmt: skip
+            if task in _TINY_RUN_TOKENIZERS:
+                argv += ["--tokenizer_name", str(_TINY_RUN_TOKENIZERS[task])]
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)  # tiny models on a shared machine: more threads only fight other jobs
+            try:
+                recipe.main(*parse_config(*recipe.CONFIG_CLASSES, argv=argv))
+            finally:
+                torch.set_num_threads(threads)
+            folders[task] = output_dir
+        return folders[task]
+
+    return run
+
+
 class LocalHub:
     """Stands in for the Hub boundary only: `HfApi.create_repo`, `create_commit` and `upload_folder` write
     into `root/<repo_id>/`, so the real `push_to_hub` / `Trainer.push_to_hub` code runs end to end offline.

@@ -136,6 +136,7 @@ def test_loading_a_bert_checkpoint_initialises_only_the_head(tmp_path, checkpoin
             assert torch.equal(value, saved[key]), key
 
 
+@pytest.mark.slow
 def test_save_and_load_in_clean_process_gives_identical_logits(tmp_path, forward_in_clean_process):
     model = tiny_model(pooling="mean", id2label={0: "neg", 1: "neutral", 2: "pos"})
     model.save_pretrained(tmp_path / "model")

@@ -404,6 +404,7 @@ def test_invalid_config_raises_value_error_naming_the_field(field, value):
 # ----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_round_trip_in_clean_process_keeps_eval_loss_and_noise(tmp_path, forward_in_clean_process):
     model = tiny_model().eval()
     model.set_noise_distribution(zipf_log_q())

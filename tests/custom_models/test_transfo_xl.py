@@ -146,6 +146,7 @@ def test_same_length_segments_match_windowed_full_pass(window, clamp_len, pre_ln
 # --------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_memory_carries_no_gradient_into_earlier_segments():
     model = tiny_model(mem_len=8)
     ids = token_ids(2, 12)
@@ -186,6 +187,7 @@ def test_mems_of_full_pass_are_last_mem_len_hidden_states():
         torch.testing.assert_close(mem, out.hidden_states[layer][:, -5:], atol=0, rtol=0)
 
 
+@pytest.mark.slow
 def test_batch_rows_are_independent():
     model = tiny_model(mem_len=6)
     ids = token_ids(3, 14)
@@ -383,6 +385,7 @@ def test_legacy_config_loads_under_our_model_type(fixture_dir):
 # --------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_save_and_load_in_clean_process_gives_identical_outputs(tmp_path, forward_in_clean_process):
     model = tiny_model(untie_r=False, pre_lnorm=True, clamp_len=4)
     model.save_pretrained(tmp_path / "model")

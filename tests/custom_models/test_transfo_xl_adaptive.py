@@ -310,6 +310,7 @@ def test_generate_with_memory_matches_greedy_full_recomputation():
     assert torch.equal(generated, sequence)
 
 
+@pytest.mark.slow
 def test_save_and_load_in_clean_process_gives_identical_log_probs(tmp_path, forward_in_clean_process):
     model = adaptive_model(**VARIANTS["one_table_projected"])
     model.save_pretrained(tmp_path / "model")

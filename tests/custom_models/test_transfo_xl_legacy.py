@@ -168,6 +168,7 @@ save_file({"log_probs": torch.cat(log_probs, dim=1)}, out_file)
 """
 
 
+@pytest.mark.slow
 def test_converted_folder_reproduces_4x_log_probs_in_a_clean_process(converted, tmp_path, clean_process):
     out_file = tmp_path / "log_probs.safetensors"
     clean_process(_CLEAN_PROCESS_SCRIPT, str(converted), str(FIXTURE), str(SEGMENT), str(out_file),
@@ -204,6 +205,7 @@ def test_hub_source_is_downloaded_at_the_asked_revision(tmp_path, monkeypatch):
     assert "`someone/transfo-xl-tiny`" in card and "revision `v1`, commit `0123abc`" in card
 
 
+@pytest.mark.slow
 def test_push_to_hub_uploads_a_folder_that_loads_in_a_clean_process(tmp_path, local_hub, forward_in_clean_process):
     repo_id = "someone/transfo-xl-tiny"
     main([str(LEGACY), str(tmp_path / "converted"), "--push_to_hub", repo_id])

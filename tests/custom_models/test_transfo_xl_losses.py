@@ -265,6 +265,7 @@ def test_loss_type_defaults_to_what_the_cutoffs_mean():
     assert TransformerXLConfig(vocab_size=100, cutoffs=[10], adaptive=True).loss_type == "adaptive"
 
 
+@pytest.mark.slow
 def test_nce_model_saves_its_noise_and_code_and_evaluates_exactly_in_a_clean_process(
     tmp_path, forward_in_clean_process
 ):

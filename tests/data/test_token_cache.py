@@ -120,6 +120,7 @@ _KILLED_WRITER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_preparation_killed_mid_way_leaves_no_cache_a_later_run_trusts(tmp_path):
     lines = [f"line {i} of the corpus" for i in range(50_000)]  # 5 batches of 10,000 lines
     files = write_corpus(tmp_path, lines)
@@ -175,6 +176,7 @@ def test_word_lookup_gives_the_ids_of_the_rust_tokenizer_or_declines(tmp_path, l
     assert torch.equal(stream.long(), encode_stream(lines, tokenizer))
 
 
+@pytest.mark.slow
 def test_python_and_rust_split_on_the_same_whitespace_but_the_listed_characters():
     split = pre_tokenizers.WhitespaceSplit().pre_tokenize_str
     characters = [chr(c) for c in range(0x110000) if not 0xD800 <= c <= 0xDFFF]  # surrogates cannot reach Rust

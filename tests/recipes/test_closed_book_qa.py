@@ -14,6 +14,7 @@ from data.tokenizers import train_tokenizer
 from recipes.closed_book_qa.generation_eval import clean_answer, generate_answers, score_predictions
 from recipes.closed_book_qa.train import CONFIG_CLASSES, main
 from recipes.common import parse_config
+from tests.conftest import tiny_overrides
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "recipes" / "closed_book_qa"
@@ -116,7 +117,7 @@ def test_two_processes_score_each_question_exactly_once(tmp_path, launch):
     output_dir = tmp_path / "out"
     log = launch(
         RECIPE / "train.py", TINY, "--output_dir", str(output_dir), "--train_file", str(SAMPLES / "train.jsonl"),
-        "--validation_file", questions, "--config_overrides", "n_embd=32,n_layer=1,n_head=2,n_positions=64",
+        "--validation_file", questions, *tiny_overrides("closed_book_qa"),
         "--max_train_samples", "16", "--max_steps", "2", "--per_device_train_batch_size", "4",
         "--per_device_eval_batch_size", "2", "--max_new_tokens", "3", cwd=tmp_path,
     )  # fmt: skip

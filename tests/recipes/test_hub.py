@@ -10,6 +10,7 @@ import torch
 import transformers
 
 from recipes.common import parse_config
+from tests.conftest import tiny_overrides
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "hf_secret_token_value"
@@ -23,7 +24,7 @@ RECIPES = {
     ),
     "closed_book_qa": (
         "AutoModelForCausalLM", False, ["generation_config.json"],
-        ["--config_overrides", "n_embd=32,n_layer=1,n_head=2,n_positions=64", "--max_eval_samples", "4",
+        [*tiny_overrides("closed_book_qa"), "--max_eval_samples", "4",
          "--max_new_tokens", "2"],
     ),
     "nce_lm": (

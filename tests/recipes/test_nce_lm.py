@@ -1,8 +1,7 @@
 """The NCE recipe: sampled loss in training, exact perplexity and log Z figures in evaluation, the noise
-distribution of the training tokens saved with the model, a resume that redraws the same noise."""
+distribution of the training tokens saved with the model (a resume that redraws the same noise: test_resume.py)."""
 
 import math
-import shutil
 from pathlib import Path
 
 import pytest
@@ -49,7 +48,7 @@ def tiny_args(output_dir: Path, **training) -> tuple[NCELMArguments, GenerationA
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
+def nce_run(tmp_path_factory):
     """One recipe run; records the training mode of every `lm_head` call (a full-vocabulary product)."""
     output_dir = tmp_path_factory.mktemp("nce") / "out"
     lm_head_calls = []
@@ -66,25 +65,27 @@ def tiny_run(tmp_path_factory):
     return {"args": args, "output_dir": output_dir, "metrics": metrics, "lm_head_calls": lm_head_calls}
 
 
-def test_evaluation_reports_exact_perplexity_and_log_partition(tiny_run):
-    metrics = tiny_run["metrics"]
+@pytest.mark.slow
+def test_evaluation_reports_exact_perplexity_and_log_partition(nce_run):
+    metrics = nce_run["metrics"]
     assert math.isfinite(metrics["eval_loss"]) and metrics["eval_loss"] > 0
     assert metrics["eval_perplexity"] == math.exp(metrics["eval_loss"])
     for name in ("mean", "std", "outlier_fraction"):
         assert math.isfinite(metrics[f"eval_log_partition_{name}"]), name
     assert 0.0 <= metrics["eval_log_partition_outlier_fraction"] <= 1.0
-    assert (tiny_run["output_dir"] / "eval_results.json").is_file()
+    assert (nce_run["output_dir"] / "eval_results.json").is_file()
 
 
-def test_evaluation_equals_the_exact_loss_of_the_saved_model_on_every_block(tiny_run):
-    model = AutoModelForCausalLM.from_pretrained(tiny_run["output_dir"]).eval()
-    tokenizer = PreTrainedTokenizerFast.from_pretrained(tiny_run["output_dir"])
-    corpus = load_text_corpus(train_file=tiny_run["args"].train_file, validation_file=tiny_run["args"].validation_file)
+@pytest.mark.slow
+def test_evaluation_equals_the_exact_loss_of_the_saved_model_on_every_block(nce_run):
+    model = AutoModelForCausalLM.from_pretrained(nce_run["output_dir"]).eval()
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(nce_run["output_dir"])
+    corpus = load_text_corpus(train_file=nce_run["args"].train_file, validation_file=nce_run["args"].validation_file)
     stream = encode_stream(corpus["validation"]["text"], tokenizer)
     blocks = stream[: stream.numel() // 32 * 32].view(-1, 32)
     with torch.no_grad():
         output = model(input_ids=blocks, labels=blocks)  # one batch: the loss is the token mean
-    metrics = tiny_run["metrics"]
+    metrics = nce_run["metrics"]
     assert metrics["eval_tokens"] == blocks.shape[0] * 31
     # float32 model sums vs the recipe's float64 token-weighted sums over batches of 8 blocks.
     assert metrics["eval_loss"] == pytest.approx(output.loss.item(), rel=1e-5)
@@ -92,13 +93,15 @@ def test_evaluation_equals_the_exact_loss_of_the_saved_model_on_every_block(tiny
     assert metrics["eval_log_partition_std"] == pytest.approx(output.log_partition_std.item(), abs=1e-4)
 
 
-def test_training_never_builds_full_logits_while_evaluation_does(tiny_run):
-    calls = tiny_run["lm_head_calls"]
+@pytest.mark.slow
+def test_training_never_builds_full_logits_while_evaluation_does(nce_run):
+    calls = nce_run["lm_head_calls"]
     assert calls and not any(calls)  # every lm_head call happened in eval mode (the exact evaluation)
 
 
-def test_saved_noise_is_the_distribution_of_the_training_tokens(tiny_run):
-    args, output_dir = tiny_run["args"], tiny_run["output_dir"]
+@pytest.mark.slow
+def test_saved_noise_is_the_distribution_of_the_training_tokens(nce_run):
+    args, output_dir = nce_run["args"], nce_run["output_dir"]
     tokenizer = PreTrainedTokenizerFast.from_pretrained(output_dir)
     corpus = load_text_corpus(train_file=args.train_file, validation_file=args.validation_file)
     counts = count_tokens([encode_stream(corpus["train"]["text"], tokenizer)], vocab_size=len(tokenizer))
@@ -107,8 +110,9 @@ def test_saved_noise_is_the_distribution_of_the_training_tokens(tiny_run):
     assert torch.equal(saved["noise_log_probs"], expected)
 
 
-def test_saved_folder_loads_in_a_clean_process_with_identical_eval_loss(tiny_run, forward_in_clean_process):
-    output_dir = tiny_run["output_dir"]
+@pytest.mark.slow
+def test_saved_folder_loads_in_a_clean_process_with_identical_eval_loss(nce_run, forward_in_clean_process):
+    output_dir = nce_run["output_dir"]
     model = AutoModelForCausalLM.from_pretrained(output_dir).eval()
     input_ids = torch.randint(0, model.config.vocab_size, (2, 16), generator=torch.Generator().manual_seed(0))
     inputs = {"input_ids": input_ids, "labels": input_ids.clone()}
@@ -120,19 +124,6 @@ def test_saved_folder_loads_in_a_clean_process_with_identical_eval_loss(tiny_run
     generated = model.generate(input_ids[:1, :4], max_new_tokens=3, do_sample=False)
     assert generated.shape == (1, 7)
     assert (output_dir / "README.md").read_text().count("accelerate launch") == 1
-
-
-def test_resume_redraws_the_noise_of_the_uninterrupted_run(tmp_path):
-    straight = tmp_path / "straight"
-    main(*tiny_args(straight, max_steps=10, save_strategy="steps", save_steps=5))
-    assert (straight / "checkpoint-5" / "noise_generator_rank0.safetensors").is_file()
-    resumed = tmp_path / "resumed"
-    shutil.copytree(straight / "checkpoint-5", resumed / "checkpoint-5")
-    main(*tiny_args(resumed, max_steps=10, save_strategy="steps", save_steps=5))  # resumes from checkpoint-5
-    expected, actual = (load_file(path / "model.safetensors") for path in (straight, resumed))
-    assert expected.keys() == actual.keys()
-    for name in expected:
-        torch.testing.assert_close(actual[name], expected[name], atol=1e-6, rtol=0, msg=name)
 
 
 @pytest.mark.parametrize(

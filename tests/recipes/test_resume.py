@@ -58,6 +58,8 @@ def test_sigkill_then_rerun_matches_an_uninterrupted_run(tmp_path, task, shared_
     assert (tmp_path / "resumed" / "checkpoint-10").is_dir() and not (
         tmp_path / "resumed" / "model.safetensors"
     ).exists()
+    if task == "nce_lm":  # each rank's noise generator is checkpointed, so the resumed run redraws the same noise
+        assert (tmp_path / "resumed" / "checkpoint-10" / "noise_generator_rank0.safetensors").is_file()
     resumed = run(task, tmp_path / "resumed", kill_at_step=-1, extra=extra)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "resuming from" in resumed.stderr and "checkpoint-10" in resumed.stderr

@@ -20,35 +20,34 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.conftest import tiny_overrides
+
 REPO = Path(__file__).resolve().parents[2]
 
 # Per recipe: flags that make it small and deterministic, and the evaluation metrics to compare.
 RECIPES = {
     "sentiment": (
         [
-            "--config_overrides", "hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64,"
-            "max_position_embeddings=64,hidden_dropout_prob=0,attention_probs_dropout_prob=0",
-            "--mlp_dropout", "0", "--load_best_model_at_end", "false", "--eval_strategy", "no",
+            *tiny_overrides("sentiment", dropout=False), "--mlp_dropout", "0",
+            "--load_best_model_at_end", "false", "--eval_strategy", "no",
         ],
         ["eval_loss", "eval_accuracy", "eval_macro_f1"],
     ),
     "closed_book_qa": (
         [
-            "--config_overrides", "n_embd=32,n_layer=1,n_head=2,n_positions=64,resid_pdrop=0,embd_pdrop=0,attn_pdrop=0",
-            "--max_eval_samples", "9", "--max_new_tokens", "3",
+            *tiny_overrides("closed_book_qa", dropout=False), "--max_eval_samples", "9", "--max_new_tokens", "3",
         ],
         ["eval_exact_match", "eval_f1", "eval_samples"],
     ),
     "nce_lm": (
         [
-            "--config_overrides", "n_layer=1,n_embd=32,n_head=2,n_positions=64,resid_pdrop=0,embd_pdrop=0,attn_pdrop=0",
-            "--loss_type", "full", "--block_size", "32",
+            *tiny_overrides("nce_lm", dropout=False), "--loss_type", "full", "--block_size", "32",
         ],
         ["eval_loss", "eval_perplexity"],
     ),
     "transformer_xl": (
         [
-            "--config_overrides", "n_layer=1,d_model=32,d_embed=32,n_head=2,d_head=16,d_inner=64,dropout=0,dropatt=0",
+            *tiny_overrides("transformer_xl", dropout=False),
             "--tgt_len", "16", "--mem_len", "16", "--eval_tgt_len", "16", "--eval_mem_len", "32",
         ],
         ["eval_loss", "eval_tokens"],

@@ -138,9 +138,3 @@ def test_a_checkpoint_that_is_not_bert_fails_at_parse_time_naming_its_type(tmp_p
     GPT2Config(n_layer=1, n_embd=32, n_head=2).save_pretrained(tmp_path)
     with pytest.raises(ConfigError, match="model_name_or_path: .* is a 'gpt2' checkpoint; .* BERT-architecture"):
         SentimentArguments(model_name_or_path=str(tmp_path))
-
-
-@pytest.mark.parametrize("config_file", sorted(CONFIGS.glob("*.yaml")), ids=lambda path: path.name)
-def test_every_sentiment_yaml_parses(config_file, tmp_path):
-    *_, training_args = parse_config(*CONFIG_CLASSES, argv=[str(config_file), "--output_dir", str(tmp_path)])
-    assert training_args.load_best_model_at_end and training_args.metric_for_best_model

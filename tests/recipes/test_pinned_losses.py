@@ -1,0 +1,55 @@
+"""Every recipe's tiny.yaml, run as shipped by `tiny_run` (plus `--logging_steps 1`, which consumes no
+randomness and leaves the final metric unchanged; sentiment loads its tokenizer from tests/recipes/tokenizers,
+as the vocabulary it trains changes from process to process), logs the same first five training losses and
+ends at the same evaluation metric as when the values below were pinned, in fp32 on CPU. A change to the data
+path, a model, a loss or the training loop that moves any of them fails here, on purpose.
+
+Tolerance: relative 1e-4. The same run repeated in another process matches bit for bit; a different thread
+count or kernel choice changes float sums in the last bits (about 1e-7 relative); a 1% change is 100x the
+tolerance. The metrics (accuracy and exact match over 100 and 40 examples) move in steps of 1/100 and 1/40.
+
+To re-pin after a change meant to move these numbers (say so in the commit message):
+    PIN_LOSSES=print python -m pytest tests/recipes/test_pinned_losses.py -q -s
+prints each recipe's new entry (before comparing); paste them over PINNED.
+"""
+
+import json
+import os
+
+import pytest
+
+PINNED = {
+    "closed_book_qa": {
+        "losses": [6.542461395263672, 6.4222517013549805, 6.264343738555908, 5.982934474945068, 5.593378067016602],
+        "metrics": {"eval_exact_match": 0.175, "eval_f1": 0.175},
+    },
+    "nce_lm": {
+        "losses": [5.198214054107666, 5.196470260620117, 5.142619609832764, 5.082479476928711, 5.1160149574279785],
+        "metrics": {"eval_loss": 1.793700842296376},
+    },
+    "sentiment": {
+        "losses": [0.6930777430534363, 0.6937708258628845, 0.6929707527160645, 0.6920574903488159, 0.6950104236602783],
+        "metrics": {"eval_accuracy": 0.77},
+    },
+    "transformer_xl": {
+        "losses": [3.830312967300415, 3.805438995361328, 3.7755062580108643, 3.7678959369659424, 3.7754275798797607],
+        "metrics": {"eval_loss": 1.7449888624420373},
+    },
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", sorted(PINNED))
+def test_tiny_run_logs_the_pinned_losses_and_final_metrics(task, tiny_run):
+    output_dir = tiny_run(task)
+    log_history = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
+    # The final evaluation (sentiment: of the best checkpoint, which load_best_model_at_end reloads).
+    final = json.loads((output_dir / "eval_results.json").read_text())
+    got = {
+        "losses": [entry["loss"] for entry in log_history if "loss" in entry][:5],
+        "metrics": {name: final[name] for name in PINNED[task]["metrics"]},
+    }
+    if os.environ.get("PIN_LOSSES") == "print":
+        print(f"\n    {task!r}: {got!r},")
+    assert got["losses"] == pytest.approx(PINNED[task]["losses"], rel=1e-4)
+    assert got["metrics"] == pytest.approx(PINNED[task]["metrics"], rel=1e-4)
