@@ -34,7 +34,13 @@ import datasets
 import numpy as np
 import torch
 import transformers
-from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, PretrainedConfig, Trainer
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    DataCollatorWithPadding,
+    PretrainedConfig,
+    Trainer,
+)
 
 import custom_models  # noqa: F401  (registers bert-mlp with the Auto classes)
 from custom_models.bert_mlp import BertMLPConfig
@@ -210,7 +216,7 @@ def main(
 def predict(trainer: Trainer, texts, tokenized) -> dict[str, float]:
     """Classifies the test split: `predictions.jsonl` (text, label name, probability, in input order) and,
     when the split has labels, `predict_results.json` (accuracy, macro F1)."""
-    output = trainer.predict(tokenized)  # gathered over processes, in dataset order
+    output = trainer.predict(tokenized, metric_key_prefix="predict")  # gathered over processes, in dataset order
     probabilities = torch.from_numpy(output.predictions).float().softmax(dim=-1)
     best, label_ids = probabilities.max(dim=-1)
     id2label = trainer.accelerator.unwrap_model(trainer.model).config.id2label
@@ -230,7 +236,7 @@ def _class_names(args: SentimentArguments, trained_model: bool) -> list[str]:
     """The label names in id order: a trained model's own (from its config), else `class_names`."""
     if not trained_model:
         return args.class_names
-    config = PretrainedConfig.from_pretrained(args.model_name_or_path)
+    config = AutoConfig.from_pretrained(args.model_name_or_path)
     return [config.id2label[i] for i in range(len(config.id2label))]
 
 
