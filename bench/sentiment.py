@@ -170,8 +170,9 @@ def read_jsonl(path: Path) -> list[dict]:
         return [json.loads(line) for line in f]
 
 
-def predict_part(checkpoint: Path, args: argparse.Namespace) -> None:
-    work = Path(tempfile.mkdtemp(prefix="bench_sentiment_predict_"))
+def predict_runs(checkpoint: Path, work: Path, args: argparse.Namespace) -> tuple:
+    """Builds the folder, times both sides alternately, compares the files of the first round: (sentences,
+    seconds per side, per-line label agreement, largest probability difference)."""
     folder, test_file = work / "model", work / "test.tsv"
     build_sentiment_folder(checkpoint, folder, args)
     n = write_test_file(test_file, args.predict_samples)
@@ -193,7 +194,12 @@ def predict_part(checkpoint: Path, args: argparse.Namespace) -> None:
         sys.exit("the two predictions files do not hold the same texts in the same order")
     same = [r["label"] == q["label"] for r, q in zip(recipe_rows, pipeline_rows)]
     max_diff = max(abs(r["probability"] - q["probability"]) for r, q in zip(recipe_rows, pipeline_rows))
+    return n, seconds, same, max_diff
 
+
+def predict_part(checkpoint: Path, args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench_sentiment_predict_") as work:
+        n, seconds, same, max_diff = predict_runs(checkpoint, Path(work), args)
     print(f"\nPredict: {n} SST-2 training sentences, model folder built by the recipe from {checkpoint.parent.name} "
           f"({args.predict_train_steps} steps x {args.batch_size}), device {device_name()}, "
           f"{torch.get_num_threads()} threads, batch {args.predict_batch_size}, max_seq_length "
