@@ -21,7 +21,7 @@ from data.closed_book_qa import load_qa_dataset
 from data.qa_features import DEFAULT_PROMPT_TEMPLATE
 from data.tokenizers import train_tokenizer
 from recipes.closed_book_qa.generation_eval import answer_stop_ids, generate_answers
-from recipes.common import GenerationArguments
+from recipes.generation import GenerationArguments
 
 NQ_OPEN = Path(__file__).resolve().parents[1].parent / "shared/data/nq_open"
 SAMPLES = Path(__file__).resolve().parents[1] / "data/samples/closed_book_qa"

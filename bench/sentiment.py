@@ -53,7 +53,7 @@ import custom_models  # noqa: F401  (registers bert-mlp)
 from custom_models.bert_mlp import BertMLPConfig, BertMLPForSequenceClassification
 from data.metrics import ClassificationMetric
 from data.sentiment import load_sentiment_dataset
-from recipes.common import parse_config
+from recipes.arguments import parse_config
 from recipes.generation import write_jsonl
 from recipes.sentiment import train as sentiment_recipe
 

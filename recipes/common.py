@@ -1,28 +1,19 @@
-"""What every recipe shares: YAML + command line -> dataclasses, logging, resume, model card and push.
-
-A recipe is launched as `accelerate launch recipes/<task>/train.py CONFIG.yaml [--flag value ...]`:
-the YAML gives the values, flags on the command line override them, and a key that no dataclass
-knows fails by name before anything runs (as in alignment-handbook).
+"""The steps every recipe takes, written once: start (seed, logging), pick the splits of the run's modes,
+load or train the tokenizer, train and evaluate, save with a model card and push. The configuration
+(YAML + command line -> dataclasses) is `recipes.arguments`.
 """
 
-import dataclasses
 import logging
 import os
-import re
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any
 
 import datasets
-import torch
 import transformers
-import yaml
 from transformers import (
     AutoTokenizer,
-    GenerationConfig,
-    HfArgumentParser,
-    PretrainedConfig,
     PreTrainedModel,
     PreTrainedTokenizerBase,
     PreTrainedTokenizerFast,
@@ -32,251 +23,33 @@ from transformers import (
 from transformers.dynamic_module_utils import custom_object_save
 from transformers.trainer_utils import get_last_checkpoint
 
-from data.lm_corpus import TextSplit, text_corpus_splits
-from data.token_cache import prepare_token_streams, train_tokenizer_once
-from data.tokenizers import EOS_TOKEN, TokenizerKind, train_tokenizer
+from data.lm_corpus import TextSplit
+from data.token_cache import train_tokenizer_once
+from data.tokenizers import TokenizerKind, train_tokenizer
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 class ConfigError(ValueError):
     """A recipe configuration that cannot run; the message names the file and the key."""
 
 
-@dataclasses.dataclass
-class TextCorpusArguments:
-    """Where a language-modelling recipe reads its text: a Hub data set or local text files. The LM
-    recipes' argument classes extend this one, so the fields and their loading live in one place."""
-
-    dataset_name: str | None = dataclasses.field(
-        default=None, metadata={"help": "Hub data set, e.g. Salesforce/wikitext."}
-    )
-    dataset_config_name: str | None = dataclasses.field(
-        default=None, metadata={"help": "e.g. wikitext-103-raw-v1 (raw text) or wikitext-103-v1 (word level)."}
-    )
-    train_file: str | None = dataclasses.field(
-        default=None, metadata={"help": "Local training text (one line per row)."}
-    )
-    validation_file: str | None = dataclasses.field(default=None, metadata={"help": "Local validation text."})
-    test_file: str | None = dataclasses.field(default=None, metadata={"help": "Local test text (evaluated too)."})
-    text_column: str = dataclasses.field(default="text", metadata={"help": "Column holding the text."})
-    encoding: str = dataclasses.field(
-        default="utf-8", metadata={"help": "Local files' encoding, e.g. latin-1 (a UTF-8 byte-order mark is skipped)."}
-    )
-    token_cache_dir: str | None = dataclasses.field(
-        default=None,
-        metadata={
-            "help": "Cache of token streams and trained tokenizers (default ~/.cache/finetune-recipes/"
-            "token_streams, or $FINETUNE_RECIPES_CACHE/token_streams)."
-        },
-    )
-
-    def text_splits(self, training_args: TrainingArguments) -> dict[str, TextSplit]:
-        """The corpus's splits, not yet read; progress bars on the local main process only."""
-        return text_corpus_splits(
-            dataset_name=self.dataset_name,
-            dataset_config_name=self.dataset_config_name,
-            train_file=self.train_file,
-            validation_file=self.validation_file,
-            test_file=self.test_file,
-            text_column=self.text_column,
-            encoding=self.encoding,
-            show_progress=training_args.local_process_index == 0 and not training_args.disable_tqdm,
-        )
-
-
-@dataclasses.dataclass
-class ModelArguments:
-    """The model fields every recipe shares. A recipe's argument class extends it, names the `config_class`
-    of its model and returns its own config fields (head, loss, memory) from `recipe_config_fields`.
-
-    `config_overrides` follows one rule in every recipe: its keys must be fields of the model's config,
-    and it is applied last, on top of the checkpoint's config when `model_name_or_path` is given (else on
-    a new config); the config class validates the result in `__post_init__`, before any data or tokenizer
-    is loaded.
-    """
-
-    config_class: ClassVar[type[PretrainedConfig]]
-
-    model_name_or_path: str | None = dataclasses.field(
-        default=None, metadata={"help": "Checkpoint to start from (Hub id or folder); null: a new model from config."}
-    )
-    tokenizer_name: str | None = dataclasses.field(
-        default=None, metadata={"help": "Tokenizer (Hub id or folder); default: the checkpoint's, else trained here."}
-    )
-    config_overrides: str | None = dataclasses.field(
-        default=None, metadata={"help": "Config fields set last, e.g. 'n_layer=2,dropout=0.0,cutoffs=[20,40]'."}
-    )
-    tokenizer_vocab_size: int = dataclasses.field(
-        default=32000, metadata={"help": "Vocabulary of a tokenizer trained here (no tokenizer or checkpoint)."}
-    )
-
-    def __post_init__(self) -> None:
-        if self.tokenizer_vocab_size < 2:
-            raise ValueError(f"tokenizer_vocab_size must be >= 2, got {self.tokenizer_vocab_size}")
-        if self.model_name_or_path and not self.config_overrides and not os.path.isdir(self.model_name_or_path):
-            # A Hub checkpoint's config is downloaded when the model is built; here its overrides need no
-            # check, and the recipe's own fields are checked on a new config.
-            self.new_config(**self.recipe_config_fields())
-        else:
-            self.model_config()
-
-    def recipe_config_fields(self) -> dict[str, Any]:
-        """Config fields the recipe sets from its own flags (a head, a loss, memory lengths)."""
-        return {}
-
-    def new_config(self, **fields: Any) -> PretrainedConfig:
-        """The config of a model built from scratch with `fields` (the rest: the config class's defaults)."""
-        return self.config_class(**fields)
-
-    def checkpoint_config(self) -> PretrainedConfig:
-        """The config of `model_name_or_path`, read as this recipe's `config_class`."""
-        return self.config_class.from_pretrained(self.model_name_or_path)
-
-    def model_config(self, **new_model_fields: Any) -> PretrainedConfig:
-        """The run's model config: the checkpoint's, or a new one with `new_model_fields` (what the data
-        decides: vocabulary size, special tokens); then `recipe_config_fields()`; then `config_overrides`.
-        An override that is not a field of the config fails by name; the config class checks the values."""
-        overrides = parse_overrides(self.config_overrides)
-        base = self.checkpoint_config() if self.model_name_or_path else self.new_config()
-        unknown = sorted(key for key in overrides if not hasattr(base, key))
-        if unknown:
-            raise ConfigError(f"config_overrides: {type(base).__name__} has no field(s) {unknown}")
-        if self.model_name_or_path:
-            return type(base)(**{**base.to_dict(), **self.recipe_config_fields(), **overrides})
-        # Built from the fields, not from a default config's dict: fields a config derives from others (the
-        # adaptive softmax's per-cluster settings from `cutoffs`) must be derived from the given values.
-        return self.new_config(**{**new_model_fields, **self.recipe_config_fields(), **overrides})
-
-
-@dataclasses.dataclass
-class LanguageModelArguments(ModelArguments, TextCorpusArguments):
-    """What the language-model recipes share: a model, a text corpus, and the step between them."""
-
-    def tokenizer_and_streams(
-        self, training_args: TrainingArguments, *, kind: TokenizerKind
-    ) -> tuple[PreTrainedTokenizerBase, dict[str, torch.Tensor]]:
-        """The tokenizer (loaded, or trained on the training split) and the token stream of every split the
-        run trains on (`do_train`) or scores (`do_eval`: validation and test), each line ending in `<eos>`
-        when the tokenizer has one (word level; other tokenizers read the lines as given, and raw WikiText
-        rows keep their own newline). One process per machine trains and tokenises into the cache
-        (`data.token_cache`); the others then memory-map its files."""
-        corpus = self.text_splits(training_args)
-        used = {"train": training_args.do_train, "validation": training_args.do_eval, "test": training_args.do_eval}
-        scored = {split: corpus[split] for split in corpus if used[split]}
-        with training_args.main_process_first(desc="tokenizer and token streams"):
-            tokenizer = load_or_train_tokenizer(
-                training_args,
-                self.tokenizer_name or self.model_name_or_path,
-                corpus["train"] if training_args.do_train else (),
-                kind=kind,
-                vocab_size=self.tokenizer_vocab_size,
-                cache_dir=self.token_cache_dir,
-            )
-            add_eos = EOS_TOKEN in tokenizer.get_vocab()
-            streams = prepare_token_streams(scored, tokenizer, add_eos=add_eos, cache_dir=self.token_cache_dir)
-        logger.info("tokens: %s; vocabulary %d", {s: t.numel() for s, t in streams.items()}, len(tokenizer))
-        return tokenizer, streams
-
-
-@dataclasses.dataclass
-class LoraArguments:
-    """LoRA adapters (peft), for the recipes that fine-tune a pretrained model."""
-
-    use_lora: bool = dataclasses.field(default=False, metadata={"help": "Train LoRA adapters, not the whole model."})
-    lora_r: int = dataclasses.field(default=8, metadata={"help": "LoRA rank."})
-    lora_alpha: int = dataclasses.field(default=16, metadata={"help": "LoRA scaling numerator (scale alpha / r)."})
-    lora_dropout: float = dataclasses.field(default=0.05, metadata={"help": "Dropout on the LoRA branch, in [0, 1)."})
-    lora_target_modules: list[str] = dataclasses.field(
-        default_factory=list, metadata={"help": "Modules that get adapters; [] = the recipe's default."}
-    )
-    merge_lora_on_save: bool = dataclasses.field(
-        default=True, metadata={"help": "Save a plain merged model (loads without peft); else the adapter only."}
-    )
-
-    def __post_init__(self) -> None:
-        for name in ("lora_r", "lora_alpha"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not 0.0 <= self.lora_dropout < 1.0:
-            raise ValueError(f"lora_dropout must lie in [0, 1), got {self.lora_dropout}")
-
-    def wrap(self, model: PreTrainedModel, *, task_type: str, default_targets: list[str], **kwargs: Any):
-        """`model` with LoRA adapters (unchanged without `use_lora`); `kwargs` go to `peft.LoraConfig`."""
-        if not self.use_lora:
-            return model
-        from peft import LoraConfig, get_peft_model
-
-        lora = LoraConfig(
-            task_type=task_type,
-            r=self.lora_r,
-            lora_alpha=self.lora_alpha,
-            lora_dropout=self.lora_dropout,
-            target_modules=self.lora_target_modules or default_targets,
-            **kwargs,
-        )
-        return get_peft_model(model, lora)
-
-
-@dataclasses.dataclass
-class GenerationArguments:
-    """How the recipes that generate text decode it (evaluation of closed-book QA, `do_predict` of the LMs)."""
-
-    max_new_tokens: int = dataclasses.field(default=16, metadata={"help": "Most tokens generated per prompt."})
-    num_beams: int = dataclasses.field(default=1, metadata={"help": "1: greedy or sampling; more: beam search."})
-    do_sample: bool = dataclasses.field(default=False, metadata={"help": "Sample instead of the most likely token."})
-    temperature: float = dataclasses.field(default=1.0, metadata={"help": "Sampling temperature (> 0)."})
-    top_p: float = dataclasses.field(default=1.0, metadata={"help": "Nucleus sampling mass, in (0, 1]."})
-
-    def __post_init__(self) -> None:
-        for name in ("max_new_tokens", "num_beams"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must lie in (0, 1], got {self.top_p}")
-
-    def generation_config(self, tokenizer: PreTrainedTokenizerBase, **kwargs: Any) -> GenerationConfig:
-        """These settings, with the tokenizer's special tokens; `kwargs` (e.g. extra stop ids) win."""
-        sampling = {"temperature": self.temperature, "top_p": self.top_p} if self.do_sample else {}
-        settings = {
-            "max_new_tokens": self.max_new_tokens,
-            "num_beams": self.num_beams,
-            "do_sample": self.do_sample,
-            **sampling,
-            "eos_token_id": tokenizer.eos_token_id,
-            "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
-            "bos_token_id": tokenizer.bos_token_id,
-        }
-        return GenerationConfig(**{**settings, **kwargs})
-
-
-def check_run(model_args: ModelArguments, training_args: TrainingArguments) -> None:
-    """Fails, naming the fields, when a run would do nothing or use an untrained model (as transformers'
-    example scripts, every recipe trains with `do_train`, evaluates with `do_eval`, predicts with
-    `do_predict`)."""
-    if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
-        raise ConfigError("nothing to do: set do_train, do_eval and/or do_predict to true")
-    if not training_args.do_train and not model_args.model_name_or_path:
-        raise ConfigError("do_train is false: give the trained model to evaluate or predict with as model_name_or_path")
-    if training_args.do_train and training_args.max_steps <= 0 and training_args.num_train_epochs <= 0:
-        raise ConfigError(
-            f"num_train_epochs={training_args.num_train_epochs} with max_steps={training_args.max_steps} trains "
-            "nothing: give a positive num_train_epochs or max_steps (or do_train false to only evaluate)"
-        )
-
-
-def splits_for_modes(splits: Mapping[str, T], training_args: TrainingArguments) -> dict[str, T]:
-    """The splits the run's modes use (`do_train`: `train`, `do_eval`: `validation`, `do_predict`: `test`);
-    fails, naming the flag to set, when one is missing."""
-    used = {}
+def select_splits(
+    splits: Mapping[str, datasets.Dataset], training_args: TrainingArguments, *, max_samples: dict[str, int | None]
+) -> datasets.DatasetDict:
+    """The splits the run's modes use (`do_train`: `train`, `do_eval`: `validation`, `do_predict`: `test`),
+    each cut to its first `max_samples[split]` rows (`None` or absent: all); fails, naming the flag to set,
+    when one is missing."""
+    used = datasets.DatasetDict()
     for mode, split in (("do_train", "train"), ("do_eval", "validation"), ("do_predict", "test")):
         if getattr(training_args, mode):
             if split not in splits:
                 raise ConfigError(f"{mode} is true but there is no {split} split: give {split}_file")
             used[split] = splits[split]
+            limit = max_samples.get(split)
+            if limit is not None and limit < len(used[split]):
+                logger.info("%s: keeping the first %d of %d rows", split, limit, len(used[split]))
+                used[split] = used[split].select(range(limit))
     return used
 
 
@@ -299,61 +72,6 @@ def train_and_evaluate(trainer: Trainer, *, eval_datasets: Mapping[str, Any]) ->
             trainer.save_metrics(prefix, split_metrics)
             metrics |= split_metrics
     return metrics
-
-
-def keep_first(splits: datasets.DatasetDict, limits: dict[str, int | None]) -> None:
-    """Keeps only the first `limits[split]` rows of each split (`None`: all), logging what is dropped."""
-    for split, limit in limits.items():
-        if limit is not None and split in splits and limit < len(splits[split]):
-            logger.info("%s: keeping the first %d of %d rows", split, limit, len(splits[split]))
-            splits[split] = splits[split].select(range(limit))
-
-
-def run_from_command_line(main: Callable[..., dict], config_classes: tuple[type, ...]) -> None:
-    """A recipe's command-line entry: parse `CONFIG.yaml [--flag value ...]`, run `main`, then leave the
-    process group. A process that exits with gloo's threads still alive can abort ("terminate called
-    without an active exception") after all its work is done, failing the launch."""
-    main(*parse_config(*config_classes))
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
-
-
-def parse_config(*dataclass_types: type, argv: list[str] | None = None) -> tuple:
-    """Parses `[CONFIG.yaml] [--key value ...]` into instances of `dataclass_types`.
-
-    Values from the YAML become the parser's defaults, so any `--key value` on the command line wins.
-    On a machine without an accelerator `use_cpu` defaults to true. Unknown YAML keys raise
-    `ConfigError`; invalid values raise from the dataclasses' own checks (`__post_init__`), and a run with
-    nothing to do from `check_run`, before any data or model is loaded.
-    """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser(dataclass_types)
-    if any(issubclass(dtype, TrainingArguments) for dtype in dataclass_types):
-        # With no accelerator, `use_cpu` is what makes a multi-process launch (`--multi_gpu`, gloo)
-        # really distributed: without it accelerate sees no device and every process runs alone.
-        parser.set_defaults(use_cpu=not torch.accelerator.is_available())
-    if argv and argv[0].endswith((".yaml", ".yml")):
-        config_file = Path(argv.pop(0))
-        parser.set_defaults(**_read_yaml(config_file, parser))
-    parsed = parser.parse_args_into_dataclasses(args=argv)
-    model_args = [args for args in parsed if isinstance(args, ModelArguments)]
-    training_args = [args for args in parsed if isinstance(args, TrainingArguments)]
-    if model_args and training_args:
-        check_run(model_args[0], training_args[0])
-    return parsed
-
-
-def _read_yaml(config_file: Path, parser: HfArgumentParser) -> dict:
-    if not config_file.is_file():
-        raise ConfigError(f"{config_file}: no such config file")
-    values = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
-    if not isinstance(values, dict):
-        raise ConfigError(f"{config_file}: expected a mapping of key: value, got {type(values).__name__}")
-    known = {field.name for dtype in parser.dataclass_types for field in dataclasses.fields(dtype) if field.init}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"{config_file}: unknown key(s) {unknown}; check the spelling against --help")
-    return values
 
 
 def load_or_train_tokenizer(
@@ -385,23 +103,6 @@ def load_or_train_tokenizer(
     return train_tokenizer(texts, kind=kind, vocab_size=vocab_size)
 
 
-def parse_overrides(overrides: str | None) -> dict:
-    """`"n_layer=2,cutoffs=[20,40],pre_lnorm=true"` -> `{"n_layer": 2, "cutoffs": [20, 40], "pre_lnorm": True}`.
-
-    Values are read as YAML (scalars, or `[...]` lists, whose commas do not separate items), so numbers,
-    booleans and lists get their types; the model's config class then validates them, so a bad value
-    fails before training starts, naming the field.
-    """
-    result = {}
-    items = re.split(r",(?![^\[]*\])", overrides or "")  # commas outside brackets
-    for item in filter(None, (part.strip() for part in items)):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"config_overrides: expected key=value, got {item!r}")
-        result[key.strip()] = yaml.safe_load(value)
-    return result
-
-
 def save_model_code(model: PreTrainedModel, output_dir: str) -> None:
     """Writes the model's own code (for `trust_remote_code`) into `output_dir` before training starts.
 
@@ -411,6 +112,12 @@ def save_model_code(model: PreTrainedModel, output_dir: str) -> None:
     if getattr(type(model), "_auto_class", None) is not None:
         os.makedirs(output_dir, exist_ok=True)
         custom_object_save(model, output_dir, config=model.config)
+
+
+def start_run(training_args: TrainingArguments) -> None:
+    """The first step of every recipe: the seed (`set_seed`, every library's generator), then logging."""
+    transformers.set_seed(training_args.seed)
+    setup_logging(training_args)
 
 
 def setup_logging(training_args: TrainingArguments) -> None:

@@ -6,10 +6,12 @@ prompts' indices put them back in input order, so every prompt is answered exact
 whatever the number of processes.
 """
 
+import dataclasses
 import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader
@@ -18,6 +20,40 @@ from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerB
 from data.lm_corpus import TextSplit, prompt_lines
 
 logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class GenerationArguments:
+    """How the recipes that generate text decode it (evaluation of closed-book QA, `do_predict` of the LMs)."""
+
+    max_new_tokens: int = dataclasses.field(default=16, metadata={"help": "Most tokens generated per prompt."})
+    num_beams: int = dataclasses.field(default=1, metadata={"help": "1: greedy or sampling; more: beam search."})
+    do_sample: bool = dataclasses.field(default=False, metadata={"help": "Sample instead of the most likely token."})
+    temperature: float = dataclasses.field(default=1.0, metadata={"help": "Sampling temperature (> 0)."})
+    top_p: float = dataclasses.field(default=1.0, metadata={"help": "Nucleus sampling mass, in (0, 1]."})
+
+    def __post_init__(self) -> None:
+        for name in ("max_new_tokens", "num_beams"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must lie in (0, 1], got {self.top_p}")
+
+    def generation_config(self, tokenizer: PreTrainedTokenizerBase, **kwargs: Any) -> GenerationConfig:
+        """These settings, with the tokenizer's special tokens; `kwargs` (e.g. extra stop ids) win."""
+        sampling = {"temperature": self.temperature, "top_p": self.top_p} if self.do_sample else {}
+        settings = {
+            "max_new_tokens": self.max_new_tokens,
+            "num_beams": self.num_beams,
+            "do_sample": self.do_sample,
+            **sampling,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+            "bos_token_id": tokenizer.bos_token_id,
+        }
+        return GenerationConfig(**{**settings, **kwargs})
 
 
 def generate_in_order(

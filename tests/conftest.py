@@ -201,7 +201,7 @@ def tiny_run(tmp_path_factory):
     it: other tests share it."""
     import importlib
 
-    from recipes.common import parse_config
+    from recipes.arguments import parse_config
 
     folders: dict[str, Path] = {}
 

@@ -36,24 +36,14 @@ without `{question}`, a `config_overrides` key GPT-2 does not have) before anyth
 import logging
 from dataclasses import dataclass, field
 
-import transformers
 from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, PretrainedConfig, TrainingArguments
 
 from data.closed_book_qa import load_qa_dataset
 from data.qa_features import DEFAULT_PROMPT_TEMPLATE, QATrainingCollator, check_prompt_template, tokenize_qa_dataset
+from recipes.arguments import LoraArguments, ModelArguments, run_from_command_line
 from recipes.closed_book_qa.generation_eval import GenerationEvalTrainer, answer_stop_ids
-from recipes.common import (
-    GenerationArguments,
-    LoraArguments,
-    ModelArguments,
-    keep_first,
-    load_or_train_tokenizer,
-    run_from_command_line,
-    save_card_and_push,
-    setup_logging,
-    splits_for_modes,
-    train_and_evaluate,
-)
+from recipes.common import load_or_train_tokenizer, save_card_and_push, select_splits, start_run, train_and_evaluate
+from recipes.generation import GenerationArguments
 
 logger = logging.getLogger(__name__)
 
@@ -102,8 +92,7 @@ CONFIG_CLASSES = (QAArguments, LoraArguments, GenerationArguments, TrainingArgum
 def main(
     args: QAArguments, lora_args: LoraArguments, generation_args: GenerationArguments, training_args: TrainingArguments
 ) -> dict[str, float]:
-    transformers.set_seed(training_args.seed)
-    setup_logging(training_args)
+    start_run(training_args)
     raw = load_qa_dataset(
         dataset_name=args.dataset_name,
         dataset_config_name=args.dataset_config_name,
@@ -113,8 +102,9 @@ def main(
         question_column=args.question_column,
         answer_column=args.answer_column,
     )
-    raw = splits_for_modes(raw, training_args)
-    keep_first(raw, {"train": args.max_train_samples, "validation": args.max_eval_samples})
+    raw = select_splits(
+        raw, training_args, max_samples={"train": args.max_train_samples, "validation": args.max_eval_samples}
+    )
 
     # Tokenizer: the checkpoint's own, or byte-level BPE trained on the training prompts and answers.
     texts = ()

@@ -34,19 +34,13 @@ folder written at the end loads with `AutoModelForCausalLM.from_pretrained(folde
 import logging
 from dataclasses import dataclass, field
 
-from transformers import TrainingArguments, default_data_collator, set_seed
+from transformers import TrainingArguments, default_data_collator
 
 from custom_models.nce_lm import NCELMConfig, NCELMForCausalLM, count_tokens, noise_log_probs_from_counts
+from recipes.arguments import LanguageModelArguments, run_from_command_line
 from recipes.checkpoint_state import RankStateCallback
-from recipes.common import (
-    GenerationArguments,
-    LanguageModelArguments,
-    run_from_command_line,
-    save_card_and_push,
-    setup_logging,
-    train_and_evaluate,
-)
-from recipes.generation import predict_continuations
+from recipes.common import save_card_and_push, start_run, train_and_evaluate
+from recipes.generation import GenerationArguments, predict_continuations
 from recipes.nce_lm.nce_trainer import NCETrainer, TokenBlocks
 
 logger = logging.getLogger(__name__)
@@ -91,8 +85,7 @@ CONFIG_CLASSES = (NCELMArguments, GenerationArguments, TrainingArguments)
 def main(
     script_args: NCELMArguments, generation_args: GenerationArguments, training_args: TrainingArguments
 ) -> dict[str, float]:
-    set_seed(training_args.seed)
-    setup_logging(training_args)
+    start_run(training_args)
     tokenizer, streams = script_args.tokenizer_and_streams(training_args, kind=script_args.tokenizer_kind)
 
     if script_args.model_name_or_path:

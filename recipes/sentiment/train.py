@@ -30,7 +30,6 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import datasets
 import numpy as np
 import torch
 import transformers
@@ -46,18 +45,8 @@ import custom_models  # noqa: F401  (registers bert-mlp with the Auto classes)
 from custom_models.bert_mlp import BertMLPConfig
 from data.metrics import ClassificationMetric
 from data.sentiment import load_sentiment_dataset
-from recipes.common import (
-    ConfigError,
-    LoraArguments,
-    ModelArguments,
-    keep_first,
-    load_or_train_tokenizer,
-    run_from_command_line,
-    save_card_and_push,
-    setup_logging,
-    splits_for_modes,
-    train_and_evaluate,
-)
+from recipes.arguments import LoraArguments, ModelArguments, run_from_command_line
+from recipes.common import load_or_train_tokenizer, save_card_and_push, select_splits, start_run, train_and_evaluate
 from recipes.generation import write_jsonl
 
 logger = logging.getLogger(__name__)
@@ -116,7 +105,7 @@ class SentimentArguments(ModelArguments):
     def checkpoint_config(self) -> PretrainedConfig:
         model_type = PretrainedConfig.get_config_dict(self.model_name_or_path)[0].get("model_type")
         if model_type not in BERT_MODEL_TYPES:
-            raise ConfigError(
+            raise ValueError(
                 f"model_name_or_path: {self.model_name_or_path!r} is a {model_type!r} checkpoint; this recipe's "
                 f"encoder is BERT, so it needs a BERT-architecture checkpoint (model_type {BERT_MODEL_TYPES})"
             )
@@ -129,8 +118,7 @@ CONFIG_CLASSES = (SentimentArguments, LoraArguments, transformers.TrainingArgume
 def main(
     args: SentimentArguments, lora_args: LoraArguments, training_args: transformers.TrainingArguments
 ) -> dict[str, float]:
-    transformers.set_seed(training_args.seed)
-    setup_logging(training_args)
+    start_run(training_args)
     trained_model = not training_args.do_train  # evaluate / predict with a trained model, as it was saved
 
     raw = load_sentiment_dataset(
@@ -144,8 +132,9 @@ def main(
         label_names=_class_names(args, trained_model),
         encoding=args.encoding,
     )
-    raw = datasets.DatasetDict(splits_for_modes(raw, training_args))
-    keep_first(raw, {"train": args.max_train_samples, "validation": args.max_eval_samples})
+    raw = select_splits(
+        raw, training_args, max_samples={"train": args.max_train_samples, "validation": args.max_eval_samples}
+    )
 
     tokenizer = load_or_train_tokenizer(
         training_args,

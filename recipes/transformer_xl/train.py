@@ -38,20 +38,14 @@ evaluation-only run without `model_name_or_path`; a missing data file fails nami
 import logging
 from dataclasses import dataclass, field
 
-from transformers import TrainingArguments, set_seed
+from transformers import TrainingArguments
 
 from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausalLM
 from custom_models.transfo_xl.sampled_losses import SAMPLED_LOSS_TYPES, count_tokens, noise_log_probs_from_counts
 from data.streams import StreamSegments
-from recipes.common import (
-    GenerationArguments,
-    LanguageModelArguments,
-    run_from_command_line,
-    save_card_and_push,
-    setup_logging,
-    train_and_evaluate,
-)
-from recipes.generation import predict_continuations
+from recipes.arguments import LanguageModelArguments, run_from_command_line
+from recipes.common import save_card_and_push, start_run, train_and_evaluate
+from recipes.generation import GenerationArguments, predict_continuations
 from recipes.transformer_xl.memory_trainer import EvalMemory, MemoryTrainer
 
 logger = logging.getLogger(__name__)
@@ -100,8 +94,7 @@ CONFIG_CLASSES = (TransformerXLArguments, GenerationArguments, TrainingArguments
 def main(
     script_args: TransformerXLArguments, generation_args: GenerationArguments, training_args: TrainingArguments
 ) -> dict[str, float]:
-    set_seed(training_args.seed)
-    setup_logging(training_args)
+    start_run(training_args)
     tokenizer, streams = script_args.tokenizer_and_streams(training_args, kind="word")
 
     if script_args.model_name_or_path:

@@ -1,6 +1,6 @@
 """Tests of the NCE language model (custom_models/nce_lm).
 
-The central test is the seed's result (Gutmann & Hyvärinen 2012; Mnih & Teh 2012): the expected
+The central test is NCE's defining property (Gutmann & Hyvärinen 2012; Mnih & Teh 2012): the expected
 NCE gradient tends to the maximum-likelihood gradient of a normalised model as k grows, with
 error O(1/k). It is computed exactly (a float64 sum over the noise distribution, no sampling)
 through the project's own `nce_loss`, and three broken variants fed through the same machinery
@@ -51,7 +51,7 @@ def zipf_log_q(vocab: int = VOCAB) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------------------------
-# 1. The seed's result: expected NCE gradient -> MLE gradient, O(1/k)
+# 1. Expected NCE gradient -> MLE gradient, O(1/k)
 # ----------------------------------------------------------------------------------------------
 
 NUM_CONTEXTS, HIDDEN = 8, 16

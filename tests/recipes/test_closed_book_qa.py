@@ -11,9 +11,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LM
 
 from data.errors import DataError
 from data.tokenizers import train_tokenizer
+from recipes.arguments import parse_config
 from recipes.closed_book_qa.generation_eval import clean_answer, generate_answers, score_predictions
 from recipes.closed_book_qa.train import CONFIG_CLASSES, main
-from recipes.common import parse_config
 from tests.conftest import tiny_overrides
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,7 +9,8 @@ import yaml
 from accelerate.commands.config.config_args import load_config_from_file
 from transformers import TrainingArguments
 
-from recipes.common import ConfigError, launch_command, model_card_text, parse_config, parse_overrides
+from recipes.arguments import parse_config, parse_overrides
+from recipes.common import ConfigError, launch_command, model_card_text
 
 RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
 

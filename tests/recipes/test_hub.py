@@ -9,7 +9,7 @@ import pytest
 import torch
 import transformers
 
-from recipes.common import parse_config
+from recipes.arguments import parse_config
 from tests.conftest import tiny_overrides
 
 REPO = Path(__file__).resolve().parents[2]

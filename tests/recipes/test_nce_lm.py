@@ -13,7 +13,8 @@ import custom_models  # noqa: F401  (registers the Auto classes)
 from custom_models.nce_lm import NCELMForCausalLM, count_tokens, noise_log_probs_from_counts
 from data.lm_corpus import load_text_corpus
 from data.streams import encode_stream
-from recipes.common import GenerationArguments, parse_config
+from recipes.arguments import parse_config
+from recipes.generation import GenerationArguments
 from recipes.nce_lm.train import CONFIG_CLASSES, NCELMArguments, main
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,7 +10,8 @@ from transformers import BertConfig, BertForMaskedLM, GPT2Config, TrainingArgume
 
 from data.errors import DataError
 from data.tokenizers import train_tokenizer
-from recipes.common import ConfigError, LoraArguments, parse_config
+from recipes.arguments import LoraArguments, parse_config
+from recipes.common import ConfigError
 from recipes.sentiment.train import CONFIG_CLASSES, SentimentArguments, main
 
 REPO = Path(__file__).resolve().parents[2]
@@ -136,5 +137,5 @@ def test_config_overrides_apply_on_top_of_a_checkpoint_and_unknown_keys_fail_by_
 
 def test_a_checkpoint_that_is_not_bert_fails_at_parse_time_naming_its_type(tmp_path):
     GPT2Config(n_layer=1, n_embd=32, n_head=2).save_pretrained(tmp_path)
-    with pytest.raises(ConfigError, match="model_name_or_path: .* is a 'gpt2' checkpoint; .* BERT-architecture"):
+    with pytest.raises(ValueError, match="model_name_or_path: .* is a 'gpt2' checkpoint; .* BERT-architecture"):
         SentimentArguments(model_name_or_path=str(tmp_path))

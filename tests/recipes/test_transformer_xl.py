@@ -14,7 +14,9 @@ from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausal
 from custom_models.transfo_xl.sampled_losses import count_tokens, noise_log_probs_from_counts
 from data.streams import StreamSegments, encode_stream
 from data.synthetic import long_range_documents
-from recipes.common import ConfigError, GenerationArguments, parse_config
+from recipes.arguments import parse_config
+from recipes.common import ConfigError
+from recipes.generation import GenerationArguments
 from recipes.transformer_xl.memory_trainer import EvalMemory, MemoryTrainer
 from recipes.transformer_xl.train import CONFIG_CLASSES, TransformerXLArguments, main
 
