@@ -57,7 +57,7 @@ def ensure_reference(python: Path, version: str, *, install: bool, check: str) -
             if done.returncode:
                 return f"`{' '.join(command)}` failed: {(done.stderr or done.stdout).strip()[-400:]}"
     if not python.exists():
-        return f"{python} does not exist (pass --install-reference, or --reference-python)"
+        return f"{python} does not exist (pass --install_reference, or --reference_python)"
     done = subprocess.run([str(python), "-c", check], capture_output=True, text=True)
     if done.returncode:
         return f"the reference does not import: {done.stderr.strip()[-400:]}"

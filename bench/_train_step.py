@@ -2,7 +2,7 @@
 
 Shared by `bench/transfo_xl.py` part (d) and `bench/large_vocab.py` part (a). Method: every configuration
 runs in a fresh interpreter (a 267,735-word full-softmax step leaves the allocator in a state that slows
-later work in the same process, nce.md §6.2); configurations alternate over `rounds`, so slow phases of a
+later work in the same process); configurations alternate over `rounds`, so slow phases of a
 shared machine hit all of them. Step = forward + backward (no optimizer) on one fixed batch of tokens
 drawn from Zipf's law (p of rank r ∝ 1/r), as word frequencies are; the adaptive softmax relies on that
 and it is also the noise distribution of `nce` / `ranking` (`set_noise_distribution`). Time is the

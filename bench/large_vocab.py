@@ -18,9 +18,9 @@ paper's cutoffs); `nce` and `ranking` with k noise ids from the unigram distribu
     33,278-word vocabulary (the project's word tokenizer, ids by frequency, so the adaptive cutoffs 2,000 /
     10,000 cut by frequency). Every loss trains the same backbone (2 layers, d_model 128, 16 streams x 64
     tokens, memory 64, same seed and initial weights, AdamW lr 1e-3, 50 warm-up steps, gradient clipping
-    0.25, no dropout: less than one epoch) for `--budget-seconds` of training (evaluation pauses the clock).
-    Every `--eval-every` seconds: exact validation perplexity on the first `--curve-tokens` validation
-    tokens (for the curve); at the end, on the validation set (the first `--valid-tokens`, default all; memory
+    0.25, no dropout: less than one epoch) for `--budget_seconds` of training (evaluation pauses the clock).
+    Every `--eval_every` seconds: exact validation perplexity on the first `--curve_tokens` validation
+    tokens (for the curve); at the end, on the validation set (the first `--valid_tokens`, default all; memory
     carried, 8 streams), with the
     mean / std of log Z for the full-table losses. The plot (matplotlib, optional extra `plot`) is written to
     `bench/results/large_vocab_wikitext2.png`; without matplotlib the tables are printed all the same.
@@ -32,12 +32,12 @@ exact perplexity than `full`. Timings on a shared 2-core CPU are noisy: read rat
 
 import argparse
 import math
-import sys
 import time
 from pathlib import Path
 
 import torch
-from _reference import machine_line
+from _cli import add_run_flags, begin, met
+from _plot import save_plot
 from _train_step import measure_steps
 
 from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausalLM
@@ -47,12 +47,8 @@ LOSSES = ("full", "chunked", "adaptive", "nce", "ranking")
 WT103_VOCAB = 267735
 PAPER_CUTOFFS = [20000, 40000, 200000]
 WIKITEXT2_DIR = Path(__file__).resolve().parents[1].parent / "shared/data/wikitext2"
-PLOT = Path(__file__).resolve().parent / "results" / "large_vocab_wikitext2.png"
+PLOT = "large_vocab_wikitext2.png"  # under bench/results/
 TARGET_SAMPLED_SPEEDUP, TARGET_ADAPTIVE_SPEEDUP, TARGET_CHUNKED_MEMORY = 10.0, 5.0, 5.0
-
-
-def met(ok: bool) -> str:
-    return "yes" if ok else "NO"
 
 
 def loss_fields(loss_type: str, args: argparse.Namespace, *, cutoffs: list[int]) -> dict:
@@ -192,28 +188,6 @@ def train_for_budget(loss_type: str, data: dict, args: argparse.Namespace) -> di
     return {"loss_type": loss_type, "steps": step, "seconds": trained, "curve": curve, **final}
 
 
-def plot(results: list[dict], args: argparse.Namespace) -> str:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return "matplotlib is not installed (pip install -e .[plot]): no plot"
-    figure, axis = plt.subplots(figsize=(6.4, 4.0))
-    for result in results:
-        seconds, _, perplexity = zip(*result["curve"])
-        axis.plot(seconds, perplexity, marker="o", label=f"{result['loss_type']} ({result['steps']} steps)")
-    axis.set(xlabel="training seconds (2-core CPU)", ylabel=f"exact validation perplexity (first {args.curve_tokens:,} "
-             "tokens)", yscale="log", title="Transformer-XL on WikiText-2, 33,278 words")  # fmt: skip
-    axis.grid(True, which="both", alpha=0.3)
-    axis.legend()
-    figure.tight_layout()
-    PLOT.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(PLOT, dpi=100)
-    return f"plot: {PLOT.relative_to(PLOT.parents[2])}"
-
-
 def part_quality(args: argparse.Namespace) -> None:
     if not (args.data_dir / "train.txt").is_file():
         print(f"\n## (b) skipped: no WikiText-2 at {args.data_dir}")
@@ -241,26 +215,29 @@ def part_quality(args: argparse.Namespace) -> None:
     print(f"\ncurve (training seconds, steps, perplexity on the first {args.curve_tokens:,} validation tokens):")
     for r in results:
         print(f"- {r['loss_type']}: " + ", ".join(f"{s:.0f} s / {n} / {p:.1f}" for s, n, p in r["curve"]))
-    print(plot(results, args))
+    curves = {f"{r['loss_type']} ({r['steps']} steps)": ([s for s, _, _ in r["curve"]], [p for _, _, p in r["curve"]])
+              for r in results}  # fmt: skip
+    print(save_plot(PLOT, lines=curves, title="Transformer-XL on WikiText-2, 33,278 words", yscale="log",
+                    xlabel="training seconds (2-core CPU)",
+                    ylabel=f"exact validation perplexity (first {args.curve_tokens:,} tokens)"))  # fmt: skip
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cost", action="store_true", help="(a) step time and memory at 267,735 words")
     parser.add_argument("--quality", action="store_true", help="(b) WikiText-2 perplexity at equal wall-clock")
-    parser.add_argument("--num-noise-samples", type=int, default=1024, help="k for nce / ranking")
-    parser.add_argument("--noise-power", type=float, default=0.75, help="(b) q ∝ count ** noise_power")
-    parser.add_argument("--chunk-size", type=int, default=256, help="tokens per block of the chunked loss")
-    parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--num_noise_samples", type=int, default=1024, help="k for nce / ranking")
+    parser.add_argument("--noise_power", type=float, default=0.75, help="(b) q ∝ count ** noise_power")
+    parser.add_argument("--chunk_size", type=int, default=256, help="tokens per block of the chunked loss")
+    add_run_flags(parser)
     parser.add_argument("--steps", type=int, default=2, help="(a) timed steps per process")
     parser.add_argument("--rounds", type=int, default=2, help="(a) alternating processes per loss")
-    parser.add_argument("--data-dir", type=Path, default=WIKITEXT2_DIR)
-    parser.add_argument("--budget-seconds", type=float, default=90.0, help="(b) training seconds per loss")
-    parser.add_argument("--eval-every", type=float, default=15.0, help="(b) seconds between curve points")
-    parser.add_argument("--curve-tokens", type=int, default=16_384, help="(b) validation tokens per curve point")
-    parser.add_argument("--valid-tokens", type=int, default=0, help="(b) final evaluation on this many (0: all)")
-    parser.add_argument("--tgt-len", type=int, default=64, help="(b) segment length and memory")
+    parser.add_argument("--data_dir", type=Path, default=WIKITEXT2_DIR)
+    parser.add_argument("--budget_seconds", type=float, default=90.0, help="(b) training seconds per loss")
+    parser.add_argument("--eval_every", type=float, default=15.0, help="(b) seconds between curve points")
+    parser.add_argument("--curve_tokens", type=int, default=16_384, help="(b) validation tokens per curve point")
+    parser.add_argument("--valid_tokens", type=int, default=0, help="(b) final evaluation on this many (0: all)")
+    parser.add_argument("--tgt_len", type=int, default=64, help="(b) segment length and memory")
     args = parser.parse_args()
     if not (args.cost or args.quality):
         parser.error("choose --cost and/or --quality")
@@ -269,8 +246,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    torch.set_num_threads(args.threads)
-    print(f"# Large-vocabulary losses bench\n\n{machine_line()}\n\n`{' '.join(sys.argv)}`")
+    begin("Large-vocabulary losses bench", args)
     if args.cost:
         part_cost(args)
     if args.quality:

@@ -23,7 +23,7 @@ ru_maxrss: mapped pages of the cache it touched count too), its CPU seconds (use
 than wall time to other jobs on a shared machine) and the splits it tokenised itself. Today's
 path (the commit this branch started from, `git merge-base HEAD main`) holds the whole corpus as Python
 lists: 180 s and 18.7 GB in one process at full scale (old path), which would not fit beside the other jobs
-on this machine, so it runs here on 1/5 of the corpus (`--old-repeats 10`) next to the new path on the
+on this machine, so it runs here on 1/5 of the corpus (`--old_repeats 10`) next to the new path on the
 same 1/5: that ratio is measured in this run; the full-scale figures of today's path are quoted.
 """
 
@@ -138,8 +138,8 @@ def row(name: str, run: dict, target: str = "", met: bool | None = None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=50, help="copies of WikiText-2 train in the corpus")
-    parser.add_argument("--old-repeats", type=int, default=10, help="copies for the today-vs-new comparison")
-    parser.add_argument("--work-dir", type=Path, default=None, help="temporary folder (default: a new one)")
+    parser.add_argument("--old_repeats", type=int, default=10, help="copies for the today-vs-new comparison")
+    parser.add_argument("--work_dir", type=Path, default=None, help="temporary folder (default: a new one)")
     args = parser.parse_args()
     if not WIKITEXT2_TRAIN.is_file():
         sys.exit(f"{WIKITEXT2_TRAIN} is missing: this bench needs ../shared/data/wikitext2")

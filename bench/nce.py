@@ -1,9 +1,11 @@
 """Speed of the NCE output layer against the full softmax, measured in one run.
 
+Four parts, (a)-(d), chosen by `--parts`:
+
     python bench/nce.py                                   # (a) output layer + loss, 10k/50k/250k
-    python bench/nce.py --vocab-sizes 10000 50000         # skip the 250k full softmax (~12 GB)
-    python bench/nce.py --parts b --vocab-sizes 10000     # (b) only: Trainer steps, tokens/s
-    python bench/nce.py --parts c d --budget-seconds 600  # (c) WikiText-2 perplexity, (d) log Z
+    python bench/nce.py --vocab_sizes 10000 50000         # skip the 250k full softmax (~12 GB)
+    python bench/nce.py --parts b --vocab_sizes 10000     # (b) only: Trainer steps, tokens/s
+    python bench/nce.py --parts c d --budget_seconds 600  # (c) WikiText-2 perplexity, (d) log Z
 
 (a) Output layer + loss alone, forward and backward: `full` is `F.linear` + `cross_entropy`
     (what GPT2LMHeadModel does, plus the bias); `nce` is `NCELMForCausalLM.sampled_token_losses`
@@ -13,14 +15,17 @@
 (b) Whole training steps through `transformers.Trainer` (2-layer GPT-2 backbone, hidden 256,
     tied embeddings, `optim="adamw_torch_fused"`, k shared, fp32), minimum step time -> tokens/s.
     Each vocabulary runs in a fresh subprocess (a 250k full-softmax step leaves the allocator in a
-    state that slows later steps 2-4x, nce.md §6.2); the 250k full softmax is timed for 1 step.
+    state that slows later steps 2-4x in the same process); the 250k full softmax is timed for 1 step.
 (c) WikiText-2 (`../shared/data/wikitext2`, read in place, skipped if absent): a small model trained
-    with `nce`, `ranking` and `full` for the same wall-clock budget (`--budget-seconds` each), then
-    the exact validation perplexity (full softmax over the word vocabulary) of each.
+    with `nce`, `ranking` and `full` for the same wall-clock budget (`--budget_seconds` each), then
+    the exact validation perplexity (full softmax over the word vocabulary) of each. Every
+    `--eval_every` seconds of training (evaluation pauses the clock), the exact perplexity of the first
+    `--curve_tokens` validation tokens: the curve drawn to `bench/results/nce_wikitext2.png`
+    (matplotlib, optional extra `plot`; without it the tables are printed all the same).
 (d) Self-normalisation of the models from (c): mean / std of log Z(h) and the fraction |log Z| > 1.
 
-Targets (2-core CPU): (a) >= 15x at 10k, 50x at 50k, 100x at 250k (nce.md §6.3); (b) >= 2.5x at
-10k, 6x at 50k, 25x at 250k (issue 5); (c) nce perplexity within 10% of full, or better. Timings on a
+Targets (2-core CPU): (a) >= 15x at 10k, 50x at 50k, 100x at 250k; (b) >= 2.5x at
+10k, 6x at 50k, 25x at 250k; (c) nce perplexity within 10% of full, or better. Timings on a
 shared CPU are noisy: compare ratios, not seconds.
 """
 
@@ -37,6 +42,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _plot import save_plot
 
 from custom_models.nce_lm import NCELMConfig, NCELMForCausalLM, count_tokens, noise_log_probs_from_counts
 
@@ -172,8 +178,8 @@ def bench_end_to_end(vocab_size: int, args) -> dict:
 def end_to_end_in_subprocess(vocab_size: int, args) -> dict:
     """(b) for one vocabulary in a fresh interpreter (see the module docstring); returns its result dict."""
     command = [
-        sys.executable, __file__, "--b-worker", str(vocab_size), "--tokens", str(args.tokens),
-        "--num-noise-samples", str(args.num_noise_samples), "--steps", str(args.steps),
+        sys.executable, __file__, "--b_worker", str(vocab_size), "--tokens", str(args.tokens),
+        "--num_noise_samples", str(args.num_noise_samples), "--steps", str(args.steps),
     ]  # fmt: skip
     if args.threads:
         command += ["--threads", str(args.threads)]
@@ -200,17 +206,28 @@ def load_wikitext2(args) -> dict | None:
 
 
 def bench_budget(loss_type: str, data: dict, args) -> dict:
-    """(c) + (d) for one loss: train for `--budget-seconds` of wall clock, then evaluate exactly."""
+    """(c) + (d) for one loss: train for `--budget_seconds` of wall clock, then evaluate exactly."""
     from transformers import TrainerCallback, TrainingArguments, default_data_collator
 
     from recipes.nce_lm.nce_trainer import NCETrainer, TokenBlocks
 
     class Budget(TrainerCallback):
+        """Stops after `--budget_seconds` of training; every `--eval_every` seconds of it, one curve point
+        (training seconds, step, exact perplexity of the first `--curve_tokens` validation tokens). The clock
+        runs only while training: a curve evaluation pauses it."""
+
         def on_train_begin(self, *unused, **kwargs):
-            self.start = time.perf_counter()
+            self.trained, self.next_eval, self.curve, self.last = 0.0, args.eval_every, [], time.perf_counter()
 
         def on_step_end(self, unused_args, state, control, **kwargs):
-            control.should_training_stop = time.perf_counter() - self.start > args.budget_seconds
+            self.trained += time.perf_counter() - self.last
+            if self.trained >= min(self.next_eval, args.budget_seconds):
+                ppl = trainer.evaluate(curve_blocks, metric_key_prefix="curve")["curve_perplexity"]
+                self.curve.append((self.trained, state.global_step, ppl))
+                print(f"  {loss_type}: {self.trained:.0f} s, step {state.global_step}, curve ppl {ppl:.1f}", flush=True)
+                self.next_eval += args.eval_every
+            control.should_training_stop = self.trained >= args.budget_seconds
+            self.last = time.perf_counter()
 
     torch.manual_seed(0)
     config = NCELMConfig(
@@ -218,6 +235,8 @@ def bench_budget(loss_type: str, data: dict, args) -> dict:
         loss_type=loss_type, num_noise_samples=args.num_noise_samples, bos_token_id=1, eos_token_id=1,
     )  # fmt: skip
     model = NCELMForCausalLM(config)
+    budget = Budget()
+    curve_blocks = TokenBlocks(data["validation"][: args.curve_tokens], block_size=args.block_size)
     counts = count_tokens([data["train"]], vocab_size=data["vocab_size"])
     model.set_noise_distribution(noise_log_probs_from_counts(counts))
     with tempfile.TemporaryDirectory() as output_dir:
@@ -233,11 +252,11 @@ def bench_budget(loss_type: str, data: dict, args) -> dict:
             train_dataset=TokenBlocks(data["train"], block_size=args.block_size),
             eval_dataset=TokenBlocks(data["validation"], block_size=args.block_size),
             data_collator=default_data_collator,
-            callbacks=[Budget()],
+            callbacks=[budget],
         )
         trainer.train()
         metrics = trainer.evaluate()
-    return {"loss_type": loss_type, "steps": trainer.state.global_step, **metrics}
+    return {"loss_type": loss_type, "steps": trainer.state.global_step, "curve": budget.curve, **metrics}
 
 
 def print_header(args) -> None:
@@ -250,22 +269,24 @@ def print_header(args) -> None:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--parts", nargs="+", choices=["a", "b", "c", "d"], default=["a"], help="what to run")
-    parser.add_argument("--vocab-sizes", type=int, nargs="+", default=[10_000, 50_000, 250_000])
+    parser.add_argument("--vocab_sizes", type=int, nargs="+", default=[10_000, 50_000, 250_000])
     parser.add_argument("--tokens", type=int, default=4096, help="tokens per step (N)")
     parser.add_argument("--hidden", type=int, default=256, help="hidden size d for (a)")
-    parser.add_argument("--num-noise-samples", type=int, default=256, help="k, shared per step")
+    parser.add_argument("--num_noise_samples", type=int, default=256, help="k, shared per step")
     parser.add_argument("--repetitions", type=int, default=5, help="timed repetitions per cell in (a)")
-    parser.add_argument("--end-to-end", action="store_true", help="same as adding b to --parts")
+    parser.add_argument("--end_to_end", action="store_true", help="same as adding b to --parts")
     parser.add_argument("--steps", type=int, default=3, help="timed Trainer steps per cell in (b)")
-    parser.add_argument("--budget-seconds", type=float, default=600.0, help="(c) training wall clock per loss")
-    parser.add_argument("--c-vocab-size", type=int, default=40_000, help="(c) word vocabulary cap")
-    parser.add_argument("--c-hidden", type=int, default=128, help="(c) hidden size")
-    parser.add_argument("--block-size", type=int, default=64, help="(c) tokens per block")
-    parser.add_argument("--batch-size", type=int, default=32, help="(c) blocks per step")
-    parser.add_argument("--learning-rate", type=float, default=3e-3, help="(c) constant after warm-up")
-    parser.add_argument("--eval-tokens", type=int, default=0, help="(c) validation tokens scored; 0: all")
+    parser.add_argument("--budget_seconds", type=float, default=600.0, help="(c) training wall clock per loss")
+    parser.add_argument("--c_vocab_size", type=int, default=40_000, help="(c) word vocabulary cap")
+    parser.add_argument("--c_hidden", type=int, default=128, help="(c) hidden size")
+    parser.add_argument("--block_size", type=int, default=64, help="(c) tokens per block")
+    parser.add_argument("--batch_size", type=int, default=32, help="(c) blocks per step")
+    parser.add_argument("--learning_rate", type=float, default=3e-3, help="(c) constant after warm-up")
+    parser.add_argument("--eval_tokens", type=int, default=0, help="(c) validation tokens scored; 0: all")
+    parser.add_argument("--eval_every", type=float, default=60.0, help="(c) training seconds between curve points")
+    parser.add_argument("--curve_tokens", type=int, default=16_384, help="(c) validation tokens per curve point")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
-    parser.add_argument("--b-worker", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--b_worker", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -330,6 +351,11 @@ def main():
                 tokens = r["steps"] * args.batch_size * args.block_size
                 ratio = r["eval_perplexity"] / full_ppl
                 print(f"| {loss} | {r['steps']:,} | {tokens:,} | {r['eval_perplexity']:.1f} | {ratio:.3f} | {target} |")
+            curves = {f"{loss} ({r['steps']:,} steps)": ([s for s, _, _ in r["curve"]], [p for _, _, p in r["curve"]])
+                      for loss, r in results.items()}  # fmt: skip
+            print("\n" + save_plot("nce_wikitext2.png", lines=curves, yscale="log", xlabel="training seconds",
+                                   ylabel=f"exact validation perplexity (first {args.curve_tokens:,} tokens)",
+                                   title=f"NCE LM on WikiText-2, {data['vocab_size']:,} words"))  # fmt: skip
             print("\n(d) self-normalisation on the same validation tokens (log Z = 0 is perfectly normalised)\n")
             print("| loss | mean log Z | std log Z | fraction abs(log Z) > 1 |")
             print("|---|---|---|---|")
@@ -338,7 +364,7 @@ def main():
                     f"| {loss} | {r['eval_log_partition_mean']:.3f} | {r['eval_log_partition_std']:.3f} | "
                     f"{r['eval_log_partition_outlier_fraction']:.3f} |"
                 )
-    print(f"\nlog(k) = {math.log(args.num_noise_samples):.2f}; shared CPU: ratios are noisy, see nce.md §6.")
+    print(f"\nlog(k) = {math.log(args.num_noise_samples):.2f}; shared CPU: ratios are noisy.")
 
 
 if __name__ == "__main__":

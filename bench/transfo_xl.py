@@ -1,28 +1,33 @@
-"""Transformer-XL claims (issue 4), each measured against its baseline in one run.
+"""Transformer-XL claims (Dai et al. 2019, "Transformer-XL"), each measured against its baseline in one run.
 
-    python bench/transfo_xl.py --eval-speed                      # (a) memory vs sliding window, C = 128..1024
+Four parts, (a)-(d), chosen by flag:
+
+    python bench/transfo_xl.py --eval_speed                      # (a) memory vs sliding window, C = 128..1024
     python bench/transfo_xl.py --wikitext2                       # (b) WikiText-2 ppl, memory vs mem_len=0 (~6-10 min)
-    python bench/transfo_xl.py --train-speed --install-reference # (c) training tok/s vs transformers 4.x
-    python bench/transfo_xl.py --adaptive-step                   # (d) adaptive vs full softmax, 267,735 words
-    python bench/transfo_xl.py --eval-speed --vocab-size 267735 --cutoffs 20000 40000 200000  # (a), adaptive
-    python bench/transfo_xl.py --all --install-reference         # everything (see --help for sizes)
+    python bench/transfo_xl.py --train_speed --install_reference # (c) training tok/s vs transformers 4.x
+    python bench/transfo_xl.py --adaptive_step                   # (d) adaptive vs full softmax, 267,735 words
+    python bench/transfo_xl.py --eval_speed --vocab_size 267735 --cutoffs 20000 40000 200000  # (a), adaptive
+    python bench/transfo_xl.py --all --install_reference         # everything (see --help for sizes)
 
 (a) Evaluation speed (paper Table 9). One random-weight model (fp32, eval mode, inference_mode) is run
-    two ways over a random token stream. Transformer-XL: segments of `--eval-tgt-len` tokens with
+    two ways over a random token stream. Transformer-XL: segments of `--eval_tgt_len` tokens with
     mem_len = C and same_length, so every query of every layer attends to exactly C keys (itself
     included), memory full (steady state). Vanilla (Al-Rfou et al. evaluation): for each predicted token,
     the same model with no memory runs the window of the C previous tokens and only the last position goes
     through the output layer. Per-layer attention length is C on both sides; only memory reuse differs.
-    Rounds alternate the two sides; the minimum per-token time of each is reported.
+    Rounds alternate the two sides; the minimum per-token time of each is reported. Plot: speed-up against
+    C, `bench/results/transfo_xl_eval_speed.png` (`..._adaptive.png` with `--cutoffs`).
 (b) WikiText-2 validation perplexity of two models trained by `recipes/transformer_xl/train.py`'s `main()`
-    with identical settings and steps, one with `--mem-len`, one with mem_len=0; both evaluated by the
+    with identical settings and steps, one with `--mem_len`, one with mem_len=0; both evaluated by the
     paper's protocol (the whole validation stream in 10 streams, memory carried). The memory model is
-    evaluated again with a longer memory (`--long-eval-mem-len`, same_length, distances clamped to what it
-    saw in training). Data: `../shared/data/wikitext2/{train,valid}.txt` next to the repository.
+    evaluated again with a longer memory (`--long_eval_mem_len`, same_length, distances clamped to what it
+    saw in training). Data: `--data_dir`, by default `../shared/data/wikitext2/{train,valid}.txt` next to the
+    repository. Plot: the three perplexities as bars, `bench/results/transfo_xl_wikitext2_memory.png`.
 (c) Training tokens/s (forward + backward + AdamW step, memory carried, dropout on) of our model against
     `TransfoXLLMHeadModel` of transformers 4.35.2 at the same config (non-adaptive softmax, tied weights).
-    The reference runs in a second interpreter (`--reference-python`, a venv with transformers 4.35.2 on
-    the same torch); both processes wait on a pipe while the other runs, so rounds alternate.
+    The reference runs in a second interpreter (`--reference_python`, a venv with transformers 4.35.2 on
+    the same torch; by default `~/.cache/finetune-recipes/venv-transformers-4.35.2/bin/python`, which
+    `--install_reference` builds); both processes wait on a pipe while the other runs, so rounds alternate.
 (d) One training step (forward + backward, no optimizer) of one small backbone with the output layer at
     WikiText-103's 267,735 words: full softmax against the adaptive softmax with the paper's cutoffs
     (20k / 40k / 200k; div_val 1 as the base model, div_val 4 as the large one), same batch, same seed.
@@ -34,7 +39,8 @@
 
 Targets: (a) ratio grows with C and is >= 50x at C = 512, with a full or an adaptive softmax; (b) memory
 model has the lower perplexity; (c) ours >= 1.0x the reference; (d) adaptive >= 5x faster and >= 5x less
-peak memory than full. Timings on a shared CPU are noisy: read ratios, not seconds.
+peak memory than full. Timings on a shared CPU are noisy: read ratios, not seconds. The plots need matplotlib
+(`pip install -e ".[plot]"`); without it the tables are printed and one line says the plot was skipped.
 """
 
 import argparse
@@ -49,7 +55,9 @@ import time
 from pathlib import Path
 
 import torch
-from _reference import default_reference_python, ensure_reference, machine_line
+from _cli import add_run_flags, begin, met
+from _plot import save_plot
+from _reference import default_reference_python, ensure_reference
 from _train_step import measure_steps
 
 from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausalLM
@@ -82,10 +90,6 @@ def build_model(
         **overrides,
     )
     return TransformerXLForCausalLM(config)
-
-
-def met(ok: bool) -> str:
-    return "yes" if ok else "NO"
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -168,6 +172,11 @@ def part_eval_speed(args: argparse.Namespace) -> None:
         )
     grows = all(a["ratio"] < b["ratio"] for a, b in zip(rows, rows[1:]))
     print(f"\nSpeed-up grows with context: {met(grows)}. Paper (GPU, large model): 363x at 800 ... 1,874x at 3,800.")
+    name = "transfo_xl_eval_speed_adaptive.png" if adaptive else "transfo_xl_eval_speed.png"
+    print(save_plot(name, lines={softmax: ([r["context"] for r in rows], [r["ratio"] for r in rows])},
+                    title=f"Transformer-XL evaluation speed-up, {args.n_layer} layers, d_model {args.d_model}",
+                    xlabel="attention length C (tokens)", ylabel="speed-up over the sliding window (x)",
+                    xscale="log", yscale="log"))  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -247,7 +256,7 @@ def part_wikitext2(args: argparse.Namespace) -> None:
 
     missing = [name for name in ("train.txt", "valid.txt") if not (args.data_dir / name).is_file()]
     if missing:
-        sys.exit(f"(b) needs WikiText-2 at {args.data_dir} ({', '.join(missing)} missing); pass --data-dir")
+        sys.exit(f"(b) needs WikiText-2 at {args.data_dir} ({', '.join(missing)} missing); pass --data_dir")
     tokens_per_step = args.batch_size * args.tgt_len
     print(
         f"\n## (b) WikiText-2 validation perplexity: memory vs no memory, same recipe and steps\n\n"
@@ -286,6 +295,14 @@ def part_wikitext2(args: argparse.Namespace) -> None:
     with_memory, without = rows[0][5]["eval_perplexity"], rows[2][5]["eval_perplexity"]
     print(f"\nMemory wins (ppl {with_memory:.2f} < {without:.2f}): {met(with_memory < without)}; "
           f"longer eval memory: {rows[1][5]['eval_perplexity']:.2f}.")  # fmt: skip
+    bars = {
+        "mem_len 0": without,
+        f"mem_len {args.mem_len}": with_memory,
+        f"mem_len {args.mem_len},\neval mem_len {args.long_eval_mem_len}": rows[1][5]["eval_perplexity"],
+    }
+    print(save_plot("transfo_xl_wikitext2_memory.png", bars=bars, ylabel="validation perplexity (lower is better)",
+                    title=f"WikiText-2, Transformer-XL {args.n_layer} x d_model {args.d_model}, {args.max_steps} steps",
+                    xlabel="memory in training and evaluation"))  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -456,59 +473,58 @@ def part_adaptive_step(args: argparse.Namespace) -> None:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parts = parser.add_argument_group("parts (at least one)")
-    parts.add_argument("--eval-speed", action="store_true", help="(a) evaluation speed, memory vs sliding window")
+    parts.add_argument("--eval_speed", action="store_true", help="(a) evaluation speed, memory vs sliding window")
     parts.add_argument("--wikitext2", action="store_true", help="(b) WikiText-2 perplexity, memory vs mem_len=0")
-    parts.add_argument("--train-speed", action="store_true", help="(c) training tok/s vs transformers 4.x")
-    parts.add_argument("--adaptive-step", action="store_true", help="(d) adaptive vs full softmax training step")
+    parts.add_argument("--train_speed", action="store_true", help="(c) training tok/s vs transformers 4.x")
+    parts.add_argument("--adaptive_step", action="store_true", help="(d) adaptive vs full softmax training step")
     parts.add_argument("--all", action="store_true", help="(a), (b), (c) and (d)")
     model = parser.add_argument_group("model (all parts)")
-    model.add_argument("--n-layer", type=int, default=4)
-    model.add_argument("--d-model", type=int, default=256, help="d_inner = 4 d_model, d_head = d_model / n_head")
-    model.add_argument("--n-head", type=int, default=4)
-    model.add_argument("--vocab-size", type=int, default=10_000, help="vocabulary of the random-token parts (a), (c)")
+    model.add_argument("--n_layer", type=int, default=4)
+    model.add_argument("--d_model", type=int, default=256, help="d_inner = 4 d_model, d_head = d_model / n_head")
+    model.add_argument("--n_head", type=int, default=4)
+    model.add_argument("--vocab_size", type=int, default=10_000, help="vocabulary of the random-token parts (a), (c)")
     model.add_argument("--cutoffs", type=int, nargs="*", default=[], help="(a): adaptive softmax clusters")
-    model.add_argument("--div-val", type=int, default=1, help="(a): adaptive embedding width divisor")
-    model.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
-    model.add_argument("--seed", type=int, default=42)
+    model.add_argument("--div_val", type=int, default=1, help="(a): adaptive embedding width divisor")
+    add_run_flags(model)
     a = parser.add_argument_group("(a) evaluation speed")
     a.add_argument("--contexts", type=int, nargs="+", default=[128, 256, 512, 1024], help="attention lengths C")
-    a.add_argument("--eval-tgt-len", type=int, default=128, help="Transformer-XL evaluation segment length")
-    a.add_argument("--eval-batch-size", type=int, default=1, help="streams (and windows) evaluated together")
-    a.add_argument("--eval-txl-tokens", type=int, default=1024, help="Transformer-XL tokens per round")
-    a.add_argument("--eval-windows", type=int, default=16, help="vanilla predictions per round")
-    a.add_argument("--eval-rounds", type=int, default=5, help="alternating timed rounds")
+    a.add_argument("--eval_tgt_len", type=int, default=128, help="Transformer-XL evaluation segment length")
+    a.add_argument("--eval_batch_size", type=int, default=1, help="streams (and windows) evaluated together")
+    a.add_argument("--eval_txl_tokens", type=int, default=1024, help="Transformer-XL tokens per round")
+    a.add_argument("--eval_windows", type=int, default=16, help="vanilla predictions per round")
+    a.add_argument("--eval_rounds", type=int, default=5, help="alternating timed rounds")
     b = parser.add_argument_group("(b) WikiText-2 through the recipe")
-    b.add_argument("--data-dir", type=Path, default=WIKITEXT2_DIR)
-    b.add_argument("--lm-vocab-size", type=int, default=10_000, help="word tokenizer cap (33,278 = all of WT-2)")
-    b.add_argument("--lm-layers", type=int, default=2, help="n_layer of the (b) model")
-    b.add_argument("--lm-d-model", type=int, default=128, help="d_model of the (b) model")
-    b.add_argument("--batch-size", type=int, default=16, help="training streams")
-    b.add_argument("--tgt-len", type=int, default=64, help="training and evaluation segment length")
-    b.add_argument("--mem-len", type=int, default=64, help="memory of the memory model (the other has 0)")
-    b.add_argument("--long-eval-mem-len", type=int, default=256, help="the memory model's longer eval memory")
-    b.add_argument("--max-steps", type=int, default=1000)
-    b.add_argument("--learning-rate", type=float, default=2e-3)
+    b.add_argument("--data_dir", type=Path, default=WIKITEXT2_DIR)
+    b.add_argument("--lm_vocab_size", type=int, default=10_000, help="word tokenizer cap (33,278 = all of WT-2)")
+    b.add_argument("--lm_layers", type=int, default=2, help="n_layer of the (b) model")
+    b.add_argument("--lm_d_model", type=int, default=128, help="d_model of the (b) model")
+    b.add_argument("--batch_size", type=int, default=16, help="training streams")
+    b.add_argument("--tgt_len", type=int, default=64, help="training and evaluation segment length")
+    b.add_argument("--mem_len", type=int, default=64, help="memory of the memory model (the other has 0)")
+    b.add_argument("--long_eval_mem_len", type=int, default=256, help="the memory model's longer eval memory")
+    b.add_argument("--max_steps", type=int, default=1000)
+    b.add_argument("--learning_rate", type=float, default=2e-3)
     b.add_argument("--dropout", type=float, default=0.0, help="less than one epoch: no overfitting to fight")
     c = parser.add_argument_group("(c) training speed vs transformers 4.x")
-    c.add_argument("--reference-python", default=str(default_reference_python(REFERENCE_VERSION)),
+    c.add_argument("--reference_python", default=str(default_reference_python(REFERENCE_VERSION)),
                    help="interpreter with transformers 4.x")  # fmt: skip
-    c.add_argument("--install-reference", action="store_true",
+    c.add_argument("--install_reference", action="store_true",
                    help=f"build that venv (our torch release, then transformers=={REFERENCE_VERSION})")  # fmt: skip
-    c.add_argument("--train-batch-size", type=int, default=8)
-    c.add_argument("--train-tgt-len", type=int, default=128)
-    c.add_argument("--train-mem-len", type=int, default=128)
-    c.add_argument("--train-steps", type=int, default=3, help="timed steps per round")
-    c.add_argument("--train-rounds", type=int, default=5, help="alternating timed rounds")
+    c.add_argument("--train_batch_size", type=int, default=8)
+    c.add_argument("--train_tgt_len", type=int, default=128)
+    c.add_argument("--train_mem_len", type=int, default=128)
+    c.add_argument("--train_steps", type=int, default=3, help="timed steps per round")
+    c.add_argument("--train_rounds", type=int, default=5, help="alternating timed rounds")
     d = parser.add_argument_group("(d) adaptive vs full softmax")
-    d.add_argument("--step-batch-size", type=int, default=8, help="streams (wikitext103_base.yaml's per GPU)")
-    d.add_argument("--step-tgt-len", type=int, default=150, help="tokens per stream (wikitext103_base.yaml's)")
-    d.add_argument("--step-steps", type=int, default=3, help="timed steps per process")
-    d.add_argument("--step-rounds", type=int, default=2, help="alternating processes per side")
+    d.add_argument("--step_batch_size", type=int, default=8, help="streams (wikitext103_base.yaml's per GPU)")
+    d.add_argument("--step_tgt_len", type=int, default=150, help="tokens per stream (wikitext103_base.yaml's)")
+    d.add_argument("--step_steps", type=int, default=3, help="timed steps per process")
+    d.add_argument("--step_rounds", type=int, default=2, help="alternating processes per side")
     args = parser.parse_args()
     if args.all:
         args.eval_speed = args.wikitext2 = args.train_speed = args.adaptive_step = True
     if not (args.eval_speed or args.wikitext2 or args.train_speed or args.adaptive_step):
-        parser.error("choose at least one of --eval-speed, --wikitext2, --train-speed, --adaptive-step, --all")
+        parser.error("choose at least one of --eval_speed, --wikitext2, --train_speed, --adaptive_step, --all")
     if args.d_model % args.n_head or args.lm_d_model % args.n_head:
         parser.error("d_model must be divisible by n_head")
     return args
@@ -516,8 +532,7 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    torch.set_num_threads(args.threads)
-    print(f"# Transformer-XL bench\n\n{machine_line()}\n\n`{' '.join(sys.argv)}`")
+    begin("Transformer-XL bench", args)
     if args.eval_speed:
         part_eval_speed(args)
     if args.wikitext2:

@@ -1,6 +1,6 @@
-"""Transformer-XL 4.x checkpoints at the real scale (issue 12): load, convert, same log-probabilities.
+"""Transformer-XL 4.x checkpoints at WikiText-103 scale (267,735 words): load, convert, same log-probabilities.
 
-    python bench/transfo_xl_legacy.py --install-reference
+    python bench/transfo_xl_legacy.py --install_reference
 
 Claim: a transformers 4.x Transformer-XL folder with the exact `transfo-xl/transfo-xl-wt103` configuration
 (18 layers, d_model = d_embed = 1024, 16 heads of 64, d_inner 4096, vocabulary 267,735, adaptive input and
@@ -16,12 +16,12 @@ passes: safetensors is memory-mapped, so weights become resident as they are use
 segment 2 is run WITHOUT its memory (shows the comparison can see the memory at this scale).
 
 Method: the public wt103 weights are not reachable offline, so transformers 4.34.1 (a side venv built by
-`--install-reference`: our torch release, then `transformers==4.34.1`) builds `TransfoXLLMHeadModel` with
+`--install_reference`: our torch release, then `transformers==4.34.1`) builds `TransfoXLLMHeadModel` with
 that config and random weights (seed `--seed`), writes it as 4.x did (`torch.save(state_dict,
 _use_new_zipfile_serialization=False)`, `config.save_pretrained`), writes a Vocab-like `vocab.pkl` (legacy
 `torch.save` of a dict with a `Counter` and an `OrderedDict`), and runs two segments of 16 random tokens,
 the first with EMPTY memories (`mems=[empty(0, batch, d_model)] * n_layer`; 4.x's `mems=None` would attend
-to 1600 zero vectors), the second with the memories it returned. Those files live in `--cache-dir` (outside
+to 1600 zero vectors), the second with the memories it returned. Those files live in `--cache_dir` (outside
 the repository, reused by later runs). Each of our steps then runs in a fresh process of this interpreter,
 so its peak RSS is its own; the AutoModel step never imports this repository's packages.
 """
@@ -163,7 +163,7 @@ STEPS = {"load": step_load, "convert": step_convert, "auto": step_auto}
 
 
 def run_step(name: str, args: argparse.Namespace) -> dict:
-    command = [sys.executable, __file__, "--step", name, "--cache-dir", str(args.cache_dir),
+    command = [sys.executable, __file__, "--step", name, "--cache_dir", str(args.cache_dir),
                "--seed", str(args.seed), "--threads", str(args.threads)]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, cwd=args.cache_dir)
     for line in done.stdout.splitlines():
@@ -197,7 +197,7 @@ def write_reference(args: argparse.Namespace) -> str | None:
 def print_results(args: argparse.Namespace) -> None:
     meta = json.loads((args.legacy_dir / "reference.json").read_text())
     if meta["segment_len"] != args.segment_len or meta["config"] != WT103:
-        sys.exit(f"{args.legacy_dir} was written with other settings; delete it or pass another --cache-dir")
+        sys.exit(f"{args.legacy_dir} was written with other settings; delete it or pass another --cache_dir")
     if args.converted_dir.exists():
         shutil.rmtree(args.converted_dir)
     load, convert, auto = (run_step(name, args) for name in ("load", "convert", "auto"))
@@ -227,12 +227,12 @@ def print_results(args: argparse.Namespace) -> None:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cache-dir", type=Path, default=CACHE_DIR, help="where the ~1.1 GB files go")
-    parser.add_argument("--reference-python", default=str(default_reference_python(REFERENCE_VERSION)),
+    parser.add_argument("--cache_dir", type=Path, default=CACHE_DIR, help="where the ~1.1 GB files go")
+    parser.add_argument("--reference_python", default=str(default_reference_python(REFERENCE_VERSION)),
                         help=f"interpreter with transformers {REFERENCE_VERSION}")  # fmt: skip
-    parser.add_argument("--install-reference", action="store_true",
+    parser.add_argument("--install_reference", action="store_true",
                         help=f"build that venv: our torch release, then transformers=={REFERENCE_VERSION}")  # fmt: skip
-    parser.add_argument("--segment-len", type=int, default=16)
+    parser.add_argument("--segment_len", type=int, default=16)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads, every process")
