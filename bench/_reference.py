@@ -51,8 +51,11 @@ def ensure_reference(python: Path, version: str, *, install: bool, check: str) -
         torch_pin = f"torch=={torch.__version__.split('+')[0]}"
         print(f"building {venv} ({torch_pin}, transformers=={version}) ...", file=sys.stderr, flush=True)
         pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
-        for command in ([sys.executable, "-m", "venv", str(venv)], [*pip, torch_pin],
-                        [*pip, f"transformers=={version}"]):  # fmt: skip
+        for command in (
+            [sys.executable, "-m", "venv", str(venv)],
+            [*pip, torch_pin],
+            [*pip, f"transformers=={version}"],
+        ):
             done = subprocess.run(command, capture_output=True, text=True)
             if done.returncode:
                 return f"`{' '.join(command)}` failed: {(done.stderr or done.stdout).strip()[-400:]}"

@@ -58,16 +58,25 @@ def main() -> None:
     texts = [DEFAULT_PROMPT_TEMPLATE.format(question=q) for q in questions]
     tokenizer = train_tokenizer(texts, kind="bpe", vocab_size=2000)
     tokenizer.pad_token = tokenizer.eos_token
-    config = GPT2Config(vocab_size=len(tokenizer), n_layer=args.n_layer, n_embd=args.n_embd, n_head=8, n_positions=128,
-                        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)  # fmt: skip
+    config = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_layer=args.n_layer,
+        n_embd=args.n_embd,
+        n_head=8,
+        n_positions=128,
+        bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     model = GPT2LMHeadModel(config).eval()
     generation_config = GenerationArguments(max_new_tokens=args.max_new_tokens).generation_config(
         tokenizer, eos_token_id=answer_stop_ids(tokenizer)
     )
 
     one_at_a_time = questions_per_second(model, tokenizer, questions, 1, generation_config)
-    print(f"\n{len(questions)} questions from {source}; GPT-2 {args.n_layer} layers x {args.n_embd}, "
-          f"{args.max_new_tokens} new tokens, greedy, {torch.get_num_threads()} threads\n")  # fmt: skip
+    print(
+        f"\n{len(questions)} questions from {source}; GPT-2 {args.n_layer} layers x {args.n_embd}, "
+        f"{args.max_new_tokens} new tokens, greedy, {torch.get_num_threads()} threads\n"
+    )
     print("| batch size | batched (questions/s) | one at a time (questions/s) | speed-up |\n|---|---|---|---|")
     for batch_size in args.batch_sizes:
         batched = questions_per_second(model, tokenizer, questions, batch_size, generation_config)

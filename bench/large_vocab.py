@@ -65,9 +65,18 @@ def loss_fields(loss_type: str, args: argparse.Namespace, *, cutoffs: list[int])
 
 def part_cost(args: argparse.Namespace) -> None:
     base = {
-        "vocab_size": WT103_VOCAB, "d_model": 256, "d_embed": 256, "n_head": 4, "d_head": 64, "d_inner": 1024,
-        "n_layer": 4, "mem_len": 0, "clamp_len": 0, "same_length": False, "dropout": 0.1,
-    }  # fmt: skip
+        "vocab_size": WT103_VOCAB,
+        "d_model": 256,
+        "d_embed": 256,
+        "n_head": 4,
+        "d_head": 64,
+        "d_inner": 1024,
+        "n_layer": 4,
+        "mem_len": 0,
+        "clamp_len": 0,
+        "same_length": False,
+        "dropout": 0.1,
+    }
     sides = {loss: {**base, **loss_fields(loss, args, cutoffs=PAPER_CUTOFFS)} for loss in LOSSES}
     shape = (8, 150)
     print(
@@ -83,8 +92,10 @@ def part_cost(args: argparse.Namespace) -> None:
     )
     full = results["full"]
     targets = {"nce": "faster", "ranking": "faster", "adaptive": "faster", "chunked": "memory"}
-    print("| loss | parameters | min step s | peak step MB | faster than full | less memory | first-step loss "
-          "| target | met |")  # fmt: skip
+    print(
+        "| loss | parameters | min step s | peak step MB | faster than full | less memory | first-step loss "
+        "| target | met |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for loss, r in results.items():
         speed, memory = min(full["times"]) / min(r["times"]), full["step_mb"] / r["step_mb"]
@@ -97,8 +108,11 @@ def part_cost(args: argparse.Namespace) -> None:
             same = abs(r["loss"] - full["loss"]) <= 1e-5
             target = f">= {TARGET_CHUNKED_MEMORY:.0f}x less memory, loss within 1e-5"
             ok = met(memory >= TARGET_CHUNKED_MEMORY and same)
-        print(f"| {loss} | {r['params']:,} | {min(r['times']):.3f} | {r['step_mb']:,.0f} | {speed:.1f}x | "
-              f"{memory:.1f}x | {r['loss']:.6f} | {target} | {ok} |", flush=True)  # fmt: skip
+        print(
+            f"| {loss} | {r['params']:,} | {min(r['times']):.3f} | {r['step_mb']:,.0f} | {speed:.1f}x | "
+            f"{memory:.1f}x | {r['loss']:.6f} | {target} | {ok} |",
+            flush=True,
+        )
     print(f"\nchunked - full first-step loss: {results['chunked']['loss'] - full['loss']:+.2e} (same weights, batch)")
 
 
@@ -153,10 +167,21 @@ def evaluate(model: TransformerXLForCausalLM, stream: torch.Tensor, args: argpar
 def train_for_budget(loss_type: str, data: dict, args: argparse.Namespace) -> dict:
     torch.manual_seed(args.seed)
     config = TransformerXLConfig(
-        vocab_size=data["vocab_size"], d_model=128, d_embed=128, n_head=4, d_head=32, d_inner=512, n_layer=2,
-        mem_len=args.tgt_len, clamp_len=0, same_length=False, dropout=0.0, dropatt=0.0, noise_seed=args.seed,
+        vocab_size=data["vocab_size"],
+        d_model=128,
+        d_embed=128,
+        n_head=4,
+        d_head=32,
+        d_inner=512,
+        n_layer=2,
+        mem_len=args.tgt_len,
+        clamp_len=0,
+        same_length=False,
+        dropout=0.0,
+        dropatt=0.0,
+        noise_seed=args.seed,
         **loss_fields(loss_type, args, cutoffs=[2000, 10000]),
-    )  # fmt: skip
+    )
     model = TransformerXLForCausalLM(config).train()
     if loss_type in ("nce", "ranking"):
         counts = count_tokens([data["train"]], vocab_size=data["vocab_size"])
@@ -200,26 +225,39 @@ def part_quality(args: argparse.Namespace) -> None:
         f"adaptive cutoffs [2000, 10000]. Exact perplexity on "
         f"{args.valid_tokens or data['valid'].numel() - 1:,} validation tokens.\n",
         flush=True,
-    )  # fmt: skip
+    )
     results = [train_for_budget(loss, data, args) for loss in LOSSES]
     full = next(r for r in results if r["loss_type"] == "full")
     print("\n| loss | steps | exact valid perplexity | vs full | log Z mean | log Z std |")
     print("|---|---|---|---|---|---|")
     for r in results:
         log_z = (f"{r['log_z_mean']:.2f} | {r['log_z_std']:.2f}") if "log_z_mean" in r else "- | -"
-        print(f"| {r['loss_type']} | {r['steps']:,} | {r['perplexity']:.1f} | "
-              f"{r['perplexity'] / full['perplexity']:.2f}x | {log_z} |")  # fmt: skip
+        print(
+            f"| {r['loss_type']} | {r['steps']:,} | {r['perplexity']:.1f} | "
+            f"{r['perplexity'] / full['perplexity']:.2f}x | {log_z} |"
+        )
     best = min((r for r in results if r["loss_type"] in ("adaptive", "nce", "ranking")), key=lambda r: r["perplexity"])
-    print(f"\nbest sampled or adaptive: {best['loss_type']} {best['perplexity']:.1f} vs full {full['perplexity']:.1f}"
-          f"; target lower than full: {met(best['perplexity'] < full['perplexity'])}")  # fmt: skip
+    print(
+        f"\nbest sampled or adaptive: {best['loss_type']} {best['perplexity']:.1f} vs full {full['perplexity']:.1f}"
+        f"; target lower than full: {met(best['perplexity'] < full['perplexity'])}"
+    )
     print(f"\ncurve (training seconds, steps, perplexity on the first {args.curve_tokens:,} validation tokens):")
     for r in results:
         print(f"- {r['loss_type']}: " + ", ".join(f"{s:.0f} s / {n} / {p:.1f}" for s, n, p in r["curve"]))
-    curves = {f"{r['loss_type']} ({r['steps']} steps)": ([s for s, _, _ in r["curve"]], [p for _, _, p in r["curve"]])
-              for r in results}  # fmt: skip
-    print(save_plot(PLOT, lines=curves, title="Transformer-XL on WikiText-2, 33,278 words", yscale="log",
-                    xlabel="training seconds (2-core CPU)",
-                    ylabel=f"exact validation perplexity (first {args.curve_tokens:,} tokens)"))  # fmt: skip
+    curves = {
+        f"{r['loss_type']} ({r['steps']} steps)": ([s for s, _, _ in r["curve"]], [p for _, _, p in r["curve"]])
+        for r in results
+    }
+    print(
+        save_plot(
+            PLOT,
+            lines=curves,
+            title="Transformer-XL on WikiText-2, 33,278 words",
+            yscale="log",
+            xlabel="training seconds (2-core CPU)",
+            ylabel=f"exact validation perplexity (first {args.curve_tokens:,} tokens)",
+        )
+    )
 
 
 def parse_args() -> argparse.Namespace:

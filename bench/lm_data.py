@@ -69,8 +69,11 @@ def child(recipe: Path, argv: list[str]) -> None:
         runpy.run_path(str(recipe), run_name="__main__")
     finally:
         usage = resource.getrusage(resource.RUSAGE_SELF)
-        report = {"peak_rss_gb": usage.ru_maxrss / 2**20, "cpu_s": usage.ru_utime + usage.ru_stime,
-                  "tokenised": tokenised}  # fmt: skip
+        report = {
+            "peak_rss_gb": usage.ru_maxrss / 2**20,
+            "cpu_s": usage.ru_utime + usage.ru_stime,
+            "tokenised": tokenised,
+        }
         rank = os.environ.get("RANK", "0")
         Path(os.environ["BENCH_DATA_REPORT"], f"rank{rank}.json").write_text(json.dumps(report))
 
@@ -91,13 +94,37 @@ def launch(task: str, *, code: Path, corpus: Path, cache: Path, work: Path, proc
         setup = ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     recipe = code / RECIPES[task].relative_to(REPO)
     command = [
-        sys.executable, "-m", "accelerate.commands.launch", *setup, "--num_processes", str(processes),
-        "--main_process_port", str(free_port()), __file__, "--child", str(recipe / "train.py"),
-        str(recipe / "configs/tiny.yaml"), "--train_file", str(corpus), "--tokenizer_vocab_size", "300000",
-        "--max_steps", "2", "--output_dir", str(output_dir), "--disable_tqdm", "true",
-    ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(code), "FINETUNE_RECIPES_CACHE": str(cache),
-           "BENCH_DATA_REPORT": str(reports), "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}  # fmt: skip
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        *setup,
+        "--num_processes",
+        str(processes),
+        "--main_process_port",
+        str(free_port()),
+        __file__,
+        "--child",
+        str(recipe / "train.py"),
+        str(recipe / "configs/tiny.yaml"),
+        "--train_file",
+        str(corpus),
+        "--tokenizer_vocab_size",
+        "300000",
+        "--max_steps",
+        "2",
+        "--output_dir",
+        str(output_dir),
+        "--disable_tqdm",
+        "true",
+    ]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(code),
+        "FINETUNE_RECIPES_CACHE": str(cache),
+        "BENCH_DATA_REPORT": str(reports),
+        "HF_HUB_OFFLINE": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+    }
     start = time.perf_counter()
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -179,9 +206,14 @@ def main() -> None:
             row(f"{task}, repeat, new output_dir", repeat, repeat_target, repeat["wall_s"] <= TARGETS["repeat_wall_s"])
         )
     tokenisations = sum(len(r["tokenised"]) for r in two["ranks"])
-    lines.append(row("transformer_xl, empty cache, cpu_multi.yaml", two,
-                     f"<= {TARGETS['peak_rss_gb']:.0f} GB each, one tokenisation per split",
-                     max_rss(two) <= TARGETS["peak_rss_gb"] and tokenisations == 2))  # fmt: skip
+    lines.append(
+        row(
+            "transformer_xl, empty cache, cpu_multi.yaml",
+            two,
+            f"<= {TARGETS['peak_rss_gb']:.0f} GB each, one tokenisation per split",
+            max_rss(two) <= TARGETS["peak_rss_gb"] and tokenisations == 2,
+        )
+    )
     old, new = runs["today, 1/5"], runs["new, 1/5"]
     load = f"1-minute load average {load_at_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"
     print(f"\n{platform.machine()}, {os.cpu_count()} cores, {datetime.date.today()}, {load}\n")

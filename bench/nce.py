@@ -178,9 +178,17 @@ def bench_end_to_end(vocab_size: int, args) -> dict:
 def end_to_end_in_subprocess(vocab_size: int, args) -> dict:
     """(b) for one vocabulary in a fresh interpreter (see the module docstring); returns its result dict."""
     command = [
-        sys.executable, __file__, "--b_worker", str(vocab_size), "--tokens", str(args.tokens),
-        "--num_noise_samples", str(args.num_noise_samples), "--steps", str(args.steps),
-    ]  # fmt: skip
+        sys.executable,
+        __file__,
+        "--b_worker",
+        str(vocab_size),
+        "--tokens",
+        str(args.tokens),
+        "--num_noise_samples",
+        str(args.num_noise_samples),
+        "--steps",
+        str(args.steps),
+    ]
     if args.threads:
         command += ["--threads", str(args.threads)]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -231,9 +239,16 @@ def bench_budget(loss_type: str, data: dict, args) -> dict:
 
     torch.manual_seed(0)
     config = NCELMConfig(
-        vocab_size=data["vocab_size"], n_embd=args.c_hidden, n_layer=2, n_head=4, n_positions=args.block_size,
-        loss_type=loss_type, num_noise_samples=args.num_noise_samples, bos_token_id=1, eos_token_id=1,
-    )  # fmt: skip
+        vocab_size=data["vocab_size"],
+        n_embd=args.c_hidden,
+        n_layer=2,
+        n_head=4,
+        n_positions=args.block_size,
+        loss_type=loss_type,
+        num_noise_samples=args.num_noise_samples,
+        bos_token_id=1,
+        eos_token_id=1,
+    )
     model = NCELMForCausalLM(config)
     budget = Budget()
     curve_blocks = TokenBlocks(data["validation"][: args.curve_tokens], block_size=args.block_size)
@@ -241,11 +256,21 @@ def bench_budget(loss_type: str, data: dict, args) -> dict:
     model.set_noise_distribution(noise_log_probs_from_counts(counts))
     with tempfile.TemporaryDirectory() as output_dir:
         training_args = TrainingArguments(
-            output_dir=output_dir, per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=16,
-            max_steps=10**7, learning_rate=args.learning_rate, lr_scheduler_type="constant_with_warmup",
-            warmup_steps=50, optim="adamw_torch_fused", use_cpu=True, save_strategy="no", logging_strategy="no",
-            report_to="none", disable_tqdm=True, seed=0,
-        )  # fmt: skip
+            output_dir=output_dir,
+            per_device_train_batch_size=args.batch_size,
+            per_device_eval_batch_size=16,
+            max_steps=10**7,
+            learning_rate=args.learning_rate,
+            lr_scheduler_type="constant_with_warmup",
+            warmup_steps=50,
+            optim="adamw_torch_fused",
+            use_cpu=True,
+            save_strategy="no",
+            logging_strategy="no",
+            report_to="none",
+            disable_tqdm=True,
+            seed=0,
+        )
         trainer = NCETrainer(
             model=model,
             args=training_args,
@@ -351,11 +376,21 @@ def main():
                 tokens = r["steps"] * args.batch_size * args.block_size
                 ratio = r["eval_perplexity"] / full_ppl
                 print(f"| {loss} | {r['steps']:,} | {tokens:,} | {r['eval_perplexity']:.1f} | {ratio:.3f} | {target} |")
-            curves = {f"{loss} ({r['steps']:,} steps)": ([s for s, _, _ in r["curve"]], [p for _, _, p in r["curve"]])
-                      for loss, r in results.items()}  # fmt: skip
-            print("\n" + save_plot("nce_wikitext2.png", lines=curves, yscale="log", xlabel="training seconds",
-                                   ylabel=f"exact validation perplexity (first {args.curve_tokens:,} tokens)",
-                                   title=f"NCE LM on WikiText-2, {data['vocab_size']:,} words"))  # fmt: skip
+            curves = {
+                f"{loss} ({r['steps']:,} steps)": ([s for s, _, _ in r["curve"]], [p for _, _, p in r["curve"]])
+                for loss, r in results.items()
+            }
+            print(
+                "\n"
+                + save_plot(
+                    "nce_wikitext2.png",
+                    lines=curves,
+                    yscale="log",
+                    xlabel="training seconds",
+                    ylabel=f"exact validation perplexity (first {args.curve_tokens:,} tokens)",
+                    title=f"NCE LM on WikiText-2, {data['vocab_size']:,} words",
+                )
+            )
             print("\n(d) self-normalisation on the same validation tokens (log Z = 0 is perfectly normalised)\n")
             print("| loss | mean log Z | std log Z | fraction abs(log Z) > 1 |")
             print("|---|---|---|---|")

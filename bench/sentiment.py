@@ -47,7 +47,7 @@ from transformers import (
     TrainingArguments,
     pipeline,
     set_seed,
-)  # fmt: skip
+)
 
 import custom_models  # noqa: F401  (registers bert-mlp)
 from custom_models.bert_mlp import BertMLPConfig, BertMLPForSequenceClassification
@@ -72,8 +72,9 @@ def minilm_dir() -> Path:
 
 def build(name: str, checkpoint: Path, args: argparse.Namespace) -> torch.nn.Module:
     if name == OURS:
-        config = BertMLPConfig.from_pretrained(checkpoint, mlp_hidden_sizes=[args.mlp_hidden], pooling=args.pooling,
-                                               mlp_dropout=0.1, **LABELS)  # fmt: skip
+        config = BertMLPConfig.from_pretrained(
+            checkpoint, mlp_hidden_sizes=[args.mlp_hidden], pooling=args.pooling, mlp_dropout=0.1, **LABELS
+        )
         return BertMLPForSequenceClassification.from_pretrained(checkpoint, config=config)
     return BertForSequenceClassification.from_pretrained(checkpoint, **LABELS)
 
@@ -81,17 +82,31 @@ def build(name: str, checkpoint: Path, args: argparse.Namespace) -> torch.nn.Mod
 def make_trainer(model, tokenized, tokenizer, args: argparse.Namespace, **training) -> Trainer:
     metric = ClassificationMetric()
     training_args = TrainingArguments(
-        output_dir=tempfile.mkdtemp(prefix="bench_sentiment_"), per_device_train_batch_size=args.batch_size,
-        per_device_eval_batch_size=128, learning_rate=args.learning_rate, weight_decay=0.01, warmup_steps=0.06,
-        eval_strategy="no", save_strategy="no", logging_steps=100, report_to="none", seed=args.seed,
-        use_cpu=not torch.accelerator.is_available(), disable_tqdm=True,
-        train_sampling_strategy="group_by_length" if args.group_by_length else "random", **training,
-    )  # fmt: skip
+        output_dir=tempfile.mkdtemp(prefix="bench_sentiment_"),
+        per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=128,
+        learning_rate=args.learning_rate,
+        weight_decay=0.01,
+        warmup_steps=0.06,
+        eval_strategy="no",
+        save_strategy="no",
+        logging_steps=100,
+        report_to="none",
+        seed=args.seed,
+        use_cpu=not torch.accelerator.is_available(),
+        disable_tqdm=True,
+        train_sampling_strategy="group_by_length" if args.group_by_length else "random",
+        **training,
+    )
     return Trainer(
-        model=model, args=training_args, train_dataset=tokenized["train"], eval_dataset=tokenized["validation"],
-        processing_class=tokenizer, data_collator=DataCollatorWithPadding(tokenizer),
+        model=model,
+        args=training_args,
+        train_dataset=tokenized["train"],
+        eval_dataset=tokenized["validation"],
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=lambda p: metric.compute(predictions=np.argmax(p.predictions, -1), references=p.label_ids),
-    )  # fmt: skip
+    )
 
 
 def training_speed(name: str, checkpoint: Path, tokenized, tokenizer, args: argparse.Namespace) -> float:
@@ -107,21 +122,52 @@ def accuracy_run(checkpoint: Path, tokenized, tokenizer, args: argparse.Namespac
     start = time.perf_counter()
     train_metrics = trainer.train().metrics
     eval_metrics = trainer.evaluate()
-    return {"accuracy": eval_metrics["eval_accuracy"], "macro_f1": eval_metrics["eval_macro_f1"],
-            "samples_per_s": train_metrics["train_samples_per_second"],
-            "minutes": (time.perf_counter() - start) / 60}  # fmt: skip
+    return {
+        "accuracy": eval_metrics["eval_accuracy"],
+        "macro_f1": eval_metrics["eval_macro_f1"],
+        "samples_per_s": train_metrics["train_samples_per_second"],
+        "minutes": (time.perf_counter() - start) / 60,
+    }
 
 
 def build_sentiment_folder(checkpoint: Path, folder: Path, args: argparse.Namespace) -> None:
     """The recipe trains MiniLM + MLP head for `predict_train_steps` steps on SST-2 train and saves the folder
     (weights, config, tokenizer, model code): what a user would predict with."""
     steps, batch = args.predict_train_steps, args.batch_size
-    argv = ["--model_name_or_path", str(checkpoint), "--train_file", str(SST2_DIR / "train.tsv"),
-            "--max_train_samples", str(steps * batch), "--max_steps", str(steps), "--do_train", "true",
-            "--do_eval", "false", "--per_device_train_batch_size", str(batch), "--learning_rate",
-            str(args.learning_rate), "--pooling", args.pooling, "--mlp_hidden_sizes", str(args.mlp_hidden),
-            "--max_seq_length", str(args.max_seq_length), "--seed", str(args.seed), "--save_strategy", "no",
-            "--report_to", "none", "--disable_tqdm", "true", "--output_dir", str(folder)]  # fmt: skip
+    argv = [
+        "--model_name_or_path",
+        str(checkpoint),
+        "--train_file",
+        str(SST2_DIR / "train.tsv"),
+        "--max_train_samples",
+        str(steps * batch),
+        "--max_steps",
+        str(steps),
+        "--do_train",
+        "true",
+        "--do_eval",
+        "false",
+        "--per_device_train_batch_size",
+        str(batch),
+        "--learning_rate",
+        str(args.learning_rate),
+        "--pooling",
+        args.pooling,
+        "--mlp_hidden_sizes",
+        str(args.mlp_hidden),
+        "--max_seq_length",
+        str(args.max_seq_length),
+        "--seed",
+        str(args.seed),
+        "--save_strategy",
+        "no",
+        "--report_to",
+        "none",
+        "--disable_tqdm",
+        "true",
+        "--output_dir",
+        str(folder),
+    ]
     sentiment_recipe.main(*parse_config(*sentiment_recipe.CONFIG_CLASSES, argv=argv))
 
 
@@ -137,10 +183,28 @@ def write_test_file(path: Path, limit: int) -> int:
 def recipe_predict(folder: Path, test_file: Path, output_dir: Path, args: argparse.Namespace) -> float:
     """Seconds for the recipe's whole predict run: parse, load model and tokenizer, read and tokenize the file,
     `Trainer.predict`, write `output_dir/predictions.jsonl`."""
-    argv = ["--do_train", "false", "--do_eval", "false", "--do_predict", "true", "--model_name_or_path",
-            str(folder), "--test_file", str(test_file), "--output_dir", str(output_dir),
-            "--per_device_eval_batch_size", str(args.predict_batch_size), "--max_seq_length",
-            str(args.max_seq_length), "--report_to", "none", "--disable_tqdm", "true"]  # fmt: skip
+    argv = [
+        "--do_train",
+        "false",
+        "--do_eval",
+        "false",
+        "--do_predict",
+        "true",
+        "--model_name_or_path",
+        str(folder),
+        "--test_file",
+        str(test_file),
+        "--output_dir",
+        str(output_dir),
+        "--per_device_eval_batch_size",
+        str(args.predict_batch_size),
+        "--max_seq_length",
+        str(args.max_seq_length),
+        "--report_to",
+        "none",
+        "--disable_tqdm",
+        "true",
+    ]
     start = time.perf_counter()
     sentiment_recipe.main(*parse_config(*sentiment_recipe.CONFIG_CLASSES, argv=argv))
     return time.perf_counter() - start
@@ -150,8 +214,13 @@ def pipeline_predict(folder: Path, test_file: Path, output_dir: Path, args: argp
     """Seconds for the same job through `pipeline("text-classification")`: load, read the lines, classify
     (same batch size and truncation), write the same jsonl rows."""
     start = time.perf_counter()
-    classifier = pipeline("text-classification", model=str(folder), trust_remote_code=True, device=device_name(),
-                          batch_size=args.predict_batch_size)  # fmt: skip
+    classifier = pipeline(
+        "text-classification",
+        model=str(folder),
+        trust_remote_code=True,
+        device=device_name(),
+        batch_size=args.predict_batch_size,
+    )
     with open(test_file, encoding="utf-8") as f:
         next(f)  # header
         texts = [line.rstrip("\n") for line in f]
@@ -200,11 +269,13 @@ def predict_runs(checkpoint: Path, work: Path, args: argparse.Namespace) -> tupl
 def predict_part(checkpoint: Path, args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="bench_sentiment_predict_") as work:
         n, seconds, same, max_diff = predict_runs(checkpoint, Path(work), args)
-    print(f"\nPredict: {n} SST-2 training sentences, model folder built by the recipe from {checkpoint.parent.name} "
-          f"({args.predict_train_steps} steps x {args.batch_size}), device {device_name()}, "
-          f"{torch.get_num_threads()} threads, batch {args.predict_batch_size}, max_seq_length "
-          f"{args.max_seq_length}, dynamic padding; median of {args.predict_repeats} alternated runs, "
-          "each the whole job (load + tokenize + predict + write the jsonl)\n")  # fmt: skip
+    print(
+        f"\nPredict: {n} SST-2 training sentences, model folder built by the recipe from {checkpoint.parent.name} "
+        f"({args.predict_train_steps} steps x {args.batch_size}), device {device_name()}, "
+        f"{torch.get_num_threads()} threads, batch {args.predict_batch_size}, max_seq_length "
+        f"{args.max_seq_length}, dynamic padding; median of {args.predict_repeats} alternated runs, "
+        "each the whole job (load + tokenize + predict + write the jsonl)\n"
+    )
     print("| side | sentences/s (median) | all runs (sentences/s) | seconds (median) |\n|---|---|---|---|")
     rates = {}
     for name, values in seconds.items():
@@ -215,9 +286,11 @@ def predict_part(checkpoint: Path, args: argparse.Namespace) -> None:
     verdict = "met" if ratio >= 0.8 else f"MISSED by {0.8 - ratio:.3f}"
     print(f"\nsentences/s ratio, recipe / pipeline: {ratio:.3f} (target >= 0.80: {verdict})")
     check = same[: args.check_samples]
-    print(f"same label on the first {len(check)} sentences: {sum(check)}/{len(check)} "
-          f"({'ok' if all(check) else 'MISMATCH'}); on all {n}: {sum(same)}/{n}; "
-          f"largest probability difference {max_diff:.2e}")  # fmt: skip
+    print(
+        f"same label on the first {len(check)} sentences: {sum(check)}/{len(check)} "
+        f"({'ok' if all(check) else 'MISMATCH'}); on all {n}: {sum(same)}/{n}; "
+        f"largest probability difference {max_diff:.2e}"
+    )
     if not all(check):
         sys.exit("the recipe and the pipeline disagree on a label among the first check_samples sentences")
 
@@ -230,13 +303,18 @@ def training_parts(checkpoint: Path, args: argparse.Namespace) -> None:
         if limit is not None:
             raw[split] = raw[split].shuffle(seed=args.seed).select(range(min(limit, len(raw[split]))))
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-    tokenized = raw.map(lambda b: tokenizer(b["text"], truncation=True, max_length=args.max_seq_length),
-                        batched=True, remove_columns=["text"])  # fmt: skip
+    tokenized = raw.map(
+        lambda b: tokenizer(b["text"], truncation=True, max_length=args.max_seq_length),
+        batched=True,
+        remove_columns=["text"],
+    )
 
     device = device_name()
-    print(f"\nencoder {checkpoint.parent.name}, device {device}, {torch.get_num_threads()} threads, "
-          f"batch {args.batch_size}, lr {args.learning_rate}, max_seq_length {args.max_seq_length}, "
-          f"pooling {args.pooling}, group_by_length {bool(args.group_by_length)}\n")  # fmt: skip
+    print(
+        f"\nencoder {checkpoint.parent.name}, device {device}, {torch.get_num_threads()} threads, "
+        f"batch {args.batch_size}, lr {args.learning_rate}, max_seq_length {args.max_seq_length}, "
+        f"pooling {args.pooling}, group_by_length {bool(args.group_by_length)}\n"
+    )
     if "speed" in args.parts:
         speeds = {OURS: [], BASELINE: []}
         for _ in range(args.speed_repeats):
@@ -250,17 +328,26 @@ def training_parts(checkpoint: Path, args: argparse.Namespace) -> None:
         print(f"\nsamples/s ratio, ours / {BASELINE}: {medians[OURS] / medians[BASELINE]:.3f}\n")
     if "accuracy" in args.parts:
         result = accuracy_run(checkpoint, tokenized, tokenizer, args)
-        print(f"Accuracy: {OURS}, {len(raw['train'])} training sentences x {args.epochs} epoch(s), "
-              f"{len(raw['validation'])} validation sentences\n")  # fmt: skip
+        print(
+            f"Accuracy: {OURS}, {len(raw['train'])} training sentences x {args.epochs} epoch(s), "
+            f"{len(raw['validation'])} validation sentences\n"
+        )
         print("| val accuracy | val macro F1 | train samples/s | minutes (train + eval) |\n|---|---|---|---|")
-        print(f"| {result['accuracy']:.4f} | {result['macro_f1']:.4f} | {result['samples_per_s']:.1f} "
-              f"| {result['minutes']:.1f} |")  # fmt: skip
+        print(
+            f"| {result['accuracy']:.4f} | {result['macro_f1']:.4f} | {result['samples_per_s']:.1f} "
+            f"| {result['minutes']:.1f} |"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", nargs="+", choices=["speed", "accuracy", "predict"], default=["speed", "accuracy"],
-                        help="what to run (default: speed and accuracy)")  # fmt: skip
+    parser.add_argument(
+        "--parts",
+        nargs="+",
+        choices=["speed", "accuracy", "predict"],
+        default=["speed", "accuracy"],
+        help="what to run (default: speed and accuracy)",
+    )
     parser.add_argument("--train_samples", type=int, default=None, help="first N training sentences (default all)")
     parser.add_argument("--eval_samples", type=int, default=None, help="first N validation sentences (default all)")
     parser.add_argument("--epochs", type=float, default=1.0)

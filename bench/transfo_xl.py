@@ -105,14 +105,18 @@ def bench_eval_speed(model: TransformerXLForCausalLM, context: int, args: argpar
     txl_segments = max(1, math.ceil(args.eval_txl_tokens / tgt_len))  # per round
     total = (warm_segments + txl_segments * args.eval_rounds) * tgt_len + 1
     g = torch.Generator().manual_seed(args.seed)
-    stream = torch.randint(model.config.vocab_size, (b, max(total, context + args.eval_windows * args.eval_rounds + 1)),
-                           generator=g)  # fmt: skip
+    stream = torch.randint(
+        model.config.vocab_size, (b, max(total, context + args.eval_windows * args.eval_rounds + 1)), generator=g
+    )
     state = {"mems": None, "txl_pos": 0, "win_pos": context}
 
     def txl_segment() -> None:
         pos = state["txl_pos"]
-        out = model(input_ids=stream[:, pos : pos + tgt_len], target_ids=stream[:, pos + 1 : pos + tgt_len + 1],
-                    mems=state["mems"])  # fmt: skip
+        out = model(
+            input_ids=stream[:, pos : pos + tgt_len],
+            target_ids=stream[:, pos + 1 : pos + tgt_len + 1],
+            mems=state["mems"],
+        )
         state["mems"], state["txl_pos"] = out.mems, pos + tgt_len
 
     def vanilla_prediction() -> None:
@@ -173,10 +177,17 @@ def part_eval_speed(args: argparse.Namespace) -> None:
     grows = all(a["ratio"] < b["ratio"] for a, b in zip(rows, rows[1:]))
     print(f"\nSpeed-up grows with context: {met(grows)}. Paper (GPU, large model): 363x at 800 ... 1,874x at 3,800.")
     name = "transfo_xl_eval_speed_adaptive.png" if adaptive else "transfo_xl_eval_speed.png"
-    print(save_plot(name, lines={softmax: ([r["context"] for r in rows], [r["ratio"] for r in rows])},
-                    title=f"Transformer-XL evaluation speed-up, {args.n_layer} layers, d_model {args.d_model}",
-                    xlabel="attention length C (tokens)", ylabel="speed-up over the sliding window (x)",
-                    xscale="log", yscale="log"))  # fmt: skip
+    print(
+        save_plot(
+            name,
+            lines={softmax: ([r["context"] for r in rows], [r["ratio"] for r in rows])},
+            title=f"Transformer-XL evaluation speed-up, {args.n_layer} layers, d_model {args.d_model}",
+            xlabel="attention length C (tokens)",
+            ylabel="speed-up over the sliding window (x)",
+            xscale="log",
+            yscale="log",
+        )
+    )
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -237,8 +248,9 @@ def evaluate_saved(output_dir: str, args: argparse.Namespace, *, mem_len: int, c
     model = TransformerXLForCausalLM.from_pretrained(output_dir)
     tokenizer = AutoTokenizer.from_pretrained(output_dir)
     corpus = load_text_corpus(validation_file=str(args.data_dir / "valid.txt"))
-    eval_dataset = StreamSegments(encode_stream(corpus["validation"]["text"], tokenizer), num_streams=10,
-                                  tgt_len=args.tgt_len)  # fmt: skip
+    eval_dataset = StreamSegments(
+        encode_stream(corpus["validation"]["text"], tokenizer), num_streams=10, tgt_len=args.tgt_len
+    )
     training_args = TrainingArguments(output_dir=output_dir, use_cpu=True, report_to="none", disable_tqdm=True)
     trainer = MemoryTrainer(
         model=model,
@@ -284,25 +296,46 @@ def part_wikitext2(args: argparse.Namespace) -> None:
                 start = time.perf_counter()
                 with contextlib.redirect_stdout(sys.stderr):
                     metrics = evaluate_saved(output_dir, args, mem_len=args.long_eval_mem_len, clamp_len=clamp_len)
-                rows.append((f"mem_len {mem_len}, longer eval memory", mem_len, args.long_eval_mem_len, "on",
-                             clamp_len, metrics, f"eval {time.perf_counter() - start:.0f}"))  # fmt: skip
-    print("| model | train mem_len | eval mem_len | eval same_length | eval clamp_len | val loss | val ppl | "
-          "scored tokens | wall s (train+eval) |")  # fmt: skip
+                rows.append(
+                    (
+                        f"mem_len {mem_len}, longer eval memory",
+                        mem_len,
+                        args.long_eval_mem_len,
+                        "on",
+                        clamp_len,
+                        metrics,
+                        f"eval {time.perf_counter() - start:.0f}",
+                    )
+                )
+    print(
+        "| model | train mem_len | eval mem_len | eval same_length | eval clamp_len | val loss | val ppl | "
+        "scored tokens | wall s (train+eval) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for name, train_mem, eval_mem, same_length, clamp, m, wall in rows:
-        print(f"| {name} | {train_mem} | {eval_mem} | {same_length} | {clamp or 'off'} | {m['eval_loss']:.4f} | "
-              f"{m['eval_perplexity']:.2f} | {m['eval_tokens']:,} | {wall} |")  # fmt: skip
+        print(
+            f"| {name} | {train_mem} | {eval_mem} | {same_length} | {clamp or 'off'} | {m['eval_loss']:.4f} | "
+            f"{m['eval_perplexity']:.2f} | {m['eval_tokens']:,} | {wall} |"
+        )
     with_memory, without = rows[0][5]["eval_perplexity"], rows[2][5]["eval_perplexity"]
-    print(f"\nMemory wins (ppl {with_memory:.2f} < {without:.2f}): {met(with_memory < without)}; "
-          f"longer eval memory: {rows[1][5]['eval_perplexity']:.2f}.")  # fmt: skip
+    print(
+        f"\nMemory wins (ppl {with_memory:.2f} < {without:.2f}): {met(with_memory < without)}; "
+        f"longer eval memory: {rows[1][5]['eval_perplexity']:.2f}."
+    )
     bars = {
         "mem_len 0": without,
         f"mem_len {args.mem_len}": with_memory,
         f"mem_len {args.mem_len},\neval mem_len {args.long_eval_mem_len}": rows[1][5]["eval_perplexity"],
     }
-    print(save_plot("transfo_xl_wikitext2_memory.png", bars=bars, ylabel="validation perplexity (lower is better)",
-                    title=f"WikiText-2, Transformer-XL {args.n_layer} x d_model {args.d_model}, {args.max_steps} steps",
-                    xlabel="memory in training and evaluation"))  # fmt: skip
+    print(
+        save_plot(
+            "transfo_xl_wikitext2_memory.png",
+            bars=bars,
+            ylabel="validation perplexity (lower is better)",
+            title=f"WikiText-2, Transformer-XL {args.n_layer} x d_model {args.d_model}, {args.max_steps} steps",
+            xlabel="memory in training and evaluation",
+        )
+    )
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -356,11 +389,19 @@ def read_tagged(process: subprocess.Popen, tag: str, log) -> str:
 
 def part_train_speed(args: argparse.Namespace) -> None:
     cfg = {
-        "vocab_size": args.vocab_size, "d_model": args.d_model, "n_head": args.n_head,
-        "d_head": args.d_model // args.n_head, "d_inner": 4 * args.d_model, "n_layer": args.n_layer,
-        "mem_len": args.train_mem_len, "tgt_len": args.train_tgt_len, "batch_size": args.train_batch_size,
-        "dropout": 0.1, "threads": torch.get_num_threads(), "seed": args.seed,
-    }  # fmt: skip
+        "vocab_size": args.vocab_size,
+        "d_model": args.d_model,
+        "n_head": args.n_head,
+        "d_head": args.d_model // args.n_head,
+        "d_inner": 4 * args.d_model,
+        "n_layer": args.n_layer,
+        "mem_len": args.train_mem_len,
+        "tgt_len": args.train_tgt_len,
+        "batch_size": args.train_batch_size,
+        "dropout": 0.1,
+        "threads": torch.get_num_threads(),
+        "seed": args.seed,
+    }
     tokens = cfg["batch_size"] * cfg["tgt_len"]
     print(
         f"\n## (c) Training speed vs transformers {REFERENCE_VERSION} TransfoXLLMHeadModel\n\n"
@@ -371,8 +412,12 @@ def part_train_speed(args: argparse.Namespace) -> None:
         f"after one warm-up round, min step time.\n",
         flush=True,
     )
-    why = ensure_reference(Path(args.reference_python), REFERENCE_VERSION, install=args.install_reference,
-                           check="from transformers import TransfoXLLMHeadModel")  # fmt: skip
+    why = ensure_reference(
+        Path(args.reference_python),
+        REFERENCE_VERSION,
+        install=args.install_reference,
+        check="from transformers import TransfoXLLMHeadModel",
+    )
     if why:
         print(f"(c) skipped: {why}")
         return
@@ -420,10 +465,14 @@ def part_train_speed(args: argparse.Namespace) -> None:
     ratio = min(theirs) / min(ours)
     print("| model | parameters | min step s | tok/s | vs 4.x | target | met |")
     print("|---|---|---|---|---|---|---|")
-    print(f"| transformers {REFERENCE_VERSION} | {reference_params:,} | {min(theirs):.3f} | "
-          f"{tokens / min(theirs):,.0f} | 1.00x | - | - |")  # fmt: skip
-    print(f"| ours | {our_params:,} | {min(ours):.3f} | {tokens / min(ours):,.0f} | {ratio:.2f}x | >= 1.00x | "
-          f"{met(ratio >= 1.0)} |")  # fmt: skip
+    print(
+        f"| transformers {REFERENCE_VERSION} | {reference_params:,} | {min(theirs):.3f} | "
+        f"{tokens / min(theirs):,.0f} | 1.00x | - | - |"
+    )
+    print(
+        f"| ours | {our_params:,} | {min(ours):.3f} | {tokens / min(ours):,.0f} | {ratio:.2f}x | >= 1.00x | "
+        f"{met(ratio >= 1.0)} |"
+    )
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -433,10 +482,18 @@ def part_train_speed(args: argparse.Namespace) -> None:
 
 def part_adaptive_step(args: argparse.Namespace) -> None:
     base = {
-        "vocab_size": WT103_VOCAB, "d_model": args.d_model, "d_embed": args.d_model, "n_head": args.n_head,
-        "d_head": args.d_model // args.n_head, "d_inner": 4 * args.d_model, "n_layer": args.n_layer, "mem_len": 0,
-        "clamp_len": 0, "same_length": False, "dropout": 0.1,
-    }  # fmt: skip
+        "vocab_size": WT103_VOCAB,
+        "d_model": args.d_model,
+        "d_embed": args.d_model,
+        "n_head": args.n_head,
+        "d_head": args.d_model // args.n_head,
+        "d_inner": 4 * args.d_model,
+        "n_layer": args.n_layer,
+        "mem_len": 0,
+        "clamp_len": 0,
+        "same_length": False,
+        "dropout": 0.1,
+    }
     sides = {
         "full softmax": base,
         "adaptive, div_val 1 (base model)": {**base, "cutoffs": PAPER_CUTOFFS, "adaptive": True, "div_val": 1},
@@ -452,9 +509,13 @@ def part_adaptive_step(args: argparse.Namespace) -> None:
         flush=True,
     )
     results = measure_steps(
-        sides, shape=shape, steps=args.step_steps, rounds=args.step_rounds, seed=args.seed,
+        sides,
+        shape=shape,
+        steps=args.step_steps,
+        rounds=args.step_rounds,
+        seed=args.seed,
         threads=torch.get_num_threads(),
-    )  # fmt: skip
+    )
     full = results["full softmax"]
     print("| output layer | parameters | min step s | peak step memory MB | faster | less memory | target | met |")
     print("|---|---|---|---|---|---|---|---|")
@@ -463,8 +524,11 @@ def part_adaptive_step(args: argparse.Namespace) -> None:
         is_full = r is full
         target = "-" if is_full else f">= {TARGET_ADAPTIVE_GAIN:.0f}x both"
         ok = "-" if is_full else met(speed >= TARGET_ADAPTIVE_GAIN and memory >= TARGET_ADAPTIVE_GAIN)
-        print(f"| {name} | {r['params']:,} | {min(r['times']):.3f} | {r['step_mb']:,.0f} | {speed:.1f}x | "
-              f"{memory:.1f}x | {target} | {ok} |", flush=True)  # fmt: skip
+        print(
+            f"| {name} | {r['params']:,} | {min(r['times']):.3f} | {r['step_mb']:,.0f} | {speed:.1f}x | "
+            f"{memory:.1f}x | {target} | {ok} |",
+            flush=True,
+        )
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -506,10 +570,16 @@ def parse_args() -> argparse.Namespace:
     b.add_argument("--learning_rate", type=float, default=2e-3)
     b.add_argument("--dropout", type=float, default=0.0, help="less than one epoch: no overfitting to fight")
     c = parser.add_argument_group("(c) training speed vs transformers 4.x")
-    c.add_argument("--reference_python", default=str(default_reference_python(REFERENCE_VERSION)),
-                   help="interpreter with transformers 4.x")  # fmt: skip
-    c.add_argument("--install_reference", action="store_true",
-                   help=f"build that venv (our torch release, then transformers=={REFERENCE_VERSION})")  # fmt: skip
+    c.add_argument(
+        "--reference_python",
+        default=str(default_reference_python(REFERENCE_VERSION)),
+        help="interpreter with transformers 4.x",
+    )
+    c.add_argument(
+        "--install_reference",
+        action="store_true",
+        help=f"build that venv (our torch release, then transformers=={REFERENCE_VERSION})",
+    )
     c.add_argument("--train_batch_size", type=int, default=8)
     c.add_argument("--train_tgt_len", type=int, default=128)
     c.add_argument("--train_mem_len", type=int, default=128)

@@ -42,11 +42,27 @@ from _reference import CACHE_DIR, default_reference_python, ensure_reference, ma
 REFERENCE_VERSION = "4.34.1"
 TARGET_ATOL = 1e-4
 WT103 = {
-    "vocab_size": 267735, "d_model": 1024, "d_embed": 1024, "n_head": 16, "d_head": 64, "d_inner": 4096,
-    "n_layer": 18, "adaptive": True, "cutoffs": [20000, 40000, 200000], "div_val": 4,
-    "tie_projs": [False, True, True, True], "mem_len": 1600, "clamp_len": 1000, "same_length": True,
-    "untie_r": True, "pre_lnorm": False, "attn_type": 0, "dropout": 0.1, "dropatt": 0.0, "eos_token_id": 0,
-}  # fmt: skip
+    "vocab_size": 267735,
+    "d_model": 1024,
+    "d_embed": 1024,
+    "n_head": 16,
+    "d_head": 64,
+    "d_inner": 4096,
+    "n_layer": 18,
+    "adaptive": True,
+    "cutoffs": [20000, 40000, 200000],
+    "div_val": 4,
+    "tie_projs": [False, True, True, True],
+    "mem_len": 1600,
+    "clamp_len": 1000,
+    "same_length": True,
+    "untie_r": True,
+    "pre_lnorm": False,
+    "attn_type": 0,
+    "dropout": 0.1,
+    "dropatt": 0.0,
+    "eos_token_id": 0,
+}
 #: The first words of the bench vocabulary; the rest are "w0", "w1", ... `<unk>` is an ordinary word, as in wt103.
 FIRST_WORDS = ["<eos>", "the", ",", ".", "of", "<unk>"]
 
@@ -152,8 +168,17 @@ def step_auto(args: argparse.Namespace) -> dict:
     if not type(model).__module__.startswith("transformers_modules") or "custom_models" in sys.modules:
         raise RuntimeError(f"the model came from {type(model).__module__}, not from the converted folder")
     words = [*FIRST_WORDS, "w0", "w267728", "unseen"]
-    if len(tokenizer) != WT103["vocab_size"] or tokenizer(" ".join(words))["input_ids"] != [0, 1, 2, 3, 4, 5, 6,
-                                                                                           267734, 5]:  # fmt: skip
+    if len(tokenizer) != WT103["vocab_size"] or tokenizer(" ".join(words))["input_ids"] != [
+        0,
+        1,
+        2,
+        3,
+        4,
+        5,
+        6,
+        267734,
+        5,
+    ]:
         raise RuntimeError("the converted tokenizer does not give the legacy ids")
     reference = load_file(args.legacy_dir / "reference.safetensors")
     return {"wall_s": wall, "peak_rss_gb": peak, **segment_diffs(model, reference, args.segment_len)}
@@ -163,8 +188,18 @@ STEPS = {"load": step_load, "convert": step_convert, "auto": step_auto}
 
 
 def run_step(name: str, args: argparse.Namespace) -> dict:
-    command = [sys.executable, __file__, "--step", name, "--cache_dir", str(args.cache_dir),
-               "--seed", str(args.seed), "--threads", str(args.threads)]  # fmt: skip
+    command = [
+        sys.executable,
+        __file__,
+        "--step",
+        name,
+        "--cache_dir",
+        str(args.cache_dir),
+        "--seed",
+        str(args.seed),
+        "--threads",
+        str(args.threads),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, cwd=args.cache_dir)
     for line in done.stdout.splitlines():
         if line.startswith("RESULT "):
@@ -179,16 +214,29 @@ def write_reference(args: argparse.Namespace) -> str | None:
     """Has 4.34.1 write the 4.x folder and its log-probs (unless cached); returns why it cannot, or None."""
     if (args.legacy_dir / "reference.json").is_file():
         return None
-    why = ensure_reference(Path(args.reference_python), REFERENCE_VERSION, install=args.install_reference,
-                           check="from transformers import TransfoXLLMHeadModel")  # fmt: skip
+    why = ensure_reference(
+        Path(args.reference_python),
+        REFERENCE_VERSION,
+        install=args.install_reference,
+        check="from transformers import TransfoXLLMHeadModel",
+    )
     if why:
         return why
     args.legacy_dir.mkdir(parents=True, exist_ok=True)
-    cfg = {"config": WT103, "seed": args.seed, "threads": args.threads, "segment_len": args.segment_len,
-           "batch": args.batch, "first_words": FIRST_WORDS}  # fmt: skip
+    cfg = {
+        "config": WT103,
+        "seed": args.seed,
+        "threads": args.threads,
+        "segment_len": args.segment_len,
+        "batch": args.batch,
+        "first_words": FIRST_WORDS,
+    }
     print(f"transformers {REFERENCE_VERSION} writes {args.legacy_dir} ...", file=sys.stderr, flush=True)
-    done = subprocess.run([args.reference_python, "-c", REFERENCE_SCRIPT, str(args.legacy_dir), json.dumps(cfg)],
-                          capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        [args.reference_python, "-c", REFERENCE_SCRIPT, str(args.legacy_dir), json.dumps(cfg)],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode:
         return f"the reference failed: {done.stderr.strip()[-2000:]}"
     return None
@@ -209,12 +257,16 @@ def print_results(args: argparse.Namespace) -> None:
         f"{size_gb(args.converted_dir / 'model.safetensors'):.2f} GB. Input: batch {args.batch}, two segments of "
         f"{args.segment_len} random ids, fp32, eval mode.\n"
     )
-    print("| step | wall s | peak RSS GB (step / + forward) | max abs diff seg 1 / seg 2 | seg 2 without memory | "
-          "target | met |")  # fmt: skip
+    print(
+        "| step | wall s | peak RSS GB (step / + forward) | max abs diff seg 1 / seg 2 | seg 2 without memory | "
+        "target | met |"
+    )
     print("|---|---|---|---|---|---|---|")
-    for name, r in (("`TransformerXLForCausalLM.from_pretrained(4.x folder)`", load),
-                    ("`convert_legacy` (4.x folder -> 5.x folder)", convert),
-                    ("converted folder, `AutoModelForCausalLM` + `AutoTokenizer`", auto)):  # fmt: skip
+    for name, r in (
+        ("`TransformerXLForCausalLM.from_pretrained(4.x folder)`", load),
+        ("`convert_legacy` (4.x folder -> 5.x folder)", convert),
+        ("converted folder, `AutoModelForCausalLM` + `AutoTokenizer`", auto),
+    ):
         if "diffs" in r:
             met = "yes" if max(r["diffs"]) <= TARGET_ATOL else "NO"
             diffs = f"{r['diffs'][0]:.2e} / {r['diffs'][1]:.2e} | {r['no_memory_diff']:.2e} | <= {TARGET_ATOL:g}"
@@ -228,10 +280,16 @@ def print_results(args: argparse.Namespace) -> None:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache_dir", type=Path, default=CACHE_DIR, help="where the ~1.1 GB files go")
-    parser.add_argument("--reference_python", default=str(default_reference_python(REFERENCE_VERSION)),
-                        help=f"interpreter with transformers {REFERENCE_VERSION}")  # fmt: skip
-    parser.add_argument("--install_reference", action="store_true",
-                        help=f"build that venv: our torch release, then transformers=={REFERENCE_VERSION}")  # fmt: skip
+    parser.add_argument(
+        "--reference_python",
+        default=str(default_reference_python(REFERENCE_VERSION)),
+        help=f"interpreter with transformers {REFERENCE_VERSION}",
+    )
+    parser.add_argument(
+        "--install_reference",
+        action="store_true",
+        help=f"build that venv: our torch release, then transformers=={REFERENCE_VERSION}",
+    )
     parser.add_argument("--segment_len", type=int, default=16)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)

@@ -92,8 +92,9 @@ def train_tokenizer_once(
     key = _key(_source(split), kind, vocab_size)
     folder = Path(cache_dir or default_cache_dir()) / f"tokenizer-{kind}-{key}"
     if not folder.is_dir():
-        tokenizer = train_tokenizer(split.lines(desc=f"{split.name}: counting for the {kind} tokenizer"),
-                                    kind=kind, vocab_size=vocab_size)  # fmt: skip
+        tokenizer = train_tokenizer(
+            split.lines(desc=f"{split.name}: counting for the {kind} tokenizer"), kind=kind, vocab_size=vocab_size
+        )
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f"{folder.name}.tmp-"))
         tmp.chmod(0o755)  # mkdtemp makes it private; the cache may be shared
@@ -109,8 +110,9 @@ def train_tokenizer_once(
 
 
 def _source(split: TextSplit) -> list:
-    files = [[str(path.resolve()), stat.st_size, stat.st_mtime_ns] for path in split.source_files()
-             for stat in [path.stat()]]  # fmt: skip
+    files = [
+        [str(path.resolve()), stat.st_size, stat.st_mtime_ns] for path in split.source_files() for stat in [path.stat()]
+    ]
     return [files, split.text_column, split.encoding]
 
 

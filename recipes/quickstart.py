@@ -25,11 +25,22 @@ def run_recipe(task: str, output_root: Path) -> dict:
     """Launches one recipe's tiny config and returns its `eval_results.json`."""
     output_dir = output_root / task
     command = [
-        sys.executable, "-m", "accelerate.commands.launch",
-        "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        str(RECIPES_DIR / task / "train.py"), str(RECIPES_DIR / task / "configs" / "tiny.yaml"),
-        "--output_dir", str(output_dir),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        "1",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        str(RECIPES_DIR / task / "train.py"),
+        str(RECIPES_DIR / task / "configs" / "tiny.yaml"),
+        "--output_dir",
+        str(output_dir),
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     print(f"\n=== {task}: {' '.join(command[2:])}", flush=True)
     subprocess.run(command, env=env, check=True)

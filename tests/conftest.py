@@ -87,9 +87,19 @@ def accelerate_launch(script: Path, *args: str, num_processes: int = 2, cwd: Pat
     else:
         setup = ["--num_machines", "1", "--dynamo_backend", "no"]
     command = [
-        sys.executable, "-m", "accelerate.commands.launch", *setup, "--num_processes", str(num_processes),
-        "--mixed_precision", "no", "--main_process_port", str(_free_port()), str(script), *args,
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        *setup,
+        "--num_processes",
+        str(num_processes),
+        "--mixed_precision",
+        "no",
+        "--main_process_port",
+        str(_free_port()),
+        str(script),
+        *args,
+    ]
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     log = result.stdout + result.stderr
@@ -141,8 +151,13 @@ def forward_in_clean_process(tmp_path):
     process and returns `getattr(model(**inputs), output_name)`, computed there in eval mode. The class
     must come from the code shipped in the folder (`remote_code`), or from `transformers` itself."""
 
-    def forward(model_dir, auto_class: str, inputs: dict[str, torch.Tensor], output_name: str = "logits",
-                remote_code: bool = True):  # fmt: skip
+    def forward(
+        model_dir,
+        auto_class: str,
+        inputs: dict[str, torch.Tensor],
+        output_name: str = "logits",
+        remote_code: bool = True,
+    ):
         workdir = tmp_path / "clean_process"
         workdir.mkdir(exist_ok=True)
         inputs_file, out_file = workdir / "inputs.safetensors", workdir / "output.safetensors"
@@ -209,8 +224,13 @@ def tiny_run(tmp_path_factory):
         if task not in folders:
             output_dir = tmp_path_factory.mktemp(f"tiny-{task}") / "out"
             recipe = importlib.import_module(f"recipes.{task}.train")
-            argv = [str(REPO / "recipes" / task / "configs" / "tiny.yaml"), "--output_dir", str(output_dir),
-                    "--logging_steps", "1"]  # fmt: skip
+            argv = [
+                str(REPO / "recipes" / task / "configs" / "tiny.yaml"),
+                "--output_dir",
+                str(output_dir),
+                "--logging_steps",
+                "1",
+            ]
             if task in _TINY_RUN_TOKENIZERS:
                 argv += ["--tokenizer_name", str(_TINY_RUN_TOKENIZERS[task])]
             threads = torch.get_num_threads()
@@ -263,8 +283,19 @@ class LocalHub:
         self._snapshot(repo_id)
         return self._result(run_as_future)
 
-    def upload_folder(self, api, *, repo_id, folder_path, path_in_repo=None, token=None, allow_patterns=None,
-                      ignore_patterns=None, run_as_future=False, **kwargs):  # fmt: skip
+    def upload_folder(
+        self,
+        api,
+        *,
+        repo_id,
+        folder_path,
+        path_in_repo=None,
+        token=None,
+        allow_patterns=None,
+        ignore_patterns=None,
+        run_as_future=False,
+        **kwargs,
+    ):
         import fnmatch
 
         self.calls.append(("upload_folder", repo_id, token))
@@ -274,8 +305,10 @@ class LocalHub:
             relative = source.relative_to(folder).as_posix()
             if allow_patterns and not any(fnmatch.fnmatch(relative, pat) for pat in as_list(allow_patterns)):
                 continue
-            if any(fnmatch.fnmatch(relative, pat) or fnmatch.fnmatch(relative.split("/")[0], pat)
-                   for pat in as_list(ignore_patterns)):  # fmt: skip
+            if any(
+                fnmatch.fnmatch(relative, pat) or fnmatch.fnmatch(relative.split("/")[0], pat)
+                for pat in as_list(ignore_patterns)
+            ):
                 continue
             target = self.repo(repo_id) / (path_in_repo or "") / relative
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -74,8 +74,16 @@ class NCELMArguments(LanguageModelArguments):
         super().__post_init__()  # the NCE fields and config_overrides, checked by NCELMConfig
 
     def recipe_config_fields(self) -> dict:
-        names = ("loss_type", "num_noise_samples", "noise_power", "noise_sharing", "accidental_hits",
-                 "log_partition", "learn_log_partition", "eval_chunk_size")  # fmt: skip
+        names = (
+            "loss_type",
+            "num_noise_samples",
+            "noise_power",
+            "noise_sharing",
+            "accidental_hits",
+            "log_partition",
+            "learn_log_partition",
+            "eval_chunk_size",
+        )
         return {name: getattr(self, name) for name in names}
 
 

@@ -18,8 +18,14 @@ import custom_models  # noqa: F401  (registers the Auto classes)
 from custom_models.bert_mlp import BertMLPConfig, BertMLPForSequenceClassification, masked_mean
 
 VOCAB = 60
-TINY_BERT = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                 intermediate_size=37, max_position_embeddings=64)  # fmt: skip
+TINY_BERT = dict(
+    vocab_size=VOCAB,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    intermediate_size=37,
+    max_position_embeddings=64,
+)
 NO_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, mlp_dropout=0.0)
 
 
@@ -41,9 +47,15 @@ def batch(seed: int = 0) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize(
     "field, value",
-    [("pooling", "max"), ("mlp_hidden_sizes", [32, 0]), ("mlp_hidden_sizes", "64"), ("mlp_activation", "nope"),
-     ("mlp_dropout", 1.0), ("mlp_dropout", -0.1)],
-)  # fmt: skip
+    [
+        ("pooling", "max"),
+        ("mlp_hidden_sizes", [32, 0]),
+        ("mlp_hidden_sizes", "64"),
+        ("mlp_activation", "nope"),
+        ("mlp_dropout", 1.0),
+        ("mlp_dropout", -0.1),
+    ],
+)
 def test_config_rejects_bad_head_field_naming_it(field, value):
     with pytest.raises(ValueError, match=field):
         BertMLPConfig(**{field: value})
@@ -105,10 +117,19 @@ def test_trainer_step_with_gradient_accumulation_follows_the_gradient_of_the_mea
     loss = F.cross_entropy(torch.cat([expected(**part).logits for part in inputs]), torch.cat(labels))
     loss.backward()  # no dropout in tiny_model, so train and eval mode compute the same loss
     args = TrainingArguments(
-        output_dir=str(tmp_path), per_device_train_batch_size=3, gradient_accumulation_steps=2, max_steps=1,
-        learning_rate=1.0, lr_scheduler_type="constant", optim="sgd", weight_decay=0.0, max_grad_norm=0.0,
-        report_to="none", save_strategy="no", use_cpu=True,
-    )  # fmt: skip
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=3,
+        gradient_accumulation_steps=2,
+        max_steps=1,
+        learning_rate=1.0,
+        lr_scheduler_type="constant",
+        optim="sgd",
+        weight_decay=0.0,
+        max_grad_norm=0.0,
+        report_to="none",
+        save_strategy="no",
+        use_cpu=True,
+    )
     Trainer(model=model, args=args, train_dataset=examples).train()
     for (name, trained), reference in zip(model.named_parameters(), expected.parameters(), strict=True):
         if reference.grad is not None:  # float32 sums in another order: ~1e-7, far below a doubled step

@@ -36,10 +36,23 @@ VARIANTS = {
 
 def adaptive_model(seed: int = 0, **overrides) -> TransformerXLForCausalLM:
     fields = dict(
-        vocab_size=VOCAB, d_model=32, d_embed=32, n_head=2, d_head=16, d_inner=64, n_layer=2, mem_len=64,
-        clamp_len=0, same_length=False, dropout=0.1, dropatt=0.1, init_std=0.2, proj_init_std=0.2,
-        eos_token_id=None, adaptive=True,
-    )  # fmt: skip
+        vocab_size=VOCAB,
+        d_model=32,
+        d_embed=32,
+        n_head=2,
+        d_head=16,
+        d_inner=64,
+        n_layer=2,
+        mem_len=64,
+        clamp_len=0,
+        same_length=False,
+        dropout=0.1,
+        dropatt=0.1,
+        init_std=0.2,
+        proj_init_std=0.2,
+        eos_token_id=None,
+        adaptive=True,
+    )
     fields.update(overrides)
     torch.manual_seed(seed)
     model = TransformerXLForCausalLM(TransformerXLConfig(**fields)).eval()
@@ -209,8 +222,9 @@ def test_log_probs_are_normalised_over_the_whole_vocabulary(variant):
 def test_segments_with_memory_match_full_pass(variant):
     model = adaptive_model(**VARIANTS[variant])
     ids = token_ids(2, 13)
-    torch.testing.assert_close(segment_log_probs(model, ids, [5, 1, 7]), segment_log_probs(model, ids, [13]),
-                               atol=ATOL, rtol=0)  # fmt: skip
+    torch.testing.assert_close(
+        segment_log_probs(model, ids, [5, 1, 7]), segment_log_probs(model, ids, [13]), atol=ATOL, rtol=0
+    )
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))

@@ -127,8 +127,15 @@ def converted(tmp_path_factory) -> Path:
 
 def test_converted_folder_holds_safetensors_code_and_tokenizer_but_no_pickle(converted):
     names = {path.name for path in converted.iterdir()}
-    expected = {"model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "README.md",
-                "modeling_transfo_xl.py", "configuration_transfo_xl.py"}  # fmt: skip
+    expected = {
+        "model.safetensors",
+        "config.json",
+        "generation_config.json",
+        "tokenizer.json",
+        "README.md",
+        "modeling_transfo_xl.py",
+        "configuration_transfo_xl.py",
+    }
     assert expected <= names, sorted(names)
     assert not [name for name in names if name.endswith((".pkl", ".bin", ".pt", ".pth"))], sorted(names)
     assert "convert_legacy.py" not in names  # the CLI is not model code
@@ -171,8 +178,7 @@ save_file({"log_probs": torch.cat(log_probs, dim=1)}, out_file)
 @pytest.mark.slow
 def test_converted_folder_reproduces_4x_log_probs_in_a_clean_process(converted, tmp_path, clean_process):
     out_file = tmp_path / "log_probs.safetensors"
-    clean_process(_CLEAN_PROCESS_SCRIPT, str(converted), str(FIXTURE), str(SEGMENT), str(out_file),
-                         cwd=tmp_path)  # fmt: skip
+    clean_process(_CLEAN_PROCESS_SCRIPT, str(converted), str(FIXTURE), str(SEGMENT), str(out_file), cwd=tmp_path)
     expected = load_file(FIXTURE / "reference.safetensors")["log_probs"]
     torch.testing.assert_close(load_file(out_file)["log_probs"], expected, atol=1e-4, rtol=0)
 
@@ -199,8 +205,9 @@ def test_hub_source_is_downloaded_at_the_asked_revision(tmp_path, monkeypatch):
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
     destination = convert("someone/transfo-xl-tiny", tmp_path / "converted", revision="v1")
-    assert calls == [("someone/transfo-xl-tiny", "v1", ["config.json", "pytorch_model.bin", "model.safetensors",
-                                                        "vocab.pkl"])]  # fmt: skip
+    assert calls == [
+        ("someone/transfo-xl-tiny", "v1", ["config.json", "pytorch_model.bin", "model.safetensors", "vocab.pkl"])
+    ]
     card = (destination / "README.md").read_text()
     assert "`someone/transfo-xl-tiny`" in card and "revision `v1`, commit `0123abc`" in card
 

@@ -29,10 +29,23 @@ CUTOFFS = [50, 200]
 def tiny_model(loss_type: str, **overrides) -> TransformerXLForCausalLM:
     """dropout 0, so train-mode and eval-mode forwards compute the same function."""
     fields = dict(
-        vocab_size=VOCAB, d_model=32, d_embed=32, n_head=2, d_head=16, d_inner=64, n_layer=2, mem_len=16,
-        clamp_len=0, same_length=False, dropout=0.0, dropatt=0.0, eos_token_id=None, loss_type=loss_type,
-        num_noise_samples=24, loss_chunk_size=16,
-    )  # fmt: skip
+        vocab_size=VOCAB,
+        d_model=32,
+        d_embed=32,
+        n_head=2,
+        d_head=16,
+        d_inner=64,
+        n_layer=2,
+        mem_len=16,
+        clamp_len=0,
+        same_length=False,
+        dropout=0.0,
+        dropatt=0.0,
+        eos_token_id=None,
+        loss_type=loss_type,
+        num_noise_samples=24,
+        loss_chunk_size=16,
+    )
     if loss_type == "adaptive":
         fields.update(cutoffs=CUTOFFS, adaptive=True, div_val=2)
     fields.update(overrides)

@@ -63,8 +63,9 @@ def test_segments_of_the_mapped_stream_are_views_handed_out_as_int64(tmp_path):
     stream = token_stream(corpus["train"], tokenizer, add_eos=True, cache_dir=tmp_path)
     segments = StreamSegments(stream, num_streams=4, tgt_len=8, rank=1, world_size=2)
     assert segments.rows.untyped_storage().data_ptr() == stream.untyped_storage().data_ptr()  # no copy per rank
-    reference = StreamSegments(encode_stream(list(corpus["train"]), tokenizer), num_streams=4, tgt_len=8, rank=1,
-                               world_size=2)  # fmt: skip
+    reference = StreamSegments(
+        encode_stream(list(corpus["train"]), tokenizer), num_streams=4, tgt_len=8, rank=1, world_size=2
+    )
     for t in range(len(segments)):
         item, expected = segments[t], reference[t]
         assert item["input_ids"].dtype == torch.long
@@ -126,8 +127,13 @@ def test_a_preparation_killed_mid_way_leaves_no_cache_a_later_run_trusts(tmp_pat
     files = write_corpus(tmp_path, lines)
     cache = tmp_path / "cache"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    killed = subprocess.run([sys.executable, "-c", _KILLED_WRITER, files["train_file"], str(cache)], env=env,
-                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_WRITER, files["train_file"], str(cache)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     leftovers = [path.name for path in cache.iterdir()]
     assert cached_files(cache) == [] and len(leftovers) == 1 and ".npy.tmp-" in leftovers[0]

@@ -77,9 +77,16 @@ def tiny_word_level_lm(name: str, vocab_size: int, eos_token_id: int):
     torch.manual_seed(0)
     if name == "transfo_xl":
         config = TransformerXLConfig(
-            vocab_size=vocab_size, d_model=32, d_embed=32, n_head=2, d_head=16, d_inner=64, n_layer=2, mem_len=16,
+            vocab_size=vocab_size,
+            d_model=32,
+            d_embed=32,
+            n_head=2,
+            d_head=16,
+            d_inner=64,
+            n_layer=2,
+            mem_len=16,
             eos_token_id=eos_token_id,
-        )  # fmt: skip
+        )
         return TransformerXLForCausalLM(config).eval()
     config = NCELMConfig(
         vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=2, n_positions=64, eos_token_id=eos_token_id

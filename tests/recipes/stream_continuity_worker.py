@@ -19,13 +19,28 @@ from recipes.transformer_xl.memory_trainer import MemoryTrainer
 
 output_dir, accumulation = Path(sys.argv[1]), int(sys.argv[2])
 args = TrainingArguments(
-    output_dir=str(output_dir), per_device_train_batch_size=2, gradient_accumulation_steps=accumulation, max_steps=5,
-    use_cpu=True, save_strategy="no", report_to="none", logging_steps=100, disable_tqdm=True,
-)  # fmt: skip
+    output_dir=str(output_dir),
+    per_device_train_batch_size=2,
+    gradient_accumulation_steps=accumulation,
+    max_steps=5,
+    use_cpu=True,
+    save_strategy="no",
+    report_to="none",
+    logging_steps=100,
+    disable_tqdm=True,
+)
 config = TransformerXLConfig(
-    vocab_size=1000, d_model=16, d_embed=16, n_head=2, d_head=8, d_inner=32, n_layer=2, mem_len=8, same_length=False,
+    vocab_size=1000,
+    d_model=16,
+    d_embed=16,
+    n_head=2,
+    d_head=8,
+    d_inner=32,
+    n_layer=2,
+    mem_len=8,
+    same_length=False,
     clamp_len=0,
-)  # fmt: skip
+)
 model = TransformerXLForCausalLM(config)
 dataset = StreamSegments(
     torch.arange(1000), num_streams=2 * args.world_size, tgt_len=5, rank=args.process_index, world_size=args.world_size
@@ -35,13 +50,15 @@ calls = []
 
 def record(module, inputs, kwargs, output):
     mems_in = kwargs.get("mems")
-    calls.append({
-        "first": kwargs["input_ids"][:, 0].tolist(),
-        "last": kwargs["input_ids"][:, -1].tolist(),
-        "mems_in": None if mems_in is None else [m.data_ptr() for m in mems_in],
-        "mems_out": [m.data_ptr() for m in output.mems],
-        "mems_out_requires_grad": any(m.requires_grad for m in output.mems),
-    })  # fmt: skip
+    calls.append(
+        {
+            "first": kwargs["input_ids"][:, 0].tolist(),
+            "last": kwargs["input_ids"][:, -1].tolist(),
+            "mems_in": None if mems_in is None else [m.data_ptr() for m in mems_in],
+            "mems_out": [m.data_ptr() for m in output.mems],
+            "mems_out_requires_grad": any(m.requires_grad for m in output.mems),
+        }
+    )
 
 
 model.register_forward_hook(record, with_kwargs=True)

@@ -69,11 +69,30 @@ def memorised(tmp_path_factory):
     pairs = write_jsonl(tmp / "pairs.jsonl", sample_rows("train", 64))
     output_dir = tmp / "out"
     argv = [
-        TINY, "--output_dir", str(output_dir), "--train_file", pairs, "--validation_file", pairs,
-        "--config_overrides", "n_embd=128,n_layer=2,n_head=4,n_positions=64,resid_pdrop=0,embd_pdrop=0,attn_pdrop=0",
-        "--tokenizer_vocab_size", "400", "--num_train_epochs", "100", "--per_device_train_batch_size", "32",
-        "--learning_rate", "3e-3", "--warmup_steps", "0.05", "--logging_steps", "1000", "--disable_tqdm", "true",
-    ]  # fmt: skip
+        TINY,
+        "--output_dir",
+        str(output_dir),
+        "--train_file",
+        pairs,
+        "--validation_file",
+        pairs,
+        "--config_overrides",
+        "n_embd=128,n_layer=2,n_head=4,n_positions=64,resid_pdrop=0,embd_pdrop=0,attn_pdrop=0",
+        "--tokenizer_vocab_size",
+        "400",
+        "--num_train_epochs",
+        "100",
+        "--per_device_train_batch_size",
+        "32",
+        "--learning_rate",
+        "3e-3",
+        "--warmup_steps",
+        "0.05",
+        "--logging_steps",
+        "1000",
+        "--disable_tqdm",
+        "true",
+    ]
     metrics = main(*parse_config(*CONFIG_CLASSES, argv=argv))
     return output_dir, metrics
 
@@ -116,11 +135,27 @@ def test_two_processes_score_each_question_exactly_once(tmp_path, launch):
     questions = write_jsonl(tmp_path / "eval.jsonl", sample_rows("validation", 7))  # odd: 7 = 2 x 2 + 2 x 2 - 1
     output_dir = tmp_path / "out"
     log = launch(
-        RECIPE / "train.py", TINY, "--output_dir", str(output_dir), "--train_file", str(SAMPLES / "train.jsonl"),
-        "--validation_file", questions, *tiny_overrides("closed_book_qa"),
-        "--max_train_samples", "16", "--max_steps", "2", "--per_device_train_batch_size", "4",
-        "--per_device_eval_batch_size", "2", "--max_new_tokens", "3", cwd=tmp_path,
-    )  # fmt: skip
+        RECIPE / "train.py",
+        TINY,
+        "--output_dir",
+        str(output_dir),
+        "--train_file",
+        str(SAMPLES / "train.jsonl"),
+        "--validation_file",
+        questions,
+        *tiny_overrides("closed_book_qa"),
+        "--max_train_samples",
+        "16",
+        "--max_steps",
+        "2",
+        "--per_device_train_batch_size",
+        "4",
+        "--per_device_eval_batch_size",
+        "2",
+        "--max_new_tokens",
+        "3",
+        cwd=tmp_path,
+    )
     assert re.search(r"process 0 of 2\b", log)  # really two processes
     rows = [json.loads(line) for line in (output_dir / "eval_predictions.jsonl").read_text().splitlines()]
     assert sorted(r["question"] for r in rows) == sorted(r["question"] for r in sample_rows("validation", 7))
@@ -137,16 +172,42 @@ def test_lora_changes_only_the_adapted_projections_of_a_checkpoint(tmp_path):
     texts = (REPO / "data/samples/lm/train.txt").read_text().splitlines()
     tokenizer = train_tokenizer(texts, kind="bpe", vocab_size=400)
     torch.manual_seed(0)
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, n_positions=64,
-                               bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id)
-                    ).save_pretrained(checkpoint)  # fmt: skip
+    GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=len(tokenizer),
+            n_embd=32,
+            n_layer=2,
+            n_head=2,
+            n_positions=64,
+            bos_token_id=tokenizer.eos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+    ).save_pretrained(checkpoint)
     tokenizer.save_pretrained(checkpoint)
     output_dir = tmp_path / "out"
     argv = [
-        TINY, "--output_dir", str(output_dir), "--model_name_or_path", str(checkpoint), "--config_overrides", "",
-        "--max_train_samples", "16", "--max_eval_samples", "3", "--max_steps", "4", "--learning_rate", "1e-2",
-        "--use_lora", "true", "--lora_r", "4", "--max_new_tokens", "2",
-    ]  # fmt: skip
+        TINY,
+        "--output_dir",
+        str(output_dir),
+        "--model_name_or_path",
+        str(checkpoint),
+        "--config_overrides",
+        "",
+        "--max_train_samples",
+        "16",
+        "--max_eval_samples",
+        "3",
+        "--max_steps",
+        "4",
+        "--learning_rate",
+        "1e-2",
+        "--use_lora",
+        "true",
+        "--lora_r",
+        "4",
+        "--max_new_tokens",
+        "2",
+    ]
     main(*parse_config(*CONFIG_CLASSES, argv=argv))
     before, after = (load_file(folder / "model.safetensors") for folder in (checkpoint, output_dir))
     assert not any("lora" in key for key in after)  # merged: a plain model

@@ -130,11 +130,16 @@ def test_use_cpu_defaults_to_true_without_an_accelerator(tmp_path):
 
 def test_parse_overrides_types_values_and_rejects_garbage():
     assert parse_overrides("n_layer=2, d_model=64,pre_lnorm=true,act=gelu") == {
-        "n_layer": 2, "d_model": 64, "pre_lnorm": True, "act": "gelu"
-    }  # fmt: skip
+        "n_layer": 2,
+        "d_model": 64,
+        "pre_lnorm": True,
+        "act": "gelu",
+    }
     assert parse_overrides("cutoffs=[20, 40],tie_projs=[false,true,true],div_val=4") == {
-        "cutoffs": [20, 40], "tie_projs": [False, True, True], "div_val": 4
-    }  # fmt: skip
+        "cutoffs": [20, 40],
+        "tie_projs": [False, True, True],
+        "div_val": 4,
+    }
     assert parse_overrides(None) == {}
     with pytest.raises(ConfigError, match="expected key=value"):
         parse_overrides("n_layer")

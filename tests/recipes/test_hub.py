@@ -19,24 +19,30 @@ SECRET = "hf_secret_token_value"
 # to), the files it shares with the generic ones below, and flags that keep the run tiny.
 RECIPES = {
     "sentiment": (
-        "AutoModelForSequenceClassification", True, ["modeling_bert_mlp.py", "configuration_bert_mlp.py"],
+        "AutoModelForSequenceClassification",
+        True,
+        ["modeling_bert_mlp.py", "configuration_bert_mlp.py"],
         ["--load_best_model_at_end", "false"],  # the final push must hold the last weights, not step 2's
     ),
     "closed_book_qa": (
-        "AutoModelForCausalLM", False, ["generation_config.json"],
-        [*tiny_overrides("closed_book_qa"), "--max_eval_samples", "4",
-         "--max_new_tokens", "2"],
+        "AutoModelForCausalLM",
+        False,
+        ["generation_config.json"],
+        [*tiny_overrides("closed_book_qa"), "--max_eval_samples", "4", "--max_new_tokens", "2"],
     ),
     "nce_lm": (
-        "AutoModelForCausalLM", True, ["modeling_nce_lm.py", "configuration_nce_lm.py", "generation_config.json"],
+        "AutoModelForCausalLM",
+        True,
+        ["modeling_nce_lm.py", "configuration_nce_lm.py", "generation_config.json"],
         ["--block_size", "32"],
     ),
     "transformer_xl": (
-        "AutoModelForCausalLM", True,
+        "AutoModelForCausalLM",
+        True,
         ["modeling_transfo_xl.py", "configuration_transfo_xl.py", "generation_config.json"],
         ["--tgt_len", "16", "--mem_len", "16"],
     ),
-}  # fmt: skip
+}
 
 
 @pytest.mark.slow
@@ -49,10 +55,25 @@ def test_pushes_during_and_after_training_load_in_a_clean_process(
     recipe = importlib.import_module(f"recipes.{task}.train")
     output_dir, repo_id = tmp_path / "out", f"someone/{task}-tiny"
     argv = [
-        str(REPO / "recipes" / task / "configs" / "tiny.yaml"), "--output_dir", str(output_dir),
-        "--max_steps", "4", "--save_strategy", "steps", "--save_steps", "2", "--push_to_hub", "true",
-        "--hub_model_id", repo_id, "--hub_private_repo", "true", "--disable_tqdm", "true", *flags,
-    ]  # fmt: skip
+        str(REPO / "recipes" / task / "configs" / "tiny.yaml"),
+        "--output_dir",
+        str(output_dir),
+        "--max_steps",
+        "4",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "2",
+        "--push_to_hub",
+        "true",
+        "--hub_model_id",
+        repo_id,
+        "--hub_private_repo",
+        "true",
+        "--disable_tqdm",
+        "true",
+        *flags,
+    ]
     metrics = recipe.main(*parse_config(*recipe.CONFIG_CLASSES, argv=argv))
 
     remote = local_hub.repo(repo_id)

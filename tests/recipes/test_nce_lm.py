@@ -41,10 +41,19 @@ def tiny_args(output_dir: Path, **training) -> tuple[NCELMArguments, GenerationA
         noise_power=0.75,
     )
     defaults = dict(
-        output_dir=str(output_dir), per_device_train_batch_size=8, per_device_eval_batch_size=8, max_steps=20,
-        learning_rate=3e-3, save_strategy="no", report_to="none", use_cpu=True, seed=0, disable_tqdm=True,
-        do_train=True, do_eval=True,
-    )  # fmt: skip
+        output_dir=str(output_dir),
+        per_device_train_batch_size=8,
+        per_device_eval_batch_size=8,
+        max_steps=20,
+        learning_rate=3e-3,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        seed=0,
+        disable_tqdm=True,
+        do_train=True,
+        do_eval=True,
+    )
     return args, GenerationArguments(), TrainingArguments(**{**defaults, **training})
 
 
@@ -129,9 +138,17 @@ def test_saved_folder_loads_in_a_clean_process_with_identical_eval_loss(nce_run,
 
 @pytest.mark.parametrize(
     "flag, value",
-    [("loss_type", "softmax"), ("num_noise_samples", "0"), ("noise_power", "1.5"), ("noise_sharing", "step"),
-     ("noise_smoothing", "0"), ("tokenizer_kind", "wordpiece"), ("block_size", "1"), ("config_overrides", "n_layer")],
-)  # fmt: skip
+    [
+        ("loss_type", "softmax"),
+        ("num_noise_samples", "0"),
+        ("noise_power", "1.5"),
+        ("noise_sharing", "step"),
+        ("noise_smoothing", "0"),
+        ("tokenizer_kind", "wordpiece"),
+        ("block_size", "1"),
+        ("config_overrides", "n_layer"),
+    ],
+)
 def test_invalid_recipe_value_fails_at_parse_time(tmp_path, flag, value):
     argv = [str(TINY_YAML), "--output_dir", str(tmp_path), f"--{flag}", value]
     with pytest.raises(ValueError, match=flag if flag != "config_overrides" else "key=value"):

@@ -16,27 +16,65 @@ WORKER = Path(__file__).with_name("kill_worker.py")
 
 RUNS = {
     "sentiment": [
-        "--max_steps", "30", "--save_steps", "10", "--eval_strategy", "no", "--load_best_model_at_end", "false",
+        "--max_steps",
+        "30",
+        "--save_steps",
+        "10",
+        "--eval_strategy",
+        "no",
+        "--load_best_model_at_end",
+        "false",
     ],
     "closed_book_qa": ["--max_steps", "30", "--save_steps", "10", "--per_device_train_batch_size", "8"],
     # Dropout on and noise drawn every step: the resumed run must restore both RNG streams.
     "nce_lm": [
-        "--max_steps", "30", "--save_steps", "10", "--eval_strategy", "no", "--per_device_train_batch_size", "8",
+        "--max_steps",
+        "30",
+        "--save_steps",
+        "10",
+        "--eval_strategy",
+        "no",
+        "--per_device_train_batch_size",
+        "8",
     ],
     "transformer_xl": [
-        "--max_steps", "30", "--save_steps", "10", "--logging_steps", "5", "--eval_strategy", "no",
-        "--per_device_train_batch_size", "4", "--tgt_len", "16", "--mem_len", "16",
+        "--max_steps",
+        "30",
+        "--save_steps",
+        "10",
+        "--logging_steps",
+        "5",
+        "--eval_strategy",
+        "no",
+        "--per_device_train_batch_size",
+        "4",
+        "--tgt_len",
+        "16",
+        "--mem_len",
+        "16",
     ],
-}  # fmt: skip
+}
 
 
 def run(task: str, output_dir: Path, kill_at_step: int, extra: list[str]) -> subprocess.CompletedProcess:
     recipe = REPO / "recipes" / task
     command = [
-        sys.executable, str(WORKER), str(kill_at_step), str(recipe / "train.py"), str(recipe / "configs" / "tiny.yaml"),
-        "--output_dir", str(output_dir), "--save_strategy", "steps", "--seed", "3", "--disable_tqdm", "true",
-        *RUNS[task], *extra,
-    ]  # fmt: skip
+        sys.executable,
+        str(WORKER),
+        str(kill_at_step),
+        str(recipe / "train.py"),
+        str(recipe / "configs" / "tiny.yaml"),
+        "--output_dir",
+        str(output_dir),
+        "--save_strategy",
+        "steps",
+        "--seed",
+        "3",
+        "--disable_tqdm",
+        "true",
+        *RUNS[task],
+        *extra,
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=600, env={"HF_HUB_OFFLINE": "1", **_env()})
 
 

@@ -28,31 +28,51 @@ REPO = Path(__file__).resolve().parents[2]
 RECIPES = {
     "sentiment": (
         [
-            *tiny_overrides("sentiment", dropout=False), "--mlp_dropout", "0",
-            "--load_best_model_at_end", "false", "--eval_strategy", "no",
+            *tiny_overrides("sentiment", dropout=False),
+            "--mlp_dropout",
+            "0",
+            "--load_best_model_at_end",
+            "false",
+            "--eval_strategy",
+            "no",
         ],
         ["eval_loss", "eval_accuracy", "eval_macro_f1"],
     ),
     "closed_book_qa": (
         [
-            *tiny_overrides("closed_book_qa", dropout=False), "--max_eval_samples", "9", "--max_new_tokens", "3",
+            *tiny_overrides("closed_book_qa", dropout=False),
+            "--max_eval_samples",
+            "9",
+            "--max_new_tokens",
+            "3",
         ],
         ["eval_exact_match", "eval_f1", "eval_samples"],
     ),
     "nce_lm": (
         [
-            *tiny_overrides("nce_lm", dropout=False), "--loss_type", "full", "--block_size", "32",
+            *tiny_overrides("nce_lm", dropout=False),
+            "--loss_type",
+            "full",
+            "--block_size",
+            "32",
         ],
         ["eval_loss", "eval_perplexity"],
     ),
     "transformer_xl": (
         [
             *tiny_overrides("transformer_xl", dropout=False),
-            "--tgt_len", "16", "--mem_len", "16", "--eval_tgt_len", "16", "--eval_mem_len", "32",
+            "--tgt_len",
+            "16",
+            "--mem_len",
+            "16",
+            "--eval_tgt_len",
+            "16",
+            "--eval_mem_len",
+            "32",
         ],
         ["eval_loss", "eval_tokens"],
     ),
-}  # fmt: skip
+}
 STEPS = 4
 
 
@@ -61,12 +81,32 @@ def run_recipe(launch, task: str, output_dir: Path, processes: int, extra: list[
     flags, _ = RECIPES[task]
     per_device = str(8 // processes // accumulation)
     return launch(
-        recipe / "train.py", str(recipe / "configs" / "tiny.yaml"), "--output_dir", str(output_dir),
-        "--max_steps", str(STEPS), "--logging_steps", "1", "--save_strategy", "steps", "--save_steps", str(STEPS),
-        "--per_device_train_batch_size", per_device, "--per_device_eval_batch_size", per_device,
-        "--gradient_accumulation_steps", str(accumulation), "--seed", "7", "--disable_tqdm", "true", *flags, *extra,
+        recipe / "train.py",
+        str(recipe / "configs" / "tiny.yaml"),
+        "--output_dir",
+        str(output_dir),
+        "--max_steps",
+        str(STEPS),
+        "--logging_steps",
+        "1",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        str(STEPS),
+        "--per_device_train_batch_size",
+        per_device,
+        "--per_device_eval_batch_size",
+        per_device,
+        "--gradient_accumulation_steps",
+        str(accumulation),
+        "--seed",
+        "7",
+        "--disable_tqdm",
+        "true",
+        *flags,
+        *extra,
         num_processes=processes,
-    )  # fmt: skip
+    )
 
 
 def logged_losses(output_dir: Path) -> list[float]:

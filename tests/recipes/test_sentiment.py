@@ -22,10 +22,23 @@ SAMPLES = REPO / "data" / "samples" / "sentiment"
 
 def tiny_args(output_dir: Path, *flags: str) -> tuple[SentimentArguments, LoraArguments, TrainingArguments]:
     """tiny.yaml, shortened to a few steps (the flags override it exactly as on the command line)."""
-    return parse_config(*CONFIG_CLASSES, argv=[
-        str(TINY_YAML), "--output_dir", str(output_dir), "--max_train_samples", "128", "--max_eval_samples", "40",
-        "--num_train_epochs", "2", "--save_total_limit", "1", *flags,
-    ])  # fmt: skip
+    return parse_config(
+        *CONFIG_CLASSES,
+        argv=[
+            str(TINY_YAML),
+            "--output_dir",
+            str(output_dir),
+            "--max_train_samples",
+            "128",
+            "--max_eval_samples",
+            "40",
+            "--num_train_epochs",
+            "2",
+            "--save_total_limit",
+            "1",
+            *flags,
+        ],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +53,14 @@ def test_tiny_recipe_evaluates_and_saves_a_loadable_folder(trained):
     output_dir, metrics = trained
     assert 0.0 <= metrics["eval_accuracy"] <= 1.0 and 0.0 <= metrics["eval_macro_f1"] <= 1.0
     assert json.loads((output_dir / "eval_results.json").read_text())["eval_accuracy"] == metrics["eval_accuracy"]
-    for name in ("config.json", "model.safetensors", "modeling_bert_mlp.py", "configuration_bert_mlp.py",
-                 "tokenizer.json", "README.md"):  # fmt: skip
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "modeling_bert_mlp.py",
+        "configuration_bert_mlp.py",
+        "tokenizer.json",
+        "README.md",
+    ):
         assert (output_dir / name).is_file(), name
     config = json.loads((output_dir / "config.json").read_text())
     assert config["id2label"] == {"0": "negative", "1": "positive"} and config["model_type"] == "bert-mlp"
@@ -54,8 +73,11 @@ def test_saved_model_gives_identical_logits_in_clean_process(trained, forward_in
 
     output_dir, _ = trained
     tokenizer = AutoTokenizer.from_pretrained(output_dir)
-    inputs = dict(tokenizer(["the acting was thrilling", "the sequel was not brilliant at all"],
-                            padding=True, return_tensors="pt"))  # fmt: skip
+    inputs = dict(
+        tokenizer(
+            ["the acting was thrilling", "the sequel was not brilliant at all"], padding=True, return_tensors="pt"
+        )
+    )
     model = AutoModelForSequenceClassification.from_pretrained(output_dir).eval()
     with torch.no_grad():
         expected = model(**inputs).logits
@@ -80,16 +102,38 @@ def test_lora_changes_only_attention_projections_and_head(tmp_path):
     texts = [line.split("\t")[0] for line in (SAMPLES / "train.tsv").read_text().splitlines()[1:]]
     tokenizer = train_tokenizer(texts, kind="wordpiece", vocab_size=300)
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64)  # fmt: skip
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     BertForMaskedLM(config).save_pretrained(checkpoint)
     tokenizer.save_pretrained(checkpoint)
     output_dir = tmp_path / "out"
-    main(*tiny_args(output_dir, "--model_name_or_path", str(checkpoint), "--config_overrides", "",
-                    "--use_lora", "true", "--lora_r", "4", "--merge_lora_on_save", "true"))  # fmt: skip
+    main(
+        *tiny_args(
+            output_dir,
+            "--model_name_or_path",
+            str(checkpoint),
+            "--config_overrides",
+            "",
+            "--use_lora",
+            "true",
+            "--lora_r",
+            "4",
+            "--merge_lora_on_save",
+            "true",
+        )
+    )
     before = {k.removeprefix("bert."): v for k, v in load_file(checkpoint / "model.safetensors").items()}
-    after = {k.removeprefix("bert."): v for k, v in load_file(output_dir / "model.safetensors").items()
-             if k.startswith("bert.")}  # fmt: skip
+    after = {
+        k.removeprefix("bert."): v
+        for k, v in load_file(output_dir / "model.safetensors").items()
+        if k.startswith("bert.")
+    }
     assert not any("lora" in key for key in after)  # merged: a plain model
     changed = {key for key, value in after.items() if not torch.equal(value, before[key])}
     projections = {f"encoder.layer.{i}.attention.self.{m}.weight" for i in range(2) for m in ("query", "key", "value")}
@@ -98,9 +142,11 @@ def test_lora_changes_only_attention_projections_and_head(tmp_path):
 
 @pytest.mark.parametrize(
     "content, message",
-    [("text\tlabel\nfine film\t1\n", "missing column 'sentence'"),
-     ("sentence\tlabel\nfine film\t1\nbad film\tmeh\n", "label 'meh' is not in the label set")],
-)  # fmt: skip
+    [
+        ("text\tlabel\nfine film\t1\n", "missing column 'sentence'"),
+        ("sentence\tlabel\nfine film\t1\nbad film\tmeh\n", "label 'meh' is not in the label set"),
+    ],
+)
 def test_bad_training_file_fails_naming_file_and_line(tmp_path, content, message):
     bad = tmp_path / "bad.tsv"
     bad.write_text(content)

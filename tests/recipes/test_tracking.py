@@ -16,10 +16,24 @@ REPO = Path(__file__).resolve().parents[2]
 def test_report_to_tensorboard_writes_the_training_loss(task, tmp_path):
     recipe = importlib.import_module(f"recipes.{task}.train")
     argv = [
-        str(REPO / "recipes" / task / "configs" / "tiny.yaml"), "--output_dir", str(tmp_path), "--max_steps", "3",
-        "--logging_steps", "1", "--report_to", "tensorboard",
-        "--do_eval", "false", "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false",
-    ]  # fmt: skip
+        str(REPO / "recipes" / task / "configs" / "tiny.yaml"),
+        "--output_dir",
+        str(tmp_path),
+        "--max_steps",
+        "3",
+        "--logging_steps",
+        "1",
+        "--report_to",
+        "tensorboard",
+        "--do_eval",
+        "false",
+        "--eval_strategy",
+        "no",
+        "--save_strategy",
+        "no",
+        "--load_best_model_at_end",
+        "false",
+    ]
     recipe.main(*parse_config(*recipe.CONFIG_CLASSES, argv=argv))
     (event_file,) = (tmp_path / "runs").rglob("events.out.tfevents.*")  # default: output_dir/runs/<date_host>
     events = EventAccumulator(str(event_file.parent))

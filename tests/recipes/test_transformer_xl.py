@@ -52,10 +52,21 @@ def train_on_long_range_corpus(tmp_path: Path, mem_len: int) -> float:
         mem_len=mem_len,
     )
     training_args = TrainingArguments(
-        output_dir=str(tmp_path / f"mem{mem_len}"), per_device_train_batch_size=8, per_device_eval_batch_size=4,
-        num_train_epochs=3, learning_rate=3e-3, max_grad_norm=1.0, warmup_steps=20, save_strategy="no",
-        report_to="none", use_cpu=True, seed=0, disable_tqdm=True, do_train=True, do_eval=True,
-    )  # fmt: skip
+        output_dir=str(tmp_path / f"mem{mem_len}"),
+        per_device_train_batch_size=8,
+        per_device_eval_batch_size=4,
+        num_train_epochs=3,
+        learning_rate=3e-3,
+        max_grad_norm=1.0,
+        warmup_steps=20,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        seed=0,
+        disable_tqdm=True,
+        do_train=True,
+        do_eval=True,
+    )
     return main(args, GenerationArguments(), training_args)["eval_loss"]
 
 
@@ -71,9 +82,17 @@ def test_memory_beats_no_memory_on_a_corpus_that_needs_it(tmp_path):
 
 def test_streamed_evaluation_equals_one_full_pass_per_stream(tmp_path):
     config = TransformerXLConfig(
-        vocab_size=30, d_model=16, d_embed=16, n_head=2, d_head=8, d_inner=32, n_layer=2, mem_len=4, clamp_len=0,
+        vocab_size=30,
+        d_model=16,
+        d_embed=16,
+        n_head=2,
+        d_head=8,
+        d_inner=32,
+        n_layer=2,
+        mem_len=4,
+        clamp_len=0,
         same_length=False,
-    )  # fmt: skip
+    )
     model = TransformerXLForCausalLM(config).eval()
     tokens = torch.randint(0, 30, (2 * 41,), generator=torch.Generator().manual_seed(0))
     dataset = StreamSegments(tokens, num_streams=2, tgt_len=7)  # 40 targets per row: 5 segments of 7, one of 5
@@ -122,15 +141,24 @@ def test_evaluation_only_run_reproduces_the_trained_models_metrics_and_writes_no
     samples = Path(__file__).resolve().parents[2] / "data/samples/lm"
     trained = main(*tiny_lm_args(tmp_path, max_steps=6, test_file=samples / "validation.txt"))
     eval_dir = tmp_path / "evaluated"
-    evaluated = main(*tiny_lm_args(
-        tmp_path, do_train="false", model_name_or_path=tmp_path / "trained", train_file="",
-        test_file=samples / "validation.txt", output_dir=eval_dir,
-    ))  # fmt: skip
+    evaluated = main(
+        *tiny_lm_args(
+            tmp_path,
+            do_train="false",
+            model_name_or_path=tmp_path / "trained",
+            train_file="",
+            test_file=samples / "validation.txt",
+            output_dir=eval_dir,
+        )
+    )
     for key in ("eval_loss", "eval_tokens", "test_loss"):
         assert evaluated[key] == pytest.approx(trained[key], abs=1e-6), key
     assert evaluated["test_loss"] == pytest.approx(evaluated["eval_loss"], abs=1e-6)  # same file twice
-    assert sorted(path.name for path in eval_dir.iterdir()) == ["all_results.json", "eval_results.json",
-                                                                 "test_results.json"]  # fmt: skip
+    assert sorted(path.name for path in eval_dir.iterdir()) == [
+        "all_results.json",
+        "eval_results.json",
+        "test_results.json",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -170,7 +198,10 @@ def test_nce_trained_model_saves_its_noise_and_evaluates_exactly_in_a_clean_proc
     assert abs(loss.item() - exact.item()) < 1e-5  # float32 chunked log-sum-exp vs float64
 
     # An evaluation-only run of the saved folder reproduces the trained run's exact metrics.
-    evaluated = main(*tiny_lm_args(tmp_path, do_train="false", model_name_or_path=trained, train_file="",
-                                   output_dir=tmp_path / "evaluated"))  # fmt: skip
+    evaluated = main(
+        *tiny_lm_args(
+            tmp_path, do_train="false", model_name_or_path=trained, train_file="", output_dir=tmp_path / "evaluated"
+        )
+    )
     for key in ("eval_loss", "eval_log_partition_mean"):
         assert evaluated[key] == pytest.approx(metrics[key], abs=1e-6), key
