@@ -58,3 +58,14 @@ class RankStateCallback(TrainerCallback):
             save_file(
                 {k: v.contiguous() for k, v in tensors.items()}, self.state_file(checkpoint_dir, args.process_index)
             )
+
+
+def noise_generator_state(model: torch.nn.Module) -> RankStateCallback:
+    """Checkpoints the private noise generator of a model trained with sampled noise (`model.noise_generator`,
+    the NCE LM and Transformer-XL with `nce` / `ranking`), so a resumed run draws the noise the
+    uninterrupted run would have drawn."""
+    return RankStateCallback(
+        "noise_generator",
+        get_state=lambda: {"state": model.noise_generator.get_state()},
+        set_state=lambda tensors: model.noise_generator.set_state(tensors["state"]),
+    )

@@ -38,7 +38,7 @@ from transformers import TrainingArguments, default_data_collator
 
 from custom_models.nce_lm import NCELMConfig, NCELMForCausalLM, count_tokens, noise_log_probs_from_counts
 from recipes.arguments import LanguageModelArguments, run_from_command_line
-from recipes.checkpoint_state import RankStateCallback
+from recipes.checkpoint_state import noise_generator_state
 from recipes.common import save_card_and_push, start_run, train_and_evaluate
 from recipes.generation import GenerationArguments, predict_continuations
 from recipes.nce_lm.nce_trainer import NCETrainer, TokenBlocks
@@ -128,11 +128,6 @@ def main(
     sizes = {"train": train_dataset and len(train_dataset)} | {k: len(v) for k, v in eval_datasets.items()}
     logger.info("blocks of %d tokens: %s", script_args.block_size, sizes)
 
-    noise_state = RankStateCallback(
-        "noise_generator",
-        get_state=lambda: {"state": model.noise_generator.get_state()},
-        set_state=lambda tensors: model.noise_generator.set_state(tensors["state"]),
-    )
     trainer = NCETrainer(
         model=model,
         args=training_args,
@@ -140,7 +135,7 @@ def main(
         eval_dataset=eval_datasets.get("eval"),
         data_collator=default_data_collator,  # equal-length blocks: stack, no padding
         processing_class=tokenizer,
-        callbacks=[noise_state],
+        callbacks=[noise_generator_state(model)],
     )
     metrics = train_and_evaluate(trainer, eval_datasets=eval_datasets)
     if training_args.do_predict:

@@ -17,8 +17,9 @@ Hub data set's) is evaluated the same way (`test_*` metrics). The model folder w
 Losses: `loss_type` picks the training loss: `full`, `chunked` (exact, never the whole logit matrix),
 `adaptive` (needs `cutoffs`), `nce` or `ranking` (see `TransformerXLConfig`). For the last two the noise
 q ∝ (count + 1) ** `noise_power` is counted on the training stream and saved with the weights; each process
-draws `num_noise_samples` ids per step from its own generator (seed + rank; not checkpointed: a resumed run
-draws fresh noise). Evaluation is exact whatever the loss, plus log Z statistics for a full output table.
+draws `num_noise_samples` ids per step from its own generator (seed + rank), whose state every checkpoint
+keeps, so a resumed run draws the noise the uninterrupted run would have drawn. Evaluation is exact whatever
+the loss, plus log Z statistics for a full output table.
 
 Modes, as in transformers' example scripts: `do_train` trains (and saves), `do_eval` evaluates `validation`
 and `test` (when present) by the paper's protocol, `do_predict` reads each line of `test_file` as a prompt
@@ -44,6 +45,7 @@ from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausal
 from custom_models.transfo_xl.sampled_losses import SAMPLED_LOSS_TYPES, count_tokens, noise_log_probs_from_counts
 from data.streams import StreamSegments
 from recipes.arguments import LanguageModelArguments, run_from_command_line
+from recipes.checkpoint_state import noise_generator_state
 from recipes.common import save_card_and_push, start_run, train_and_evaluate
 from recipes.generation import GenerationArguments, predict_continuations
 from recipes.transformer_xl.memory_trainer import EvalMemory, MemoryTrainer
@@ -147,6 +149,7 @@ def main(
             clamp_len=script_args.eval_clamp_len,
             same_length=script_args.eval_same_length,
         ),
+        callbacks=[noise_generator_state(model)] if model.config.loss_type in SAMPLED_LOSS_TYPES else None,
     )
     metrics = train_and_evaluate(trainer, eval_datasets=eval_datasets)
     if training_args.do_predict:

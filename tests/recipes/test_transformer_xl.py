@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -205,3 +206,21 @@ def test_nce_trained_model_saves_its_noise_and_evaluates_exactly_in_a_clean_proc
     )
     for key in ("eval_loss", "eval_log_partition_mean"):
         assert evaluated[key] == pytest.approx(metrics[key], abs=1e-6), key
+
+
+@pytest.mark.slow
+def test_a_resumed_nce_run_continues_its_memory_and_noise_to_the_same_weights(tmp_path):
+    """Stopped at a checkpoint and resumed, a run with sampled noise ends with the weights of the run that was
+    never stopped: the checkpoint restores the stream memory and the noise generator, not only the weights."""
+    flags = {"max_steps": 10, "save_strategy": "steps", "save_steps": 5, "loss_type": "nce", "num_noise_samples": 16}
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    main(*tiny_lm_args(tmp_path, output_dir=straight, **flags))
+    checkpoint = straight / "checkpoint-5"
+    assert {"stream_memory_rank0.safetensors", "noise_generator_rank0.safetensors"} <= {
+        p.name for p in checkpoint.iterdir()
+    }
+    shutil.copytree(checkpoint, resumed / "checkpoint-5")
+    main(*tiny_lm_args(tmp_path, output_dir=resumed, **flags))  # resumes from checkpoint-5
+    expected, actual = (load_file(folder / "model.safetensors") for folder in (straight, resumed))
+    for name in expected:
+        torch.testing.assert_close(actual[name], expected[name], atol=1e-6, rtol=0, msg=name)
