@@ -51,7 +51,6 @@ def trained(tmp_path_factory):
 @pytest.mark.slow
 def test_tiny_recipe_evaluates_and_saves_a_loadable_folder(trained):
     output_dir, metrics = trained
-    assert 0.0 <= metrics["eval_accuracy"] <= 1.0 and 0.0 <= metrics["eval_macro_f1"] <= 1.0
     assert json.loads((output_dir / "eval_results.json").read_text())["eval_accuracy"] == metrics["eval_accuracy"]
     for name in (
         "config.json",
@@ -65,6 +64,16 @@ def test_tiny_recipe_evaluates_and_saves_a_loadable_folder(trained):
     config = json.loads((output_dir / "config.json").read_text())
     assert config["id2label"] == {"0": "negative", "1": "positive"} and config["model_type"] == "bert-mlp"
     assert "eval_accuracy" in (output_dir / "README.md").read_text()
+
+
+@pytest.mark.slow
+def test_the_tiny_config_learns_well_beyond_the_majority_class(tiny_run):
+    """tiny.yaml as shipped reaches 0.77 validation accuracy (pinned in test_pinned_losses); the sample
+    validation set is balanced, so a model that learnt nothing scores 0.5 accuracy and at most 0.5 macro F1."""
+    labels = [line.split("\t")[1] for line in (SAMPLES / "validation.tsv").read_text().splitlines()[1:]]
+    majority = max(labels.count(label) for label in set(labels)) / len(labels)
+    metrics = json.loads((tiny_run("sentiment") / "eval_results.json").read_text())
+    assert metrics["eval_accuracy"] >= majority + 0.15 and metrics["eval_macro_f1"] >= 0.65
 
 
 @pytest.mark.slow
