@@ -186,7 +186,9 @@ class LoraArguments:
         if not 0.0 <= self.lora_dropout < 1.0:
             raise ValueError(f"lora_dropout must lie in [0, 1), got {self.lora_dropout}")
 
-    def wrap(self, model: PreTrainedModel, *, task_type: str, default_targets: list[str], **kwargs: Any):
+    def wrap(
+        self, model: PreTrainedModel, *, task_type: str, default_targets: list[str], **kwargs: Any
+    ) -> torch.nn.Module:
         """`model` with LoRA adapters (unchanged without `use_lora`); `kwargs` go to `peft.LoraConfig`."""
         if not self.use_lora:
             return model

@@ -30,6 +30,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import datasets
 import numpy as np
 import torch
 import transformers
@@ -202,7 +203,7 @@ def main(
     return metrics
 
 
-def predict(trainer: Trainer, texts, tokenized) -> dict[str, float]:
+def predict(trainer: Trainer, texts: datasets.Dataset, tokenized: datasets.Dataset) -> dict[str, float]:
     """Classifies the test split: `predictions.jsonl` (text, label name, probability, in input order) and,
     when the split has labels, `predict_results.json` (accuracy, macro F1)."""
     output = trainer.predict(tokenized, metric_key_prefix="predict")  # gathered over processes, in dataset order
