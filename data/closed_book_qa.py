@@ -45,10 +45,7 @@ def load_qa_dataset(
         value = record.get(answer_column)
         return {"question": question, "answers": gold_answers(value, location) if value else None}
 
-    dataset = build_dataset_dict(records, convert, splits=("train", "validation"), test_convert=convert_test)
-    if "test" in dataset and None in dataset["test"]["answers"]:
-        dataset["test"] = dataset["test"].remove_columns("answers")
-    return dataset
+    return build_dataset_dict(records, convert, splits=("train", "validation"), test_convert=convert_test)
 
 
 def gold_answers(value: object, location: str) -> list[str]:

@@ -83,7 +83,8 @@ def build_dataset_dict(
     test_convert: Converter | None = None,
 ) -> datasets.DatasetDict:
     """Converts every record of the wanted `splits` (others are skipped, and logged) into a `DatasetDict`;
-    with `test_convert`, a `test` split too, converted by it (a test file may lack the labels)."""
+    with `test_convert`, a `test` split too, converted by it. A test file may lack the labels: a column that
+    `test_convert` leaves `None` in any row is dropped from the `test` split."""
     converters = {split: convert for split in splits} | ({"test": test_convert} if test_convert else {})
     unused = sorted(set(records) - set(converters))
     if unused:
@@ -92,6 +93,9 @@ def build_dataset_dict(
     for split, split_convert in converters.items():
         if split in records:
             result[split] = datasets.Dataset.from_list([split_convert(loc, rec) for loc, rec in records[split]])
+            if split == "test":
+                incomplete = [column for column in result[split].column_names if None in result[split][column]]
+                result[split] = result[split].remove_columns(incomplete)
             logger.info("%s: %d examples", split, len(result[split]))
     if not result:
         raise DataError(f"none of the splits {list(splits)} found (have {sorted(records)})")

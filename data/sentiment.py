@@ -47,10 +47,7 @@ def load_sentiment_dataset(
             return {"text": text, "label": None}
         return {"text": text, "label": _label_id(value, label_names, location)}
 
-    dataset = build_dataset_dict(records, convert, splits=("train", "validation"), test_convert=convert_test)
-    if "test" in dataset and None in dataset["test"]["label"]:
-        dataset["test"] = dataset["test"].remove_columns("label")
-    return dataset
+    return build_dataset_dict(records, convert, splits=("train", "validation"), test_convert=convert_test)
 
 
 def _label_id(value: object, label_names: Sequence[str], location: str) -> int:
