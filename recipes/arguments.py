@@ -139,14 +139,13 @@ class LanguageModelArguments(ModelArguments, TextCorpusArguments):
     """What the language-model recipes share: a model, a text corpus, and the step between them."""
 
     def tokenizer_and_streams(
-        self, training_args: TrainingArguments, *, kind: TokenizerKind
+        self, corpus: dict[str, TextSplit], training_args: TrainingArguments, *, kind: TokenizerKind
     ) -> tuple[PreTrainedTokenizerBase, dict[str, torch.Tensor]]:
         """The tokenizer (loaded, or trained on the training split) and the token stream of every split the
         run trains on (`do_train`) or scores (`do_eval`: validation and test), each line ending in `<eos>`
         when the tokenizer has one (word level; other tokenizers read the lines as given, and raw WikiText
         rows keep their own newline). One process per machine trains and tokenises into the cache
-        (`data.token_cache`); the others then memory-map its files."""
-        corpus = self.text_splits(training_args)
+        (`data.token_cache`); the others then memory-map its files. `corpus`: `text_splits()`."""
         used = {"train": training_args.do_train, "validation": training_args.do_eval, "test": training_args.do_eval}
         scored = {split: corpus[split] for split in corpus if used[split]}
         with training_args.main_process_first(desc="tokenizer and token streams"):

@@ -60,8 +60,9 @@ def train_and_evaluate(trainer: Trainer, *, eval_datasets: Mapping[str, Any]) ->
     `eval_datasets` (metric prefix -> data set), writing `<prefix>_results.json`. Returns the evaluation
     metrics of all of them."""
     if trainer.args.do_train:
-        model = trainer.accelerator.unwrap_model(trainer.model)
-        save_model_code(getattr(model, "get_base_model", lambda: model)(), trainer.args.output_dir)  # LoRA: the base
+        if trainer.args.should_save:  # one writer per folder
+            model = trainer.accelerator.unwrap_model(trainer.model)
+            save_model_code(getattr(model, "get_base_model", lambda: model)(), trainer.args.output_dir)  # LoRA: base
         train_result = trainer.train(resume_from_checkpoint=checkpoint_to_resume(trainer.args))
         trainer.save_metrics("train", train_result.metrics)
         trainer.save_state()

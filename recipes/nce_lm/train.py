@@ -94,7 +94,8 @@ def main(
     script_args: NCELMArguments, generation_args: GenerationArguments, training_args: TrainingArguments
 ) -> dict[str, float]:
     start_run(training_args)
-    tokenizer, streams = script_args.tokenizer_and_streams(training_args, kind=script_args.tokenizer_kind)
+    corpus = script_args.text_splits(training_args)
+    tokenizer, streams = script_args.tokenizer_and_streams(corpus, training_args, kind=script_args.tokenizer_kind)
 
     if script_args.model_name_or_path:
         model, loading_info = NCELMForCausalLM.from_pretrained(
@@ -139,9 +140,7 @@ def main(
     )
     metrics = train_and_evaluate(trainer, eval_datasets=eval_datasets)
     if training_args.do_predict:
-        predict_continuations(
-            trainer, script_args.text_splits(training_args)["test"], generation_args.generation_config(tokenizer)
-        )
+        predict_continuations(trainer, corpus["test"], generation_args.generation_config(tokenizer))
     if not training_args.do_train:
         return metrics
     save_card_and_push(
