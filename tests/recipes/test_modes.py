@@ -67,6 +67,19 @@ def write_test_file(task: str, folder: Path, *, labelled: bool) -> Path:
     return path
 
 
+def predict_only(trained: Path, output_dir: Path, test_file: Path) -> list[str]:
+    """The flags of a predict-only run of the trained folder on `test_file`."""
+    flags = {
+        "output_dir": output_dir,
+        "model_name_or_path": trained,
+        "do_train": "false",
+        "do_eval": "false",
+        "do_predict": "true",
+        "test_file": test_file,
+    }
+    return [str(part) for name, value in flags.items() for part in (f"--{name}", value)]
+
+
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
@@ -100,19 +113,9 @@ def test_evaluating_a_trained_folder_reproduces_its_metrics_and_trains_nothing(t
 def test_two_processes_predict_each_line_once_in_input_order(task, tiny_run, tmp_path, launch):
     test_file = write_test_file(task, tmp_path, labelled=False)
     output_dir = tmp_path / "predicted"
-    flags = {
-        "output_dir": output_dir,
-        "model_name_or_path": tiny_run(task),
-        "do_train": "false",
-        "do_eval": "false",
-        "do_predict": "true",
-        "test_file": test_file,
-        "per_device_eval_batch_size": 2,
-    }
-    if task != "sentiment":
-        flags["max_new_tokens"] = 3
+    short_answers = [] if task == "sentiment" else ["--max_new_tokens", "3"]
     recipe = REPO / "recipes" / task
-    argv = [str(part) for name, value in flags.items() for part in (f"--{name}", value)]
+    argv = [*predict_only(tiny_run(task), output_dir, test_file), "--per_device_eval_batch_size", "2", *short_answers]
     launch(recipe / "train.py", str(recipe / "configs" / "tiny.yaml"), *argv)
     rows = read_jsonl(output_dir / "predictions.jsonl")
     expected = {"sentiment": SENTENCES, "closed_book_qa": QUESTIONS}.get(task, PROMPTS)
@@ -125,21 +128,7 @@ def test_a_test_file_predicts_without_labels_and_scores_with_them(task, tiny_run
     for labelled in (False, True):
         output_dir = tmp_path / f"labelled_{labelled}"
         test_file = write_test_file(task, tmp_path, labelled=labelled)
-        metrics = run(
-            task,
-            "--output_dir",
-            output_dir,
-            "--model_name_or_path",
-            tiny_run(task),
-            "--do_train",
-            "false",
-            "--do_eval",
-            "false",
-            "--do_predict",
-            "true",
-            "--test_file",
-            test_file,
-        )
+        metrics = run(task, *predict_only(tiny_run(task), output_dir, test_file))
         rows = read_jsonl(output_dir / "predictions.jsonl")
         assert inputs_of(task, rows) == (SENTENCES if task == "sentiment" else QUESTIONS)
         scored = (output_dir / "predict_results.json").is_file()
@@ -165,21 +154,8 @@ def test_a_test_file_predicts_without_labels_and_scores_with_them(task, tiny_run
 )
 def test_a_malformed_or_missing_test_file_fails_naming_file_and_line(task, content, message, tiny_run, tmp_path):
     name = {"sentiment": "test.tsv", "closed_book_qa": "test.jsonl"}.get(task, "prompts.txt")
-    flags = [
-        "--output_dir",
-        tmp_path / "out",
-        "--model_name_or_path",
-        tiny_run(task),
-        "--do_train",
-        "false",
-        "--do_eval",
-        "false",
-        "--do_predict",
-        "true",
-        "--test_file",
-    ]
     with pytest.raises(DataError, match=r"missing\.txt: no such file"):
-        run(task, *flags, tmp_path / "missing.txt")
+        run(task, *predict_only(tiny_run(task), tmp_path / "out", tmp_path / "missing.txt"))
     (tmp_path / name).write_text(content)
     with pytest.raises(DataError, match=message):
-        run(task, *flags, tmp_path / name)
+        run(task, *predict_only(tiny_run(task), tmp_path / "out", tmp_path / name))
