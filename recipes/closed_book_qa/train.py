@@ -1,36 +1,12 @@
-"""Closed-book QA: fine-tune a causal LM (GPT-2 by default) to answer questions, and evaluate it by generation.
+"""Closed-book QA: fine-tune a causal LM (GPT-2 by default) to answer questions from its parameters alone.
 
     accelerate launch recipes/closed_book_qa/train.py recipes/closed_book_qa/configs/tiny.yaml
 
-Features
-- Any `AutoModelForCausalLM`, or a GPT-2 built from a config (`model_name_or_path: null` +
-  `config_overrides: "n_embd=64,n_layer=2"`) with a byte-level BPE tokenizer trained on the training split.
-- Data: a Hub data set (NQ-open by default) or local `train_file` / `validation_file` / `test_file`, mapped
-  to `question` / `answers` by `data.closed_book_qa` (NQ-open, TriviaQA, WebQuestions layouts).
-- Each example is `prompt_template.format(question=...)` + " answer" + EOS; the loss covers the answer and
-  EOS only. `train_on_all_answers` makes one example per gold answer instead of the first one.
-- Evaluation generates (greedy, beam with `num_beams`, or sampling) from left-padded prompts, stops at EOS or
-  a newline, and logs `eval_exact_match` / `eval_f1` (SQuAD normalisation, best over gold answers); each
-  question is scored once on any number of processes. `output_dir/eval_predictions.jsonl` holds question,
-  prediction, answers, em and f1; `output_dir/eval_results.json` the metrics.
-- Modes (transformers' example scripts): `do_train` trains and saves, `do_eval` evaluates `validation`,
-  `do_predict` answers `test_file` (answers optional) into `predictions.jsonl`, in input order, scored into
-  `predict_results.json` when it has answers. With `do_train false`, `model_name_or_path` is a trained
-  folder and only those files are written.
-- LoRA (`use_lora`, merged into the saved model), resume from the last checkpoint, a model card, and
-  `--push_to_hub`.
-
-The saved folder answers through the text-generation pipeline, with the same prompt template:
-
-    qa = pipeline("text-generation", model="OUTPUT_DIR")
-    out = qa("question: who wrote hamlet\\nanswer:", return_full_text=False)
-    answer = out[0]["generated_text"].split("\\n")[0].strip()
-
-Flags: every field of `QAArguments`, `LoraArguments`, `GenerationArguments` and
-`transformers.TrainingArguments`, in the YAML or as `--flag value` (the command line wins).
-Errors: `ConfigError` for an unknown YAML key; `ValueError` for invalid values (e.g. a `prompt_template`
-without `{question}`, a `config_overrides` key GPT-2 does not have) before anything loads;
-`data.errors.DataError` naming file and line for bad data.
+Each example is `prompt_template` filled with the question, then the answer and EOS; the loss covers only the
+answer and EOS, so the model learns to answer, not to write questions. `Trainer` has no generation-based
+evaluation for decoder-only models, so this recipe's evaluation generates from left-padded prompts and scores
+SQuAD-normalised exact match and token F1 against every gold answer, each question once on any number of
+processes. Flags, modes and files: README.md, "Closed-book QA: a causal LM answering from its parameters".
 """
 
 import logging

@@ -1,34 +1,14 @@
-"""Train a GPT-2 language model with noise-contrastive estimation (NCE); evaluate its exact perplexity.
+"""Train a GPT-2 language model by noise-contrastive estimation (NCE); evaluate its exact perplexity.
 
     accelerate launch recipes/nce_lm/train.py recipes/nce_lm/configs/tiny.yaml
 
-What it does: reads a corpus (a Hub data set such as `Salesforce/wikitext`, or local txt files), tokenizes
-it (a checkpoint's tokenizer, or a word-level / byte-level BPE one trained on the training split), cuts the
-token stream into shuffled blocks of `block_size` (as transformers' `run_clm.py` does), and builds an
-`NCELMForCausalLM`: from a GPT-2 or NCE checkpoint (`model_name_or_path`) or from a config. The noise
-distribution q is counted on the training tokens (`q ∝ (count + noise_smoothing) ** noise_power`) and set
-before training, with the output bias starting at log q when the bias is new. Training (`model.train()`)
-uses the sampled loss of `loss_type` (`nce`, `ranking`, or `full` softmax as the baseline); evaluation
-(`model.eval()`) is always the exact softmax cross-entropy, so `eval_perplexity` is a true perplexity. It
-also reports self-normalisation: mean / std of log Z(h) and the fraction of tokens with |log Z| > 1. The
-logged training `loss` is the sampled loss, not a cross-entropy: never read exp(loss) as a perplexity.
-
-Noise: each process draws from its own generator seeded with `seed + process_index`, so DDP ranks draw
-different noise (still unbiased; the saved config records rank 0's seed). The generator state is saved in
-every checkpoint (one file per rank, `recipes.checkpoint_state`) and restored on resume, so a resumed run
-draws the noise the uninterrupted run would have drawn.
-
-Modes (transformers' `run_clm.py`): `do_train` trains and saves; `do_eval` reports the exact perplexity of
-`validation` and of `test` when there is one; `do_predict` reads each line of `test_file` as a prompt and
-writes its continuation to `predictions.jsonl` (input order; `max_new_tokens`, `do_sample`, `temperature`,
-`top_p`, `num_beams`). With `do_train false`, `model_name_or_path` is a trained folder (its tokenizer) and
-only the metrics and predictions are written; nothing is tokenised for training.
-
-Flags: every field of `NCELMArguments`, `GenerationArguments` and `transformers.TrainingArguments`, in the
-YAML or on the command line (which wins). Errors: a misspelt key or an invalid value (NCE fields, `config_overrides`)
-fails before anything is loaded; `block_size` above the model's `n_positions` or a corpus shorter than one
-block fails after tokenizing. A run whose `output_dir` holds checkpoints resumes from the last one. The
-folder written at the end loads with `AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)`.
+NCE (and its ranking variant) scores the data token against `num_noise_samples` ids drawn from the training
+unigram distribution instead of the whole vocabulary, so a step never builds full-vocabulary logits: the
+point of the recipe at large vocabularies. The logged training loss is therefore not a cross-entropy;
+evaluation computes the exact softmax (a true perplexity) and log Z(h), which shows how self-normalised the
+model is. The noise distribution is counted on the training tokens and saved with the weights; each process
+draws its own noise (seed + rank) and checkpoints its generator, so a resumed run draws what the
+uninterrupted run would have. Flags, modes and files: README.md, "NCE language model".
 """
 
 import logging

@@ -1,29 +1,13 @@
-"""Sentiment classification: a BERT-family encoder with an MLP head, fine-tuned, evaluated, saved and pushed.
+"""Sentiment classification: a BERT-architecture encoder with an MLP head, fine-tuned on labelled sentences.
 
     accelerate launch recipes/sentiment/train.py recipes/sentiment/configs/tiny.yaml
 
-What it does: loads `train` / `validation` / `test` sentences (`dataset_name`, default `stanfordnlp/sst2`,
-or local `train_file` / `validation_file` / `test_file`) through `data.sentiment`, tokenizes them (the
-checkpoint's tokenizer, or a WordPiece tokenizer trained on the training split when no model or tokenizer
-is given), builds `BertMLPForSequenceClassification` through `AutoModelForSequenceClassification` (from
-`model_name_or_path`, any BERT-architecture checkpoint, whose encoder is loaded and whose head is new; or
-from scratch), optionally wraps it in LoRA adapters (`use_lora`; the head stays fully trainable), trains
-with dynamic padding, keeps the best checkpoint by `metric_for_best_model`, and writes to `output_dir` the
-model with its code (`trust_remote_code`), `id2label` names, the tokenizer, `eval_results.json` and a model
-card. `--push_to_hub` uploads that folder from the main process. A run in an `output_dir` that holds
-checkpoints resumes from the last one.
-
-Modes (transformers' `run_glue.py`): `do_train` trains and saves; `do_eval` writes `eval_results.json`
-(accuracy, macro F1); `do_predict` classifies `test_file` (labels optional) into `predictions.jsonl`, one
-line per sentence in input order (text, label name, probability), plus `predict_results.json` when the
-file has labels. With `do_train false`, `model_name_or_path` is a trained folder: its tokenizer, head and
-label names are used as saved, and nothing else is written.
-
-Flags: every field of `SentimentArguments`, `LoraArguments` and `transformers.TrainingArguments`; flags on
-the command line override the YAML. Errors: an unknown YAML key raises `recipes.common.ConfigError`; an
-invalid value, or a checkpoint that is not a BERT-architecture encoder, fails naming the field before
-anything loads; bad data (missing column, empty text, unknown label) raises `data.errors.DataError` naming
-the file and line.
+The encoder usually comes pretrained; what the task adds is a head and the label names, kept with the
+weights. So the encoder of a BERT-architecture `model_name_or_path` gets a new MLP head in
+`BertMLPForSequenceClassification` (optionally with LoRA adapters), is trained on the sentences of
+`data.sentiment` (a Hub data set or local files), scored by accuracy and macro F1, and saved with its code and
+`id2label`, so the folder classifies through `pipeline("text-classification", trust_remote_code=True)`
+anywhere. Flags, modes and files: README.md, "Sentiment: BERT + MLP head".
 """
 
 import logging

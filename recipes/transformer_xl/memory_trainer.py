@@ -1,4 +1,4 @@
-"""`Trainer` for segment-memory language models (Transformer-XL) on ordered streams.
+"""`Trainer` for segment-memory language models (Transformer-XL) on ordered streams, and its evaluation protocol.
 
 Plain `Trainer` shuffles batches, shards them across processes by index, and forgets everything between
 steps. Here:
@@ -8,11 +8,24 @@ steps. Here:
 - the detached memory returned by one step is fed to the next, and reset where a stream starts
   (`segment_index == 0`: every epoch start);
 - the memory is saved with each checkpoint (one file per rank, `recipes.checkpoint_state`) and restored
-  on resume, so a resumed run continues exactly where it stopped;
-- evaluation follows the paper's protocol: the whole validation stream, memory carried, with its own
-  `mem_len` / `clamp_len` / `same_length` (the paper evaluates with a longer memory than it trains with),
-  a token-weighted loss summed over all processes, perplexity and bits per token, and, for a model with a
-  full output table, the mean / std of log Z(h) and the fraction of tokens with |log Z| > 1.
+  on resume, so a resumed run continues exactly where it stopped.
+
+Evaluation protocol (Dai et al. 2019, arXiv 1901.02860, as the authors' `run_wt103_*.sh` scripts evaluate);
+the one place this repository explains it, which the README and the recipe link to:
+- a split is one token stream (its lines, each followed by `<eos>` when the tokenizer has it), cut into
+  `per_device_eval_batch_size` x processes contiguous rows of equal length (the last tokens, fewer than the
+  number of rows, are left out) and walked in segments of `eval_tgt_len` tokens (default `tgt_len`); every
+  token after its row's first is scored once, segment boundaries included;
+- the memory is carried from segment to segment and never reset inside a row, so each prediction sees its
+  own segment plus up to `mem_len` earlier positions per layer;
+- `eval_mem_len`, `eval_clamp_len` and `eval_same_length` replace the model's `mem_len`, `clamp_len` and
+  `same_length` during evaluation only (unset: the training values): the paper evaluates with a longer
+  memory than it trains with, relative distances clamped to those seen in training, and `same_length` so
+  every query attends to the same number of keys;
+- the loss is the mean over the scored tokens of all processes (token-weighted sums, not a mean of batch
+  means), reported with perplexity (exp loss) and bits per token (loss / ln 2); a model with a full output
+  table also reports the mean / std of log Z(h) and the fraction of tokens with |log Z| > 1;
+- the `test` split, when there is one, is evaluated the same way (`test_*` metrics).
 """
 
 import math

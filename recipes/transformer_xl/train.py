@@ -1,39 +1,15 @@
-"""Train and evaluate Transformer-XL on a text corpus, memory carried across segments.
+"""Transformer-XL language modelling: ordered token streams, memory carried across steps.
 
     accelerate launch recipes/transformer_xl/train.py recipes/transformer_xl/configs/tiny.yaml
-    accelerate launch recipes/transformer_xl/train.py recipes/transformer_xl/configs/wt103_eval.yaml \
-        --model_name_or_path CONVERTED_WT103   # evaluate only (do_train false), the paper's protocol
 
-What it does: reads a corpus (a Hub data set such as `Salesforce/wikitext`, or local txt files), turns
-it into one token stream with an `<eos>` per line, cuts it into `per_device_train_batch_size` streams
-per process and walks them in order (`data.streams`), carrying each layer's memory from one step to the
-next (`MemoryTrainer`). It evaluates by the paper's protocol (Dai et al. 2019, arXiv 1901.02860): the
-whole validation stream with memory, with its own `eval_tgt_len` / `eval_mem_len` / `eval_clamp_len` /
-`eval_same_length`, and reports loss, perplexity and bits per token; a `test` split (`test_file`, or the
-Hub data set's) is evaluated the same way (`test_*` metrics). The model folder written at the end
-(weights, config, tokenizer, modeling code, model card) loads anywhere with
-`AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)`.
-
-Losses: `loss_type` picks the training loss: `full`, `chunked` (exact, never the whole logit matrix),
-`adaptive` (needs `cutoffs`), `nce` or `ranking` (see `TransformerXLConfig`). For the last two the noise
-q ∝ (count + 1) ** `noise_power` is counted on the training stream and saved with the weights; each process
-draws `num_noise_samples` ids per step from its own generator (seed + rank), whose state every checkpoint
-keeps, so a resumed run draws the noise the uninterrupted run would have drawn. Evaluation is exact whatever
-the loss, plus log Z statistics for a full output table.
-
-Modes, as in transformers' example scripts: `do_train` trains (and saves), `do_eval` evaluates `validation`
-and `test` (when present) by the paper's protocol, `do_predict` reads each line of `test_file` as a prompt
-and writes its continuation to `predictions.jsonl` (input order; the memory is carried through the prompt;
-`max_new_tokens`, `do_sample`, `temperature`, `top_p`, `num_beams`). With `do_train false` the model and
-its tokenizer come from `model_name_or_path` (one of ours, or a folder written by
-`custom_models.transfo_xl.convert_legacy`), nothing is trained or saved but the metrics
-(`eval_results.json`, `test_results.json`) and predictions, and the training split is not tokenised.
-
-Flags: every field of `TransformerXLArguments`, `GenerationArguments` and `transformers.TrainingArguments`,
-in the YAML or on the command line (which wins). Errors: a misspelt key or an invalid value (in the YAML, in
-`config_overrides`) fails before anything is loaded, and so does a run with nothing to do or an
-evaluation-only run without `model_name_or_path`; a missing data file fails naming it. A run whose
-`output_dir` holds checkpoints resumes from the last one, memory included.
+Memory only helps if batch t+1 continues batch t in every row, which plain `Trainer` batching breaks. So the
+corpus becomes one token stream cut into contiguous rows per process (`data.streams`), and the trainer of
+`recipes/transformer_xl/memory_trainer.py` carries the memory between steps, checkpoints it, and evaluates
+by the paper's protocol (explained there, once). `loss_type` picks the training loss (`full`, `chunked`,
+`adaptive`, `nce`, `ranking`); evaluation is exact whatever the loss. With `do_train false`,
+`model_name_or_path` may also be a transformers 4.x checkpoint converted by
+`custom_models.transfo_xl.convert_legacy` (`configs/wt103_eval.yaml`). Flags, modes and files: README.md,
+"Transformer-XL language model".
 """
 
 import logging
