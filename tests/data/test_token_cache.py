@@ -73,6 +73,31 @@ def test_segments_of_the_mapped_stream_are_views_handed_out_as_int64(tmp_path):
         assert torch.equal(item["target_ids"], expected["target_ids"])
 
 
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (lambda data: data[:-6], "bytes, its header promises"),  # cut short inside the ids
+        (lambda data: data[:100], "unreadable header"),  # cut inside the header
+        (lambda data: b"", "unreadable header"),  # a file created, nothing written
+        (lambda data: data + b"\0" * 8, "bytes, its header promises"),  # longer than its header says
+        (lambda data: b"\0" * len(data), "unreadable header"),  # overwritten with zeros
+    ],
+    ids=["cut-in-ids", "cut-in-header", "empty", "too-long", "zeroed"],
+)
+def test_a_damaged_cache_file_is_named_and_rebuilt(tmp_path, caplog, damage, reason):
+    corpus = text_corpus_splits(**write_corpus(tmp_path))
+    tokenizer = train_tokenizer(corpus["train"], kind="word", vocab_size=100)
+    token_stream(corpus["train"], tokenizer, add_eos=True, cache_dir=tmp_path / "cache")
+    (path,) = (tmp_path / "cache").glob("train-*.npy")
+    path.write_bytes(damage(path.read_bytes()))
+    with caplog.at_level("WARNING", logger="data.token_cache"):
+        stream = token_stream(corpus["train"], tokenizer, add_eos=True, cache_dir=tmp_path / "cache")
+    assert torch.equal(stream.long(), encode_stream(LINES, tokenizer))
+    (message,) = [record.getMessage() for record in caplog.records]
+    assert message.startswith(f"{path}: ") and reason in message and "tokenising split 'train' again" in message
+    assert cached_files(tmp_path / "cache") == [path.name]
+
+
 def test_a_changed_file_tokenizer_or_setting_gets_its_own_cache(tmp_path):
     files = write_corpus(tmp_path)
     cache = tmp_path / "cache"

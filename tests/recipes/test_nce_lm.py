@@ -136,6 +136,24 @@ def test_saved_folder_loads_in_a_clean_process_with_identical_eval_loss(nce_run,
     assert (output_dir / "README.md").read_text().count("accelerate launch") == 1
 
 
+@pytest.mark.slow
+def test_a_truncated_token_cache_file_is_rebuilt_to_the_same_eval_loss(tmp_path, caplog):
+    """Two identical short runs sharing a token cache; between them the validation ids are cut short, as a
+    full disk or a killed copy leaves them. The second run names the file, tokenises again, and evaluates
+    the same ids: the same evaluation loss, bit for bit (same process, same seed, same operations)."""
+    args, generation_args, training_args = tiny_args(tmp_path / "first", max_steps=2)
+    args.token_cache_dir = str(tmp_path / "cache")
+    before = main(args, generation_args, training_args)["eval_loss"]
+    (cached,) = (tmp_path / "cache").glob("validation-*.npy")
+    cached.write_bytes(cached.read_bytes()[: cached.stat().st_size // 2])
+    args, generation_args, training_args = tiny_args(tmp_path / "second", max_steps=2)
+    args.token_cache_dir = str(tmp_path / "cache")
+    with caplog.at_level("WARNING", logger="data.token_cache"):
+        after = main(args, generation_args, training_args)["eval_loss"]
+    assert after == before
+    assert [r.getMessage().split(":")[0] for r in caplog.records if r.name == "data.token_cache"] == [str(cached)]
+
+
 @pytest.mark.parametrize(
     "flag, value",
     [
