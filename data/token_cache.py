@@ -25,8 +25,10 @@ short by a full disk or a killed copy, or overwritten) is checked before it is m
 must read back and give the file's exact size (header + length x item size); if not, one warning names the
 file and the split is tokenised again into it. (A file of the right size whose ids were altered would not
 be noticed: checksumming the 400 MB of WikiText-103 ids would cost every process seconds at every start.)
-Word-level and BPE tokenizers trained on a corpus are cached the same way (`train_tokenizer_once`), keyed
-by the training split, kind and size, so every process of a machine and every later run use one tokenizer.
+Tokenizers trained from the data are cached the same way (`train_tokenizer_once`), keyed by the training
+split (its files, as above, or the texts themselves when a recipe holds them in memory), kind and size, so
+every process of a machine and every later run use one tokenizer: WordPiece and BPE training breaks ties in
+hash order, so two processes that each trained their own would get different vocabularies.
 """
 
 import hashlib
@@ -37,7 +39,7 @@ import os
 import shutil
 import socket
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -93,18 +95,23 @@ def token_stream(
 
 
 def train_tokenizer_once(
-    split: TextSplit, *, kind: TokenizerKind, vocab_size: int, cache_dir: str | None = None
+    texts: TextSplit | Iterable[str], *, kind: TokenizerKind, vocab_size: int, cache_dir: str | None = None
 ) -> PreTrainedTokenizerFast:
-    """`train_tokenizer` on `split`, or the tokenizer an earlier call saved for the same files, kind and size.
+    """`train_tokenizer` on `texts`, or the tokenizer an earlier call saved for the same texts, kind and size.
 
-    It is always loaded from the cache folder, so the first run and later runs use the very same tokenizer
+    `texts`: a corpus split, keyed by its files (never read whole), or texts in memory, keyed by their content.
+    The tokenizer is always loaded from the cache folder, so the first run and later runs, and every process
+    that calls this after the first (recipes call it inside `main_process_first`), use the very same tokenizer
     (and so the same token-stream cache key)."""
-    key = _key(_source(split), kind, vocab_size)
+    if isinstance(texts, TextSplit):
+        source, lines = _source(texts), texts.lines(desc=f"{texts.name}: counting for the {kind} tokenizer")
+    else:
+        lines = list(texts)
+        source = _content_digest(lines)
+    key = _key(source, kind, vocab_size)
     folder = Path(cache_dir or default_cache_dir()) / f"tokenizer-{kind}-{key}"
     if not folder.is_dir():
-        tokenizer = train_tokenizer(
-            split.lines(desc=f"{split.name}: counting for the {kind} tokenizer"), kind=kind, vocab_size=vocab_size
-        )
+        tokenizer = train_tokenizer(lines, kind=kind, vocab_size=vocab_size)
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f"{folder.name}.tmp-"))
         tmp.chmod(0o755)  # mkdtemp makes it private; the cache may be shared
@@ -124,6 +131,15 @@ def _source(split: TextSplit) -> list:
         [str(path.resolve()), stat.st_size, stat.st_mtime_ns] for path in split.source_files() for stat in [path.stat()]
     ]
     return [files, split.text_column, split.encoding]
+
+
+def _content_digest(texts: list[str]) -> str:
+    """sha256 of the texts in order, each prefixed by its length (so `["ab", "c"]` and `["a", "bc"]` differ)."""
+    digest = hashlib.sha256()
+    for text in texts:
+        data = text.encode("utf-8", "surrogatepass")
+        digest.update(len(data).to_bytes(8, "little") + data)
+    return digest.hexdigest()
 
 
 def _key(*parts: object) -> str:

@@ -125,6 +125,21 @@ def test_the_trained_tokenizer_is_cached_per_training_file_kind_and_size(tmp_pat
     assert again.backend_tokenizer.to_str() == first.backend_tokenizer.to_str()
 
 
+def test_a_tokenizer_trained_on_texts_in_memory_is_cached_by_their_content(tmp_path, monkeypatch):
+    sentences = ["a fine film", "a dull film", "the cast is fine"] * 10
+    first = train_tokenizer_once(iter(sentences), kind="wordpiece", vocab_size=60, cache_dir=tmp_path)
+    trained = []
+    monkeypatch.setattr(
+        "data.token_cache.train_tokenizer", lambda *a, **k: trained.append(1) or train_tokenizer(*a, **k)
+    )
+    again = train_tokenizer_once(list(sentences), kind="wordpiece", vocab_size=60, cache_dir=tmp_path)
+    assert trained == [] and again.backend_tokenizer.to_str() == first.backend_tokenizer.to_str()
+    train_tokenizer_once(sentences[:-1], kind="wordpiece", vocab_size=60, cache_dir=tmp_path)  # other texts
+    for texts in (["a fine film", "a dull film"], ["a fine fil", "ma dull film"]):  # same characters, other lines
+        train_tokenizer_once(texts, kind="wordpiece", vocab_size=60, cache_dir=tmp_path)
+    assert trained == [1, 1, 1] and len(list(tmp_path.glob("tokenizer-wordpiece-*"))) == 4
+
+
 _KILLED_WRITER = textwrap.dedent(
     """
     import os, signal, sys
