@@ -217,7 +217,8 @@ def bench_budget(loss_type: str, data: dict, args) -> dict:
     """(c) + (d) for one loss: train for `--budget_seconds` of wall clock, then evaluate exactly."""
     from transformers import TrainerCallback, TrainingArguments, default_data_collator
 
-    from recipes.nce_lm.nce_trainer import NCETrainer, TokenBlocks
+    from data.streams import TokenBlocks
+    from recipes.nce_lm.nce_trainer import NCETrainer
 
     class Budget(TrainerCallback):
         """Stops after `--budget_seconds` of training; every `--eval_every` seconds of it, one curve point

@@ -26,7 +26,8 @@ def load_qa_dataset(
 
     Raises `DataError` naming the file and line for a missing column, an empty question or an answer
     that is neither a string, a list of strings, nor a TriviaQA answer dict. The `test` split may come
-    without answers (questions to answer): if any of its rows has none, the split has no `answers` column.
+    without answers (questions to answer): if none of its rows has one, the split has no `answers` column;
+    a test file with some answers missing fails, naming the first row without one.
     """
     records = split_records(
         dataset_name=dataset_name,

@@ -83,8 +83,7 @@ def build_dataset_dict(
     test_convert: Converter | None = None,
 ) -> datasets.DatasetDict:
     """Converts every record of the wanted `splits` (others are skipped, and logged) into a `DatasetDict`;
-    with `test_convert`, a `test` split too, converted by it. A test file may lack the labels: a column that
-    `test_convert` leaves `None` in any row is dropped from the `test` split."""
+    with `test_convert`, a `test` split too, converted by it (`_test_split`: its labels are optional)."""
     converters = {split: convert for split in splits} | ({"test": test_convert} if test_convert else {})
     unused = sorted(set(records) - set(converters))
     if unused:
@@ -92,14 +91,34 @@ def build_dataset_dict(
     result = {}
     for split, split_convert in converters.items():
         if split in records:
-            result[split] = datasets.Dataset.from_list([split_convert(loc, rec) for loc, rec in records[split]])
             if split == "test":
-                incomplete = [column for column in result[split].column_names if None in result[split][column]]
-                result[split] = result[split].remove_columns(incomplete)
+                result[split] = _test_split(records[split], split_convert)
+            else:
+                result[split] = datasets.Dataset.from_list([split_convert(loc, rec) for loc, rec in records[split]])
             logger.info("%s: %d examples", split, len(result[split]))
     if not result:
         raise DataError(f"none of the splits {list(splits)} found (have {sorted(records)})")
     return datasets.DatasetDict(result)
+
+
+def _test_split(records: Iterator[tuple[str, Record]], convert: Converter) -> datasets.Dataset:
+    """The test split: inputs to predict, with or without labels. A column that `convert` leaves `None` on every
+    row (a file without labels) is dropped; one left `None` on some rows only fails, naming the first such row:
+    dropping the labels of the whole file for one empty value would silently skip the scoring."""
+    rows, first_missing, first_given = [], {}, {}
+    for location, record in records:
+        row = convert(location, record)
+        for column, value in row.items():
+            (first_missing if value is None else first_given).setdefault(column, location)
+        rows.append(row)
+    mixed = sorted(first_missing.keys() & first_given.keys())
+    if mixed:
+        column = mixed[0]
+        raise DataError(
+            f"{first_missing[column]}: no {column!r}, but {first_given[column]} has one; give it on every row "
+            "of a test file, or on none"
+        )
+    return datasets.Dataset.from_list(rows).remove_columns(sorted(first_missing))
 
 
 def _hub_records(name: str, split: str, dataset: datasets.Dataset) -> Iterator[tuple[str, Record]]:

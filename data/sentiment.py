@@ -25,8 +25,9 @@ def load_sentiment_dataset(
 
     A label may be given as its id (`1`, `"1"`) or its name (`"positive"`). A missing column, an
     empty text, or a label outside the label set raises `DataError` naming the file and line. The `test`
-    split may come without labels (sentences to classify): if any of its rows has no label (no column,
-    an empty value, or the -1 of SST-2's hidden test labels), the split has no `label` column.
+    split may come without labels (sentences to classify): if none of its rows has a label (no column,
+    empty values, or the -1 of SST-2's hidden test labels), the split has no `label` column; a test file
+    with some labels missing fails, naming the first row without one.
     """
     records = split_records(
         dataset_name=dataset_name,

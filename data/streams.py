@@ -1,7 +1,9 @@
-"""Ordered stream batching for models with segment memory (Transformer-XL).
+"""One token stream, cut for a language model: ordered segments for models with memory (Transformer-XL,
+`StreamSegments`), fixed blocks for training a model without memory (`TokenBlocks`), and overlapping windows
+that score every token once when evaluating one (`SlidingWindows`).
 
-Memory is only useful if row r of batch t+1 continues row r of batch t. The corpus is one token stream,
-cut into `num_streams` contiguous rows (the paper's "batchify"); batch t holds columns
+`StreamSegments`: memory is only useful if row r of batch t+1 continues row r of batch t. The corpus is
+one token stream, cut into `num_streams` contiguous rows (the paper's "batchify"); batch t holds columns
 `[t * tgt_len, (t + 1) * tgt_len)` of every row as inputs and the same columns shifted by one as
 targets (`target_ids`), so each token after a row's first is scored exactly once, across segment boundaries too.
 
@@ -93,3 +95,72 @@ class StreamSegments(Dataset):
             "target_ids": self.rows[:, start + 1 : end + 1].long(),
             "segment_index": segment_index,
         }
+
+
+class TokenBlocks(Dataset):
+    """Training blocks of a model without memory: `input_ids` = `labels` = block i of the stream cut into
+    `block_size` tokens (the model shifts the labels, so a block's first token is never a target), the tail
+    shorter than a block dropped, as in transformers' `run_clm.py`. The blocks are views into `stream` (memory-
+    mapped int32 ids from `data.token_cache`); only the block handed out is copied, as int64.
+
+    Worked example, 10 tokens, `block_size` 4:
+        block 0: [0 1 2 3], block 1: [4 5 6 7]   (8 and 9 dropped; 0 and 4 are never targets)
+    """
+
+    def __init__(self, stream: torch.Tensor, *, block_size: int) -> None:
+        if stream.numel() < block_size:
+            raise ValueError(f"{stream.numel()} tokens: fewer than one block of block_size {block_size}")
+        self.blocks = stream[: stream.numel() // block_size * block_size].view(-1, block_size)
+
+    def __len__(self) -> int:
+        return len(self.blocks)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        block = self.blocks[i].long()
+        return {"input_ids": block, "labels": block}
+
+
+class SlidingWindows(Dataset):
+    """Evaluation windows of a model without memory that score every token of the stream after the first
+    exactly once, each with the tokens before it as context: at least `block_size - stride` of them (fewer only
+    at the start of the stream), so the boundaries of `TokenBlocks` do not leave tokens with no context.
+
+    Window k ends at `end_k = min(block_size + k * stride, n)` and holds the `block_size` tokens before it (the
+    whole stream if shorter); its `labels` are its tokens from `end_(k-1)` on (from the second token for window
+    0), -100 before. Every window has the same length, so batches stack without padding; the last one ends at
+    the end of the stream, with full context and the remaining (fewer than `stride`) new tokens.
+
+    Worked example, 11 tokens, `block_size` 4, `stride` 2 (`--` is -100, not scored):
+        window 0: input_ids [0 1 2 3], labels [-- 1 2 3]
+        window 1: input_ids [2 3 4 5], labels [-- -- 4 5]
+        window 2: input_ids [4 5 6 7], labels [-- -- 6 7]
+        window 3: input_ids [6 7 8 9], labels [-- -- 8 9]
+        window 4: input_ids [7 8 9 10], labels [-- -- -- 10]   (tokens 1..10 each scored once: 10 = n - 1)
+    """
+
+    def __init__(self, stream: torch.Tensor, *, block_size: int, stride: int) -> None:
+        if not 1 <= stride < block_size:
+            raise ValueError(f"need 1 <= stride < block_size; got stride={stride}, block_size={block_size}")
+        if stream.numel() < 2:
+            raise ValueError(f"{stream.numel()} tokens: nothing to score (the first token is context only)")
+        self.stream, self.stride = stream, stride
+        self.block_size = min(block_size, stream.numel())
+
+    @property
+    def num_scored_tokens(self) -> int:
+        """Tokens that get a prediction: all but the stream's first."""
+        return self.stream.numel() - 1
+
+    def __len__(self) -> int:
+        return 1 + math.ceil((self.stream.numel() - self.block_size) / self.stride)
+
+    def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
+        if not 0 <= k < len(self):
+            raise IndexError(k)
+        end = min(self.block_size + k * self.stride, self.stream.numel())
+        start = end - self.block_size
+        first_scored = 1 if k == 0 else self.block_size + (k - 1) * self.stride  # where window k - 1 ended
+        input_ids = self.stream[start:end].long()
+        labels = input_ids.clone()
+        labels[: first_scored - start] = -100
+        return {"input_ids": input_ids, "labels": labels}

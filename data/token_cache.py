@@ -20,19 +20,26 @@ changes its mtime, and hashing 540 MB would cost every process seconds on every 
 with identical size and a restored mtime would not be noticed.)
 
 A file is written under a temporary name in the cache folder and renamed (`os.replace`, atomic) only once
-complete, so a run killed mid-way leaves a temporary file that no run reads, never a truncated cache.
-Word-level and BPE tokenizers trained on a corpus are cached the same way (`train_tokenizer_once`), keyed
-by the training split, kind and size, so every process of a machine and every later run use one tokenizer.
+complete, so a run killed mid-way leaves a temporary file that no run reads. A cache file damaged later (cut
+short by a full disk or a killed copy, or overwritten) is checked before it is mapped: its `.npy` header
+must read back and give the file's exact size (header + length x item size); if not, one warning names the
+file and the split is tokenised again into it. (A file of the right size whose ids were altered would not
+be noticed: checksumming the 400 MB of WikiText-103 ids would cost every process seconds at every start.)
+Tokenizers trained from the data are cached the same way (`train_tokenizer_once`), keyed by the training
+split (its files, as above, or the texts themselves when a recipe holds them in memory), kind and size, so
+every process of a machine and every later run use one tokenizer: WordPiece and BPE training breaks ties in
+hash order, so two processes that each trained their own would get different vocabularies.
 """
 
 import hashlib
 import itertools
 import json
+import logging
 import os
 import shutil
 import socket
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -44,6 +51,8 @@ from transformers import PreTrainedTokenizerFast
 from .errors import DataError
 from .lm_corpus import TextSplit
 from .tokenizers import EOS_TOKEN, TokenizerKind, train_tokenizer
+
+logger = logging.getLogger(__name__)
 
 #: Bumped when the layout of cached files changes, so old files are not read.
 CACHE_VERSION = 1
@@ -75,7 +84,10 @@ def token_stream(
     dtype = np.dtype(np.int32 if len(tokenizer) <= np.iinfo(np.int32).max else np.int64)
     key = _key(_source(split), tokenizer.backend_tokenizer.to_str(), add_eos, dtype.str)
     path = Path(cache_dir or default_cache_dir()) / f"{split.name}-{key}.npy"
-    if not path.is_file():
+    damage = _damage(path, dtype) if path.is_file() else None
+    if damage:
+        logger.warning("%s: %s; tokenising split %r again", path, damage, split.name)
+    if damage or not path.is_file():
         with _atomic_file(path) as tmp:
             if _write_npy(tmp, _encode_batches(split, tokenizer, add_eos=add_eos), dtype) == 0:
                 raise DataError(f"{split.description}: no tokens in split {split.name!r}")
@@ -83,18 +95,23 @@ def token_stream(
 
 
 def train_tokenizer_once(
-    split: TextSplit, *, kind: TokenizerKind, vocab_size: int, cache_dir: str | None = None
+    texts: TextSplit | Iterable[str], *, kind: TokenizerKind, vocab_size: int, cache_dir: str | None = None
 ) -> PreTrainedTokenizerFast:
-    """`train_tokenizer` on `split`, or the tokenizer an earlier call saved for the same files, kind and size.
+    """`train_tokenizer` on `texts`, or the tokenizer an earlier call saved for the same texts, kind and size.
 
-    It is always loaded from the cache folder, so the first run and later runs use the very same tokenizer
+    `texts`: a corpus split, keyed by its files (never read whole), or texts in memory, keyed by their content.
+    The tokenizer is always loaded from the cache folder, so the first run and later runs, and every process
+    that calls this after the first (recipes call it inside `main_process_first`), use the very same tokenizer
     (and so the same token-stream cache key)."""
-    key = _key(_source(split), kind, vocab_size)
+    if isinstance(texts, TextSplit):
+        source, lines = _source(texts), texts.lines(desc=f"{texts.name}: counting for the {kind} tokenizer")
+    else:
+        lines = list(texts)
+        source = _content_digest(lines)
+    key = _key(source, kind, vocab_size)
     folder = Path(cache_dir or default_cache_dir()) / f"tokenizer-{kind}-{key}"
     if not folder.is_dir():
-        tokenizer = train_tokenizer(
-            split.lines(desc=f"{split.name}: counting for the {kind} tokenizer"), kind=kind, vocab_size=vocab_size
-        )
+        tokenizer = train_tokenizer(lines, kind=kind, vocab_size=vocab_size)
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f"{folder.name}.tmp-"))
         tmp.chmod(0o755)  # mkdtemp makes it private; the cache may be shared
@@ -114,6 +131,15 @@ def _source(split: TextSplit) -> list:
         [str(path.resolve()), stat.st_size, stat.st_mtime_ns] for path in split.source_files() for stat in [path.stat()]
     ]
     return [files, split.text_column, split.encoding]
+
+
+def _content_digest(texts: list[str]) -> str:
+    """sha256 of the texts in order, each prefixed by its length (so `["ab", "c"]` and `["a", "bc"]` differ)."""
+    digest = hashlib.sha256()
+    for text in texts:
+        data = text.encode("utf-8", "surrogatepass")
+        digest.update(len(data).to_bytes(8, "little") + data)
+    return digest.hexdigest()
 
 
 def _key(*parts: object) -> str:
@@ -179,6 +205,26 @@ def _atomic_file(path: Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _damage(path: Path, dtype: np.dtype) -> str | None:
+    """What is wrong with the cached `.npy` file at `path` (None if nothing): a header that does not read
+    back as a 1-d array of `dtype`, or a size other than the header's promise."""
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            if np.lib.format.read_magic(f) != (1, 0):  # the version `_write_npy` writes
+                return "not a .npy file of version 1.0"
+            shape, fortran_order, stored = np.lib.format.read_array_header_1_0(f)
+            data_start = f.tell()
+    except (ValueError, OSError) as error:
+        return f"unreadable header ({error})"
+    if stored != dtype or len(shape) != 1 or fortran_order:
+        return f"header of a {stored} array of shape {shape}, expected 1-d {dtype}"
+    expected = data_start + shape[0] * dtype.itemsize
+    if size != expected:
+        return f"{size} bytes, its header promises {expected} (cut short or overwritten)"
+    return None
 
 
 def _write_npy(path: Path, chunks: Iterator[np.ndarray], dtype: np.dtype) -> int:

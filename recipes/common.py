@@ -25,7 +25,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from data.lm_corpus import TextSplit
 from data.token_cache import train_tokenizer_once
-from data.tokenizers import TokenizerKind, train_tokenizer
+from data.tokenizers import TokenizerKind
 
 logger = logging.getLogger(__name__)
 
@@ -85,8 +85,10 @@ def load_or_train_tokenizer(
     cache_dir: str | None = None,
 ) -> PreTrainedTokenizerBase:
     """The run's tokenizer: `source` (a Hub name or folder) if given; else, when resuming, the one saved in
-    the checkpoint; else one trained on `texts`. A `TextSplit` (a corpus read in batches) is trained on once
-    per machine: the tokenizer is cached in `cache_dir` (`data.token_cache.train_tokenizer_once`).
+    the checkpoint; else one trained on `texts` (a `TextSplit`, read in batches, or texts in memory) once per
+    machine, saved in `cache_dir` and loaded from there (`data.token_cache.train_tokenizer_once`). Call it
+    inside `training_args.main_process_first()`, so that one process trains and every process loads the same
+    tokenizer: ranks that each trained their own would get different vocabularies (and DDP would fail).
 
     A resumed run must not retrain: the WordPiece and BPE trainers break frequency ties in hash order, which
     changes between processes, so a retrained vocabulary would not match the checkpoint's weights.
@@ -99,9 +101,7 @@ def load_or_train_tokenizer(
         logger.info("tokenizer: loaded from %s", checkpoint)
         return PreTrainedTokenizerFast.from_pretrained(checkpoint)
     logger.info("tokenizer: training a %s tokenizer of %d tokens on the training split", kind, vocab_size)
-    if isinstance(texts, TextSplit):
-        return train_tokenizer_once(texts, kind=kind, vocab_size=vocab_size, cache_dir=cache_dir)
-    return train_tokenizer(texts, kind=kind, vocab_size=vocab_size)
+    return train_tokenizer_once(texts, kind=kind, vocab_size=vocab_size, cache_dir=cache_dir)
 
 
 def save_model_code(model: PreTrainedModel, output_dir: str) -> None:

@@ -87,13 +87,14 @@ def main(
     if training_args.do_train:
         pairs = zip(raw["train"]["question"], raw["train"]["answers"])
         texts = (args.prompt_template.format(question=q) + " " + " ".join(answers) for q, answers in pairs)
-    tokenizer = load_or_train_tokenizer(
-        training_args,
-        args.tokenizer_name or args.model_name_or_path,
-        texts,
-        kind="bpe",
-        vocab_size=args.tokenizer_vocab_size,
-    )
+    with training_args.main_process_first(desc="tokenizer"):  # one process trains it; every process loads it
+        tokenizer = load_or_train_tokenizer(
+            training_args,
+            args.tokenizer_name or args.model_name_or_path,
+            texts,
+            kind="bpe",
+            vocab_size=args.tokenizer_vocab_size,
+        )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"  # for generation, here and in the pipeline of the saved folder

@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments, default_data_collator
 
 from custom_models.nce_lm import NCELMConfig, NCELMForCausalLM, count_tokens, noise_log_probs_from_counts
+from data.streams import SlidingWindows, TokenBlocks
 from recipes.arguments import LanguageModelArguments, run_from_command_line
 from recipes.checkpoint_state import noise_generator_state
 from recipes.common import save_card_and_push, start_run, train_and_evaluate
 from recipes.generation import GenerationArguments, predict_continuations
-from recipes.nce_lm.nce_trainer import NCETrainer, TokenBlocks
+from recipes.nce_lm.nce_trainer import NCETrainer
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,11 @@ class NCELMArguments(LanguageModelArguments):
 
     tokenizer_kind: str = field(default="word", metadata={"help": "Tokenizer trained on the fly: 'word' or 'bpe'."})
     # Data (with the corpus fields of TextCorpusArguments)
-    block_size: int = field(default=128, metadata={"help": "Tokens per training / evaluation block."})
+    block_size: int = field(default=128, metadata={"help": "Tokens per training block / evaluation window."})
+    eval_stride: int | None = field(
+        default=None,
+        metadata={"help": "New tokens scored per evaluation window, < block_size; the rest is context. None: half."},
+    )
     # NCE
     loss_type: str = field(default="nce", metadata={"help": "Training loss: 'nce', 'ranking' or 'full'."})
     num_noise_samples: int = field(default=256, metadata={"help": "k, noise ids per step (shared) or per token."})
@@ -49,6 +54,8 @@ class NCELMArguments(LanguageModelArguments):
             raise ValueError(f"tokenizer_kind must be 'word' or 'bpe', got {self.tokenizer_kind!r}")
         if self.block_size < 2:
             raise ValueError(f"block_size must be >= 2, got {self.block_size}")
+        if self.eval_stride is not None and not 1 <= self.eval_stride < self.block_size:
+            raise ValueError(f"eval_stride must be >= 1 and < block_size ({self.block_size}), got {self.eval_stride}")
         if not self.noise_smoothing > 0:
             raise ValueError(f"noise_smoothing must be > 0, got {self.noise_smoothing}")
         super().__post_init__()  # the NCE fields and config_overrides, checked by NCELMConfig
@@ -101,13 +108,14 @@ def main(
         )
         model.set_noise_distribution(log_q, reset_output_bias=new_bias)
         train_dataset = TokenBlocks(streams["train"], block_size=script_args.block_size)
+    eval_stride = script_args.eval_stride or script_args.block_size // 2
     eval_datasets = {
-        prefix: TokenBlocks(streams[split], block_size=script_args.block_size)
+        prefix: SlidingWindows(streams[split], block_size=script_args.block_size, stride=eval_stride)
         for prefix, split in (("eval", "validation"), ("test", "test"))
         if split in streams and training_args.do_eval
     }
     sizes = {"train": train_dataset and len(train_dataset)} | {k: len(v) for k, v in eval_datasets.items()}
-    logger.info("blocks of %d tokens: %s", script_args.block_size, sizes)
+    logger.info("blocks / windows of %d tokens (evaluation stride %d): %s", script_args.block_size, eval_stride, sizes)
 
     trainer = NCETrainer(
         model=model,

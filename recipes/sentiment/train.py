@@ -121,13 +121,14 @@ def main(
         raw, training_args, max_samples={"train": args.max_train_samples, "validation": args.max_eval_samples}
     )
 
-    tokenizer = load_or_train_tokenizer(
-        training_args,
-        args.tokenizer_name or args.model_name_or_path,
-        raw["train"]["text"] if training_args.do_train else (),
-        kind="wordpiece",
-        vocab_size=args.tokenizer_vocab_size,
-    )
+    with training_args.main_process_first(desc="tokenizer"):  # one process trains it; every process loads it
+        tokenizer = load_or_train_tokenizer(
+            training_args,
+            args.tokenizer_name or args.model_name_or_path,
+            raw["train"]["text"] if training_args.do_train else (),
+            kind="wordpiece",
+            vocab_size=args.tokenizer_vocab_size,
+        )
     tokenized = raw.map(
         lambda batch: tokenizer(batch["text"], truncation=True, max_length=args.max_seq_length),
         batched=True,

@@ -107,6 +107,42 @@ def test_bad_qa_rows_name_file_and_line(tmp_path, row, message):
         load_qa_dataset(train_file=write(tmp_path / "qa.jsonl", row + "\n"))
 
 
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("t.tsv", "sentence\tlabel\ngood\t1\nbad\t\nfine\t\n", r"t\.tsv, line 3: no 'label', but .*t\.tsv, line 2 has"),
+        ("t.tsv", "sentence\tlabel\ngood\t-1\nbad\t0\n", r"t\.tsv, line 2: no 'label', but .*t\.tsv, line 3 has"),
+        ("t.jsonl", '{"question": "q1", "answer": "a"}\n{"question": "q2"}\n', r"t\.jsonl, line 2: no 'answers'"),
+    ],
+)
+def test_a_test_file_with_some_labels_or_answers_missing_names_the_first_row_without(tmp_path, name, content, message):
+    load = load_sentiment_dataset if name.endswith(".tsv") else load_qa_dataset
+    with pytest.raises(DataError, match=message):
+        load(test_file=write(tmp_path / name, content))
+
+
+def test_a_test_file_without_any_label_or_answer_loads_without_that_column(tmp_path):
+    sentences = load_sentiment_dataset(test_file=write(tmp_path / "t.tsv", "sentence\tlabel\ngood\t\nbad\t-1\n"))
+    assert sentences["test"].column_names == ["text"] and sentences["test"]["text"] == ["good", "bad"]
+    questions = load_qa_dataset(test_file=write(tmp_path / "t.jsonl", '{"question": "q1"}\n{"question": "q2"}\n'))
+    assert questions["test"].column_names == ["question"]
+    labelled = load_sentiment_dataset(test_file=write(tmp_path / "l.tsv", "sentence\tlabel\ngood\t1\nbad\t0\n"))
+    assert labelled["test"]["label"] == [1, 0]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("v.tsv", "sentence\tlabel\ngood\t1\nbad\t\n", r"v\.tsv, line 3: column 'label' is empty"),
+        ("v.jsonl", '{"question": "q1", "answer": "a"}\n{"question": "q2", "answer": ""}\n', r"v\.jsonl, line 2"),
+    ],
+)
+def test_a_validation_file_with_an_empty_label_or_answer_names_it(tmp_path, name, content, message):
+    load = load_sentiment_dataset if name.endswith(".tsv") else load_qa_dataset
+    with pytest.raises(DataError, match=message):
+        load(validation_file=write(tmp_path / name, content))
+
+
 def test_qa_samples_have_200_pairs_in_nq_open_form():
     dataset = load_qa_dataset(
         train_file=str(SAMPLES_DIR / "closed_book_qa/train.jsonl"),

@@ -1,9 +1,10 @@
-"""Stream batching: the worked example, every token scored once, per-rank rows, epoch offsets."""
+"""Stream batching: the worked examples, every token scored once, per-rank rows, epoch offsets; training blocks
+and evaluation windows of models without memory."""
 
 import pytest
 import torch
 
-from data.streams import StreamSegments, encode_stream
+from data.streams import SlidingWindows, StreamSegments, TokenBlocks, encode_stream
 from data.tokenizers import EOS_TOKEN, train_tokenizer
 
 
@@ -68,3 +69,60 @@ def test_encode_stream_adds_one_eos_per_line():
     assert (
         ids.tolist() == tokenizer(f"a b {EOS_TOKEN} {EOS_TOKEN} c {EOS_TOKEN}")["input_ids"] and (ids == eos).sum() == 3
     )
+
+
+def test_token_blocks_worked_example_from_the_docstring():
+    blocks = TokenBlocks(torch.arange(10), block_size=4)
+    assert [blocks[i]["input_ids"].tolist() for i in range(len(blocks))] == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert all(torch.equal(blocks[i]["labels"], blocks[i]["input_ids"]) for i in range(len(blocks)))
+    with pytest.raises(ValueError, match="fewer than one block"):
+        TokenBlocks(torch.arange(3), block_size=4)
+
+
+def test_sliding_windows_worked_example_from_the_docstring():
+    windows = all_batches(SlidingWindows(torch.arange(11), block_size=4, stride=2))
+    assert [w["input_ids"].tolist() for w in windows] == [
+        [0, 1, 2, 3],
+        [2, 3, 4, 5],
+        [4, 5, 6, 7],
+        [6, 7, 8, 9],
+        [7, 8, 9, 10],
+    ]
+    assert [w["labels"].tolist() for w in windows] == [
+        [-100, 1, 2, 3],
+        [-100, -100, 4, 5],
+        [-100, -100, 6, 7],
+        [-100, -100, 8, 9],
+        [-100, -100, -100, 10],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("num_tokens", "block_size", "stride"), [(4400, 64, 32), (4400, 64, 63), (103, 8, 3), (10, 4, 1), (5, 16, 8)]
+)
+def test_sliding_windows_score_every_token_after_the_first_once_with_its_context(num_tokens, block_size, stride):
+    stream = torch.arange(100, 100 + num_tokens)  # ids = 100 + position: a label tells where it sits in the stream
+    windows = SlidingWindows(stream, block_size=block_size, stride=stride)
+    scored = []
+    for window in all_batches(windows):
+        input_ids, labels = window["input_ids"], window["labels"]
+        start = int(input_ids[0]) - 100
+        assert torch.equal(input_ids, stream[start : start + len(input_ids)])  # a contiguous slice of the stream
+        assert len(input_ids) == min(block_size, num_tokens)  # equal lengths: batches stack without padding
+        (positions,) = (labels != -100).nonzero(as_tuple=True)
+        assert torch.equal(labels[positions], input_ids[positions])  # a label is the token at its position
+        # A scored token's position in its window is its context: all the stream before it, or at least
+        # block_size - stride tokens.
+        tokens = labels[positions] - 100
+        assert torch.all(positions >= torch.clamp(tokens, max=block_size - stride))
+        scored += tokens.tolist()
+    assert scored == list(range(1, num_tokens)) == list(range(1, windows.num_scored_tokens + 1))
+
+
+def test_sliding_windows_reject_a_stride_that_leaves_tokens_unscored_and_a_stream_with_nothing_to_score():
+    with pytest.raises(ValueError, match="stride < block_size"):
+        SlidingWindows(torch.arange(100), block_size=8, stride=8)
+    with pytest.raises(ValueError, match="1 <= stride"):
+        SlidingWindows(torch.arange(100), block_size=8, stride=0)
+    with pytest.raises(ValueError, match="nothing to score"):
+        SlidingWindows(torch.arange(1), block_size=8, stride=4)

@@ -73,6 +73,31 @@ def test_segments_of_the_mapped_stream_are_views_handed_out_as_int64(tmp_path):
         assert torch.equal(item["target_ids"], expected["target_ids"])
 
 
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (lambda data: data[:-6], "bytes, its header promises"),  # cut short inside the ids
+        (lambda data: data[:100], "unreadable header"),  # cut inside the header
+        (lambda data: b"", "unreadable header"),  # a file created, nothing written
+        (lambda data: data + b"\0" * 8, "bytes, its header promises"),  # longer than its header says
+        (lambda data: b"\0" * len(data), "unreadable header"),  # overwritten with zeros
+    ],
+    ids=["cut-in-ids", "cut-in-header", "empty", "too-long", "zeroed"],
+)
+def test_a_damaged_cache_file_is_named_and_rebuilt(tmp_path, caplog, damage, reason):
+    corpus = text_corpus_splits(**write_corpus(tmp_path))
+    tokenizer = train_tokenizer(corpus["train"], kind="word", vocab_size=100)
+    token_stream(corpus["train"], tokenizer, add_eos=True, cache_dir=tmp_path / "cache")
+    (path,) = (tmp_path / "cache").glob("train-*.npy")
+    path.write_bytes(damage(path.read_bytes()))
+    with caplog.at_level("WARNING", logger="data.token_cache"):
+        stream = token_stream(corpus["train"], tokenizer, add_eos=True, cache_dir=tmp_path / "cache")
+    assert torch.equal(stream.long(), encode_stream(LINES, tokenizer))
+    (message,) = [record.getMessage() for record in caplog.records]
+    assert message.startswith(f"{path}: ") and reason in message and "tokenising split 'train' again" in message
+    assert cached_files(tmp_path / "cache") == [path.name]
+
+
 def test_a_changed_file_tokenizer_or_setting_gets_its_own_cache(tmp_path):
     files = write_corpus(tmp_path)
     cache = tmp_path / "cache"
@@ -98,6 +123,21 @@ def test_the_trained_tokenizer_is_cached_per_training_file_kind_and_size(tmp_pat
     monkeypatch.setattr("data.token_cache.train_tokenizer", lambda *args, **kwargs: pytest.fail("trained again"))
     again = train_tokenizer_once(train, kind="word", vocab_size=100, cache_dir=tmp_path)
     assert again.backend_tokenizer.to_str() == first.backend_tokenizer.to_str()
+
+
+def test_a_tokenizer_trained_on_texts_in_memory_is_cached_by_their_content(tmp_path, monkeypatch):
+    sentences = ["a fine film", "a dull film", "the cast is fine"] * 10
+    first = train_tokenizer_once(iter(sentences), kind="wordpiece", vocab_size=60, cache_dir=tmp_path)
+    trained = []
+    monkeypatch.setattr(
+        "data.token_cache.train_tokenizer", lambda *a, **k: trained.append(1) or train_tokenizer(*a, **k)
+    )
+    again = train_tokenizer_once(list(sentences), kind="wordpiece", vocab_size=60, cache_dir=tmp_path)
+    assert trained == [] and again.backend_tokenizer.to_str() == first.backend_tokenizer.to_str()
+    train_tokenizer_once(sentences[:-1], kind="wordpiece", vocab_size=60, cache_dir=tmp_path)  # other texts
+    for texts in (["a fine film", "a dull film"], ["a fine fil", "ma dull film"]):  # same characters, other lines
+        train_tokenizer_once(texts, kind="wordpiece", vocab_size=60, cache_dir=tmp_path)
+    assert trained == [1, 1, 1] and len(list(tmp_path.glob("tokenizer-wordpiece-*"))) == 4
 
 
 _KILLED_WRITER = textwrap.dedent(

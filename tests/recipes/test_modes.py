@@ -147,6 +147,7 @@ def test_a_test_file_predicts_without_labels_and_scores_with_them(task, tiny_run
     ("task", "content", "message"),
     [
         ("sentiment", "sentence\tlabel\nfine\t1\n\t0\n", r"test\.tsv, line 3: column 'sentence' is empty"),
+        ("sentiment", "sentence\tlabel\nfine\t1\nbad\t\n", r"test\.tsv, line 3: no 'label', but"),
         ("closed_book_qa", '{"question": "q1"}\n{"question": "q2"\n', r"test\.jsonl, line 2"),
         ("nce_lm", "the\n\nriver\n", r"prompts\.txt, line 2: empty prompt"),
         ("transformer_xl", "the\n   \n", r"prompts\.txt, line 2: empty prompt"),

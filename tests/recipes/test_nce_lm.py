@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast, TrainingArguments
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast, TrainingArguments, default_data_collator
 
 import custom_models  # noqa: F401  (registers the Auto classes)
 from custom_models.nce_lm import NCELMForCausalLM, count_tokens, noise_log_probs_from_counts
 from data.lm_corpus import load_text_corpus
-from data.streams import encode_stream
+from data.streams import SlidingWindows, encode_stream
 from recipes.arguments import parse_config
 from recipes.generation import GenerationArguments
 from recipes.nce_lm.train import CONFIG_CLASSES, NCELMArguments, main
@@ -87,17 +87,17 @@ def test_evaluation_reports_exact_perplexity_and_log_partition(nce_run):
 
 
 @pytest.mark.slow
-def test_evaluation_equals_the_exact_loss_of_the_saved_model_on_every_block(nce_run):
+def test_evaluation_scores_every_token_after_the_first_once_with_the_saved_models_exact_loss(nce_run):
     model = AutoModelForCausalLM.from_pretrained(nce_run["output_dir"]).eval()
     tokenizer = PreTrainedTokenizerFast.from_pretrained(nce_run["output_dir"])
     corpus = load_text_corpus(train_file=nce_run["args"].train_file, validation_file=nce_run["args"].validation_file)
     stream = encode_stream(corpus["validation"]["text"], tokenizer)
-    blocks = stream[: stream.numel() // 32 * 32].view(-1, 32)
+    windows = SlidingWindows(stream, block_size=32, stride=16)  # the recipe's default stride: half a block
     with torch.no_grad():
-        output = model(input_ids=blocks, labels=blocks)  # one batch: the loss is the token mean
+        output = model(**default_data_collator(list(windows)))  # one batch: the loss is the scored tokens' mean
     metrics = nce_run["metrics"]
-    assert metrics["eval_tokens"] == blocks.shape[0] * 31
-    # float32 model sums vs the recipe's float64 token-weighted sums over batches of 8 blocks.
+    assert stream.numel() == 4400 and metrics["eval_tokens"] == 4399  # the sample validation file, all but one
+    # float32 model sums vs the recipe's float64 token-weighted sums over batches of 8 windows.
     assert metrics["eval_loss"] == pytest.approx(output.loss.item(), rel=1e-5)
     assert metrics["eval_log_partition_mean"] == pytest.approx(output.log_partition_mean.item(), abs=1e-5)
     assert metrics["eval_log_partition_std"] == pytest.approx(output.log_partition_std.item(), abs=1e-4)
@@ -136,6 +136,24 @@ def test_saved_folder_loads_in_a_clean_process_with_identical_eval_loss(nce_run,
     assert (output_dir / "README.md").read_text().count("accelerate launch") == 1
 
 
+@pytest.mark.slow
+def test_a_truncated_token_cache_file_is_rebuilt_to_the_same_eval_loss(tmp_path, caplog):
+    """Two identical short runs sharing a token cache; between them the validation ids are cut short, as a
+    full disk or a killed copy leaves them. The second run names the file, tokenises again, and evaluates
+    the same ids: the same evaluation loss, bit for bit (same process, same seed, same operations)."""
+    args, generation_args, training_args = tiny_args(tmp_path / "first", max_steps=2)
+    args.token_cache_dir = str(tmp_path / "cache")
+    before = main(args, generation_args, training_args)["eval_loss"]
+    (cached,) = (tmp_path / "cache").glob("validation-*.npy")
+    cached.write_bytes(cached.read_bytes()[: cached.stat().st_size // 2])
+    args, generation_args, training_args = tiny_args(tmp_path / "second", max_steps=2)
+    args.token_cache_dir = str(tmp_path / "cache")
+    with caplog.at_level("WARNING", logger="data.token_cache"):
+        after = main(args, generation_args, training_args)["eval_loss"]
+    assert after == before
+    assert [r.getMessage().split(":")[0] for r in caplog.records if r.name == "data.token_cache"] == [str(cached)]
+
+
 @pytest.mark.parametrize(
     "flag, value",
     [
@@ -146,6 +164,8 @@ def test_saved_folder_loads_in_a_clean_process_with_identical_eval_loss(nce_run,
         ("noise_smoothing", "0"),
         ("tokenizer_kind", "wordpiece"),
         ("block_size", "1"),
+        ("eval_stride", "64"),
+        ("eval_stride", "0"),
         ("config_overrides", "n_layer"),
     ],
 )

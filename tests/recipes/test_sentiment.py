@@ -15,6 +15,7 @@ from recipes.common import ConfigError
 from recipes.sentiment.train import CONFIG_CLASSES, SentimentArguments, main
 
 REPO = Path(__file__).resolve().parents[2]
+TOKENIZER_WORKER = Path(__file__).with_name("tokenizer_worker.py")
 CONFIGS = REPO / "recipes" / "sentiment" / "configs"
 TINY_YAML = CONFIGS / "tiny.yaml"
 SAMPLES = REPO / "data" / "samples" / "sentiment"
@@ -147,6 +148,22 @@ def test_lora_changes_only_attention_projections_and_head(tmp_path):
     changed = {key for key, value in after.items() if not torch.equal(value, before[key])}
     projections = {f"encoder.layer.{i}.attention.self.{m}.weight" for i in range(2) for m in ("query", "key", "value")}
     assert changed == projections
+
+
+@pytest.mark.slow
+def test_four_processes_train_with_one_tokenizer_trained_from_the_data(tmp_path, launch, monkeypatch):
+    """tiny.yaml (a WordPiece tokenizer trained from the data) on 4 processes: one trains it, all load it, so
+    every rank has the same vocabulary and DDP builds one model. (Each rank training its own got different
+    vocabularies, and DDP failed on the embedding's size.)"""
+    monkeypatch.setenv("FINETUNE_RECIPES_CACHE", str(tmp_path / "cache"))  # nothing trained by another test
+    output_dir = tmp_path / "out"
+    flags = ["--max_steps", "2", "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false"]
+    launch(TOKENIZER_WORKER, str(tmp_path), str(TINY_YAML), "--output_dir", str(output_dir), *flags, num_processes=4)
+    reports = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(4)]
+    assert [report["world_size"] for report in reports] == [4] * 4
+    assert all(report["vocab"] == reports[0]["vocab"] for report in reports)
+    assert len(list((tmp_path / "cache").rglob("tokenizer-wordpiece-*"))) == 1  # trained once
+    assert json.loads((output_dir / "tokenizer.json").read_text())["model"]["vocab"] == reports[0]["vocab"]
 
 
 @pytest.mark.parametrize(
