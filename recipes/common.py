@@ -24,7 +24,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from data.lm_corpus import TextSplit
 from data.token_cache import train_tokenizer_once
 from data.tokenizers import TokenizerKind, train_tokenizer
-from recipes.trainer import CardInfo, RecipeTrainer, pipeline_tag
+from recipes.trainer import CardInfo, RecipeTrainer, is_quality, pipeline_tag
 
 logger = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ def save_card_and_push(
         data=data,
         notes=notes,
         task_type=pipeline_tag(model),
-        metrics={name: value for name, value in metrics.items() if isinstance(value, float)},
+        metrics={name: value for name, value in metrics.items() if isinstance(value, float) and is_quality(name)},
         arguments=arguments,
         base_model=checkpoint if checkpoint and not os.path.exists(checkpoint) else None,
         dataset_id=None if getattr(model_args, "train_file", None) else dataset,

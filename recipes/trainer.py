@@ -77,6 +77,11 @@ class RecipeTrainer(Trainer):
         super().save_metrics(split, metrics, combined=combined)
 
 
+def is_quality(metric: str) -> bool:
+    """Whether `metric` measures the model (not the machine, as `eval_runtime`, or the run, as `epoch`)."""
+    return metric != "epoch" and not metric.endswith(("_runtime", "_per_second"))
+
+
 def pipeline_tag(model: Any) -> str | None:
     """The pipeline tag of `model` (`PIPELINE_TAGS`), None for another kind of model."""
     name = type(model).__name__

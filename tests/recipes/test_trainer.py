@@ -78,5 +78,6 @@ def test_tiny_run_card_and_metrics_name_the_best_checkpoint(tiny_run):
     for name in ("eval_results.json", "train_results.json", "all_results.json"):
         assert json.loads((output_dir / name).read_text())["best_global_step"] == state["best_global_step"], name
     card = ModelCard.load(output_dir / "README.md")
-    assert card.data.pipeline_tag == "text-classification" and card.data.eval_results
+    assert card.data.pipeline_tag == "text-classification"
+    assert {result.metric_type for result in card.data.eval_results} == {"eval_accuracy", "eval_loss", "eval_macro_f1"}
     assert str(REPO) not in card.text and "tokenizer_name: tests/recipes/tokenizers/sentiment" in card.text
