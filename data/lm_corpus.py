@@ -115,10 +115,14 @@ def text_corpus_splits(
     show_progress: bool = False,
 ) -> dict[str, TextSplit]:
     """`train`, `validation`, `test` (those present) of a corpus, not yet read: local files win when any are
-    given; otherwise `dataset_name` is loaded with `datasets.load_dataset` (Arrow files on disk, not in memory)."""
+    given (each must exist: `DataError` naming the field), otherwise `dataset_name` is loaded with
+    `datasets.load_dataset` (Arrow files on disk, not in memory)."""
     common = {"text_column": text_column, "encoding": encoding, "show_progress": show_progress}
     files = {"train": train_file, "validation": validation_file, "test": test_file}
     if any(files.values()):
+        for split, path in files.items():  # before any tokenizer is trained on another split
+            if path and not resolve_path(path).is_file():
+                raise DataError(f"{split}_file {path!r}: no such file")
         return {split: TextSplit(split, files=(path,), **common) for split, path in files.items() if path}
     if not dataset_name:
         raise DataError("no data: give `dataset_name` (a Hub data set) or local files (`train_file`, ...)")

@@ -24,6 +24,7 @@ from data.lm_corpus import TextSplit, text_corpus_splits
 from data.token_cache import prepare_token_streams
 from data.tokenizers import EOS_TOKEN, TokenizerKind
 from recipes.common import ConfigError, load_or_train_tokenizer
+from recipes.errors import EXIT_STATUS, debug_requested, hub_ids, naming_hub_id, user_error_message
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +124,8 @@ class ModelArguments:
         decides: vocabulary size, special tokens); then `recipe_config_fields()`; then `config_overrides`.
         An override that is not a field of the config fails by name; the config class checks the values."""
         overrides = parse_overrides(self.config_overrides)
-        base = self.checkpoint_config() if self.model_name_or_path else self.new_config()
+        with naming_hub_id("model_name_or_path", self.model_name_or_path):
+            base = self.checkpoint_config() if self.model_name_or_path else self.new_config()
         unknown = sorted(key for key in overrides if not hasattr(base, key))
         if unknown:
             raise ConfigError(f"config_overrides: {type(base).__name__} has no field(s) {unknown}")
@@ -212,6 +214,8 @@ def check_run(model_args: ModelArguments, training_args: TrainingArguments) -> N
         raise ConfigError("nothing to do: set do_train, do_eval and/or do_predict to true")
     if not training_args.do_train and not model_args.model_name_or_path:
         raise ConfigError("do_train is false: give the trained model to evaluate or predict with as model_name_or_path")
+    if os.path.exists(training_args.output_dir) and not os.path.isdir(training_args.output_dir):
+        raise ConfigError(f"output_dir {training_args.output_dir!r} is a file; give a folder (new or a previous run's)")
     if training_args.do_train and training_args.max_steps <= 0 and training_args.num_train_epochs <= 0:
         raise ConfigError(
             f"num_train_epochs={training_args.num_train_epochs} with max_steps={training_args.max_steps} trains "
@@ -222,8 +226,24 @@ def check_run(model_args: ModelArguments, training_args: TrainingArguments) -> N
 def run_from_command_line(main: Callable[..., dict], config_classes: tuple[type, ...]) -> None:
     """A recipe's command-line entry: parse `CONFIG.yaml [--flag value ...]`, run `main`, then leave the
     process group. A process that exits with gloo's threads still alive can abort ("terminate called
-    without an active exception") after all its work is done, failing the launch."""
-    main(*parse_config(*config_classes))
+    without an active exception") after all its work is done, failing the launch.
+
+    A failure the user can fix (`recipes.errors`: a configuration, data or Hub error, or an invalid value
+    found while parsing) prints `error: <message>` on stderr and exits with status 2; the traceback only
+    with `FINETUNE_RECIPES_DEBUG=1`."""
+    parsed: tuple = ()
+    try:
+        try:
+            parsed = parse_config(*config_classes)
+        except ValueError as error:  # the dataclasses' own checks: a value the user gave
+            raise ConfigError(str(error)) from error
+        main(*parsed)
+    except Exception as error:
+        message = user_error_message(error, hub_ids(parsed))
+        if message is None or debug_requested():
+            raise
+        sys.stderr.write(f"error: {message}\n")
+        sys.exit(EXIT_STATUS)
     if torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
 
@@ -279,5 +299,9 @@ def parse_overrides(overrides: str | None) -> dict:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"config_overrides: expected key=value, got {item!r}")
-        result[key.strip()] = yaml.safe_load(value)
+        try:
+            result[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as error:
+            problem = getattr(error, "problem", None) or type(error).__name__
+            raise ConfigError(f"config_overrides: cannot read {item!r} in {overrides!r} ({problem})") from None
     return result

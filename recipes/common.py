@@ -5,9 +5,7 @@ load or train the tokenizer, train and evaluate, save with a model card and push
 
 import logging
 import os
-import sys
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 import datasets
@@ -26,6 +24,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from data.lm_corpus import TextSplit
 from data.token_cache import train_tokenizer_once
 from data.tokenizers import TokenizerKind
+from recipes.trainer import CardInfo, RecipeTrainer, is_quality, pipeline_tag
 
 logger = logging.getLogger(__name__)
 
@@ -156,41 +155,27 @@ def checkpoint_to_resume(training_args: TrainingArguments) -> str | None:
     return None
 
 
-def model_card_text(*, title: str, command: str, data: str, metrics: dict[str, float], notes: str = "") -> str:
-    """A README.md for the output folder: what the model is, the data, the final metrics and the command."""
-    rows = "\n".join(f"| {name} | {value:.4f} |" for name, value in sorted(metrics.items()))
-    return (
-        f"---\nlibrary_name: transformers\ntags:\n- finetune-recipes\n---\n\n# {title}\n\n{notes}\n\n"
-        f"## Data\n\n{data}\n\n## Evaluation\n\n| metric | value |\n|---|---|\n{rows}\n\n"
-        f"## How it was made\n\n```bash\n{command}\n```\n"
-    )
-
-
-def save_card_and_push(trainer: Trainer, *, title: str, data: str, metrics: dict[str, Any], notes: str) -> None:
+def save_card_and_push(
+    trainer: RecipeTrainer, *, title: str, data: str, metrics: dict[str, Any], notes: str, arguments: tuple
+) -> None:
     """The end of every training run: saves the model (and its tokenizer) to `output_dir`, writes the model
-    card (`model_card_text`, with the launch command) as its README.md and, with `--push_to_hub`, pushes
-    the folder.
-
-    `Trainer.push_to_hub` would replace README.md with its own generic card (no data, no command), so
-    the push here skips that step and uploads the card written by the recipe.
-    """
+    card (`RecipeTrainer.create_model_card`: front matter, data, metrics, the command as typed and the
+    resolved configuration of `arguments`, the run's parsed dataclasses) as its README.md and, with
+    `--push_to_hub`, pushes the folder (`Trainer.push_to_hub` writes the same card again before uploading)."""
     trainer.save_model()
-    if trainer.is_world_process_zero():
-        scalars = {name: value for name, value in metrics.items() if isinstance(value, float)}
-        card = model_card_text(title=title, command=launch_command(), data=data, metrics=scalars, notes=notes)
-        Path(trainer.args.output_dir, "README.md").write_text(card, encoding="utf-8")
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    model_args = next(args for args in arguments if hasattr(args, "model_name_or_path"))
+    checkpoint, dataset = model_args.model_name_or_path, getattr(model_args, "dataset_name", None)
+    trainer.card_info = CardInfo(
+        title=title,
+        data=data,
+        notes=notes,
+        task_type=pipeline_tag(model),
+        metrics={name: value for name, value in metrics.items() if isinstance(value, float) and is_quality(name)},
+        arguments=arguments,
+        base_model=checkpoint if checkpoint and not os.path.exists(checkpoint) else None,
+        dataset_id=None if getattr(model_args, "train_file", None) else dataset,
+    )
+    trainer.create_model_card()
     if trainer.args.push_to_hub:
-        trainer.create_model_card = lambda *args, **kwargs: None
         trainer.push_to_hub()
-
-
-def launch_command(argv: list[str] | None = None) -> str:
-    """The command line that started this process, for the model card, with any token value hidden."""
-    argv = list(sys.argv if argv is None else argv)
-    for i, arg in enumerate(argv):
-        if arg.startswith("--") and "token" in arg:
-            if "=" in arg:
-                argv[i] = arg.split("=", 1)[0] + "=***"
-            elif i + 1 < len(argv):
-                argv[i + 1] = "***"
-    return "accelerate launch " + " ".join(argv)

@@ -16,9 +16,10 @@ from transformers import Trainer
 from transformers.utils import ModelOutput
 
 from data.metrics import perplexity
+from recipes.trainer import RecipeTrainer
 
 
-class OwnEvaluationTrainer(Trainer):
+class OwnEvaluationTrainer(RecipeTrainer):
     """A `Trainer` whose metrics come from `evaluation_metrics(model, dataset)`; see the module docstring."""
 
     def evaluation_metrics(self, model: torch.nn.Module, dataset: Any, metric_key_prefix: str) -> dict[str, Any]:

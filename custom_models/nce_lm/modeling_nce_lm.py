@@ -86,6 +86,18 @@ class NCELMOutput(CausalLMOutputWithCrossAttentions):
 class NCELMPreTrainedModel(GPT2PreTrainedModel):
     config_class = NCELMConfig
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Like the parent, but a registered model records BOTH Auto classes in `auto_map`, so a saved
+        language model also loads with `AutoModel.from_pretrained(..., trust_remote_code=True)` (the
+        parent records only the class that was saved)."""
+        if self._auto_class is not None:
+            module = self.__class__.__module__.rsplit(".", 1)[-1]
+            auto_map = dict(getattr(self.config, "auto_map", None) or {})
+            auto_map.setdefault("AutoModel", f"{module}.NCELMModel")
+            auto_map.setdefault("AutoModelForCausalLM", f"{module}.NCELMForCausalLM")
+            self.config.auto_map = auto_map
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
     @torch.no_grad()
     def _init_weights(self, module):
         super()._init_weights(module)

@@ -23,7 +23,9 @@ import argparse
 import collections
 import io
 import logging
+import os
 import pickle
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -49,6 +51,10 @@ _ALLOWED_GLOBALS = {
 # a dict of sys info, the object, then the list of storage keys (tensor data would follow; a vocabulary has none).
 _TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _TORCH_LEGACY_VERSION = 1001
+
+
+class ConversionError(ValueError):
+    """A source that cannot be converted as given; the message names it and says what to do."""
 
 
 class UnsafePickleError(pickle.UnpicklingError):
@@ -142,9 +148,20 @@ def _download(source: str, revision: str | None) -> tuple[Path, str]:
         if revision is not None:
             raise ValueError(f"--revision applies to Hub repositories; {source} is a local folder")
         return Path(source), f"the local folder `{Path(source).resolve()}`"
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
 
-    folder = Path(snapshot_download(repo_id=source, revision=revision, allow_patterns=LEGACY_FILES))
+    try:
+        folder = Path(snapshot_download(repo_id=source, revision=revision, allow_patterns=LEGACY_FILES))
+    except HFValidationError:
+        raise ConversionError(f"{source}: no such folder (nor a valid Hub repository id)") from None
+    except LocalEntryNotFoundError:
+        remedy = "unset HF_HUB_OFFLINE" if constants.HF_HUB_OFFLINE else "check the network"
+        raise ConversionError(
+            f"{source}: not a local folder and not in the Hub cache; give a local folder, or {remedy} to download it"
+        ) from None
+    except HfHubHTTPError as error:  # no such repository or revision, gated, server error
+        raise ConversionError(f"{source}: cannot download from the Hub ({str(error).splitlines()[0]})") from None
     asked = f", revision `{revision}`" if revision else ""
     return folder, f"the Hub repository [`{source}`](https://huggingface.co/{source}){asked}, commit `{folder.name}`"
 
@@ -284,7 +301,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--push_to_hub", metavar="REPO_ID", help="also upload the converted folder to this repo")
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    convert(args.source, args.destination, revision=args.revision, push_to_hub=args.push_to_hub)
+    try:
+        convert(args.source, args.destination, revision=args.revision, push_to_hub=args.push_to_hub)
+    except (ValueError, FileExistsError, pickle.UnpicklingError) as error:  # the input's fault, named by the message
+        if os.environ.get("FINETUNE_RECIPES_DEBUG", "") not in ("", "0"):
+            raise
+        sys.stderr.write(f"error: {error}\n")  # one line and status 2, as the recipes (recipes/errors.py)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

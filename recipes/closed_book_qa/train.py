@@ -154,6 +154,7 @@ def main(
         data=f"{args.train_file or args.dataset_name}: {len(raw['train'])} training questions",
         metrics={k: v for k, v in metrics.items() if k in ("eval_exact_match", "eval_f1")},
         notes=f"A causal LM that answers `{args.prompt_template!r}` prompts; evaluated by generation.",
+        arguments=(args, lora_args, generation_args, training_args),
     )
     return metrics
 

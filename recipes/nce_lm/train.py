@@ -140,6 +140,7 @@ def main(
             "Load with `AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True)`. Perplexity is the "
             "exact softmax over the vocabulary; `log_partition_*` measure how far log Z(h) is from 0."
         ),
+        arguments=(script_args, generation_args, training_args),
     )
     return metrics
 

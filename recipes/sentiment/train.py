@@ -33,6 +33,7 @@ from data.sentiment import load_sentiment_dataset
 from recipes.arguments import LoraArguments, ModelArguments, run_from_command_line
 from recipes.common import load_or_train_tokenizer, save_card_and_push, select_splits, start_run, train_and_evaluate
 from recipes.generation import write_jsonl
+from recipes.trainer import RecipeTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ def main(
     def compute_metrics(eval_pred: transformers.EvalPrediction) -> dict[str, float]:
         return metric.compute(predictions=np.argmax(eval_pred.predictions, axis=-1), references=eval_pred.label_ids)
 
-    trainer = Trainer(
+    trainer = RecipeTrainer(
         model=model,
         args=training_args,
         train_dataset=tokenized.get("train"),
@@ -184,6 +185,7 @@ def main(
         metrics=metrics,
         notes=f"Encoder: `{args.model_name_or_path or 'built from config'}`; head: {args.recipe_config_fields()}; "
         f"LoRA: {lora_args.use_lora}. Load with `trust_remote_code=True`.",
+        arguments=(args, lora_args, training_args),
     )
     return metrics
 

@@ -139,6 +139,7 @@ def main(
         data=script_args.dataset_name or f"local files: {script_args.train_file}, {script_args.validation_file}",
         metrics=metrics,
         notes="Load with `AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True)`.",
+        arguments=(script_args, generation_args, training_args),
     )
     return metrics
 

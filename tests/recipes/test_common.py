@@ -10,7 +10,7 @@ from accelerate.commands.config.config_args import load_config_from_file
 from transformers import TrainingArguments
 
 from recipes.arguments import parse_config, parse_overrides
-from recipes.common import ConfigError, launch_command, model_card_text
+from recipes.common import ConfigError
 
 RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
 
@@ -36,16 +36,6 @@ def test_removed_transformers_4_keys_fail_by_name(tmp_path):
     config = write_yaml(tmp_path / "c.yaml", {"output_dir": str(tmp_path), "evaluation_strategy": "steps"})
     with pytest.raises(ConfigError, match="evaluation_strategy"):
         parse_config(TrainingArguments, argv=[config])
-
-
-def test_launch_command_hides_tokens():
-    command = launch_command(["train.py", "c.yaml", "--hub_token", "hf_secret", "--hub_token=hf_other", "--seed", "1"])
-    assert "hf_secret" not in command and "hf_other" not in command and "--seed 1" in command
-
-
-def test_model_card_states_data_metrics_and_command():
-    card = model_card_text(title="T", command="accelerate launch x.py", data="sst2", metrics={"accuracy": 0.9})
-    assert "| accuracy | 0.9000 |" in card and "accelerate launch x.py" in card and "sst2" in card
 
 
 # Every YAML under recipes/, at any depth: the recipes' own (here, and only here) and accelerate's (below).

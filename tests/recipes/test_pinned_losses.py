@@ -8,6 +8,18 @@ Tolerance: relative 1e-4. The same run repeated in another process matches bit f
 count or kernel choice changes float sums in the last bits (about 1e-7 relative); a 1% change is 100x the
 tolerance. The metrics (accuracy and exact match over 100 and 40 examples) move in steps of 1/100 and 1/40.
 
+Closed-book QA's final metric is bounded, not pinned: it is greedy generation after 720 steps, and the
+last-bit differences between CPUs (torch picks its matmul kernels by instruction set and vendor: AVX2 or
+AVX-512, Intel or AMD; `torch.use_deterministic_algorithms` and one thread make a run repeat on one machine,
+not match across machines) grow over those steps until an argmax between two near-tied tokens flips. Issue
+#20: exact match 0.175 where it was pinned, 0.275 on an AMD EPYC, with the same first five losses. Bitwise
+reproducibility across CPUs is not on offer, so the test checks what must hold anywhere: the trained model
+answers at least 4 of the 40 questions exactly (a model that learnt nothing answers next to none). The LM
+recipes' final `eval_loss` is a mean of log-probabilities over thousands of tokens, continuous in the
+weights, so last-bit differences stay near the last bit: pinned. Sentiment's accuracy is an argmax too (one
+per sentence, not eight chained ones as an answer), the same risk in principle; it matched on the AMD EPYC,
+so it stays pinned until a machine shows otherwise.
+
 To re-pin after a change meant to move these numbers (say so in the commit message):
     PIN_LOSSES=print python -m pytest tests/recipes/test_pinned_losses.py -q -s
 prints each recipe's new entry (before comparing); paste them over PINNED.
@@ -21,7 +33,7 @@ import pytest
 PINNED = {
     "closed_book_qa": {
         "losses": [6.542461395263672, 6.4222517013549805, 6.264343738555908, 5.982934474945068, 5.593378067016602],
-        "metrics": {"eval_exact_match": 0.175, "eval_f1": 0.175},
+        "metrics": {},  # bounded below (see the module docstring)
     },
     "nce_lm": {
         "losses": [5.198214054107666, 5.196470260620117, 5.142619609832764, 5.082479476928711, 5.1160149574279785],
@@ -36,6 +48,10 @@ PINNED = {
         "metrics": {"eval_loss": 1.7449888624420373},
     },
 }
+
+
+#: Lower bounds of the final metrics that are not pinned (see the module docstring).
+BOUNDED = {"closed_book_qa": {"eval_exact_match": 0.1, "eval_f1": 0.1}}
 
 
 @pytest.mark.slow
@@ -53,3 +69,5 @@ def test_tiny_run_logs_the_pinned_losses_and_final_metrics(task, tiny_run):
         print(f"\n    {task!r}: {got!r},")
     assert got["losses"] == pytest.approx(PINNED[task]["losses"], rel=1e-4)
     assert got["metrics"] == pytest.approx(PINNED[task]["metrics"], rel=1e-4)
+    for name, floor in BOUNDED.get(task, {}).items():
+        assert floor <= final[name] <= 1.0, (name, final[name])

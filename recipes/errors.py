@@ -1,0 +1,105 @@
+"""One clear line per failure a user can fix: what `run_from_command_line` prints instead of a traceback.
+
+A configuration that cannot run (`ConfigError`), bad data (`DataError`) and a model, tokenizer or data set
+that the Hub cannot give (offline, no network, no such repository) are the user's to fix, and a traceback
+through transformers' loaders hides the one line that says how. They become `error: <message>` on stderr
+and exit status 2 (argparse's status for a bad command line). Anything else is a bug and keeps its
+traceback; `FINETUNE_RECIPES_DEBUG=1` keeps it for these too.
+"""
+
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+import huggingface_hub
+from datasets.exceptions import DatasetNotFoundError
+from huggingface_hub.errors import (
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+)
+
+from data.errors import DataError
+from recipes.common import ConfigError
+
+#: Set to 1 to get the full traceback of any failure.
+DEBUG_VARIABLE = "FINETUNE_RECIPES_DEBUG"
+#: The exit status of a refused run (argparse exits 2 for a bad command line too).
+EXIT_STATUS = 2
+#: Fields whose value may be a Hub id.
+HUB_FIELDS = ("model_name_or_path", "tokenizer_name", "dataset_name")
+
+
+def debug_requested() -> bool:
+    """Whether `FINETUNE_RECIPES_DEBUG` asks for tracebacks."""
+    return os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
+
+
+def hub_ids(parsed: Iterable[object]) -> dict[str, str]:
+    """`{field: value}` of the parsed arguments' `HUB_FIELDS` whose value is not a path on this machine."""
+    ids = {}
+    for args in parsed:
+        for field in HUB_FIELDS:
+            value = getattr(args, field, None)
+            if value and not os.path.exists(value):
+                ids[field] = value
+    return ids
+
+
+def user_error_message(error: BaseException, hub_sources: dict[str, str]) -> str | None:
+    """The one-line message for an error the user can fix, or None for any other (a bug: keep its traceback).
+    `hub_sources`: the run's Hub ids (`hub_ids`), one of which a Hub error is about."""
+    if isinstance(error, ConfigError | DataError):
+        return str(error)
+    chain = list(_causes(error))
+    if not any(_is_hub_error(cause) for cause in chain):
+        return None
+    text = " ".join(str(cause) for cause in chain)
+    # transformers' "couldn't connect" message names no id; datasets' messages and "not a valid model
+    # identifier" do. An id named in the messages is the one; else the model and tokenizer ids.
+    named = {field: value for field, value in hub_sources.items() if value in text}
+    culprits = named or {field: value for field, value in hub_sources.items() if field != "dataset_name"}
+    what = " / ".join(f"{field} {value!r}" for field, value in culprits.items()) or "a Hub id"
+    not_found = (RepositoryNotFoundError, DatasetNotFoundError)
+    if any(isinstance(cause, not_found) for cause in chain) or "not a valid model identifier" in text:
+        return (
+            f"{what}: no such local folder, and no such repository on the Hub (a private or gated one needs "
+            "`hf auth login`); check the spelling, or give a local folder"
+        )
+    if huggingface_hub.constants.HF_HUB_OFFLINE:
+        return (
+            f"{what}: not a local folder and not in the Hub cache, and HF_HUB_OFFLINE is set; give a local "
+            "folder (a trained output_dir, or a downloaded copy), or unset HF_HUB_OFFLINE to download it"
+        )
+    return (
+        f"{what}: not a local folder and not in the Hub cache, and the Hub could not be reached; give a local "
+        "folder, or check the network (HF_HUB_OFFLINE=1 fails at once instead of retrying for a minute)"
+    )
+
+
+@contextmanager
+def naming_hub_id(field: str, value: str | None) -> Iterator[None]:
+    """Turns a Hub error raised inside into a `ConfigError` naming `field` and its `value`: for loads made
+    while the arguments are parsed, before `run_from_command_line` knows them."""
+    try:
+        yield
+    except Exception as error:
+        message = user_error_message(error, {field: value} if value else {})
+        if message is None or isinstance(error, ConfigError | DataError):
+            raise
+        raise ConfigError(message) from error
+
+
+def _causes(error: BaseException) -> Iterable[BaseException]:
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__cause__ or error.__context__
+
+
+def _is_hub_error(error: BaseException) -> bool:
+    """Raised by huggingface_hub, or by `datasets` when it could not reach the Hub."""
+    hub_errors = (HfHubHTTPError, LocalEntryNotFoundError, OfflineModeIsEnabled, DatasetNotFoundError)
+    return isinstance(error, hub_errors) or (isinstance(error, ConnectionError) and "on the Hub" in str(error))
