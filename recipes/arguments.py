@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import torch
 import yaml
 from transformers import HfArgumentParser, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase, TrainingArguments
+from transformers.trainer_utils import IntervalStrategy
 
 from data.lm_corpus import TextSplit, text_corpus_splits
 from data.token_cache import prepare_token_streams
@@ -235,7 +236,8 @@ def check_training_values(training_args: TrainingArguments) -> None:
 def honour_do_eval(training_args: TrainingArguments, requested: bool | None) -> None:
     """`do_eval: false`, when given, means no evaluation. `TrainingArguments` turns `do_eval` on whenever
     `eval_strategy` is not "no" (so a YAML's `eval_strategy: epoch` would win over `--do_eval false`).
-    Without training `eval_strategy` has no effect, so `do_eval` is simply set back to false; with training,
+    Without training `eval_strategy` has no effect, so `do_eval` is set back to false (and `eval_strategy` to
+    "no", which Trainer requires without an evaluation set); with training,
     `eval_strategy` decides what Trainer evaluates (and `load_best_model_at_end` which weights are kept), so
     changing it silently would change the trained model: the run is refused, naming the flag to set."""
     if requested is not False or not training_args.do_eval:
@@ -245,7 +247,7 @@ def honour_do_eval(training_args: TrainingArguments, requested: bool | None) -> 
             f"do_eval is false but eval_strategy is {training_args.eval_strategy.value!r}, which evaluates during "
             "training: set eval_strategy no as well (and load_best_model_at_end false), or do_eval true"
         )
-    training_args.do_eval = False
+    training_args.do_eval, training_args.eval_strategy = False, IntervalStrategy.NO
 
 
 def check_run(model_args: ModelArguments, training_args: TrainingArguments) -> None:

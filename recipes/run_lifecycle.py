@@ -42,7 +42,7 @@ def plan_run(model_args: ModelArguments, training_args: TrainingArguments) -> No
     `model_name_or_path` = `output_dir`), or set `resume_from_checkpoint` to the checkpoint to resume."""
     output_dir = Path(training_args.output_dir)
     if getattr(training_args, "overwrite_output_dir", False):  # plain TrainingArguments (library use) lack it
-        start_over(training_args)
+        start_over(training_args, keep=model_args.model_name_or_path)
     if not training_args.do_train or not output_dir.is_dir():
         return
     target = requested_length(training_args)
@@ -68,7 +68,7 @@ def plan_run(model_args: ModelArguments, training_args: TrainingArguments) -> No
         state = _read_state(Path(checkpoint) / "trainer_state.json")
         if reached(state, training_args):
             raise CheckpointError(
-                f"{checkpoint} already holds the {target} requested, but {output_dir} has no final model (the run "
+                f"{checkpoint} has trained the {target} requested, but {output_dir} has no final model (the run "
                 f"stopped after its last checkpoint): evaluate it with --do_train false --model_name_or_path "
                 f"{checkpoint}, raise max_steps / num_train_epochs to continue, or --overwrite_output_dir true"
             )
@@ -81,8 +81,12 @@ def plan_run(model_args: ModelArguments, training_args: TrainingArguments) -> No
         )
 
 
-def start_over(training_args: TrainingArguments) -> None:
-    """Empties `output_dir` (one process per folder deletes; the others wait for it)."""
+def start_over(training_args: TrainingArguments, *, keep: str | None) -> None:
+    """Empties `output_dir` (one process per folder deletes; the others wait for it); refuses when that would
+    delete `keep`, the model the run starts from."""
+    output_dir = Path(training_args.output_dir).resolve()
+    if keep and output_dir in (Path(keep).resolve(), *Path(keep).resolve().parents):
+        raise ConfigError(f"overwrite_output_dir would delete model_name_or_path {keep}: give another output_dir")
     with training_args.main_process_first(local=training_args.save_on_each_node, desc="overwrite_output_dir"):
         if training_args.should_save and os.path.isdir(training_args.output_dir):
             logger.info("overwrite_output_dir: removing %s and starting over", training_args.output_dir)
