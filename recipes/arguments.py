@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import torch
 import yaml
 from transformers import HfArgumentParser, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase, TrainingArguments
+from transformers.trainer_utils import IntervalStrategy
 
 from data.lm_corpus import TextSplit, text_corpus_splits
 from data.token_cache import prepare_token_streams
@@ -206,6 +207,51 @@ class LoraArguments:
         return get_peft_model(model, lora)
 
 
+@dataclasses.dataclass
+class RecipeTrainingArguments(TrainingArguments):
+    """`transformers.TrainingArguments` plus the one flag of the run lifecycle that 5.x removed
+    (`recipes.run_lifecycle`)."""
+
+    overwrite_output_dir: bool = dataclasses.field(
+        default=False,
+        metadata={
+            "help": "Start over: delete output_dir (checkpoints, model, metrics) first. Without it a run continues "
+            "from output_dir's last checkpoint, or only evaluates / predicts when that run is finished."
+        },
+    )
+
+
+def check_training_values(training_args: TrainingArguments) -> None:
+    """Fails, naming the flag, on values that `TrainingArguments` accepts but that cannot train or evaluate:
+    `max_steps` 0 (Trainer would take one step) or below -1 (-1 means: train `num_train_epochs`), and batch
+    sizes below 1."""
+    if training_args.max_steps == 0 or training_args.max_steps < -1:
+        raise ConfigError(
+            f"max_steps={training_args.max_steps}: give a positive number of steps, or -1 (the default) to "
+            "train num_train_epochs epochs"
+        )
+    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        if getattr(training_args, name) < 1:
+            raise ConfigError(f"{name} must be at least 1, got {getattr(training_args, name)}")
+
+
+def honour_do_eval(training_args: TrainingArguments, requested: bool | None) -> None:
+    """`do_eval: false`, when given, means no evaluation. `TrainingArguments` turns `do_eval` on whenever
+    `eval_strategy` is not "no" (so a YAML's `eval_strategy: epoch` would win over `--do_eval false`).
+    Without training `eval_strategy` has no effect, so `do_eval` is set back to false (and `eval_strategy` to
+    "no", which Trainer requires without an evaluation set); with training,
+    `eval_strategy` decides what Trainer evaluates (and `load_best_model_at_end` which weights are kept), so
+    changing it silently would change the trained model: the run is refused, naming the flag to set."""
+    if requested is not False or not training_args.do_eval:
+        return
+    if training_args.do_train:
+        raise ConfigError(
+            f"do_eval is false but eval_strategy is {training_args.eval_strategy.value!r}, which evaluates during "
+            "training: set eval_strategy no as well (and load_best_model_at_end false), or do_eval true"
+        )
+    training_args.do_eval, training_args.eval_strategy = False, IntervalStrategy.NO
+
+
 def check_run(model_args: ModelArguments, training_args: TrainingArguments) -> None:
     """Fails, naming the fields, when a run would do nothing or use an untrained model (as transformers'
     example scripts, every recipe trains with `do_train`, evaluates with `do_eval`, predicts with
@@ -253,7 +299,8 @@ def parse_config(*dataclass_types: type, argv: list[str] | None = None) -> tuple
 
     Values from the YAML become the parser's defaults, so any `--key value` on the command line wins.
     On a machine without an accelerator `use_cpu` defaults to true. Unknown YAML keys raise
-    `ConfigError`; invalid values raise from the dataclasses' own checks (`__post_init__`), and a run with
+    `ConfigError`; invalid values raise from the dataclasses' own checks (`__post_init__`) and from
+    `check_training_values`, a `do_eval: false` the run cannot honour from `honour_do_eval`, and a run with
     nothing to do from `check_run`, before any data or model is loaded.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -262,15 +309,27 @@ def parse_config(*dataclass_types: type, argv: list[str] | None = None) -> tuple
         # With no accelerator, `use_cpu` is what makes a multi-process launch (`--multi_gpu`, gloo)
         # really distributed: without it accelerate sees no device and every process runs alone.
         parser.set_defaults(use_cpu=not torch.accelerator.is_available())
+    yaml_values = {}
     if argv and argv[0].endswith((".yaml", ".yml")):
         config_file = Path(argv.pop(0))
-        parser.set_defaults(**_read_yaml(config_file, parser))
+        yaml_values = _read_yaml(config_file, parser)
+        parser.set_defaults(**yaml_values)
     parsed = parser.parse_args_into_dataclasses(args=argv)
     model_args = [args for args in parsed if isinstance(args, ModelArguments)]
     training_args = [args for args in parsed if isinstance(args, TrainingArguments)]
+    if training_args:
+        check_training_values(training_args[0])
+        honour_do_eval(training_args[0], _given_value("do_eval", parser, yaml_values, argv))
     if model_args and training_args:
         check_run(model_args[0], training_args[0])
     return parsed
+
+
+def _given_value(name: str, parser: HfArgumentParser, yaml_values: dict, argv: list[str]) -> Any:
+    """The value of flag `name` as the user gave it (the command line over the YAML), or None if not given."""
+    if name not in yaml_values and not any(arg == f"--{name}" or arg.startswith(f"--{name}=") for arg in argv):
+        return None
+    return getattr(parser.parse_known_args(argv)[0], name)
 
 
 def _read_yaml(config_file: Path, parser: HfArgumentParser) -> dict:

@@ -19,7 +19,6 @@ from transformers import (
     TrainingArguments,
 )
 from transformers.dynamic_module_utils import custom_object_save
-from transformers.trainer_utils import get_last_checkpoint
 
 from data.lm_corpus import TextSplit
 from data.token_cache import train_tokenizer_once
@@ -141,18 +140,12 @@ def setup_logging(training_args: TrainingArguments) -> None:
 
 
 def checkpoint_to_resume(training_args: TrainingArguments) -> str | None:
-    """The checkpoint to resume from: `--resume_from_checkpoint` if given, else the last one in `output_dir`.
+    """The checkpoint to resume from: `--resume_from_checkpoint`, which `recipes.run_lifecycle.plan_run` sets
+    to the last readable checkpoint in `output_dir` (checked against this run's model config).
 
     Resuming automatically is what makes a crashed or pre-empted run restartable with the same command.
     """
-    if training_args.resume_from_checkpoint:
-        return training_args.resume_from_checkpoint
-    if os.path.isdir(training_args.output_dir):
-        last = get_last_checkpoint(training_args.output_dir)
-        if last:
-            logger.info("resuming from %s", last)
-        return last
-    return None
+    return training_args.resume_from_checkpoint
 
 
 def save_card_and_push(

@@ -16,10 +16,18 @@ from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, Pretraine
 
 from data.closed_book_qa import load_qa_dataset
 from data.qa_features import DEFAULT_PROMPT_TEMPLATE, QATrainingCollator, check_prompt_template, tokenize_qa_dataset
-from recipes.arguments import LoraArguments, ModelArguments, run_from_command_line
+from recipes.arguments import LoraArguments, ModelArguments, RecipeTrainingArguments, run_from_command_line
 from recipes.closed_book_qa.generation_eval import GenerationEvalTrainer, answer_stop_ids
-from recipes.common import load_or_train_tokenizer, save_card_and_push, select_splits, start_run, train_and_evaluate
+from recipes.common import (
+    ConfigError,
+    load_or_train_tokenizer,
+    save_card_and_push,
+    select_splits,
+    start_run,
+    train_and_evaluate,
+)
 from recipes.generation import GenerationArguments
+from recipes.run_lifecycle import load_trained_model, plan_run
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +58,9 @@ class QAArguments(ModelArguments):
 
     def __post_init__(self) -> None:
         check_prompt_template(self.prompt_template)
-        for name in ("max_seq_length", "max_train_samples", "max_eval_samples"):
+        if self.max_seq_length < 2:  # one prompt token and the answer's first at least
+            raise ConfigError(f"max_seq_length must be at least 2, got {self.max_seq_length}")
+        for name in ("max_train_samples", "max_eval_samples"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
@@ -62,13 +72,14 @@ class QAArguments(ModelArguments):
         return GPT2Config(**fields)
 
 
-CONFIG_CLASSES = (QAArguments, LoraArguments, GenerationArguments, TrainingArguments)
+CONFIG_CLASSES = (QAArguments, LoraArguments, GenerationArguments, RecipeTrainingArguments)
 
 
 def main(
     args: QAArguments, lora_args: LoraArguments, generation_args: GenerationArguments, training_args: TrainingArguments
 ) -> dict[str, float]:
     start_run(training_args)
+    plan_run(args, training_args)
     raw = load_qa_dataset(
         dataset_name=args.dataset_name,
         dataset_config_name=args.dataset_config_name,
@@ -100,7 +111,9 @@ def main(
     tokenizer.padding_side = "left"  # for generation, here and in the pipeline of the saved folder
 
     # Model: pretrained, or GPT-2 from a config sized to the tokenizer.
-    if args.model_name_or_path:
+    if not training_args.do_train:  # evaluate / predict with the folder as saved
+        model = load_trained_model(AutoModelForCausalLM, args)
+    elif args.model_name_or_path:
         model = AutoModelForCausalLM.from_pretrained(args.model_name_or_path, config=args.model_config())
     else:
         special = {name: getattr(tokenizer, name) for name in ("bos_token_id", "eos_token_id", "pad_token_id")}

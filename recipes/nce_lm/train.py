@@ -18,11 +18,12 @@ from transformers import TrainingArguments, default_data_collator
 
 from custom_models.nce_lm import NCELMConfig, NCELMForCausalLM, count_tokens, noise_log_probs_from_counts
 from data.streams import SlidingWindows, TokenBlocks
-from recipes.arguments import LanguageModelArguments, run_from_command_line
+from recipes.arguments import LanguageModelArguments, RecipeTrainingArguments, run_from_command_line
 from recipes.checkpoint_state import noise_generator_state
 from recipes.common import save_card_and_push, start_run, train_and_evaluate
 from recipes.generation import GenerationArguments, predict_continuations
 from recipes.nce_lm.nce_trainer import NCETrainer
+from recipes.run_lifecycle import load_trained_model, plan_run
 
 logger = logging.getLogger(__name__)
 
@@ -74,17 +75,20 @@ class NCELMArguments(LanguageModelArguments):
         return {name: getattr(self, name) for name in names}
 
 
-CONFIG_CLASSES = (NCELMArguments, GenerationArguments, TrainingArguments)
+CONFIG_CLASSES = (NCELMArguments, GenerationArguments, RecipeTrainingArguments)
 
 
 def main(
     script_args: NCELMArguments, generation_args: GenerationArguments, training_args: TrainingArguments
 ) -> dict[str, float]:
     start_run(training_args)
+    plan_run(script_args, training_args)
     corpus = script_args.text_splits(training_args)
     tokenizer, streams = script_args.tokenizer_and_streams(corpus, training_args, kind=script_args.tokenizer_kind)
 
-    if script_args.model_name_or_path:
+    if not training_args.do_train:  # evaluate / predict with the folder as saved
+        model, new_bias = load_trained_model(NCELMForCausalLM, script_args), False
+    elif script_args.model_name_or_path:
         model, loading_info = NCELMForCausalLM.from_pretrained(
             script_args.model_name_or_path, config=script_args.model_config(), output_loading_info=True
         )

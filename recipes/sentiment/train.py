@@ -30,9 +30,17 @@ import custom_models  # noqa: F401  (registers bert-mlp with the Auto classes)
 from custom_models.bert_mlp import BertMLPConfig
 from data.metrics import ClassificationMetric
 from data.sentiment import load_sentiment_dataset
-from recipes.arguments import LoraArguments, ModelArguments, run_from_command_line
-from recipes.common import load_or_train_tokenizer, save_card_and_push, select_splits, start_run, train_and_evaluate
+from recipes.arguments import LoraArguments, ModelArguments, RecipeTrainingArguments, run_from_command_line
+from recipes.common import (
+    ConfigError,
+    load_or_train_tokenizer,
+    save_card_and_push,
+    select_splits,
+    start_run,
+    train_and_evaluate,
+)
 from recipes.generation import write_jsonl
+from recipes.run_lifecycle import load_trained_model, plan_run
 from recipes.trainer import RecipeTrainer
 
 logger = logging.getLogger(__name__)
@@ -74,7 +82,9 @@ class SentimentArguments(ModelArguments):
     def __post_init__(self) -> None:
         if len(self.class_names) < 2 or len(set(self.class_names)) != len(self.class_names):
             raise ValueError(f"class_names must hold at least two distinct names, got {self.class_names!r}")
-        for name in ("max_seq_length", "max_train_samples", "max_eval_samples"):
+        if self.max_seq_length < 2:  # [CLS] and [SEP] at least
+            raise ConfigError(f"max_seq_length must be at least 2, got {self.max_seq_length}")
+        for name in ("max_train_samples", "max_eval_samples"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be positive, got {value!r}")
@@ -98,13 +108,14 @@ class SentimentArguments(ModelArguments):
         return super().checkpoint_config()
 
 
-CONFIG_CLASSES = (SentimentArguments, LoraArguments, transformers.TrainingArguments)
+CONFIG_CLASSES = (SentimentArguments, LoraArguments, RecipeTrainingArguments)
 
 
 def main(
     args: SentimentArguments, lora_args: LoraArguments, training_args: transformers.TrainingArguments
 ) -> dict[str, float]:
     start_run(training_args)
+    plan_run(args, training_args)
     trained_model = not training_args.do_train  # evaluate / predict with a trained model, as it was saved
 
     raw = load_sentiment_dataset(
@@ -138,7 +149,7 @@ def main(
     )
 
     if trained_model:  # the folder's own head and label names
-        model = AutoModelForSequenceClassification.from_pretrained(args.model_name_or_path)
+        model = load_trained_model(AutoModelForSequenceClassification, args)
     elif args.model_name_or_path:  # encoder from the checkpoint, head newly initialised
         config = args.model_config()
         model = AutoModelForSequenceClassification.from_pretrained(args.model_name_or_path, config=config)

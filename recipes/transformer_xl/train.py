@@ -20,10 +20,11 @@ from transformers import TrainingArguments
 from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausalLM
 from custom_models.transfo_xl.sampled_losses import SAMPLED_LOSS_TYPES, count_tokens, noise_log_probs_from_counts
 from data.streams import StreamSegments
-from recipes.arguments import LanguageModelArguments, run_from_command_line
+from recipes.arguments import LanguageModelArguments, RecipeTrainingArguments, run_from_command_line
 from recipes.checkpoint_state import noise_generator_state
 from recipes.common import save_card_and_push, start_run, train_and_evaluate
 from recipes.generation import GenerationArguments, predict_continuations
+from recipes.run_lifecycle import load_trained_model, plan_run
 from recipes.transformer_xl.memory_trainer import EvalMemory, MemoryTrainer
 
 logger = logging.getLogger(__name__)
@@ -66,17 +67,20 @@ class TransformerXLArguments(LanguageModelArguments):
         return fields if self.loss_type is None else {"loss_type": self.loss_type, **fields}
 
 
-CONFIG_CLASSES = (TransformerXLArguments, GenerationArguments, TrainingArguments)
+CONFIG_CLASSES = (TransformerXLArguments, GenerationArguments, RecipeTrainingArguments)
 
 
 def main(
     script_args: TransformerXLArguments, generation_args: GenerationArguments, training_args: TrainingArguments
 ) -> dict[str, float]:
     start_run(training_args)
+    plan_run(script_args, training_args)
     corpus = script_args.text_splits(training_args)
     tokenizer, streams = script_args.tokenizer_and_streams(corpus, training_args, kind="word")
 
-    if script_args.model_name_or_path:
+    if not training_args.do_train:  # evaluate / predict with the folder as saved
+        model = load_trained_model(TransformerXLForCausalLM, script_args)
+    elif script_args.model_name_or_path:
         model = TransformerXLForCausalLM.from_pretrained(
             script_args.model_name_or_path, config=script_args.model_config()
         )

@@ -1,0 +1,212 @@
+"""What a run does with what its `output_dir` already holds, decided once, before any data or model loads.
+
+- `--overwrite_output_dir true`: the folder is emptied and the run starts over.
+- A finished run (final model and `trainer_state.json` at the requested `max_steps` / `num_train_epochs`):
+  nothing is trained or saved again; the run evaluates / predicts with the folder as saved.
+- Otherwise the run resumes from the last checkpoint that can be read (an unreadable one is named and
+  skipped), after checking that its model config is the one this run would build.
+- A trained model with no checkpoint to continue from is refused: starting over is explicit.
+
+Trainer itself would resume a checkpoint at `global_step == max_steps` and train one step past it (it
+skips the steps already done, then takes one before checking the limit), and a run whose epochs are all
+done would "train" zero steps and overwrite `train_results.json` with a `train_loss` of 0.0.
+"""
+
+import json
+import logging
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+from safetensors import safe_open
+from transformers import PretrainedConfig, PreTrainedModel, TrainingArguments
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from recipes.arguments import ModelArguments, parse_overrides
+from recipes.common import ConfigError
+
+logger = logging.getLogger(__name__)
+
+#: Files that hold a saved model's weights (a full model, a sharded one, LoRA adapters).
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
+
+
+class CheckpointError(ConfigError):
+    """A checkpoint or saved model that this run cannot use; the message names it and what is wrong."""
+
+
+def plan_run(model_args: ModelArguments, training_args: TrainingArguments) -> None:
+    """The run lifecycle (module docstring), applied to the parsed arguments: may empty `output_dir`, turn a
+    rerun of a finished run into evaluate / predict with the saved folder (`do_train` false,
+    `model_name_or_path` = `output_dir`), or set `resume_from_checkpoint` to the checkpoint to resume."""
+    output_dir = Path(training_args.output_dir)
+    if getattr(training_args, "overwrite_output_dir", False):  # plain TrainingArguments (library use) lack it
+        start_over(training_args, keep=model_args.model_name_or_path)
+    if not training_args.do_train or not output_dir.is_dir():
+        return
+    target = requested_length(training_args)
+    if has_final_model(output_dir):
+        check_readable(output_dir, checkpoint=False)
+        state = _read_state(output_dir / "trainer_state.json")
+        if state is not None and reached(state, training_args):
+            check_same_config(output_dir, model_args)
+            logger.info(
+                "%s holds a finished run (%d steps, %s requested): nothing to train, using it as saved "
+                "(raise max_steps / num_train_epochs to continue, or --overwrite_output_dir true to start over)",
+                output_dir,
+                state["global_step"],
+                target,
+            )
+            training_args.do_train = False
+            model_args.model_name_or_path, model_args.tokenizer_name = str(output_dir), None
+            return
+    checkpoint = training_args.resume_from_checkpoint or last_readable_checkpoint(output_dir)
+    if checkpoint:
+        check_readable(Path(checkpoint))
+        check_same_config(Path(checkpoint), model_args)
+        state = _read_state(Path(checkpoint) / "trainer_state.json")
+        if reached(state, training_args):
+            raise CheckpointError(
+                f"{checkpoint} has trained the {target} requested, but {output_dir} has no final model (the run "
+                f"stopped after its last checkpoint): evaluate it with --do_train false --model_name_or_path "
+                f"{checkpoint}, raise max_steps / num_train_epochs to continue, or --overwrite_output_dir true"
+            )
+        logger.info("resuming from %s (step %d)", checkpoint, state["global_step"])
+        training_args.resume_from_checkpoint = str(checkpoint)
+    elif has_final_model(output_dir):
+        raise CheckpointError(
+            f"{output_dir} holds a trained model but no checkpoint to continue from ({target} requested): "
+            "--overwrite_output_dir true to start over, or another output_dir"
+        )
+
+
+def start_over(training_args: TrainingArguments, *, keep: str | None) -> None:
+    """Empties `output_dir` (one process per folder deletes; the others wait for it); refuses when that would
+    delete `keep`, the model the run starts from."""
+    output_dir = Path(training_args.output_dir).resolve()
+    if keep and output_dir in (Path(keep).resolve(), *Path(keep).resolve().parents):
+        raise ConfigError(f"overwrite_output_dir would delete model_name_or_path {keep}: give another output_dir")
+    with training_args.main_process_first(local=training_args.save_on_each_node, desc="overwrite_output_dir"):
+        if training_args.should_save and os.path.isdir(training_args.output_dir):
+            logger.info("overwrite_output_dir: removing %s and starting over", training_args.output_dir)
+            shutil.rmtree(training_args.output_dir)
+
+
+def requested_length(training_args: TrainingArguments) -> str:
+    """How long the run is asked to train, in words: `max_steps 3` or `num_train_epochs 2.0`."""
+    if training_args.max_steps > 0:
+        return f"max_steps {training_args.max_steps}"
+    return f"num_train_epochs {training_args.num_train_epochs}"
+
+
+def reached(state: dict, training_args: TrainingArguments) -> bool:
+    """Whether a saved `trainer_state.json` has trained as long as this run asks: `global_step` at least
+    `max_steps`, or (epochs) `epoch` at least `num_train_epochs` (Trainer ends an epoch at exactly +1.0)."""
+    if training_args.max_steps > 0:
+        return state["global_step"] >= training_args.max_steps
+    return (state.get("epoch") or 0.0) >= training_args.num_train_epochs
+
+
+def has_final_model(folder: Path) -> bool:
+    """Whether `folder` holds saved weights (a model or LoRA adapters)."""
+    return any((folder / name).is_file() for name in WEIGHT_FILES)
+
+
+def last_readable_checkpoint(output_dir: Path) -> str | None:
+    """The newest `checkpoint-N` of `output_dir` that can be read; each unreadable one is named in a
+    warning and skipped. Fails, naming them, when there are checkpoints but none can be read."""
+    steps = sorted(
+        (int(path.name.rsplit("-", 1)[1]), path)
+        for path in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
+        if path.is_dir() and path.name.rsplit("-", 1)[1].isdigit()
+    )
+    problems = []
+    for _, checkpoint in reversed(steps):
+        try:
+            check_readable(checkpoint)
+        except CheckpointError as error:
+            problems.append(str(error))
+            continue
+        if problems:
+            logger.warning("%s; resuming from %s, the last one that can be read", "; ".join(problems), checkpoint)
+        return str(checkpoint)
+    if problems:
+        raise CheckpointError(
+            f"no checkpoint in {output_dir} can be read: {'; '.join(problems)} (--overwrite_output_dir true to "
+            "start over)"
+        )
+    return None
+
+
+def check_readable(folder: Path, *, checkpoint: bool = True) -> None:
+    """Fails, naming the file, when a checkpoint or saved model cannot be read whole: no weights, no
+    `trainer_state.json` (a `checkpoint`), or a weights, state or JSON file cut short or corrupt. Reads only
+    headers (safetensors) and the zip directory at the end of torch files, not the tensors."""
+    if not has_final_model(folder) and not any(folder.glob("pytorch_model_fsdp*")):
+        raise CheckpointError(f"{folder}: no model weights (none of {', '.join(WEIGHT_FILES)})")
+    if checkpoint and not (folder / "trainer_state.json").is_file():
+        raise CheckpointError(f"{folder}: no trainer_state.json")
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+        try:
+            if path.suffix == ".safetensors":
+                with safe_open(path, "pt"):
+                    pass
+            elif path.suffix in (".pt", ".pth", ".bin"):
+                zipfile.ZipFile(path).close()
+            elif path.suffix == ".json":
+                json.loads(path.read_text(encoding="utf-8"))
+        except Exception as error:  # each reader raises its own type for a cut or corrupt file
+            raise CheckpointError(f"{path} cannot be read ({type(error).__name__}: {error})") from error
+
+
+def check_same_config(folder: Path, model_args: ModelArguments) -> None:
+    """Fails before anything loads when the model config saved in `folder` differs from the one this run
+    would build, in any field the run sets (its recipe fields and `config_overrides`), naming each one:
+    `d_model: 32 in checkpoint-4, 64 requested`. Folders without `config.json` (LoRA adapters) pass."""
+    if not (folder / "config.json").is_file():
+        return
+    saved = model_args.config_class.from_pretrained(folder)
+    requested = {**model_args.recipe_config_fields(), **parse_overrides(model_args.config_overrides)}
+    differences = config_differences(saved, requested, where=folder.name)
+    if differences:
+        raise CheckpointError(
+            f"{folder} was trained with another model config ({'; '.join(differences)}): use the same settings "
+            "to continue, or --overwrite_output_dir true (or another output_dir) to train the new model"
+        )
+
+
+def config_differences(saved: PretrainedConfig, requested: dict, *, where: str) -> list[str]:
+    """`"d_model: 32 in checkpoint-4, 64 requested"` for each field of `requested` whose value differs from
+    `saved`'s, compared after the config class has normalised both (`0` and `0.0`, derived fields)."""
+    candidate = type(saved)(**{**saved.to_dict(), **requested})
+    return [
+        f"{key}: {getattr(saved, key, None)!r} in {where}, {getattr(candidate, key)!r} requested"
+        for key in requested
+        if getattr(saved, key, None) != getattr(candidate, key)
+    ]
+
+
+def load_trained_model(model_class: type, model_args: ModelArguments) -> PreTrainedModel:
+    """The trained folder `model_args.model_name_or_path` exactly as saved, for evaluation and prediction:
+    no recipe field is applied, a `config_overrides` value that differs from the saved config is a
+    `ConfigError` naming the field, and a missing, unexpected or mis-shaped weight is one naming the weights.
+    `model_class`: the recipe's model class or Auto class."""
+    folder = model_args.model_name_or_path
+    saved = model_args.config_class.from_pretrained(folder)
+    differences = config_differences(saved, parse_overrides(model_args.config_overrides), where=folder)
+    if differences:
+        raise ConfigError(
+            f"config_overrides would change the trained model ({'; '.join(differences)}): evaluate and predict use "
+            "the folder as saved; drop these config_overrides (--config_overrides '') or train with do_train true"
+        )
+    model, loading_info = model_class.from_pretrained(folder, output_loading_info=True)
+    wrong = {kind: loading_info.get(kind) for kind in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+    wrong = {kind: sorted(map(str, keys)) for kind, keys in wrong.items() if keys}
+    if wrong:
+        raise CheckpointError(f"{folder}: its weights do not fit {type(model).__name__}: {wrong}")
+    return model
+
+
+def _read_state(path: Path) -> dict | None:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None

@@ -1,0 +1,225 @@
+"""The run lifecycle (`recipes.run_lifecycle`): a rerun of a finished run trains nothing, a longer one continues,
+a checkpoint of another model or one cut short is named, starting over is explicit, and evaluate-only uses the
+folder as saved. Each run is the Transformer-XL tiny config at its smallest (2 steps of 2 x 8 tokens)."""
+
+import hashlib
+import importlib
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from recipes.arguments import parse_config
+from recipes.common import ConfigError
+from recipes.transformer_xl import train as recipe
+
+REPO = Path(__file__).resolve().parents[2]
+TINY_YAML = REPO / "recipes" / "transformer_xl" / "configs" / "tiny.yaml"
+#: The smallest Transformer-XL of the tests (`TINY_OVERRIDES` in conftest.py), without dropout.
+MODEL = "n_layer=1,d_model=32,d_embed=32,n_head=2,d_head=16,d_inner=64,dropout=0,dropatt=0"
+
+
+def flags(output_dir: Path, **values) -> list[str]:
+    """The tiny YAML with the tiny model, `max_steps 2` saved at every step, no evaluation; `values` win."""
+    defaults = {
+        "output_dir": output_dir,
+        "config_overrides": MODEL,
+        "tgt_len": 8,
+        "mem_len": 8,
+        "per_device_train_batch_size": 2,
+        "max_steps": 2,
+        "save_strategy": "steps",
+        "save_steps": 1,
+        "do_eval": "false",
+        "disable_tqdm": "true",
+    }
+    return [str(TINY_YAML)] + [
+        str(part) for key, value in {**defaults, **values}.items() for part in (f"--{key}", value)
+    ]
+
+
+def run(output_dir: Path, **values) -> dict:
+    """The recipe's `main` on `flags(output_dir, **values)`, in this process, on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return recipe.main(*parse_config(*recipe.CONFIG_CLASSES, argv=flags(output_dir, **values)))
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    """A finished 2-step run with `checkpoint-1` and `checkpoint-2`; tests work on copies (`finished`)."""
+    output_dir = tmp_path_factory.mktemp("lifecycle") / "finished"
+    run(output_dir)
+    return output_dir
+
+
+@pytest.fixture
+def finished(finished_run, tmp_path) -> Path:
+    return Path(shutil.copytree(finished_run, tmp_path / "run"))
+
+
+def digests(folder: Path) -> dict[str, str]:
+    """SHA-256 of every file under `folder`, by relative path."""
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def global_step(folder: Path) -> int:
+    return json.loads((folder / "trainer_state.json").read_text())["global_step"]
+
+
+@pytest.mark.slow
+def test_rerunning_a_finished_run_trains_nothing_and_leaves_its_files_untouched(finished, caplog):
+    before = digests(finished)
+    with caplog.at_level(logging.INFO):
+        run(finished)
+    assert digests(finished) == before  # weights, checkpoints, train_results.json, trainer_state.json, card
+    assert global_step(finished) == 2 and not (finished / "checkpoint-3").exists()
+    assert f"{finished} holds a finished run (2 steps, max_steps 2 requested): nothing to train" in caplog.text
+
+
+@pytest.mark.slow
+def test_a_finished_rerun_still_evaluates_the_saved_model(finished_run, finished, tmp_path):
+    metrics = run(finished, do_eval="true")
+    # The model as the first run saved it (the module's folder, read only): the rerun must not have changed it.
+    evaluated = run(tmp_path / "evaluated", do_train="false", do_eval="true", model_name_or_path=finished_run)
+    assert metrics["eval_loss"] == pytest.approx(evaluated["eval_loss"], abs=1e-6)
+    assert json.loads((finished / "eval_results.json").read_text())["eval_loss"] == metrics["eval_loss"]
+
+
+@pytest.mark.slow
+def test_raising_max_steps_continues_from_the_last_checkpoint(finished, caplog):
+    with caplog.at_level(logging.INFO):
+        run(finished, max_steps=3)
+    assert global_step(finished) == 3 and (finished / "checkpoint-3").is_dir()
+    assert f"resuming from {finished / 'checkpoint-2'} (step 2)" in caplog.text
+
+
+@pytest.mark.slow
+def test_raising_max_steps_without_a_checkpoint_to_continue_from_is_refused(finished):
+    for checkpoint in finished.glob("checkpoint-*"):
+        shutil.rmtree(checkpoint)
+    before = digests(finished)
+    with pytest.raises(ConfigError, match=r"holds a trained model but no checkpoint to continue from"):
+        run(finished, max_steps=3)
+    assert digests(finished) == before
+
+
+@pytest.mark.slow
+def test_a_changed_model_on_resume_is_refused_naming_checkpoint_and_fields(finished):
+    changed = MODEL.replace("d_model=32,d_embed=32", "d_model=64,d_embed=64")
+    with pytest.raises(ConfigError) as refused:
+        run(finished, max_steps=3, config_overrides=changed)
+    message = str(refused.value)
+    assert str(finished / "checkpoint-2") in message
+    assert "d_model: 32 in checkpoint-2, 64 requested" in message and "d_embed: 32 in checkpoint-2, 64" in message
+
+
+@pytest.mark.slow
+def test_a_truncated_last_checkpoint_is_named_and_the_run_resumes_from_the_previous_one(finished, caplog):
+    weights = finished / "checkpoint-2" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # a full disk, a killed copy
+    with caplog.at_level(logging.INFO):
+        run(finished, max_steps=3)
+    assert f"{weights} cannot be read" in caplog.text
+    assert f"resuming from {finished / 'checkpoint-1'}, the last one that can be read" in caplog.text
+    assert global_step(finished) == 3
+
+
+@pytest.mark.slow
+def test_no_readable_checkpoint_stops_the_run_naming_each(finished):
+    for step in (1, 2):
+        (finished / f"checkpoint-{step}" / "trainer_state.json").unlink()
+    with pytest.raises(ConfigError, match=r"no checkpoint in .* can be read: .*checkpoint-2: no trainer_state\.json"):
+        run(finished, max_steps=3)
+
+
+@pytest.mark.slow
+def test_overwrite_output_dir_starts_over(finished):
+    run(finished, max_steps=1, overwrite_output_dir="true")
+    assert global_step(finished) == 1
+    assert sorted(path.name for path in finished.glob("checkpoint-*")) == ["checkpoint-1"]
+
+
+@pytest.mark.slow
+def test_overwrite_output_dir_never_deletes_the_model_the_run_starts_from(finished):
+    with pytest.raises(ConfigError, match=r"overwrite_output_dir would delete model_name_or_path"):
+        run(finished, do_train="false", do_eval="true", model_name_or_path=finished, overwrite_output_dir="true")
+    assert (finished / "model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_evaluate_only_with_a_changed_architecture_is_refused(finished, tmp_path):
+    with pytest.raises(ConfigError, match=r"n_layer: 1 in .*, 2 requested"):
+        run(
+            tmp_path / "evaluated",
+            do_train="false",
+            do_eval="true",
+            model_name_or_path=finished,
+            config_overrides=MODEL.replace("n_layer=1", "n_layer=2"),
+        )
+    assert not (tmp_path / "evaluated" / "eval_results.json").exists()
+
+
+@pytest.mark.slow
+def test_evaluate_only_with_a_weight_missing_is_refused_naming_it(finished, tmp_path):
+    weights = load_file(finished / "model.safetensors")
+    missing = next(name for name in weights if name.startswith("transformer.layers.0."))
+    save_file({name: tensor for name, tensor in weights.items() if name != missing}, finished / "model.safetensors")
+    with pytest.raises(ConfigError, match=rf"missing_keys.*{missing}"):
+        run(tmp_path / "evaluated", do_train="false", do_eval="true", model_name_or_path=finished)
+
+
+@pytest.mark.slow
+def test_do_eval_false_writes_no_eval_results_whatever_the_eval_strategy(finished, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("the\nriver\n")
+    output_dir = tmp_path / "predicted"
+    run(
+        output_dir,
+        do_train="false",
+        do_eval="false",
+        do_predict="true",
+        eval_strategy="steps",
+        model_name_or_path=finished,
+        test_file=prompts,
+        max_new_tokens=2,
+    )
+    assert sorted(path.name for path in output_dir.iterdir()) == ["predictions.jsonl"]
+
+
+def test_do_eval_false_while_training_with_an_eval_strategy_is_refused_at_parse(tmp_path):
+    with pytest.raises(ConfigError, match=r"do_eval is false but eval_strategy is 'steps'.*set eval_strategy no"):
+        parse_config(*recipe.CONFIG_CLASSES, argv=flags(tmp_path, eval_strategy="steps"))
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("max_steps", 0, r"max_steps=0: give a positive number of steps, or -1"),
+        ("max_steps", -2, r"max_steps=-2"),
+        ("per_device_train_batch_size", 0, r"per_device_train_batch_size must be at least 1, got 0"),
+        ("per_device_eval_batch_size", 0, r"per_device_eval_batch_size must be at least 1, got 0"),
+    ],
+)
+def test_values_that_cannot_train_are_refused_at_parse(tmp_path, flag, value, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(*recipe.CONFIG_CLASSES, argv=flags(tmp_path, **{flag: value}))
+
+
+@pytest.mark.parametrize("task", ["sentiment", "closed_book_qa"])
+def test_max_seq_length_below_2_is_refused_at_parse(tmp_path, task):
+    task_recipe = importlib.import_module(f"recipes.{task}.train")
+    argv = [str(REPO / "recipes" / task / "configs" / "tiny.yaml"), "--output_dir", str(tmp_path)]
+    with pytest.raises(ConfigError, match=r"max_seq_length must be at least 2, got 1"):
+        parse_config(*task_recipe.CONFIG_CLASSES, argv=[*argv, "--max_seq_length", "1"])
