@@ -8,7 +8,7 @@ Features
 - Data: a Hub data set (NQ-open by default) or local `train_file` / `validation_file` / `test_file`, mapped
   to `question` / `answers` by `data.closed_book_qa` (NQ-open, TriviaQA, WebQuestions layouts).
 - Each example is `prompt_template.format(question=...)` + " answer" + EOS; the loss covers the answer and
-  EOS only, and the output layer runs on those positions alone (`answer_loss.QATrainer`).
+  EOS only; with `answer_only_loss` the output layer runs on those positions alone (`answer_loss.QATrainer`).
   `train_on_all_answers` makes one example per gold answer instead of the first one.
 - Evaluation generates (greedy, beam with `num_beams`, or sampling) from left-padded prompts, stops at EOS or
   a newline, and logs `eval_exact_match` / `eval_f1` (SQuAD normalisation, best over gold answers); each
@@ -43,7 +43,7 @@ from data.closed_book_qa import load_qa_dataset
 from data.qa_features import DEFAULT_PROMPT_TEMPLATE, QATrainingCollator, check_prompt_template, tokenize_qa_dataset
 from recipes.arguments import LoraArguments, ModelArguments, run_from_command_line
 from recipes.closed_book_qa.answer_loss import QATrainer
-from recipes.closed_book_qa.generation_eval import answer_stop_ids
+from recipes.closed_book_qa.generation_eval import GenerationEvalTrainer, answer_stop_ids
 from recipes.common import load_or_train_tokenizer, save_card_and_push, select_splits, start_run, train_and_evaluate
 from recipes.generation import GenerationArguments
 
@@ -70,6 +70,9 @@ class QAArguments(ModelArguments):
         default=DEFAULT_PROMPT_TEMPLATE, metadata={"help": "Prompt with a {question} field; the answer follows."}
     )
     train_on_all_answers: bool = field(default=False, metadata={"help": "One example per gold answer, not the first."})
+    answer_only_loss: bool = field(
+        default=False, metadata={"help": "Run the output layer on the answer positions only (same loss, faster)."}
+    )
     max_seq_length: int = field(default=64, metadata={"help": "Prompt + answer + EOS tokens; prompts cut on the left."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep the first N training questions."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep the first N validation questions."})
@@ -148,7 +151,8 @@ def main(
             )
         logger.info("train: %d examples from %d questions", len(train_dataset), len(raw["train"]))
 
-    trainer = QATrainer(
+    trainer_class = QATrainer if args.answer_only_loss else GenerationEvalTrainer
+    trainer = trainer_class(
         model=model,
         args=training_args,
         train_dataset=train_dataset,
