@@ -6,6 +6,7 @@ Four parts, (a)-(d), chosen by `--parts`:
     python bench/nce.py --vocab_sizes 10000 50000         # skip the 250k full softmax (~12 GB)
     python bench/nce.py --parts b --vocab_sizes 10000     # (b) only: Trainer steps, tokens/s
     python bench/nce.py --parts c d --budget_seconds 600  # (c) WikiText-2 perplexity, (d) log Z
+    python bench/nce.py --parts e --vocab_sizes 50257 250000  # (e) memory of the exact `full` loss
 
 (a) Output layer + loss alone, forward and backward: `full` is `F.linear` + `cross_entropy`
     (what GPT2LMHeadModel does, plus the bias); `nce` is `NCELMForCausalLM.sampled_token_losses`
@@ -23,9 +24,15 @@ Four parts, (a)-(d), chosen by `--parts`:
     `--curve_tokens` validation tokens: the curve drawn to `bench/results/nce_wikitext2.png`
     (matplotlib, optional extra `plot`; without it the tables are printed all the same).
 (d) Self-normalisation of the models from (c): mean / std of log Z(h) and the fraction |log Z| > 1.
+(e) Memory of one `loss_type: full` training step (forward + backward, 2-layer backbone, hidden `--hidden`,
+    `--e_tokens` tokens): the model's exact loss, fused with the output layer (`linear_cross_entropy.py`,
+    default block size), against the loss as it was computed before, `F.cross_entropy` of the full
+    `[N, V]` logits. Each side in its own process, alternated over `--e_rounds`; peak RSS over the RSS once
+    the model is built; first-step losses must agree to 1e-5 (same weights, same tokens).
 
 Targets (2-core CPU): (a) >= 15x at 10k, 50x at 50k, 100x at 250k; (b) >= 2.5x at
-10k, 6x at 50k, 25x at 250k; (c) nce perplexity within 10% of full, or better. Timings on a
+10k, 6x at 50k, 25x at 250k; (c) nce perplexity within 10% of full, or better; (e) >= 5x less memory at
+250k at the same loss (1e-5). Timings on a
 shared CPU are noisy: compare ratios, not seconds.
 """
 
@@ -33,7 +40,9 @@ import argparse
 import datetime
 import json
 import math
+import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -285,6 +294,61 @@ def bench_budget(loss_type: str, data: dict, args) -> dict:
     return {"loss_type": loss_type, "steps": trainer.state.global_step, "curve": budget.curve, **metrics}
 
 
+# --------------------------------------------------------------------------------------------------
+# (e) memory of the exact loss: fused with the output layer vs cross-entropy of the full logits
+# --------------------------------------------------------------------------------------------------
+
+TARGET_FUSED_MEMORY = 5.0
+
+
+def full_loss_step(vocab_size: int, side: str, args) -> dict:
+    """One `loss_type: full` training step in this process: `side` "fused" (the model's loss) or "logits"
+    (F.cross_entropy of the model's full logits); peak RSS over the RSS once the model is built."""
+    model = build_model(vocab_size, hidden=args.hidden, layers=2, num_noise_samples=1, loss_type="full")
+    ids = torch.multinomial(
+        zipf_log_q(vocab_size).exp(), args.e_tokens, replacement=True, generator=torch.Generator().manual_seed(0)
+    ).view(-1, 128)
+    resident_mb = int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    start = time.perf_counter()
+    if side == "fused":
+        loss = model(input_ids=ids, labels=ids).loss
+    else:
+        logits = model(input_ids=ids).logits  # [b, t, V]
+        loss = F.cross_entropy(logits[:, :-1].reshape(-1, vocab_size).float(), ids[:, 1:].reshape(-1))
+    loss.backward()
+    seconds = time.perf_counter() - start
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"step_mb": peak_mb - resident_mb, "loss": loss.item(), "seconds": seconds}
+
+
+def full_loss_in_subprocesses(vocab_size: int, args) -> dict:
+    """`{side: {"step_mb": max over rounds, "loss", "seconds": min}}`, sides alternated, one process each."""
+    results = {}
+    for _ in range(args.e_rounds):
+        for side in ("logits", "fused"):
+            command = [
+                sys.executable,
+                __file__,
+                "--e_worker",
+                str(vocab_size),
+                "--e_side",
+                side,
+                "--hidden",
+                str(args.hidden),
+                "--e_tokens",
+                str(args.e_tokens),
+            ]
+            if args.threads:
+                command += ["--threads", str(args.threads)]
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode:
+                raise RuntimeError(f"(e) {side} at {vocab_size} failed: {done.stderr[-2000:]}")
+            r = json.loads(done.stdout.strip().splitlines()[-1])
+            best = results.setdefault(side, r)
+            best.update(step_mb=max(best["step_mb"], r["step_mb"]), seconds=min(best["seconds"], r["seconds"]))
+    return results
+
+
 def print_header(args) -> None:
     print(
         f"# bench/nce.py, {datetime.datetime.now():%Y-%m-%d %H:%M}, {platform.node()} ({platform.machine()}, "
@@ -294,7 +358,7 @@ def print_header(args) -> None:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--parts", nargs="+", choices=["a", "b", "c", "d"], default=["a"], help="what to run")
+    parser.add_argument("--parts", nargs="+", choices=["a", "b", "c", "d", "e"], default=["a"], help="what to run")
     parser.add_argument("--vocab_sizes", type=int, nargs="+", default=[10_000, 50_000, 250_000])
     parser.add_argument("--tokens", type=int, default=4096, help="tokens per step (N)")
     parser.add_argument("--hidden", type=int, default=256, help="hidden size d for (a)")
@@ -312,12 +376,19 @@ def main():
     parser.add_argument("--eval_every", type=float, default=60.0, help="(c) training seconds between curve points")
     parser.add_argument("--curve_tokens", type=int, default=16_384, help="(c) validation tokens per curve point")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument("--e_tokens", type=int, default=2048, help="(e) tokens per step, in rows of 128")
+    parser.add_argument("--e_rounds", type=int, default=2, help="(e) alternating processes per side")
     parser.add_argument("--b_worker", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--e_worker", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--e_side", choices=["fused", "logits"], default="fused", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.b_worker is not None:  # one (b) cell, in the fresh process started by end_to_end_in_subprocess
         print(json.dumps(bench_end_to_end(args.b_worker, args)))
+        return
+    if args.e_worker is not None:  # one (e) side, in the fresh process started by full_loss_in_subprocesses
+        print(json.dumps(full_loss_step(args.e_worker, args.e_side, args)))
         return
     parts = set(args.parts) | ({"b"} if args.end_to_end else set())
     print_header(args)
@@ -354,6 +425,28 @@ def main():
             print(
                 f"| {vocab_size:,} | {args.tokens / r['full']:,.0f} | {args.tokens / r['nce']:,.0f} | "
                 f"{r['ratio']:.1f}x | {target} | {met} |",
+                flush=True,
+            )
+
+    if "e" in parts:
+        print(
+            f"\n(e) one loss_type=full training step (forward + backward), 2-layer GPT-2 d={args.hidden}, "
+            f"{args.e_tokens} tokens, fp32: the fused exact loss vs F.cross_entropy of the full logits; peak RSS "
+            f"over the built model, max over {args.e_rounds} alternated processes per side\n"
+        )
+        print("| vocab | logits MB | fused MB | less memory | loss difference | target | met |")
+        print("|---|---|---|---|---|---|---|")
+        for vocab_size in sorted(args.vocab_sizes):
+            r = full_loss_in_subprocesses(vocab_size, args)
+            ratio = r["logits"]["step_mb"] / max(r["fused"]["step_mb"], 1.0)
+            difference = r["fused"]["loss"] - r["logits"]["loss"]
+            target, ok = "-", "-"
+            if vocab_size >= 250_000:
+                target = f">= {TARGET_FUSED_MEMORY:.0f}x, loss within 1e-5"
+                ok = "yes" if ratio >= TARGET_FUSED_MEMORY and abs(difference) <= 1e-5 else "NO"
+            print(
+                f"| {vocab_size:,} | {r['logits']['step_mb']:,.0f} | {r['fused']['step_mb']:,.0f} | {ratio:.1f}x | "
+                f"{difference:+.1e} | {target} | {ok} |",
                 flush=True,
             )
 

@@ -44,8 +44,9 @@ class NCELMConfig(GPT2Config):
             (it only changes the `"nce"` loss; the softmax losses are invariant to it).
         noise_seed: seed of the model's private noise generator. Under DDP give every rank a
             different seed (e.g. `seed + rank`), otherwise all ranks draw the same noise.
-        eval_chunk_size: tokens per chunk of the exact `log_softmax` in the loss (bounds the
-            `[chunk, vocab]` temporaries).
+        loss_chunk_size: tokens per block of the exact loss (`"full"` training and evaluation, by the
+            fused linear cross-entropy): bounds the `[chunk, vocab]` temporaries. None (default): chosen
+            from the vocabulary and the width (`linear_cross_entropy.default_chunk_size`).
     """
 
     model_type = "nce-gpt2"
@@ -58,7 +59,7 @@ class NCELMConfig(GPT2Config):
     log_partition: float = 0.0
     learn_log_partition: bool = False
     noise_seed: int = 0
-    eval_chunk_size: int = 4096
+    loss_chunk_size: int | None = None
 
     def __post_init__(self, **kwargs):
         if self.loss_type not in LOSS_TYPES:
@@ -77,12 +78,12 @@ class NCELMConfig(GPT2Config):
             raise ValueError(f"accidental_hits must be one of {ACCIDENTAL_HITS}, got {self.accidental_hits!r}")
         if not -1e4 < float(self.log_partition) < 1e4:
             raise ValueError(f"log_partition must be a finite float, got {self.log_partition!r}")
-        if (
-            isinstance(self.eval_chunk_size, bool)
-            or not isinstance(self.eval_chunk_size, int)
-            or self.eval_chunk_size <= 0
+        if self.loss_chunk_size is not None and (
+            isinstance(self.loss_chunk_size, bool)
+            or not isinstance(self.loss_chunk_size, int)
+            or self.loss_chunk_size <= 0
         ):
-            raise ValueError(f"eval_chunk_size must be a positive int, got {self.eval_chunk_size!r}")
+            raise ValueError(f"loss_chunk_size must be a positive int or None, got {self.loss_chunk_size!r}")
         super().__post_init__(**kwargs)
 
     @property

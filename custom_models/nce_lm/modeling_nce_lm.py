@@ -30,6 +30,7 @@ from transformers import GenerationMixin, GPT2Model, GPT2PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithCrossAttentions
 
 from .configuration_nce_lm import NCELMConfig
+from .linear_cross_entropy import default_chunk_size, linear_cross_entropy
 from .sampled_losses import (
     AliasSampler,
     count_tokens,
@@ -68,7 +69,8 @@ class NCELMOutput(CausalLMOutputWithCrossAttentions):
     loss: sampled loss (train mode, `loss_type` "nce"/"ranking") or exact cross-entropy (eval mode,
         or `loss_type="full"`), averaged over tokens whose label is not -100 (or summed and
         divided by `num_items_in_batch` when the Trainer passes it).
-    logits: `[b, t, V]` scores `s = h W^T + b - log Z`; None in the sampled training path.
+    logits: `[b, t, V]` scores `s = h W^T + b - log Z` without labels; None whenever a loss is computed
+        (the exact loss is fused with the output layer, see `linear_cross_entropy.py`).
     log_partition_mean / log_partition_std: mean and std over scored tokens of
         `log Z(h) = logsumexp_w s(w, h)` (0 for a perfectly self-normalised model).
     log_partition_outlier_fraction: fraction of scored tokens with `|log Z(h)| > 1`.
@@ -201,20 +203,16 @@ class NCELMForCausalLM(NCELMPreTrainedModel, GenerationMixin):
         hits = noise_ids == targets.unsqueeze(-1) if config.remove_accidental_hits else None  # [n, k]
         return sampled_loss(config.loss_type, target_scores, noise_scores, log_q[targets], log_q[noise_ids], k, hits)
 
-    def _exact_losses(self, logits: torch.Tensor, rows: torch.Tensor, targets: torch.Tensor):
-        """Exact NLL and `log Z(h)` per scored token, chunked over tokens: logits `[b*t, V]`,
-        rows / targets `[n]` -> two `[n]` fp32 tensors."""
-        nll, log_z = [], []
-        chunk = self.config.eval_chunk_size
-        for rows_c, targets_c in zip(rows.split(chunk), targets.split(chunk), strict=True):
-            scores = logits.index_select(0, rows_c).float()  # [chunk, V]
-            log_z_c = torch.logsumexp(scores, dim=-1)
-            nll.append(log_z_c - scores.gather(1, targets_c.unsqueeze(1)).squeeze(1))
-            log_z.append(log_z_c)
-        if not nll:
-            empty = logits.new_zeros(0, dtype=torch.float32)
-            return empty, empty
-        return torch.cat(nll), torch.cat(log_z)
+    def exact_loss(self, hidden: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed exact cross-entropy (float32) of hidden states `[n, d]` and targets `[n]`, and
+        `log Z(h)` `[n]` (detached), by the fused linear cross-entropy: `loss_chunk_size` tokens at a time,
+        never the `[n, V]` logits. The loss does not depend on `log_partition` (it cancels); log Z does."""
+        weight, bias = self.lm_head.weight, self.lm_head.bias
+        chunk = self.config.loss_chunk_size or default_chunk_size(
+            vocab_size=weight.shape[0], hidden_size=weight.shape[1]
+        )
+        loss, log_z = linear_cross_entropy(hidden, weight, bias, targets, chunk_size=chunk, reduction="sum")
+        return loss, log_z - self.log_partition.detach().float()
 
     # --- forward ----------------------------------------------------------------------------
 
@@ -236,11 +234,11 @@ class NCELMForCausalLM(NCELMPreTrainedModel, GenerationMixin):
 
         No labels: full logits (the last `logits_to_keep` positions when it is set), no loss.
         train mode + labels + loss_type "nce"/"ranking": sampled loss, `logits=None`.
-        Otherwise (eval mode or loss_type "full"): full logits, the exact cross-entropy and the
-        self-normalisation diagnostics. `num_items_in_batch` (from Trainer under gradient
-        accumulation): the summed token losses are divided by it instead of by this batch's token
-        count. `cache` (also accepted as `past_key_values`, the name before transformers 5.24):
-        GPT-2's key/value cache.
+        Otherwise (eval mode or loss_type "full"): the exact cross-entropy by the fused linear
+        cross-entropy and the self-normalisation diagnostics, `logits=None` (never `[b, t, V]`).
+        `num_items_in_batch` (from Trainer under gradient accumulation): the summed token losses are
+        divided by it instead of by this batch's token count. `cache` (also accepted as
+        `past_key_values`, the name before transformers 5.24): GPT-2's key/value cache.
         """
         outputs = self.transformer(
             input_ids,
@@ -268,13 +266,11 @@ class NCELMForCausalLM(NCELMPreTrainedModel, GenerationMixin):
             token_losses = self.sampled_token_losses(hidden[positions], targets)  # hidden [n, d]
             return self._output(outputs, loss=token_losses.sum() / denominator)
 
-        logits = self._logits(hidden)  # [b, t, V]
-        batch, length = labels.shape
-        rows = positions[0] * length + positions[1]  # rows of logits.view(b*t, V)
-        token_losses, log_z = self._exact_losses(logits.reshape(batch * length, -1), rows, targets)
+        total, log_z = self.exact_loss(hidden[positions], targets)  # never builds [n, V]
         with torch.no_grad():
-            diagnostics = {**log_partition_statistics(log_z), "self_normalized_nll": (token_losses - log_z).mean()}
-        return self._output(outputs, loss=token_losses.sum() / denominator, logits=logits, **diagnostics)
+            mean_nll = total / max(targets.numel(), 1)
+            diagnostics = {**log_partition_statistics(log_z), "self_normalized_nll": mean_nll - log_z.mean()}
+        return self._output(outputs, loss=total / denominator, **diagnostics)
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Scores `s = h W^T + b - log Z`: hidden `[b, t, d]` -> `[b, t, V]`."""

@@ -63,8 +63,8 @@ class TransformerXLConfig(PreTrainedConfig):
         proj_init_std: standard deviation of the normal initialisation of the projections.
         init, init_range: kept so 4.x config files round-trip; `init` must be "normal".
         loss_type: training loss (`model.train()` with labels or target_ids). `"full"`: softmax
-            cross-entropy over the whole `[tokens, vocab]` logits. `"chunked"`: the same exact loss, logits
-            computed `loss_chunk_size` tokens at a time and recomputed in backward, never all at once.
+            cross-entropy over the whole `[tokens, vocab]` logits. `"chunked"`: the same exact loss by the fused
+            linear cross-entropy, `loss_chunk_size` tokens at a time, never all logits at once.
             `"adaptive"`: the adaptive softmax of `cutoffs`. `"nce"` / `"ranking"`: binary / ranking NCE
             against `num_noise_samples` ids drawn from `noise_log_probs`, shared by the batch (as
             `NCELMConfig`; accidental hits kept for nce, removed for ranking). `"adaptive"` needs
@@ -74,7 +74,8 @@ class TransformerXLConfig(PreTrainedConfig):
         noise_power: `q ∝ count ** noise_power`; recorded here for the recipe that counts the noise.
         noise_seed: seed of the private noise generator (give DDP ranks different seeds).
         loss_chunk_size: tokens per block of the exact loss (`"chunked"` training, and every exact loss
-            computed without returning logits): bounds the `[chunk, vocab]` temporaries.
+            computed without returning logits): bounds the `[chunk, vocab]` temporaries. None (default):
+            chosen from the vocabulary and the width (`linear_cross_entropy.default_chunk_size`).
     """
 
     model_type = "transformer-xl"
@@ -119,7 +120,7 @@ class TransformerXLConfig(PreTrainedConfig):
     num_noise_samples: int = 1024
     noise_power: float = 1.0
     noise_seed: int = 0
-    loss_chunk_size: int = 1024
+    loss_chunk_size: int | None = None
 
     def __post_init__(self, **kwargs: Any) -> None:
         self.cutoffs = list(self.cutoffs or [])
@@ -181,10 +182,14 @@ class TransformerXLConfig(PreTrainedConfig):
         if (self.loss_type == "adaptive") != bool(self.cutoffs):
             need = "needs cutoffs (the clusters)" if self.loss_type == "adaptive" else "needs cutoffs=[]"
             fail("loss_type", self.loss_type, f"{need}; got cutoffs={self.cutoffs}")
-        for name in ("num_noise_samples", "loss_chunk_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                fail(name, value, "must be a positive integer")
+
+        def positive_int(value: Any) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+        if not positive_int(self.num_noise_samples):
+            fail("num_noise_samples", self.num_noise_samples, "must be a positive integer")
+        if self.loss_chunk_size is not None and not positive_int(self.loss_chunk_size):
+            fail("loss_chunk_size", self.loss_chunk_size, "must be a positive integer or None (automatic)")
         if not 0.0 < float(self.noise_power) <= 1.0:
             fail("noise_power", self.noise_power, "must lie in (0, 1]")
 

@@ -29,11 +29,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 from transformers import GenerationMixin, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .configuration_transfo_xl import TransformerXLConfig
+from .linear_cross_entropy import default_chunk_size, linear_cross_entropy
 from .sampled_losses import (
     SAMPLED_LOSS_TYPES,
     AliasSampler,
@@ -676,8 +676,9 @@ class TransformerXLForCausalLM(TransformerXLPreTrainedModel, GenerationMixin):
 
     The loss follows `config.loss_type`; only `"full"` builds the `[tokens, vocab]` logits with a loss:
     - `"adaptive"`: cluster by cluster (`crit.nll`), in training and evaluation;
-    - `"chunked"`: the exact cross-entropy `loss_chunk_size` tokens at a time; in training each block's
-      logits are recomputed in backward (activation checkpointing), so one `[chunk, vocab]` block is alive;
+    - `"chunked"`: the exact cross-entropy by the fused linear cross-entropy (`linear_cross_entropy.py`):
+      `loss_chunk_size` tokens at a time, each block's gradients computed in the forward pass, so one
+      `[chunk, vocab]` block is alive and the weight gradient is accumulated in one buffer;
     - `"nce"` / `"ranking"`: in training, the sampled loss of `sampled_losses` on the target row and
       `num_noise_samples` noise rows of the output table, drawn from `noise_log_probs` once per step and
       shared by every token (Zoph et al. 2016; Jozefowicz et al. 2016); scores `s = h W^T + b` (log Z
@@ -801,14 +802,13 @@ class TransformerXLForCausalLM(TransformerXLPreTrainedModel, GenerationMixin):
             kept = targets != -100
             scored, targets = scored.reshape(-1, d_model)[kept], targets[kept]  # [n, d_model], [n]
             if loss_type == "adaptive":
-                token_losses = self.crit.nll(scored, targets)
+                loss = self.crit.nll(scored, targets).sum() / kept.sum().clamp(min=1)  # no token: 0, no gradient
             elif self.training and loss_type in SAMPLED_LOSS_TYPES:
-                token_losses = self._sampled_token_losses(scored, targets)
+                loss = self._sampled_token_losses(scored, targets).sum() / kept.sum().clamp(min=1)
             else:
-                token_losses, log_z = self._exact_token_losses(scored, targets)
+                loss, log_z = self._exact_loss(scored, targets)
                 if not self.training:
                     diagnostics = log_partition_statistics(log_z)
-            loss = token_losses.sum() / kept.sum().clamp(min=1)  # no scored token: 0, no gradient
 
         output = TransformerXLLMOutput(
             loss=loss,
@@ -820,36 +820,17 @@ class TransformerXLForCausalLM(TransformerXLPreTrainedModel, GenerationMixin):
         )
         return output if return_dict else output.to_tuple()
 
-    def _exact_token_losses(self, hidden: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """hidden [n, d_model], targets [n] (no -100) -> exact NLL [n] and log Z(h) [n] (float32) of the full
-        output table, `loss_chunk_size` tokens at a time.
-
-        Why the checkpoint: autograd would otherwise keep every block's [chunk, vocab] softmax for the
-        backward pass, i.e. the whole [n, vocab] matrix again. Recomputing each block in backward costs one
-        more [chunk, d] x [d, vocab] product per block and keeps one block alive at a time (the idea of
-        Cut Cross-Entropy, Wijmans et al. 2024, at block rather than kernel granularity).
-        """
-        parameters = self.crit.cluster_parameters()
-
-        def block(hidden_block: torch.Tensor, targets_block: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            scores = self.crit.cluster_logits(hidden_block, 0, parameters).float()  # [chunk, vocab]
-            log_z = torch.logsumexp(scores, dim=-1)
-            return log_z - scores.gather(1, targets_block[:, None]).squeeze(1), log_z
-
-        recompute = torch.is_grad_enabled() and hidden.requires_grad
-        nll, log_z = [], []
-        chunk = self.config.loss_chunk_size
-        for hidden_block, targets_block in zip(hidden.split(chunk), targets.split(chunk)):
-            if recompute:
-                nll_block, log_z_block = checkpoint(block, hidden_block, targets_block, use_reentrant=False)
-            else:
-                nll_block, log_z_block = block(hidden_block, targets_block)
-            nll.append(nll_block)
-            log_z.append(log_z_block.detach())
-        if not nll:
-            empty = hidden.new_zeros(0, dtype=torch.float32)
-            return empty, empty
-        return torch.cat(nll), torch.cat(log_z)
+    def _exact_loss(self, hidden: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """hidden [n, d_model], targets [n] (no -100) -> mean exact cross-entropy of the full output table
+        (float32; 0 without tokens) and log Z(h) [n], by the fused linear cross-entropy: `loss_chunk_size`
+        tokens at a time, each block's gradients computed in the forward pass, so one [chunk, vocab] block
+        is alive at a time and nothing of it is kept for backward."""
+        layer = self.crit.out_layers[0]
+        if len(self.crit.out_projs):
+            hidden = hidden @ self.crit.out_projs[0]  # [n, d_embed]
+        vocab, width = layer.weight.shape
+        chunk = self.config.loss_chunk_size or default_chunk_size(vocab_size=vocab, hidden_size=width)
+        return linear_cross_entropy(hidden, layer.weight, layer.bias, targets, chunk_size=chunk)
 
     def _sampled_token_losses(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """hidden [n, d_model], targets [n] (no -100) -> NCE or ranking loss [n] (float32) with one draw of

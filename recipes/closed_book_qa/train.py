@@ -17,6 +17,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, Pretraine
 from data.closed_book_qa import load_qa_dataset
 from data.qa_features import DEFAULT_PROMPT_TEMPLATE, QATrainingCollator, check_prompt_template, tokenize_qa_dataset
 from recipes.arguments import LoraArguments, ModelArguments, RecipeTrainingArguments, run_from_command_line
+from recipes.closed_book_qa.answer_loss import QATrainer
 from recipes.closed_book_qa.generation_eval import GenerationEvalTrainer, answer_stop_ids
 from recipes.common import (
     ConfigError,
@@ -52,6 +53,9 @@ class QAArguments(ModelArguments):
         default=DEFAULT_PROMPT_TEMPLATE, metadata={"help": "Prompt with a {question} field; the answer follows."}
     )
     train_on_all_answers: bool = field(default=False, metadata={"help": "One example per gold answer, not the first."})
+    answer_only_loss: bool = field(
+        default=True, metadata={"help": "Run the output layer on the answer positions only (same loss, faster)."}
+    )
     max_seq_length: int = field(default=64, metadata={"help": "Prompt + answer + EOS tokens; prompts cut on the left."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep the first N training questions."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep the first N validation questions."})
@@ -136,7 +140,8 @@ def main(
             )
         logger.info("train: %d examples from %d questions", len(train_dataset), len(raw["train"]))
 
-    trainer = GenerationEvalTrainer(
+    trainer_class = QATrainer if args.answer_only_loss else GenerationEvalTrainer
+    trainer = trainer_class(
         model=model,
         args=training_args,
         train_dataset=train_dataset,

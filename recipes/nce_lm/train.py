@@ -48,7 +48,9 @@ class NCELMArguments(LanguageModelArguments):
     accidental_hits: str = field(default="auto", metadata={"help": "'auto', 'keep' or 'remove'."})
     log_partition: float = field(default=0.0, metadata={"help": "log Z subtracted from every score."})
     learn_log_partition: bool = field(default=False, metadata={"help": "Learn log Z (a scalar) with NCE."})
-    eval_chunk_size: int = field(default=4096, metadata={"help": "Tokens per chunk of the exact log-softmax."})
+    loss_chunk_size: int | None = field(
+        default=None, metadata={"help": "Tokens per block of the exact loss (null: from vocabulary and width)."}
+    )
 
     def __post_init__(self) -> None:
         if self.tokenizer_kind not in ("word", "bpe"):
@@ -70,7 +72,7 @@ class NCELMArguments(LanguageModelArguments):
             "accidental_hits",
             "log_partition",
             "learn_log_partition",
-            "eval_chunk_size",
+            "loss_chunk_size",
         )
         return {name: getattr(self, name) for name in names}
 

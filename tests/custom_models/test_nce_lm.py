@@ -208,17 +208,23 @@ def _batch(seed=0, batch=3, length=12):
     return input_ids, labels
 
 
-def test_full_loss_equals_gpt2_lm_head_loss():
-    model = tiny_model(loss_type="full").train()
+@pytest.mark.parametrize("loss_chunk_size", [None, 5])  # the default (one block) and several blocks
+def test_full_loss_equals_gpt2_lm_head_loss(loss_chunk_size):
+    model = tiny_model(loss_type="full", loss_chunk_size=loss_chunk_size).train()
     with torch.no_grad():
         model.lm_head.bias.zero_()  # GPT-2's lm_head has no bias
     reference = GPT2LMHeadModel(GPT2Config(**TINY)).train()
     reference.load_state_dict(model.state_dict(), strict=False)
     input_ids, labels = _batch()
     ours, theirs = model(input_ids=input_ids, labels=labels), reference(input_ids=input_ids, labels=labels)
-    # Same fp32 arithmetic up to summation order in the reduction.
+    # Same fp32 arithmetic up to summation order in the reduction (the fused loss sums block by block).
     torch.testing.assert_close(ours.loss, theirs.loss, rtol=1e-6, atol=1e-6)
-    torch.testing.assert_close(ours.logits, theirs.logits)
+    ours.loss.backward()
+    theirs.loss.backward()
+    for name, param in reference.named_parameters():  # the tied table gets the embedding and output shares
+        torch.testing.assert_close(model.get_parameter(name).grad, param.grad, rtol=1e-4, atol=1e-6, msg=name)
+    assert ours.logits is None  # the fused loss never builds them; without labels they are returned
+    torch.testing.assert_close(model(input_ids=input_ids).logits, theirs.logits)
 
 
 def test_sampled_noise_follows_q():
@@ -307,7 +313,8 @@ def test_eval_loss_is_exact_cross_entropy_and_self_normalised_nll_plus_log_z():
     input_ids, labels = _batch()
     with torch.no_grad():
         out = model(input_ids=input_ids, labels=labels)
-    exact = F.cross_entropy(out.logits[:, :-1].reshape(-1, VOCAB), labels[:, 1:].reshape(-1))
+        logits = model(input_ids=input_ids).logits
+    exact = F.cross_entropy(logits[:, :-1].reshape(-1, VOCAB), labels[:, 1:].reshape(-1))
     # fp32 log-sum-exp in a different order: agreement to a few ulps of a ~4.0 loss.
     torch.testing.assert_close(out.loss, exact, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(out.loss, out.self_normalized_nll + out.log_partition_mean, rtol=1e-6, atol=1e-6)
@@ -391,7 +398,7 @@ def test_set_noise_distribution_resets_bias_to_log_q():
         ("loss_type", "softmax"),
         ("noise_sharing", "step"),
         ("accidental_hits", "drop"),
-        ("eval_chunk_size", 0),
+        ("loss_chunk_size", 0),
     ],
 )
 def test_invalid_config_raises_value_error_naming_the_field(field, value):

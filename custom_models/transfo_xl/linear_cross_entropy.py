@@ -1,0 +1,1 @@
+../nce_lm/linear_cross_entropy.py
