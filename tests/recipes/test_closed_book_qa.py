@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel, pipeline
+from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2LMHeadModel, pipeline
 
 from data.errors import DataError
 from data.tokenizers import train_tokenizer
@@ -15,6 +15,7 @@ from recipes.arguments import parse_config
 from recipes.closed_book_qa.generation_eval import clean_answer, generate_answers, score_predictions
 from recipes.closed_book_qa.train import CONFIG_CLASSES, main
 from tests.conftest import tiny_overrides
+from tests.tiny_models import gpt2_config
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "recipes" / "closed_book_qa"
@@ -172,17 +173,9 @@ def test_lora_changes_only_the_adapted_projections_of_a_checkpoint(tmp_path):
     texts = (REPO / "data/samples/lm/train.txt").read_text().splitlines()
     tokenizer = train_tokenizer(texts, kind="bpe", vocab_size=400)
     torch.manual_seed(0)
-    GPT2LMHeadModel(
-        GPT2Config(
-            vocab_size=len(tokenizer),
-            n_embd=32,
-            n_layer=2,
-            n_head=2,
-            n_positions=64,
-            bos_token_id=tokenizer.eos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
-    ).save_pretrained(checkpoint)
+    eos = tokenizer.eos_token_id
+    gpt2 = GPT2LMHeadModel(gpt2_config(vocab_size=len(tokenizer), bos_token_id=eos, eos_token_id=eos))
+    gpt2.save_pretrained(checkpoint)
     tokenizer.save_pretrained(checkpoint)
     output_dir = tmp_path / "out"
     argv = [
