@@ -44,11 +44,11 @@ from transformers import (
 
 import custom_models  # noqa: F401  (registers bert-mlp with the Auto classes)
 from custom_models.bert_mlp import BertMLPConfig
+from data.files import write_jsonl
 from data.metrics import ClassificationMetric
 from data.sentiment import load_sentiment_dataset
 from recipes.arguments import LoraArguments, ModelArguments, run_from_command_line
 from recipes.common import load_or_train_tokenizer, save_card_and_push, select_splits, start_run, train_and_evaluate
-from recipes.generation import write_jsonl
 
 logger = logging.getLogger(__name__)
 

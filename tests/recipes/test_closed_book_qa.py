@@ -9,10 +9,11 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2LMHeadModel, pipeline
 
+from data import files
 from data.errors import DataError
 from data.tokenizers import train_tokenizer
 from recipes.arguments import parse_config
-from recipes.closed_book_qa.generation_eval import clean_answer, generate_answers, score_predictions
+from recipes.closed_book_qa.generation_eval import generate_answers, score_predictions
 from recipes.closed_book_qa.train import CONFIG_CLASSES, main
 from tests.conftest import tiny_overrides
 from tests.tiny_models import gpt2_config
@@ -25,7 +26,8 @@ TEMPLATE = "question: {question}\nanswer:"
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> str:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    """`data.files.write_jsonl`, returning the path as the recipe's flags take it."""
+    files.write_jsonl(path, rows)
     return str(path)
 
 
@@ -41,11 +43,6 @@ def test_scores_match_hand_computed_squad_em_and_f1():
     assert [s["em"] for s in scores] == [1.0, 0.0, 1.0, 1.0, 0.0]
     assert [s["f1"] for s in scores] == pytest.approx([1.0, 2 / 3, 1.0, 1.0, 0.0])
     assert means == pytest.approx({"exact_match": 3 / 5, "f1": (3 + 2 / 3) / 5})
-
-
-def test_generated_text_is_cut_at_the_first_newline():
-    assert clean_answer(" warsaw\nquestion: what is") == "warsaw"
-    assert clean_answer(" william shakespeare") == "william shakespeare"
 
 
 def test_prompt_template_without_question_fails_at_config_time(tmp_path):
