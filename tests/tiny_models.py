@@ -1,7 +1,7 @@
 """The tiny model of each architecture the tests build, kept once (as transformers' `GPT2ModelTester` keeps one
 per model): hidden size 32, two layers, two heads. A test overrides only the fields its claim depends on (a
-vocabulary, a memory length, a loss); conftest.py's `TINY_OVERRIDES` writes the same shapes as the recipes'
-`--config_overrides` values with `as_config_overrides`."""
+vocabulary, a memory length, a loss); conftest.py's `TINY_OVERRIDES` turns the same shapes (one layer for the
+language models) into the recipes' `--config_overrides` values with `as_config_overrides`."""
 
 from transformers import BertConfig, GPT2Config
 
