@@ -51,10 +51,10 @@ from transformers import (
 
 import custom_models  # noqa: F401  (registers bert-mlp)
 from custom_models.bert_mlp import BertMLPConfig, BertMLPForSequenceClassification
+from data.files import write_jsonl
 from data.metrics import ClassificationMetric
 from data.sentiment import load_sentiment_dataset
 from recipes.arguments import parse_config
-from recipes.generation import write_jsonl
 from recipes.sentiment import train as sentiment_recipe
 
 SST2_DIR = Path(__file__).resolve().parents[1].parent / "shared/data/sst2"

@@ -1,4 +1,4 @@
-"""Read local data files row by row, remembering where each row came from.
+"""Read local data files row by row, remembering where each row came from; write jsonl.
 
 Recipes validate every row and must say *where* a bad row is (`train.tsv, line 17`), so this reader
 yields `(location, record)` pairs instead of handing files to `datasets.load_dataset`, whose parse
@@ -14,7 +14,8 @@ import codecs
 import csv
 import itertools
 import json
-from collections.abc import Iterator
+import logging
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
@@ -23,6 +24,8 @@ from .errors import DataError
 
 SUPPORTED_EXTENSIONS = (".csv", ".tsv", ".json", ".jsonl", ".txt")
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+logger = logging.getLogger(__name__)
 
 
 def resolve_path(path: str | Path) -> Path:
@@ -61,6 +64,17 @@ def read_text_lines(path: str | Path, *, encoding: str = "utf-8", lines_per_batc
     with _open_text(_existing_file(path), encoding, newline=None) as f:
         while batch := [line.rstrip("\n") for line in itertools.islice(f, lines_per_batch)]:
             yield batch
+
+
+def write_jsonl(path: str | Path, rows: Sequence[dict]) -> None:
+    """One JSON object per line (UTF-8, not ASCII-escaped, so predictions stay readable), replacing `path`:
+    the form `read_records` reads back, one record per line."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    logger.info("wrote %d rows to %s", len(rows), path)
 
 
 def _existing_file(path: str | Path) -> Path:

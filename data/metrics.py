@@ -1,9 +1,9 @@
-"""Offline metrics, usable plain or through `evaluate`'s API.
+"""Offline metrics: accuracy and macro F1, SQuAD exact match and token F1, perplexity.
 
 `evaluate.load("accuracy")` / `"squad"` fetch code from the Hub and fail with `HF_HUB_OFFLINE=1`, so
-the metrics are written here: plain functions (the single implementation) and `evaluate.Metric`
-subclasses wrapping them (`add_batch`, `compute`, `evaluate.combine` and distributed gathering work
-as for Hub metrics).
+the metrics are written here as plain functions; `ClassificationMetric` wraps accuracy and macro F1 in
+an `evaluate.Metric` (`add_batch`, `compute`, `evaluate.combine` and distributed gathering work as for
+Hub metrics), as the sentiment recipe uses them.
 """
 
 import math
@@ -57,9 +57,10 @@ def token_f1(prediction: str, gold_answers: Sequence[str]) -> float:
     return max(_pair_f1(normalize_answer(prediction).split(), normalize_answer(g).split()) for g in gold_answers)
 
 
-def perplexity(mean_nll: float) -> float:
-    """exp of a token-weighted mean negative log-likelihood in nats (inf rather than an overflow)."""
-    return math.exp(mean_nll) if mean_nll < 700 else math.inf
+def perplexity_metrics(mean_nll: float) -> dict[str, float]:
+    """`perplexity` (exp of a token-weighted mean negative log-likelihood in nats; inf rather than an
+    overflow) and `bits_per_token` (the same mean in bits), as the language-model recipes log them."""
+    return {"perplexity": math.exp(mean_nll) if mean_nll < 700 else math.inf, "bits_per_token": mean_nll / math.log(2)}
 
 
 def _pair_f1(prediction_tokens: list[str], gold_tokens: list[str]) -> float:
@@ -92,50 +93,3 @@ class ClassificationMetric(evaluate.Metric):
 
     def _compute(self, predictions: list[int], references: list[int]) -> dict[str, float]:
         return {"accuracy": accuracy(predictions, references), "macro_f1": macro_f1(predictions, references)}
-
-
-class SquadAnswerMetric(evaluate.Metric):
-    """Exact match and token F1 (fractions in [0, 1]) against a list of gold answers per question."""
-
-    def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=self.__doc__,
-            citation="Rajpurkar et al. 2016, SQuAD: 100,000+ Questions for Machine Comprehension of Text",
-            inputs_description="predictions: list of str; references: list of lists of gold answer strings",
-            features=datasets.Features(
-                {
-                    "predictions": datasets.Value("string"),
-                    "references": datasets.Sequence(datasets.Value("string")),
-                }
-            ),
-        )
-
-    def _compute(self, predictions: list[str], references: list[list[str]]) -> dict[str, float]:
-        _check_lengths(predictions, references)
-        pairs = list(zip(predictions, references, strict=True))
-        return {
-            "exact_match": sum(exact_match(p, golds) for p, golds in pairs) / len(pairs),
-            "f1": sum(token_f1(p, golds) for p, golds in pairs) / len(pairs),
-        }
-
-
-class PerplexityMetric(evaluate.Metric):
-    """Perplexity and bits per token from per-token negative log-likelihoods (nats)."""
-
-    def _info(self) -> evaluate.MetricInfo:
-        return evaluate.MetricInfo(
-            description=self.__doc__,
-            citation="",
-            inputs_description="predictions: per-token negative log-likelihoods in nats",
-            features=datasets.Features({"predictions": datasets.Value("float64")}),
-        )
-
-    def _compute(self, predictions: list[float]) -> dict[str, float]:
-        if not predictions:
-            raise ValueError("perplexity needs at least one token")
-        mean_nll = sum(predictions) / len(predictions)
-        return {
-            "loss": mean_nll,
-            "perplexity": perplexity(mean_nll),
-            "bits_per_token": mean_nll / math.log(2),
-        }

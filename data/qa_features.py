@@ -7,7 +7,8 @@ the input ids on the answer and EOS, so the model learns to answer and to stop, 
     answer   " william shakespeare" <|endoftext|>       -> labels = their ids
 
 The prompt and the answer are tokenised separately, and evaluation generates from exactly the same prompt
-ids (`encode_prompt`), left-padded (`left_padded_prompts`) so every row's next token follows its prompt.
+ids (`encode_prompt`), left-padded (`left_padded_prompts`) so every row's next token follows its prompt, and
+cuts the answer out of what follows (`clean_answer`).
 """
 
 from collections.abc import Sequence
@@ -113,3 +114,9 @@ def left_padded_prompts(
     input_ids = [[tokenizer.pad_token_id] * (length - len(p)) + p for p in prompts]
     attention_mask = [[0] * (length - len(p)) + [1] * len(p) for p in prompts]
     return {"input_ids": torch.tensor(input_ids), "attention_mask": torch.tensor(attention_mask)}
+
+
+def clean_answer(generated: str) -> str:
+    """The answer in the text generated after a prompt: up to the first newline (the model may go on to ask
+    the next question), without the `ANSWER_PREFIX` that training put before it."""
+    return generated.split("\n", 1)[0].removeprefix(ANSWER_PREFIX).strip()

@@ -8,14 +8,13 @@ gradients, restore train mode, prefix the metric names, log them and call `on_ev
 `load_best_model_at_end` and the loggers see them as they see `Trainer`'s own).
 """
 
-import math
 from typing import Any
 
 import torch
 from transformers import Trainer
 from transformers.utils import ModelOutput
 
-from data.metrics import perplexity
+from data.metrics import perplexity_metrics
 from recipes.trainer import RecipeTrainer
 
 
@@ -63,12 +62,7 @@ class TokenLossSums:
         """`loss`, `perplexity`, `bits_per_token`, `tokens` over every process (every process must call it)."""
         tokens, nll = trainer.accelerator.reduce(self.sums, reduction="sum").tolist()
         loss = nll / tokens
-        return {
-            "loss": loss,
-            "perplexity": perplexity(loss),
-            "bits_per_token": loss / math.log(2),
-            "tokens": int(tokens),
-        }
+        return {"loss": loss, **perplexity_metrics(loss), "tokens": int(tokens)}
 
 
 class LogPartitionSums:

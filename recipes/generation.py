@@ -1,4 +1,4 @@
-"""Generation over a list of prompts on any number of processes, and the jsonl files that hold it.
+"""Generation over a list of prompts on any number of processes.
 
 Every process generates for its own share of the prompts (`accelerator.prepare` shards them, repeating a
 few to even out the last batch); `gather_for_metrics` collects the results and drops the repeats, and the
@@ -7,7 +7,6 @@ whatever the number of processes.
 """
 
 import dataclasses
-import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase, Trainer
 
+from data.files import write_jsonl
 from data.lm_corpus import TextSplit, prompt_lines
 
 logger = logging.getLogger(__name__)
@@ -103,16 +103,6 @@ def predict_continuations(trainer: Trainer, split: TextSplit, generation_config:
     if trainer.is_world_process_zero():
         rows = [{"prompt": p, "continuation": c} for p, c in zip(prompts, continuations)]
         write_jsonl(Path(trainer.args.output_dir) / "predictions.jsonl", rows)
-
-
-def write_jsonl(path: str | Path, rows: Sequence[dict]) -> None:
-    """One JSON object per line (UTF-8, not ASCII-escaped), replacing `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    logger.info("wrote %d rows to %s", len(rows), path)
 
 
 def _as_columns(rows: list[dict]) -> dict[str, list]:

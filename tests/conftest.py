@@ -23,6 +23,8 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
 
+from tests import tiny_models  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 
 # Makes the child process unable to import this repository: a model that loads there does so from
@@ -178,21 +180,19 @@ def forward_in_clean_process(tmp_path):
 
 
 # The smallest model of each recipe that the tests train, as `--config_overrides` values (sentiment: the one
-# tiny.yaml builds); `tiny_overrides(task, dropout=False)` adds the keys that switch every dropout off, for runs
-# compared with each other that must compute the same function.
+# tiny.yaml builds; the language models with one layer); `tiny_overrides(task, dropout=False)` adds the keys that
+# switch every dropout off, for runs compared with each other that must compute the same function.
 TINY_OVERRIDES = {
-    "sentiment": (
-        "hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64,max_position_embeddings=64"
-    ),
-    "closed_book_qa": "n_embd=32,n_layer=1,n_head=2,n_positions=64",
-    "nce_lm": "n_layer=1,n_embd=32,n_head=2,n_positions=64",
-    "transformer_xl": "n_layer=1,d_model=32,d_embed=32,n_head=2,d_head=16,d_inner=64",
+    "sentiment": tiny_models.as_config_overrides(tiny_models.BERT),
+    "closed_book_qa": tiny_models.as_config_overrides({**tiny_models.GPT2, "n_layer": 1}),
+    "nce_lm": tiny_models.as_config_overrides({**tiny_models.GPT2, "n_layer": 1}),
+    "transformer_xl": tiny_models.as_config_overrides({**tiny_models.TRANSFO_XL, "n_layer": 1}),
 }
 _NO_DROPOUT = {
-    "sentiment": "hidden_dropout_prob=0,attention_probs_dropout_prob=0",
-    "closed_book_qa": "resid_pdrop=0,embd_pdrop=0,attn_pdrop=0",
-    "nce_lm": "resid_pdrop=0,embd_pdrop=0,attn_pdrop=0",
-    "transformer_xl": "dropout=0,dropatt=0",
+    "sentiment": tiny_models.as_config_overrides(tiny_models.BERT_NO_DROPOUT),
+    "closed_book_qa": tiny_models.as_config_overrides(tiny_models.GPT2_NO_DROPOUT),
+    "nce_lm": tiny_models.as_config_overrides(tiny_models.GPT2_NO_DROPOUT),
+    "transformer_xl": tiny_models.as_config_overrides(tiny_models.TRANSFO_XL_NO_DROPOUT),
 }
 
 

@@ -14,10 +14,11 @@ import torch
 from transformers import GenerationConfig, PreTrainedTokenizerBase
 from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 
+from data.files import write_jsonl
 from data.metrics import exact_match, token_f1
-from data.qa_features import ANSWER_PREFIX, left_padded_prompts
+from data.qa_features import clean_answer, left_padded_prompts
 from recipes.evaluation import OwnEvaluationTrainer
-from recipes.generation import generate_in_order, write_jsonl
+from recipes.generation import generate_in_order
 
 
 def answer_stop_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
@@ -27,11 +28,6 @@ def answer_stop_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     if len(newline) == 1 and newline[0] not in stop_ids:
         stop_ids.append(newline[0])
     return stop_ids
-
-
-def clean_answer(generated: str) -> str:
-    """The answer in generated text: up to the first newline, without the leading space."""
-    return generated.split("\n", 1)[0].removeprefix(ANSWER_PREFIX).strip()
 
 
 def score_predictions(predictions: list[str], gold_answers: list[list[str]]) -> tuple[list[dict], dict[str, float]]:

@@ -28,6 +28,7 @@ from transformers import (
 
 import custom_models  # noqa: F401  (registers bert-mlp with the Auto classes)
 from custom_models.bert_mlp import BertMLPConfig
+from data.files import write_jsonl
 from data.metrics import ClassificationMetric
 from data.sentiment import load_sentiment_dataset
 from recipes.arguments import LoraArguments, ModelArguments, RecipeTrainingArguments, run_from_command_line
@@ -39,7 +40,6 @@ from recipes.common import (
     start_run,
     train_and_evaluate,
 )
-from recipes.generation import write_jsonl
 from recipes.run_lifecycle import load_trained_model, plan_run
 from recipes.trainer import RecipeTrainer
 

@@ -36,7 +36,7 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import TrainerCallback
 
-from data.metrics import perplexity
+from data.metrics import perplexity_metrics
 from recipes.checkpoint_state import RankStateCallback
 from recipes.evaluation import LogPartitionSums, OwnEvaluationTrainer, TokenLossSums
 
@@ -127,8 +127,7 @@ class MemoryTrainer(OwnEvaluationTrainer):
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs:  # the training loss of the last logging interval
-            logs["perplexity"] = perplexity(logs["loss"])
-            logs["bits_per_token"] = logs["loss"] / math.log(2)
+            logs |= perplexity_metrics(logs["loss"])
         super().log(logs, start_time)
 
     @contextmanager

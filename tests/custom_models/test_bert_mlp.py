@@ -7,7 +7,6 @@ import torch.nn.functional as F
 from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
-    BertConfig,
     BertForMaskedLM,
     BertModel,
     Trainer,
@@ -16,24 +15,15 @@ from transformers import (
 
 import custom_models  # noqa: F401  (registers the Auto classes)
 from custom_models.bert_mlp import BertMLPConfig, BertMLPForSequenceClassification, masked_mean
+from tests.tiny_models import BERT_NO_DROPOUT, bert_config, bert_mlp_config
 
 VOCAB = 60
-TINY_BERT = dict(
-    vocab_size=VOCAB,
-    hidden_size=32,
-    num_hidden_layers=2,
-    num_attention_heads=2,
-    intermediate_size=37,
-    max_position_embeddings=64,
-)
-NO_DROPOUT = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, mlp_dropout=0.0)
 
 
 def tiny_model(**overrides) -> BertMLPForSequenceClassification:
     torch.manual_seed(0)
-    return BertMLPForSequenceClassification(
-        BertMLPConfig(**{**TINY_BERT, **NO_DROPOUT, "num_labels": 3, "mlp_hidden_sizes": [16, 8], **overrides})
-    ).eval()
+    fields = dict(vocab_size=VOCAB, **BERT_NO_DROPOUT, mlp_dropout=0.0, num_labels=3, mlp_hidden_sizes=[16, 8])
+    return BertMLPForSequenceClassification(bert_mlp_config(**{**fields, **overrides})).eval()
 
 
 def batch(seed: int = 0) -> dict[str, torch.Tensor]:
@@ -62,7 +52,7 @@ def test_config_rejects_bad_head_field_naming_it(field, value):
 
 
 def test_bert_config_loads_as_bert_mlp_config_with_head_fields(tmp_path, caplog):
-    BertConfig(**TINY_BERT).save_pretrained(tmp_path)
+    bert_config(vocab_size=VOCAB).save_pretrained(tmp_path)
     config = BertMLPConfig.from_pretrained(tmp_path, pooling="mean", num_labels=5)
     assert type(config) is BertMLPConfig and config.model_type == "bert-mlp"
     assert (config.hidden_size, config.pooling, config.num_labels, config.mlp_hidden_sizes) == (32, "mean", 5, [256])
@@ -140,7 +130,7 @@ def test_trainer_step_with_gradient_accumulation_follows_the_gradient_of_the_mea
 @pytest.mark.parametrize("pooling", ["cls", "pooler"])
 def test_loading_a_bert_checkpoint_initialises_only_the_head(tmp_path, checkpoint_class, prefix, pooling):
     torch.manual_seed(1)
-    checkpoint = checkpoint_class(BertConfig(**TINY_BERT))
+    checkpoint = checkpoint_class(bert_config(vocab_size=VOCAB))
     checkpoint.save_pretrained(tmp_path)
     model, info = BertMLPForSequenceClassification.from_pretrained(
         tmp_path, num_labels=2, pooling=pooling, output_loading_info=True

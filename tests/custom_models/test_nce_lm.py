@@ -13,7 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from scipy import stats
-from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
+from transformers import AutoModelForCausalLM, GPT2LMHeadModel
 
 import custom_models  # noqa: F401  (registers the Auto classes)
 from custom_models.nce_lm import (
@@ -23,26 +23,15 @@ from custom_models.nce_lm import (
     nce_loss,
     noise_log_probs_from_counts,
 )
+from tests.tiny_models import GPT2_NO_DROPOUT, gpt2_config, nce_lm_config
 
 VOCAB = 50
-TINY = dict(
-    vocab_size=VOCAB,
-    n_embd=32,
-    n_layer=2,
-    n_head=2,
-    n_positions=64,
-    resid_pdrop=0.0,
-    embd_pdrop=0.0,
-    attn_pdrop=0.0,
-    bos_token_id=0,
-    eos_token_id=0,
-)
+TINY = dict(vocab_size=VOCAB, **GPT2_NO_DROPOUT, bos_token_id=0, eos_token_id=0)
 
 
 def tiny_model(**overrides) -> NCELMForCausalLM:
     torch.manual_seed(0)
-    config = NCELMConfig(**{**TINY, "num_noise_samples": 16, **overrides})
-    return NCELMForCausalLM(config)
+    return NCELMForCausalLM(nce_lm_config(**{**TINY, "num_noise_samples": 16, **overrides}))
 
 
 def zipf_log_q(vocab: int = VOCAB) -> torch.Tensor:
@@ -213,7 +202,7 @@ def test_full_loss_equals_gpt2_lm_head_loss(loss_chunk_size):
     model = tiny_model(loss_type="full", loss_chunk_size=loss_chunk_size).train()
     with torch.no_grad():
         model.lm_head.bias.zero_()  # GPT-2's lm_head has no bias
-    reference = GPT2LMHeadModel(GPT2Config(**TINY)).train()
+    reference = GPT2LMHeadModel(gpt2_config(**TINY)).train()
     reference.load_state_dict(model.state_dict(), strict=False)
     input_ids, labels = _batch()
     ours, theirs = model(input_ids=input_ids, labels=labels), reference(input_ids=input_ids, labels=labels)
@@ -283,7 +272,7 @@ def test_accidental_hits_removed_by_nce_are_exactly_the_hit_terms():
     model.noise_generator.manual_seed(3)
     noise = model.sample_noise((32,))
     with torch.no_grad():
-        hidden = model.transformer(input_ids).last_hidden_state[:, :-1].reshape(-1, TINY["n_embd"])
+        hidden = model.transformer(input_ids).last_hidden_state[:, :-1].reshape(-1, model.config.n_embd)
         targets = labels[:, 1:].reshape(-1)
         scores = hidden @ model.lm_head.weight[noise].T + model.lm_head.bias[noise]  # log Z = 0
         delta = scores - math.log(32) - model.noise_log_probs[noise]
@@ -443,7 +432,7 @@ def test_generate_uses_full_logits():
 
 def test_gpt2_checkpoint_initialises_backbone_and_tied_embeddings(tmp_path):
     torch.manual_seed(0)
-    gpt2 = GPT2LMHeadModel(GPT2Config(**TINY)).eval()
+    gpt2 = GPT2LMHeadModel(gpt2_config(**TINY)).eval()
     gpt2.save_pretrained(tmp_path / "gpt2")
     model = NCELMForCausalLM.from_pretrained(tmp_path / "gpt2").eval()
     for name, tensor in gpt2.transformer.state_dict().items():

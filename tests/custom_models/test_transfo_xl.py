@@ -15,6 +15,7 @@ from transformers import AutoModel, AutoModelForCausalLM
 
 from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausalLM, TransformerXLModel
 from custom_models.transfo_xl.modeling_transfo_xl import causal_memory_mask, relative_position_index
+from tests.tiny_models import transfo_xl_config
 
 FIXTURE = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "txl_reference"
 VOCAB = 50
@@ -22,24 +23,9 @@ ATOL = 1e-5  # float32 rounding between equivalent computations is ~1e-6 here
 
 
 def tiny_config(**overrides) -> TransformerXLConfig:
-    fields = dict(
-        vocab_size=VOCAB,
-        d_model=32,
-        d_embed=32,
-        n_head=2,
-        d_head=16,
-        d_inner=64,
-        n_layer=2,
-        mem_len=64,
-        clamp_len=0,
-        same_length=False,
-        dropout=0.1,
-        dropatt=0.1,
-        init_std=0.2,  # peaked attention, so the memory and position terms matter
-        eos_token_id=None,
-    )
-    fields.update(overrides)
-    return TransformerXLConfig(**fields)
+    # init_std 0.2: peaked attention, so the memory and position terms matter
+    fields = dict(vocab_size=VOCAB, mem_len=64, dropout=0.1, dropatt=0.1, init_std=0.2)
+    return transfo_xl_config(**{**fields, **overrides})
 
 
 def tiny_model(seed: int = 0, **overrides) -> TransformerXLForCausalLM:

@@ -19,6 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausalLM
 from custom_models.transfo_xl.modeling_transfo_xl import tied_parameter_names
+from tests.tiny_models import transfo_xl_config
 
 LEGACY = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "txl_legacy"
 VOCAB = 60
@@ -36,26 +37,11 @@ VARIANTS = {
 
 def adaptive_model(seed: int = 0, **overrides) -> TransformerXLForCausalLM:
     fields = dict(
-        vocab_size=VOCAB,
-        d_model=32,
-        d_embed=32,
-        n_head=2,
-        d_head=16,
-        d_inner=64,
-        n_layer=2,
-        mem_len=64,
-        clamp_len=0,
-        same_length=False,
-        dropout=0.1,
-        dropatt=0.1,
-        init_std=0.2,
-        proj_init_std=0.2,
-        eos_token_id=None,
-        adaptive=True,
+        vocab_size=VOCAB, mem_len=64, dropout=0.1, dropatt=0.1, init_std=0.2, proj_init_std=0.2, adaptive=True
     )
     fields.update(overrides)
     torch.manual_seed(seed)
-    model = TransformerXLForCausalLM(TransformerXLConfig(**fields)).eval()
+    model = TransformerXLForCausalLM(transfo_xl_config(**fields)).eval()
     with torch.no_grad():  # non-trivial biases, so a bias taken from the wrong cluster shows
         for name, param in model.named_parameters():
             if name.startswith("crit.") and name.endswith("bias"):

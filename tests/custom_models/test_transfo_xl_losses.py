@@ -20,6 +20,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausalLM
 from custom_models.transfo_xl.sampled_losses import noise_log_probs_from_counts
+from tests.tiny_models import TRANSFO_XL_NO_DROPOUT, transfo_xl_config
 
 VOCAB, BATCH, LENGTH = 500, 3, 21
 NCE_SAMPLED_LOSSES = Path(__file__).resolve().parents[2] / "custom_models" / "nce_lm" / "sampled_losses.py"
@@ -29,28 +30,13 @@ CUTOFFS = [50, 200]
 def tiny_model(loss_type: str, **overrides) -> TransformerXLForCausalLM:
     """dropout 0, so train-mode and eval-mode forwards compute the same function."""
     fields = dict(
-        vocab_size=VOCAB,
-        d_model=32,
-        d_embed=32,
-        n_head=2,
-        d_head=16,
-        d_inner=64,
-        n_layer=2,
-        mem_len=16,
-        clamp_len=0,
-        same_length=False,
-        dropout=0.0,
-        dropatt=0.0,
-        eos_token_id=None,
-        loss_type=loss_type,
-        num_noise_samples=24,
-        loss_chunk_size=16,
+        vocab_size=VOCAB, **TRANSFO_XL_NO_DROPOUT, loss_type=loss_type, num_noise_samples=24, loss_chunk_size=16
     )
     if loss_type == "adaptive":
         fields.update(cutoffs=CUTOFFS, adaptive=True, div_val=2)
     fields.update(overrides)
     torch.manual_seed(0)
-    model = TransformerXLForCausalLM(TransformerXLConfig(**fields))
+    model = TransformerXLForCausalLM(transfo_xl_config(**fields))
     with torch.no_grad():  # non-trivial output biases: a bias taken from the wrong row shows
         for name, param in model.named_parameters():
             if name.startswith("crit.") and name.endswith("bias"):

@@ -6,7 +6,7 @@ import pytest
 
 from data.closed_book_qa import load_qa_dataset
 from data.errors import DataError
-from data.files import read_records, read_text_lines
+from data.files import read_records, read_text_lines, write_jsonl
 from data.lm_corpus import load_text_corpus, text_corpus_splits
 from data.samples import SAMPLES_DIR
 from data.sentiment import load_sentiment_dataset
@@ -210,3 +210,12 @@ def test_text_lines_in_batches_equal_the_txt_records_and_name_a_bad_byte(tmp_pat
     path.write_bytes("ok\nnaïve\n".encode("latin-1"))
     with pytest.raises(DataError, match=r"c\.txt, line 2, byte 5: not valid utf-8"):
         list(read_text_lines(path))
+
+
+def test_written_jsonl_reads_back_row_by_row_unescaped_and_replaces_the_file(tmp_path):
+    path = tmp_path / "new" / "rows.jsonl"  # the folder does not exist yet
+    write_jsonl(path, [{"prompt": "old"}] * 3)
+    rows = [{"prompt": "naïve café", "continuation": "a\nb"}, {"prompt": "", "continuation": "c"}]
+    write_jsonl(path, rows)
+    assert list(read_records(path)) == [(f"{path}, line {n}", row) for n, row in enumerate(rows, start=1)]
+    assert "naïve café" in path.read_text(encoding="utf-8")  # readable, not \u-escaped

@@ -1,4 +1,5 @@
-"""Closed-book QA features: the loss covers answer + EOS only; generation prompts are left-padded."""
+"""Closed-book QA features: the loss covers answer + EOS only; generation prompts are left-padded; the answer is
+cut out of generated text."""
 
 import json
 from pathlib import Path
@@ -10,6 +11,8 @@ from data.qa_features import (
     DEFAULT_PROMPT_TEMPLATE,
     QATrainingCollator,
     check_prompt_template,
+    clean_answer,
+    encode_answer,
     left_padded_prompts,
     qa_training_example,
     tokenize_qa_dataset,
@@ -81,6 +84,17 @@ def test_generation_batch_is_left_padded_and_ends_with_each_prompt(tokenizer):
         assert batch["input_ids"][row, padding:].tolist() == prompt_ids
         assert batch["attention_mask"][row].tolist() == [0] * padding + [1] * len(prompt_ids)
     assert batch["attention_mask"][0, 0] == 0  # the shorter prompt really is padded on the left
+
+
+def test_generated_text_is_cut_at_the_first_newline():
+    assert clean_answer(" warsaw\nquestion: what is") == "warsaw"
+    assert clean_answer(" william shakespeare") == "william shakespeare"
+
+
+def test_clean_answer_undoes_the_answer_encoding(tokenizer):
+    generated = tokenizer.decode(encode_answer("william shakespeare", tokenizer), skip_special_tokens=True)
+    assert generated == " william shakespeare"  # the prefix and EOS training added
+    assert clean_answer(generated) == "william shakespeare"
 
 
 @pytest.mark.parametrize("template", ["question {q}\nanswer:", "no field", "{question} {other}", "{question} {}"])

@@ -4,9 +4,10 @@ import pytest
 import torch
 from transformers import AutoTokenizer, pipeline
 
-from custom_models.nce_lm import NCELMConfig, NCELMForCausalLM
-from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausalLM
+from custom_models.nce_lm import NCELMForCausalLM
+from custom_models.transfo_xl import TransformerXLForCausalLM
 from data.tokenizers import EOS_TOKEN, train_tokenizer, word_level_tokenizer
+from tests.tiny_models import nce_lm_config, transfo_xl_config
 
 TEXTS = ["the quiet cat sees the dog", "the busy city by the sea", "a young king paints the ship"] * 5
 
@@ -76,22 +77,8 @@ def test_word_level_tokenizer_rejects_vocabularies_whose_ids_would_not_be_positi
 def tiny_word_level_lm(name: str, vocab_size: int, eos_token_id: int):
     torch.manual_seed(0)
     if name == "transfo_xl":
-        config = TransformerXLConfig(
-            vocab_size=vocab_size,
-            d_model=32,
-            d_embed=32,
-            n_head=2,
-            d_head=16,
-            d_inner=64,
-            n_layer=2,
-            mem_len=16,
-            eos_token_id=eos_token_id,
-        )
-        return TransformerXLForCausalLM(config).eval()
-    config = NCELMConfig(
-        vocab_size=vocab_size, n_embd=32, n_layer=2, n_head=2, n_positions=64, eos_token_id=eos_token_id
-    )
-    return NCELMForCausalLM(config).eval()
+        return TransformerXLForCausalLM(transfo_xl_config(vocab_size=vocab_size, eos_token_id=eos_token_id)).eval()
+    return NCELMForCausalLM(nce_lm_config(vocab_size=vocab_size, eos_token_id=eos_token_id)).eval()
 
 
 @pytest.mark.parametrize("model_name", ["transfo_xl", "nce_lm"])

@@ -3,7 +3,8 @@
 Trains a tiny Transformer-XL with `MemoryTrainer` on a stream of distinct token ids (so row r continues
 exactly when the next segment's first id is the previous segment's last id + 1) and writes, per rank,
 every forward call's first and last input ids and the identity of the memory passed in and returned.
-Usage: stream_continuity_worker.py OUTPUT_DIR GRADIENT_ACCUMULATION_STEPS
+Usage: stream_continuity_worker.py OUTPUT_DIR GRADIENT_ACCUMULATION_STEPS CONFIG_DIR (the model's config.json,
+written by the test from its tiny config: the worker's process cannot import the tests)
 """
 
 import json
@@ -17,7 +18,7 @@ from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausal
 from data.streams import StreamSegments
 from recipes.transformer_xl.memory_trainer import MemoryTrainer
 
-output_dir, accumulation = Path(sys.argv[1]), int(sys.argv[2])
+output_dir, accumulation, config_dir = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 args = TrainingArguments(
     output_dir=str(output_dir),
     per_device_train_batch_size=2,
@@ -29,19 +30,7 @@ args = TrainingArguments(
     logging_steps=100,
     disable_tqdm=True,
 )
-config = TransformerXLConfig(
-    vocab_size=1000,
-    d_model=16,
-    d_embed=16,
-    n_head=2,
-    d_head=8,
-    d_inner=32,
-    n_layer=2,
-    mem_len=8,
-    same_length=False,
-    clamp_len=0,
-)
-model = TransformerXLForCausalLM(config)
+model = TransformerXLForCausalLM(TransformerXLConfig.from_pretrained(config_dir))
 dataset = StreamSegments(
     torch.arange(1000), num_streams=2 * args.world_size, tgt_len=5, rank=args.process_index, world_size=args.world_size
 )

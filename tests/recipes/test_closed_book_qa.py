@@ -7,14 +7,16 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel, pipeline
+from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2LMHeadModel, pipeline
 
+from data import files
 from data.errors import DataError
 from data.tokenizers import train_tokenizer
 from recipes.arguments import parse_config
-from recipes.closed_book_qa.generation_eval import clean_answer, generate_answers, score_predictions
+from recipes.closed_book_qa.generation_eval import generate_answers, score_predictions
 from recipes.closed_book_qa.train import CONFIG_CLASSES, main
 from tests.conftest import tiny_overrides
+from tests.tiny_models import gpt2_config
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "recipes" / "closed_book_qa"
@@ -24,7 +26,8 @@ TEMPLATE = "question: {question}\nanswer:"
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> str:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    """`data.files.write_jsonl`, returning the path as the recipe's flags take it."""
+    files.write_jsonl(path, rows)
     return str(path)
 
 
@@ -40,11 +43,6 @@ def test_scores_match_hand_computed_squad_em_and_f1():
     assert [s["em"] for s in scores] == [1.0, 0.0, 1.0, 1.0, 0.0]
     assert [s["f1"] for s in scores] == pytest.approx([1.0, 2 / 3, 1.0, 1.0, 0.0])
     assert means == pytest.approx({"exact_match": 3 / 5, "f1": (3 + 2 / 3) / 5})
-
-
-def test_generated_text_is_cut_at_the_first_newline():
-    assert clean_answer(" warsaw\nquestion: what is") == "warsaw"
-    assert clean_answer(" william shakespeare") == "william shakespeare"
 
 
 def test_prompt_template_without_question_fails_at_config_time(tmp_path):
@@ -172,17 +170,9 @@ def test_lora_changes_only_the_adapted_projections_of_a_checkpoint(tmp_path):
     texts = (REPO / "data/samples/lm/train.txt").read_text().splitlines()
     tokenizer = train_tokenizer(texts, kind="bpe", vocab_size=400)
     torch.manual_seed(0)
-    GPT2LMHeadModel(
-        GPT2Config(
-            vocab_size=len(tokenizer),
-            n_embd=32,
-            n_layer=2,
-            n_head=2,
-            n_positions=64,
-            bos_token_id=tokenizer.eos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
-    ).save_pretrained(checkpoint)
+    eos = tokenizer.eos_token_id
+    gpt2 = GPT2LMHeadModel(gpt2_config(vocab_size=len(tokenizer), bos_token_id=eos, eos_token_id=eos))
+    gpt2.save_pretrained(checkpoint)
     tokenizer.save_pretrained(checkpoint)
     output_dir = tmp_path / "out"
     argv = [

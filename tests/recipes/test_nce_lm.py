@@ -16,6 +16,7 @@ from data.streams import SlidingWindows, encode_stream
 from recipes.arguments import parse_config
 from recipes.generation import GenerationArguments
 from recipes.nce_lm.train import CONFIG_CLASSES, NCELMArguments, main
+from tests.tiny_models import GPT2, as_config_overrides
 
 REPO = Path(__file__).resolve().parents[2]
 TINY_YAML = REPO / "recipes" / "nce_lm" / "configs" / "tiny.yaml"
@@ -32,7 +33,7 @@ def one_thread():
 
 def tiny_args(output_dir: Path, **training) -> tuple[NCELMArguments, GenerationArguments, TrainingArguments]:
     args = NCELMArguments(
-        config_overrides="n_layer=2,n_embd=32,n_head=2,n_positions=32",
+        config_overrides=as_config_overrides({**GPT2, "n_positions": 32}),
         tokenizer_vocab_size=200,
         train_file=str(REPO / "data/samples/lm/train.txt"),
         validation_file=str(REPO / "data/samples/lm/validation.txt"),

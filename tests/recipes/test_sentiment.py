@@ -13,6 +13,7 @@ from data.tokenizers import train_tokenizer
 from recipes.arguments import LoraArguments, parse_config
 from recipes.common import ConfigError
 from recipes.sentiment.train import CONFIG_CLASSES, SentimentArguments, main
+from tests.tiny_models import bert_config
 
 REPO = Path(__file__).resolve().parents[2]
 TOKENIZER_WORKER = Path(__file__).with_name("tokenizer_worker.py")
@@ -112,15 +113,7 @@ def test_lora_changes_only_attention_projections_and_head(tmp_path):
     texts = [line.split("\t")[0] for line in (SAMPLES / "train.tsv").read_text().splitlines()[1:]]
     tokenizer = train_tokenizer(texts, kind="wordpiece", vocab_size=300)
     torch.manual_seed(0)
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    BertForMaskedLM(config).save_pretrained(checkpoint)
+    BertForMaskedLM(bert_config(vocab_size=len(tokenizer))).save_pretrained(checkpoint)
     tokenizer.save_pretrained(checkpoint)
     output_dir = tmp_path / "out"
     main(

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from transformers import PreTrainedTokenizerFast, TrainingArguments
 
-from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausalLM
+from custom_models.transfo_xl import TransformerXLForCausalLM
 from custom_models.transfo_xl.sampled_losses import count_tokens, noise_log_probs_from_counts
 from data.streams import StreamSegments, encode_stream
 from data.synthetic import long_range_documents
@@ -20,6 +20,7 @@ from recipes.common import ConfigError
 from recipes.generation import GenerationArguments
 from recipes.transformer_xl.memory_trainer import EvalMemory, MemoryTrainer
 from recipes.transformer_xl.train import CONFIG_CLASSES, TransformerXLArguments, main
+from tests.tiny_models import TRANSFO_XL, TRANSFO_XL_NO_DROPOUT, as_config_overrides, transfo_xl_config
 
 WORKER = Path(__file__).with_name("stream_continuity_worker.py")
 
@@ -27,7 +28,8 @@ WORKER = Path(__file__).with_name("stream_continuity_worker.py")
 @pytest.mark.slow
 @pytest.mark.parametrize("accumulation", [1, 3])
 def test_each_rank_continues_its_own_streams_and_memory_across_steps(tmp_path, accumulation, launch):
-    launch(WORKER, str(tmp_path), str(accumulation))
+    transfo_xl_config(vocab_size=1000, mem_len=8).save_pretrained(tmp_path / "config")
+    launch(WORKER, str(tmp_path), str(accumulation), str(tmp_path / "config"))
     reports = [json.loads((tmp_path / f"calls_rank{rank}.json").read_text()) for rank in range(2)]
     first_ids = []
     for report in reports:
@@ -48,7 +50,9 @@ def train_on_long_range_corpus(tmp_path: Path, mem_len: int) -> float:
         train_file=str(tmp_path / "train.txt"),
         validation_file=str(tmp_path / "valid.txt"),
         tokenizer_vocab_size=100,
-        config_overrides="n_layer=2,d_model=32,d_embed=32,n_head=2,d_head=16,d_inner=64,dropout=0.0,clamp_len=0,same_length=false",
+        config_overrides=as_config_overrides(
+            {**TRANSFO_XL, **TRANSFO_XL_NO_DROPOUT, "clamp_len": 0, "same_length": False}
+        ),
         tgt_len=4,
         mem_len=mem_len,
     )
@@ -82,19 +86,7 @@ def test_memory_beats_no_memory_on_a_corpus_that_needs_it(tmp_path):
 
 
 def test_streamed_evaluation_equals_one_full_pass_per_stream(tmp_path):
-    config = TransformerXLConfig(
-        vocab_size=30,
-        d_model=16,
-        d_embed=16,
-        n_head=2,
-        d_head=8,
-        d_inner=32,
-        n_layer=2,
-        mem_len=4,
-        clamp_len=0,
-        same_length=False,
-    )
-    model = TransformerXLForCausalLM(config).eval()
+    model = TransformerXLForCausalLM(transfo_xl_config(vocab_size=30, mem_len=4)).eval()
     tokens = torch.randint(0, 30, (2 * 41,), generator=torch.Generator().manual_seed(0))
     dataset = StreamSegments(tokens, num_streams=2, tgt_len=7)  # 40 targets per row: 5 segments of 7, one of 5
     trainer = MemoryTrainer(
