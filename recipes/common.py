@@ -26,6 +26,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from data.lm_corpus import TextSplit
 from data.token_cache import train_tokenizer_once
 from data.tokenizers import TokenizerKind, train_tokenizer
+from recipes.sharding import ParameterShareLogger, save_full_model, shard_on_cpu_processes
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ def train_and_evaluate(trainer: Trainer, *, eval_datasets: Mapping[str, Any]) ->
         if trainer.args.should_save:  # one writer per folder
             model = trainer.accelerator.unwrap_model(trainer.model)
             save_model_code(getattr(model, "get_base_model", lambda: model)(), trainer.args.output_dir)  # LoRA: base
+        trainer.add_callback(ParameterShareLogger())
         train_result = trainer.train(resume_from_checkpoint=checkpoint_to_resume(trainer.args))
         trainer.save_metrics("train", train_result.metrics)
         trainer.save_state()
@@ -119,6 +121,7 @@ def start_run(training_args: TrainingArguments) -> None:
     """The first step of every recipe: the seed (`set_seed`, every library's generator), then logging."""
     transformers.set_seed(training_args.seed)
     setup_logging(training_args)
+    shard_on_cpu_processes()
 
 
 def setup_logging(training_args: TrainingArguments) -> None:
@@ -174,7 +177,7 @@ def save_card_and_push(trainer: Trainer, *, title: str, data: str, metrics: dict
     `Trainer.push_to_hub` would replace README.md with its own generic card (no data, no command), so
     the push here skips that step and uploads the card written by the recipe.
     """
-    trainer.save_model()
+    save_full_model(trainer)
     if trainer.is_world_process_zero():
         scalars = {name: value for name, value in metrics.items() if isinstance(value, float)}
         card = model_card_text(title=title, command=launch_command(), data=data, metrics=scalars, notes=notes)
