@@ -26,7 +26,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from data.lm_corpus import TextSplit
 from data.token_cache import train_tokenizer_once
 from data.tokenizers import TokenizerKind, train_tokenizer
-from recipes.sharding import ParameterShareLogger, save_full_model, shard_on_cpu_processes
+from recipes.sharding import ParameterShareLogger, TokenizerInCheckpoints, save_full_model, shard_on_cpu_processes
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +65,7 @@ def train_and_evaluate(trainer: Trainer, *, eval_datasets: Mapping[str, Any]) ->
             model = trainer.accelerator.unwrap_model(trainer.model)
             save_model_code(getattr(model, "get_base_model", lambda: model)(), trainer.args.output_dir)  # LoRA: base
         trainer.add_callback(ParameterShareLogger())
+        trainer.add_callback(TokenizerInCheckpoints())
         train_result = trainer.train(resume_from_checkpoint=checkpoint_to_resume(trainer.args))
         trainer.save_metrics("train", train_result.metrics)
         trainer.save_state()

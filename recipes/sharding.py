@@ -7,6 +7,10 @@ but accelerate (1.15) files them as `MULTI_CPU` and only upgrades GPU-like proce
 `Trainer` builds its `Accelerator`, which then takes its FSDP path: `fully_shard` per layer, sharded
 checkpoints. Any other launch is left as it is.
 
+Checkpoints: with sharded state, `Trainer` writes no tokenizer and no config into a checkpoint (they come
+with the weights `save_model` skips); `TokenizerInCheckpoints` writes them, so a resumed run finds the
+tokenizer it trained with (`recipes.common.load_or_train_tokenizer`).
+
 `ParameterShareLogger` logs, as training starts, how many parameter values each process holds: the
 whole model under DDP, about 1/N of it under FSDP.
 
@@ -26,6 +30,7 @@ from accelerate.utils import DistributedType, gather_object
 from torch.distributed.fsdp import FSDPModule
 from torch.distributed.tensor import DTensor
 from transformers import Trainer, TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 logger = logging.getLogger(__name__)
 
@@ -70,3 +75,15 @@ class ParameterShareLogger(TrainerCallback):
         parameters = list(model.parameters())  # a tied weight is one parameter
         held = sum(p.to_local().numel() if isinstance(p, DTensor) else p.numel() for p in parameters)
         logger.info("parameters held per process: %s of %d", gather_object([held]), sum(p.numel() for p in parameters))
+
+
+class TokenizerInCheckpoints(TrainerCallback):
+    """Saves the tokenizer and the model's config into each checkpoint that lacks them (an FSDP checkpoint
+    with sharded state), from the main process."""
+
+    def on_save(self, args, state, control, model=None, processing_class=None, **kwargs):
+        checkpoint_dir = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+        if args.should_save and not os.path.isfile(os.path.join(checkpoint_dir, "config.json")):
+            model.config.save_pretrained(checkpoint_dir)
+            if processing_class is not None:
+                processing_class.save_pretrained(checkpoint_dir)
