@@ -23,6 +23,7 @@ from transformers.dynamic_module_utils import custom_object_save
 from data.lm_corpus import TextSplit
 from data.token_cache import train_tokenizer_once
 from data.tokenizers import TokenizerKind
+from recipes.sharding import ParameterShareLogger, TokenizerInCheckpoints, save_full_model, shard_on_cpu_processes
 from recipes.trainer import CardInfo, RecipeTrainer, is_quality, pipeline_tag
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,8 @@ def train_and_evaluate(trainer: Trainer, *, eval_datasets: Mapping[str, Any]) ->
         if trainer.args.should_save:  # one writer per folder
             model = trainer.accelerator.unwrap_model(trainer.model)
             save_model_code(getattr(model, "get_base_model", lambda: model)(), trainer.args.output_dir)  # LoRA: base
+        trainer.add_callback(ParameterShareLogger())
+        trainer.add_callback(TokenizerInCheckpoints())
         train_result = trainer.train(resume_from_checkpoint=checkpoint_to_resume(trainer.args))
         trainer.save_metrics("train", train_result.metrics)
         trainer.save_state()
@@ -117,6 +120,7 @@ def start_run(training_args: TrainingArguments) -> None:
     """The first step of every recipe: the seed (`set_seed`, every library's generator), then logging."""
     transformers.set_seed(training_args.seed)
     setup_logging(training_args)
+    shard_on_cpu_processes()
 
 
 def setup_logging(training_args: TrainingArguments) -> None:
@@ -155,7 +159,7 @@ def save_card_and_push(
     card (`RecipeTrainer.create_model_card`: front matter, data, metrics, the command as typed and the
     resolved configuration of `arguments`, the run's parsed dataclasses) as its README.md and, with
     `--push_to_hub`, pushes the folder (`Trainer.push_to_hub` writes the same card again before uploading)."""
-    trainer.save_model()
+    save_full_model(trainer)
     model = trainer.accelerator.unwrap_model(trainer.model)
     model_args = next(args for args in arguments if hasattr(args, "model_name_or_path"))
     checkpoint, dataset = model_args.model_name_or_path, getattr(model_args, "dataset_name", None)

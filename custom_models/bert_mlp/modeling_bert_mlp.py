@@ -62,6 +62,10 @@ class BertMLPForSequenceClassification(BertMLPPreTrainedModel):
         self.bert = BertModel(config, add_pooling_layer=config.pooling == "pooler")
         self.classifier = BertMLPHead(config)
         self.post_init()
+        # The layers FSDP shards one by one (and `device_map` keeps whole). BERT also lists `BertEmbeddings`, but
+        # accelerate (1.15) then shards the word embeddings inside it a second time and fails; it gives them a
+        # shard group of their own anyway.
+        self._no_split_modules = {"BertLayer"}
 
     def forward(
         self,

@@ -142,8 +142,9 @@ class NCELMForCausalLM(NCELMPreTrainedModel, GenerationMixin):
         super().__init__(config)
         self.transformer = NCELMModel(config)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=True)
+        # Shape [1], not a scalar: FSDP (`fully_shard`) cannot shard a 0-dimensional parameter.
         self.log_partition = nn.Parameter(
-            torch.tensor(float(config.log_partition)), requires_grad=config.learn_log_partition
+            torch.full((1,), float(config.log_partition)), requires_grad=config.learn_log_partition
         )
         self.register_buffer(
             "noise_log_probs", torch.full((config.vocab_size,), -math.log(config.vocab_size)), persistent=True

@@ -76,7 +76,15 @@ RECIPES = {
 STEPS = 4
 
 
-def run_recipe(launch, task: str, output_dir: Path, processes: int, extra: list[str], accumulation: int = 1) -> str:
+def run_recipe(
+    launch,
+    task: str,
+    output_dir: Path,
+    processes: int,
+    extra: list[str],
+    accumulation: int = 1,
+    config_file: str = "cpu_multi.yaml",
+) -> str:
     recipe = REPO / "recipes" / task
     flags, _ = RECIPES[task]
     per_device = str(8 // processes // accumulation)
@@ -106,6 +114,7 @@ def run_recipe(launch, task: str, output_dir: Path, processes: int, extra: list[
         *flags,
         *extra,
         num_processes=processes,
+        config_file=config_file,
     )
 
 
