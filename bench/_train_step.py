@@ -27,6 +27,8 @@ ids = torch.multinomial(zipf, batch * (length + 1), replacement=True,
                         generator=torch.Generator().manual_seed(job["seed"])).view(batch, length + 1)
 torch.manual_seed(job["seed"])
 model = TransformerXLForCausalLM(TransformerXLConfig(**job["config"])).train()
+if job["activation_checkpointing"]:
+    model.activation_checkpointing_enable()
 if model.config.loss_type in ("nce", "ranking"):
     model.set_noise_distribution(zipf.log())
     model.sample_noise((1,))  # builds the alias table (once per distribution) before the RSS baseline
@@ -46,15 +48,24 @@ print("RESULT", json.dumps({"times": times[1:], "step_mb": peak_mb - resident_mb
 
 
 def measure_steps(
-    sides: dict[str, dict], *, shape: tuple[int, int], steps: int, rounds: int, seed: int, threads: int
+    sides: dict[str, dict],
+    *,
+    shape: tuple[int, int],
+    steps: int,
+    rounds: int,
+    seed: int,
+    threads: int,
+    checkpointed: frozenset[str] = frozenset(),
 ) -> dict[str, dict]:
     """`{name: TransformerXLConfig fields}` -> `{name: {"times": [s, ...], "step_mb", "loss", "params"}}`:
     every side in its own process per round, `steps` timed steps each; `step_mb` is the largest over rounds.
-    `loss` is the first step's loss, the same batch and initial weights on every side (same seed)."""
+    `loss` is the first step's loss, the same batch and initial weights on every side (same seed). The sides
+    named in `checkpointed` train with activation (gradient) checkpointing."""
     results = {name: {"times": [], "step_mb": 0.0} for name in sides}
     for _ in range(rounds):
         for name, config in sides.items():
             job = {"config": config, "shape": shape, "steps": steps, "seed": seed, "threads": threads}
+            job["activation_checkpointing"] = name in checkpointed
             done = subprocess.run([sys.executable, "-c", STEP_WORKER, json.dumps(job)], capture_output=True, text=True)
             lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
             if done.returncode or not lines:

@@ -1,11 +1,12 @@
 """Transformer-XL claims (Dai et al. 2019, "Transformer-XL"), each measured against its baseline in one run.
 
-Four parts, (a)-(d), chosen by flag:
+Five parts, (a)-(e), chosen by flag:
 
     python bench/transfo_xl.py --eval_speed                      # (a) memory vs sliding window, C = 128..1024
     python bench/transfo_xl.py --wikitext2                       # (b) WikiText-2 ppl, memory vs mem_len=0 (~6-10 min)
     python bench/transfo_xl.py --train_speed --install_reference # (c) training tok/s vs transformers 4.x
     python bench/transfo_xl.py --adaptive_step                   # (d) adaptive vs full softmax, 267,735 words
+    python bench/transfo_xl.py --grad_checkpointing              # (e) training memory with / without checkpointing
     python bench/transfo_xl.py --eval_speed --vocab_size 267735 --cutoffs 20000 40000 200000  # (a), adaptive
     python bench/transfo_xl.py --all --install_reference         # everything (see --help for sizes)
 
@@ -36,11 +37,18 @@ Four parts, (a)-(d), chosen by flag:
     its own process, in alternating rounds (`bench/_train_step.py`): step time is the minimum over steps
     after a warm-up step, peak memory is the process's peak RSS (`ru_maxrss`) minus its RSS once the model
     is built.
+(e) Gradient checkpointing: one training step (forward + backward, no optimizer, dropout on) of one model
+    (the model flags, full softmax over `--vocab_size` Zipf-distributed tokens, batch `--ckpt_batch_size` x
+    `--ckpt_tgt_len`), without and with `activation_checkpointing_enable()` (each layer keeps only its
+    inputs and recomputes the rest in backward). Same processes, rounds and measures as (d): min step time,
+    peak RSS over the model's resident size; on a GPU machine that is host memory, not GPU memory.
 
 Targets: (a) ratio grows with C and is >= 50x at C = 512, with a full or an adaptive softmax; (b) memory
 model has the lower perplexity; (c) ours >= 1.0x the reference; (d) adaptive >= 5x faster and >= 5x less
-peak memory than full. Timings on a shared CPU are noisy: read ratios, not seconds. The plots need matplotlib
-(`pip install -e ".[plot]"`); without it the tables are printed and one line says the plot was skipped.
+peak memory than full; (e) checkpointing >= 2x less peak step memory, at most 1.5x the step time (one more
+forward of the layers: ~1.33x in theory). Timings on a shared CPU are noisy: read ratios, not seconds. The
+plots need matplotlib (`pip install -e ".[plot]"`); without it the tables are printed and one line says the
+plot was skipped.
 """
 
 import argparse
@@ -68,6 +76,7 @@ TARGET_EVAL_SPEEDUP = {512: 50.0}
 WT103_VOCAB = 267735
 PAPER_CUTOFFS = [20000, 40000, 200000]
 TARGET_ADAPTIVE_GAIN = 5.0
+TARGET_CHECKPOINTING_MEMORY_GAIN, TARGET_CHECKPOINTING_TIME_COST = 2.0, 1.5
 
 
 def build_model(
@@ -480,9 +489,10 @@ def part_train_speed(args: argparse.Namespace) -> None:
 # ------------------------------------------------------------------------------------------------------
 
 
-def part_adaptive_step(args: argparse.Namespace) -> None:
-    base = {
-        "vocab_size": WT103_VOCAB,
+def step_config(args: argparse.Namespace, *, vocab_size: int) -> dict:
+    """The config fields of the model that parts (d) and (e) train one step of (full softmax, dropout on)."""
+    return {
+        "vocab_size": vocab_size,
         "d_model": args.d_model,
         "d_embed": args.d_model,
         "n_head": args.n_head,
@@ -494,6 +504,10 @@ def part_adaptive_step(args: argparse.Namespace) -> None:
         "same_length": False,
         "dropout": 0.1,
     }
+
+
+def part_adaptive_step(args: argparse.Namespace) -> None:
+    base = step_config(args, vocab_size=WT103_VOCAB)
     sides = {
         "full softmax": base,
         "adaptive, div_val 1 (base model)": {**base, "cutoffs": PAPER_CUTOFFS, "adaptive": True, "div_val": 1},
@@ -532,6 +546,50 @@ def part_adaptive_step(args: argparse.Namespace) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------
+# (e) gradient checkpointing: training step memory and time, without and with
+# ------------------------------------------------------------------------------------------------------
+
+
+def part_grad_checkpointing(args: argparse.Namespace) -> None:
+    config = step_config(args, vocab_size=args.vocab_size)
+    plain, checkpointed = "without checkpointing", "with checkpointing"
+    shape = (args.ckpt_batch_size, args.ckpt_tgt_len)
+    print(
+        f"\n## (e) One training step without and with gradient checkpointing\n\n"
+        f"{args.n_layer} layers, d_model {args.d_model}, {args.n_head} heads, d_inner {4 * args.d_model}, full "
+        f"softmax over {args.vocab_size:,} tokens, batch {shape[0]} x {shape[1]} Zipf-distributed tokens, fp32, "
+        f"dropout 0.1, forward + backward. Each side in its own process, {args.step_rounds} alternating rounds "
+        f"of {args.step_steps} steps after a warm-up step; min step time; peak RSS over the model's resident size.\n",
+        flush=True,
+    )
+    results = measure_steps(
+        {plain: config, checkpointed: config},
+        shape=shape,
+        steps=args.step_steps,
+        rounds=args.step_rounds,
+        seed=args.seed,
+        threads=torch.get_num_threads(),
+        checkpointed=frozenset({checkpointed}),
+    )
+    base, ckpt = results[plain], results[checkpointed]
+    memory_gain = base["step_mb"] / ckpt["step_mb"]
+    time_cost = min(ckpt["times"]) / min(base["times"])
+    print("| side | first-step loss | min step s | peak step memory MB | time ratio | memory ratio |")
+    print("|---|---|---|---|---|---|")
+    for name, r in results.items():
+        print(
+            f"| {name} | {r['loss']:.6f} | {min(r['times']):.3f} | {r['step_mb']:,.0f} | "
+            f"{min(r['times']) / min(base['times']):.2f}x | {r['step_mb'] / base['step_mb']:.2f}x |"
+        )
+    print(
+        f"\nmemory: {memory_gain:.1f}x less (target >= {TARGET_CHECKPOINTING_MEMORY_GAIN:.0f}x: "
+        f"{met(memory_gain >= TARGET_CHECKPOINTING_MEMORY_GAIN)}); time: {time_cost:.2f}x (target <= "
+        f"{TARGET_CHECKPOINTING_TIME_COST}x: {met(time_cost <= TARGET_CHECKPOINTING_TIME_COST)})",
+        flush=True,
+    )
+
+
+# ------------------------------------------------------------------------------------------------------
 
 
 def parse_args() -> argparse.Namespace:
@@ -541,7 +599,8 @@ def parse_args() -> argparse.Namespace:
     parts.add_argument("--wikitext2", action="store_true", help="(b) WikiText-2 perplexity, memory vs mem_len=0")
     parts.add_argument("--train_speed", action="store_true", help="(c) training tok/s vs transformers 4.x")
     parts.add_argument("--adaptive_step", action="store_true", help="(d) adaptive vs full softmax training step")
-    parts.add_argument("--all", action="store_true", help="(a), (b), (c) and (d)")
+    parts.add_argument("--grad_checkpointing", action="store_true", help="(e) training memory, checkpointing")
+    parts.add_argument("--all", action="store_true", help="(a) to (e)")
     model = parser.add_argument_group("model (all parts)")
     model.add_argument("--n_layer", type=int, default=4)
     model.add_argument("--d_model", type=int, default=256, help="d_inner = 4 d_model, d_head = d_model / n_head")
@@ -589,12 +648,18 @@ def parse_args() -> argparse.Namespace:
     d.add_argument("--step_batch_size", type=int, default=8, help="streams (wikitext103_base.yaml's per GPU)")
     d.add_argument("--step_tgt_len", type=int, default=150, help="tokens per stream (wikitext103_base.yaml's)")
     d.add_argument("--step_steps", type=int, default=3, help="timed steps per process")
-    d.add_argument("--step_rounds", type=int, default=2, help="alternating processes per side")
+    d.add_argument("--step_rounds", type=int, default=2, help="alternating processes per side (d and e)")
+    e = parser.add_argument_group("(e) gradient checkpointing (also --step_steps, --step_rounds)")
+    e.add_argument("--ckpt_batch_size", type=int, default=8, help="streams")
+    e.add_argument("--ckpt_tgt_len", type=int, default=512, help="tokens per stream")
     args = parser.parse_args()
     if args.all:
-        args.eval_speed = args.wikitext2 = args.train_speed = args.adaptive_step = True
-    if not (args.eval_speed or args.wikitext2 or args.train_speed or args.adaptive_step):
-        parser.error("choose at least one of --eval_speed, --wikitext2, --train_speed, --adaptive_step, --all")
+        args.eval_speed = args.wikitext2 = args.train_speed = args.adaptive_step = args.grad_checkpointing = True
+    if not (args.eval_speed or args.wikitext2 or args.train_speed or args.adaptive_step or args.grad_checkpointing):
+        parser.error(
+            "choose at least one of --eval_speed, --wikitext2, --train_speed, --adaptive_step, "
+            "--grad_checkpointing, --all"
+        )
     if args.d_model % args.n_head or args.lm_d_model % args.n_head:
         parser.error("d_model must be divisible by n_head")
     return args
@@ -611,6 +676,8 @@ def main() -> None:
         part_train_speed(args)
     if args.adaptive_step:
         part_adaptive_step(args)
+    if args.grad_checkpointing:
+        part_grad_checkpointing(args)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from transformers import (
 )
 
 from .bert_mlp import BertMLPConfig, BertMLPForSequenceClassification
+from .encoder_mlp import EncoderMLPConfig, EncoderMLPForSequenceClassification
 from .nce_lm import NCELMConfig, NCELMForCausalLM, NCELMModel
 from .transfo_xl import TransformerXLConfig, TransformerXLForCausalLM, TransformerXLModel
 
@@ -29,5 +30,6 @@ def _register(config_class: type[PreTrainedConfig], models: dict[type, type[PreT
 
 
 _register(BertMLPConfig, {AutoModelForSequenceClassification: BertMLPForSequenceClassification})
+_register(EncoderMLPConfig, {AutoModelForSequenceClassification: EncoderMLPForSequenceClassification})
 _register(NCELMConfig, {AutoModel: NCELMModel, AutoModelForCausalLM: NCELMForCausalLM})
 _register(TransformerXLConfig, {AutoModel: TransformerXLModel, AutoModelForCausalLM: TransformerXLForCausalLM})

@@ -1,13 +1,14 @@
 """BERT encoder + MLP classification head, as a transformers AutoModelForSequenceClassification."""
 
-from .configuration_bert_mlp import POOLINGS, BertMLPConfig
-from .modeling_bert_mlp import BertMLPForSequenceClassification, BertMLPHead, BertMLPPreTrainedModel, masked_mean
+from .configuration_bert_mlp import BertMLPConfig
+from .mlp_head import POOLINGS, MLPHead, masked_mean
+from .modeling_bert_mlp import BertMLPForSequenceClassification, BertMLPPreTrainedModel
 
 __all__ = [
     "POOLINGS",
     "BertMLPConfig",
     "BertMLPForSequenceClassification",
-    "BertMLPHead",
     "BertMLPPreTrainedModel",
+    "MLPHead",
     "masked_mean",
 ]

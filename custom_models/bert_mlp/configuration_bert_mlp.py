@@ -5,9 +5,8 @@ checkpoint, e.g. `bert-base-uncased` or a MiniLM sentence encoder, loads into it
 """
 
 from transformers import BertConfig
-from transformers.activations import ACT2FN
 
-POOLINGS = ("cls", "mean", "pooler")
+from .mlp_head import check_head_fields
 
 
 class BertMLPConfig(BertConfig):
@@ -32,22 +31,7 @@ class BertMLPConfig(BertConfig):
     pooling: str = "cls"
 
     def __post_init__(self, **kwargs):
-        sizes = self.mlp_hidden_sizes
-        if not isinstance(sizes, (list, tuple)) or any(
-            isinstance(size, bool) or not isinstance(size, int) or size <= 0 for size in sizes
-        ):
-            raise ValueError(f"mlp_hidden_sizes must be a list of positive ints, got {sizes!r}")
-        self.mlp_hidden_sizes = list(sizes)
-        if self.mlp_activation not in ACT2FN:
-            raise ValueError(f"mlp_activation must be one of {sorted(ACT2FN)}, got {self.mlp_activation!r}")
-        if (
-            isinstance(self.mlp_dropout, bool)
-            or not isinstance(self.mlp_dropout, (int, float))
-            or not 0.0 <= self.mlp_dropout < 1.0
-        ):
-            raise ValueError(f"mlp_dropout must be a float in [0, 1), got {self.mlp_dropout!r}")
-        if self.pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        check_head_fields(self)
         # A BERT checkpoint's config.json says `model_type: bert`; this config is always `bert-mlp`.
         kwargs.pop("model_type", None)
         super().__post_init__(**kwargs)

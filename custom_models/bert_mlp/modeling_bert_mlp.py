@@ -9,37 +9,11 @@ and only the head (`classifier.*`) is newly initialised.
 """
 
 import torch
-from torch import nn
 from transformers import BertModel, BertPreTrainedModel
-from transformers.activations import ACT2FN
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .configuration_bert_mlp import BertMLPConfig
-
-
-def masked_mean(hidden_states: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean over the non-padding tokens: [b, t, d], [b, t] -> [b, d]. No mask means every token counts."""
-    if attention_mask is None:
-        return hidden_states.mean(dim=1)
-    weights = attention_mask.to(hidden_states.dtype).unsqueeze(-1)  # [b, t, 1]
-    return (hidden_states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
-
-
-class BertMLPHead(nn.Module):
-    """dropout -> linear -> activation for each of `mlp_hidden_sizes`, then dropout -> linear to `num_labels`."""
-
-    def __init__(self, config: BertMLPConfig):
-        super().__init__()
-        sizes = [config.hidden_size, *config.mlp_hidden_sizes]
-        self.hidden = nn.ModuleList(nn.Linear(n_in, n_out) for n_in, n_out in zip(sizes[:-1], sizes[1:]))
-        self.activation = ACT2FN[config.mlp_activation]
-        self.dropout = nn.Dropout(config.mlp_dropout)
-        self.out_proj = nn.Linear(sizes[-1], config.num_labels)
-
-    def forward(self, pooled: torch.Tensor) -> torch.Tensor:  # [b, d] -> [b, c]
-        for layer in self.hidden:
-            pooled = self.activation(layer(self.dropout(pooled)))
-        return self.out_proj(self.dropout(pooled))
+from .mlp_head import MLPHead, pool, sequence_classification_loss
 
 
 class BertMLPPreTrainedModel(BertPreTrainedModel):
@@ -60,7 +34,7 @@ class BertMLPForSequenceClassification(BertMLPPreTrainedModel):
         super().__init__(config)
         self.num_labels = config.num_labels
         self.bert = BertModel(config, add_pooling_layer=config.pooling == "pooler")
-        self.classifier = BertMLPHead(config)
+        self.classifier = MLPHead(config, config.hidden_size)
         self.post_init()
         # The layers FSDP shards one by one (and `device_map` keeps whole). BERT also lists `BertEmbeddings`, but
         # accelerate (1.15) then shards the word embeddings inside it a second time and fails; it gives them a
@@ -89,35 +63,11 @@ class BertMLPForSequenceClassification(BertMLPPreTrainedModel):
             output_attentions=output_attentions,
             return_dict=True,
         )
-        if self.config.pooling == "pooler":
-            pooled = outputs.pooler_output  # [b, d]
-        elif self.config.pooling == "mean":
-            pooled = masked_mean(outputs.last_hidden_state, attention_mask)  # [b, t, d] -> [b, d]
-        else:
-            pooled = outputs.last_hidden_state[:, 0]  # [CLS]: [b, t, d] -> [b, d]
-        logits = self.classifier(pooled)  # [b, c]
-        loss = self.loss(logits, labels) if labels is not None else None
+        logits = self.classifier(pool(outputs, attention_mask, self.config.pooling))  # [b, d] -> [b, c]
+        loss = sequence_classification_loss(logits, labels, self.config) if labels is not None else None
         return SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
 
-    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Mean loss of `config.problem_type`, inferred as BERT does when unset: one label -> regression (MSE),
-        integer labels -> single-label cross-entropy, float labels [b, c] -> multi-label BCE with logits."""
-        problem_type = self.config.problem_type
-        if problem_type is None:
-            if self.num_labels == 1:
-                problem_type = "regression"
-            elif labels.dtype in (torch.long, torch.int):
-                problem_type = "single_label_classification"
-            else:
-                problem_type = "multi_label_classification"
-        if problem_type == "regression":
-            predictions = logits.squeeze(-1) if self.num_labels == 1 else logits
-            return nn.functional.mse_loss(predictions, labels.to(logits.dtype))
-        if problem_type == "single_label_classification":
-            return nn.functional.cross_entropy(logits.view(-1, self.num_labels), labels.view(-1))
-        return nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
 
-
-__all__ = ["BertMLPForSequenceClassification", "BertMLPHead", "BertMLPPreTrainedModel", "masked_mean"]
+__all__ = ["BertMLPForSequenceClassification", "BertMLPPreTrainedModel"]

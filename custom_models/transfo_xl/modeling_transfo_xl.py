@@ -29,7 +29,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import GenerationMixin, PreTrainedModel
+from transformers import GenerationMixin, GradientCheckpointingLayer, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from .configuration_transfo_xl import TransformerXLConfig
@@ -305,8 +305,14 @@ class TransformerXLAttention(nn.Module):
         return self.layer_norm(hidden + attn), probs
 
 
-class TransformerXLLayer(nn.Module):
-    """One decoder layer: relative attention over [memory; segment], then the feed-forward block."""
+class TransformerXLLayer(GradientCheckpointingLayer):
+    """One decoder layer: relative attention over [memory; segment], then the feed-forward block.
+
+    Under gradient checkpointing (`model.activation_checkpointing_enable()`, `--gradient_checkpointing true`)
+    transformers' `GradientCheckpointingLayer` keeps only the layer's inputs and recomputes the rest in the
+    backward pass, with the same dropout masks. The memory is an input like the segment, so nothing changes
+    for it; the segment's hidden state stays positional, as reentrant checkpointing needs.
+    """
 
     def __init__(self, config: TransformerXLConfig) -> None:
         super().__init__()
@@ -474,6 +480,7 @@ class TransformerXLPreTrainedModel(PreTrainedModel):
     base_model_prefix = "transformer"
     main_input_name = "input_ids"
     _no_split_modules = ["TransformerXLLayer"]
+    supports_gradient_checkpointing = True  # per layer: `TransformerXLLayer` is a `GradientCheckpointingLayer`
     # With untie_r=False, 4.x state dicts repeat the shared u/v under every layer; we keep one pair.
     _keys_to_ignore_on_load_unexpected = [r"layers\.\d+\.dec_attn\.r_[wr]_bias"]
     # The loss is a plain mean over the tokens of the batch; we do not use `num_items_in_batch`.

@@ -1,13 +1,13 @@
-"""Sentiment classification: a BERT-architecture encoder with an MLP head, fine-tuned on labelled sentences.
+"""Sentiment classification: any transformers encoder with an MLP head, fine-tuned on labelled sentences.
 
     accelerate launch recipes/sentiment/train.py recipes/sentiment/configs/tiny.yaml
 
 The encoder usually comes pretrained; what the task adds is a head and the label names, kept with the
-weights. So the encoder of a BERT-architecture `model_name_or_path` gets a new MLP head in
-`BertMLPForSequenceClassification` (optionally with LoRA adapters), is trained on the sentences of
-`data.sentiment` (a Hub data set or local files), scored by accuracy and macro F1, and saved with its code and
-`id2label`, so the folder classifies through `pipeline("text-classification", trust_remote_code=True)`
-anywhere. Flags, modes and files: README.md, "Sentiment: BERT + MLP head".
+weights. So the encoder of `model_name_or_path` (BERT, RoBERTa, DeBERTa-v3, ModernBERT, ...: any
+`AutoModel`) gets a new MLP head in `EncoderMLPForSequenceClassification` (optionally with LoRA adapters), is
+trained on the sentences of `data.sentiment` (a Hub data set or local files), scored by accuracy and macro
+F1, and saved with its code and `id2label`, so the folder classifies through `pipeline("text-classification",
+trust_remote_code=True)` anywhere. Flags, modes and files: README.md, "Sentiment: BERT + MLP head".
 """
 
 import logging
@@ -23,15 +23,22 @@ from transformers import (
     AutoModelForSequenceClassification,
     DataCollatorWithPadding,
     PretrainedConfig,
+    PreTrainedModel,
     Trainer,
 )
 
-import custom_models  # noqa: F401  (registers bert-mlp with the Auto classes)
-from custom_models.bert_mlp import BertMLPConfig
+import custom_models  # noqa: F401  (registers encoder-mlp and bert-mlp with the Auto classes)
+from custom_models.encoder_mlp import EncoderMLPConfig, EncoderMLPForSequenceClassification
 from data.files import write_jsonl
 from data.metrics import ClassificationMetric
 from data.sentiment import load_sentiment_dataset
-from recipes.arguments import LoraArguments, ModelArguments, RecipeTrainingArguments, run_from_command_line
+from recipes.arguments import (
+    LoraArguments,
+    ModelArguments,
+    RecipeTrainingArguments,
+    parse_overrides,
+    run_from_command_line,
+)
 from recipes.common import (
     ConfigError,
     load_or_train_tokenizer,
@@ -45,13 +52,24 @@ from recipes.trainer import RecipeTrainer
 
 logger = logging.getLogger(__name__)
 
-#: `model_type`s whose weights load into `BertModel`, the encoder of `BertMLPForSequenceClassification`.
-BERT_MODEL_TYPES = ("bert", "bert-mlp")
+#: `model_type`s of classifiers this recipe trained (`bert-mlp`: before any encoder was accepted): their head
+#: is loaded too. Any other checkpoint is an encoder that gets a new head.
+CLASSIFIER_MODEL_TYPES = ("encoder-mlp", "bert-mlp")
+#: The attention projections that get LoRA adapters by default, per encoder `model_type`; others: every linear layer.
+LORA_TARGETS = {
+    "bert": ["query", "key", "value"],
+    "roberta": ["query", "key", "value"],
+    "xlm-roberta": ["query", "key", "value"],
+    "electra": ["query", "key", "value"],
+    "distilbert": ["q_lin", "k_lin", "v_lin"],
+    "deberta-v2": ["query_proj", "key_proj", "value_proj"],
+    "modernbert": ["Wqkv"],
+}
 
 
 @dataclass
 class SentimentArguments(ModelArguments):
-    config_class = BertMLPConfig
+    config_class = EncoderMLPConfig
 
     tokenizer_vocab_size: int = field(
         default=1000, metadata={"help": "Vocabulary of a WordPiece tokenizer trained here."}
@@ -88,7 +106,7 @@ class SentimentArguments(ModelArguments):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be positive, got {value!r}")
-        super().__post_init__()  # the head fields and config_overrides, checked by BertMLPConfig
+        super().__post_init__()  # the head fields and config_overrides, checked by the config classes
 
     def recipe_config_fields(self) -> dict:
         names = ("mlp_hidden_sizes", "mlp_activation", "mlp_dropout", "pooling")
@@ -99,13 +117,18 @@ class SentimentArguments(ModelArguments):
         return {name: getattr(self, name) for name in names} | {"num_labels": len(self.class_names), **labels}
 
     def checkpoint_config(self) -> PretrainedConfig:
-        model_type = PretrainedConfig.get_config_dict(self.model_name_or_path)[0].get("model_type")
-        if model_type not in BERT_MODEL_TYPES:
-            raise ValueError(
-                f"model_name_or_path: {self.model_name_or_path!r} is a {model_type!r} checkpoint; this recipe's "
-                f"encoder is BERT, so it needs a BERT-architecture checkpoint (model_type {BERT_MODEL_TYPES})"
-            )
-        return super().checkpoint_config()
+        """A classifier's own config; any other checkpoint's config becomes the encoder of a new classifier."""
+        config = AutoConfig.from_pretrained(self.model_name_or_path)
+        return config if config.model_type in CLASSIFIER_MODEL_TYPES else EncoderMLPConfig(encoder=config)
+
+    def model_config(self, **new_model_fields) -> PretrainedConfig:
+        """As in every recipe (`ModelArguments.model_config`); the fields that are not the head's (the vocabulary,
+        `config_overrides` such as `hidden_size=32`) set the encoder's config (`EncoderMLPConfig.with_fields`)."""
+        base = self.checkpoint_config() if self.model_name_or_path else EncoderMLPConfig()
+        if not isinstance(base, EncoderMLPConfig):  # a bert-mlp classifier: one flat BERT config
+            return super().model_config(**new_model_fields)
+        fields = {**new_model_fields, **self.recipe_config_fields(), **parse_overrides(self.config_overrides)}
+        return base.with_fields(**fields)
 
 
 CONFIG_CLASSES = (SentimentArguments, LoraArguments, RecipeTrainingArguments)
@@ -150,15 +173,14 @@ def main(
 
     if trained_model:  # the folder's own head and label names
         model = load_trained_model(AutoModelForSequenceClassification, args)
-    elif args.model_name_or_path:  # encoder from the checkpoint, head newly initialised
-        config = args.model_config()
-        model = AutoModelForSequenceClassification.from_pretrained(args.model_name_or_path, config=config)
+    elif args.model_name_or_path:  # encoder from the checkpoint, head newly initialised (unless it has one)
+        model = load_checkpoint(args.model_name_or_path, args.model_config())
     else:
         config = args.model_config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
         model = AutoModelForSequenceClassification.from_config(config)
     if training_args.do_train:
         model = lora_args.wrap(
-            model, task_type="SEQ_CLS", default_targets=["query", "key", "value"], modules_to_save=["classifier"]
+            model, task_type="SEQ_CLS", default_targets=lora_targets(model.config), modules_to_save=["classifier"]
         )
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     logger.info("parameters: %d, trainable: %d", sum(p.numel() for p in model.parameters()), trainable)
@@ -191,7 +213,7 @@ def main(
     data = args.train_file and f"`{args.train_file}` / `{args.validation_file}`" or f"`{args.dataset_name}`"
     save_card_and_push(
         trainer,
-        title=f"{Path(training_args.output_dir).name}: BERT + MLP head for sentiment",
+        title=f"{Path(training_args.output_dir).name}: encoder + MLP head for sentiment",
         data=f"{data}: {len(raw['train'])} training sentences, labels {args.class_names}.",
         metrics=metrics,
         notes=f"Encoder: `{args.model_name_or_path or 'built from config'}`; head: {args.recipe_config_fields()}; "
@@ -199,6 +221,21 @@ def main(
         arguments=(args, lora_args, training_args),
     )
     return metrics
+
+
+def load_checkpoint(model_name_or_path: str, config: PretrainedConfig) -> PreTrainedModel:
+    """The model to train from `model_name_or_path` under `config`: a classifier this recipe saved keeps its
+    head; any other checkpoint is read by `AutoModel` (from any of its saves: `BertModel`, `BertForMaskedLM`,
+    ...) as the encoder of a new classifier."""
+    if PretrainedConfig.get_config_dict(model_name_or_path)[0].get("model_type") in CLASSIFIER_MODEL_TYPES:
+        return AutoModelForSequenceClassification.from_pretrained(model_name_or_path, config=config)
+    return EncoderMLPForSequenceClassification.from_encoder_pretrained(model_name_or_path, config=config)
+
+
+def lora_targets(config: PretrainedConfig) -> list[str] | str:
+    """The default LoRA targets of the encoder of `config` (`LORA_TARGETS`, else `"all-linear"`)."""
+    encoder_type = config.encoder.model_type if isinstance(config, EncoderMLPConfig) else "bert"  # bert-mlp: BERT
+    return LORA_TARGETS.get(encoder_type, "all-linear")
 
 
 def predict(trainer: Trainer, texts: datasets.Dataset, tokenized: datasets.Dataset) -> dict[str, float]:

@@ -478,3 +478,61 @@ def test_legacy_state_dict_with_per_layer_copies_of_shared_biases_loads(tmp_path
     ids = token_ids(2, 6)
     with torch.no_grad():
         torch.testing.assert_close(loaded(ids).logits, model(ids).logits, atol=0, rtol=0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Gradient checkpointing
+# --------------------------------------------------------------------------------------------------
+
+
+def two_segment_gradients(model: TransformerXLForCausalLM, ids: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Gradients of the summed loss of two segments, the second attending to the first's memory; training
+    mode, so dropout is on and must be replayed identically by the recomputation."""
+    model.train().zero_grad()
+    torch.manual_seed(3)
+    first = model(ids[:, :6], labels=ids[:, :6])
+    second = model(ids[:, 6:], mems=first.mems, labels=ids[:, 6:])
+    (first.loss + second.loss).backward()
+    return {name: param.grad.clone() for name, param in model.named_parameters() if param.grad is not None}
+
+
+@pytest.mark.parametrize("untie_r", [True, False])  # per-layer biases, or the model's pair passed into each layer
+def test_gradient_checkpointing_gives_the_same_gradients(untie_r):
+    model = tiny_model(untie_r=untie_r)
+    ids = token_ids(2, 12)
+    expected = two_segment_gradients(model, ids)
+    model.activation_checkpointing_enable()
+    assert all(layer.gradient_checkpointing for layer in model.transformer.layers)
+    got = two_segment_gradients(model, ids)
+    assert got.keys() == expected.keys()
+    for name, grad in expected.items():  # the same float32 operations replayed: equal up to 1e-6 at most
+        torch.testing.assert_close(got[name], grad, atol=1e-6, rtol=1e-6, msg=name)
+
+
+def bytes_saved_for_backward(model: TransformerXLForCausalLM, ids: torch.Tensor) -> int:
+    """Bytes of the tensors autograd keeps between one segment's forward and its backward (the activations
+    the training step holds at its peak; parameters, which are kept anyway, not counted)."""
+    parameters = {param.data_ptr() for param in model.parameters()}
+    saved = []
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        if tensor.data_ptr() not in parameters:
+            saved.append(tensor.numel() * tensor.element_size())
+        return tensor
+
+    model.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        loss = model(ids, labels=ids).loss
+    loss.backward()
+    return sum(saved)
+
+
+def test_gradient_checkpointing_keeps_less_for_backward():
+    """Four layers, 64 positions: without checkpointing every layer's attention scores and feed-forward
+    activations are kept; with it, only each layer's inputs (and the output layer's activations)."""
+    model = tiny_model(n_layer=4, vocab_size=VOCAB)
+    ids = token_ids(2, 64)
+    plain = bytes_saved_for_backward(model, ids)
+    model.activation_checkpointing_enable()
+    checkpointed = bytes_saved_for_backward(model, ids)
+    assert checkpointed < 0.5 * plain, (checkpointed, plain)

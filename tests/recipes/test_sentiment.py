@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import BertConfig, BertForMaskedLM, GPT2Config, TrainingArguments, pipeline
+from transformers import BertConfig, BertForMaskedLM, RobertaConfig, TrainingArguments, pipeline
 
 from data.errors import DataError
 from data.tokenizers import train_tokenizer
@@ -57,14 +57,15 @@ def test_tiny_recipe_evaluates_and_saves_a_loadable_folder(trained):
     for name in (
         "config.json",
         "model.safetensors",
-        "modeling_bert_mlp.py",
-        "configuration_bert_mlp.py",
+        "modeling_encoder_mlp.py",
+        "configuration_encoder_mlp.py",
+        "mlp_head.py",
         "tokenizer.json",
         "README.md",
     ):
         assert (output_dir / name).is_file(), name
     config = json.loads((output_dir / "config.json").read_text())
-    assert config["id2label"] == {"0": "negative", "1": "positive"} and config["model_type"] == "bert-mlp"
+    assert config["id2label"] == {"0": "negative", "1": "positive"} and config["model_type"] == "encoder-mlp"
     assert "eval_accuracy" in (output_dir / "README.md").read_text()
 
 
@@ -133,9 +134,9 @@ def test_lora_changes_only_attention_projections_and_head(tmp_path):
     )
     before = {k.removeprefix("bert."): v for k, v in load_file(checkpoint / "model.safetensors").items()}
     after = {
-        k.removeprefix("bert."): v
+        k.removeprefix("encoder."): v
         for k, v in load_file(output_dir / "model.safetensors").items()
-        if k.startswith("bert.")
+        if k.startswith("encoder.")
     }
     assert not any("lora" in key for key in after)  # merged: a plain model
     changed = {key for key, value in after.items() if not torch.equal(value, before[key])}
@@ -195,12 +196,15 @@ def test_config_overrides_apply_on_top_of_a_checkpoint_and_unknown_keys_fail_by_
     )
     args = SentimentArguments(model_name_or_path=str(tmp_path), config_overrides="hidden_dropout_prob=0.0")
     config = args.model_config()
-    assert (config.hidden_size, config.hidden_dropout_prob, config.model_type) == (32, 0.0, "bert-mlp")
-    with pytest.raises(ConfigError, match=r"no field\(s\) \['hiden_size'\]"):
+    assert (config.encoder.hidden_size, config.encoder.hidden_dropout_prob) == (32, 0.0)
+    assert (config.model_type, config.encoder.model_type) == ("encoder-mlp", "bert")
+    with pytest.raises(ValueError, match=r"have no field\(s\) \['hiden_size'\]"):
         SentimentArguments(model_name_or_path=str(tmp_path), config_overrides="hiden_size=16")
 
 
-def test_a_checkpoint_that_is_not_bert_fails_at_parse_time_naming_its_type(tmp_path):
-    GPT2Config(n_layer=1, n_embd=32, n_head=2).save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match="model_name_or_path: .* is a 'gpt2' checkpoint; .* BERT-architecture"):
-        SentimentArguments(model_name_or_path=str(tmp_path))
+def test_a_checkpoint_of_any_encoder_becomes_the_encoder_of_the_classifier(tmp_path):
+    RobertaConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64).save_pretrained(
+        tmp_path
+    )
+    config = SentimentArguments(model_name_or_path=str(tmp_path), pooling="mean").model_config()
+    assert (config.model_type, config.encoder.model_type, config.pooling) == ("encoder-mlp", "roberta", "mean")

@@ -216,3 +216,39 @@ def test_a_resumed_nce_run_continues_its_memory_and_noise_to_the_same_weights(tm
     expected, actual = (load_file(folder / "model.safetensors") for folder in (straight, resumed))
     for name in expected:
         torch.testing.assert_close(actual[name], expected[name], atol=1e-6, rtol=0, msg=name)
+
+
+@pytest.mark.slow
+def test_gradient_checkpointing_flag_trains_with_the_same_losses(tmp_path):
+    """`--gradient_checkpointing true` through the recipe: 2 steps (dropout on) log the same losses as
+    without it, since the recomputation replays the same operations and dropout masks."""
+    from tests.conftest import tiny_overrides
+
+    losses = {}
+    for flag in ("false", "true"):
+        output_dir = tmp_path / flag
+        main(
+            *parse_config(
+                *CONFIG_CLASSES,
+                argv=[
+                    str(Path(__file__).resolve().parents[2] / "recipes/transformer_xl/configs/tiny.yaml"),
+                    *tiny_overrides("transformer_xl"),
+                    "--output_dir",
+                    str(output_dir),
+                    "--max_steps",
+                    "2",
+                    "--logging_steps",
+                    "1",
+                    "--do_eval",
+                    "false",
+                    "--save_strategy",
+                    "no",
+                    "--gradient_checkpointing",
+                    flag,
+                ],
+            )
+        )
+        history = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
+        losses[flag] = [entry["loss"] for entry in history if "loss" in entry]
+    assert len(losses["true"]) == 2
+    assert losses["true"] == pytest.approx(losses["false"], abs=1e-6)  # logged losses: float32 means

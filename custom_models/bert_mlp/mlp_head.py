@@ -1,0 +1,1 @@
+../encoder_mlp/mlp_head.py

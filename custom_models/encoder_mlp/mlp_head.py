@@ -1,0 +1,90 @@
+"""The MLP classification head shared by `encoder_mlp` and `bert_mlp`: its config checks, pooling, layers and loss.
+
+One file, two packages: this is `custom_models/encoder_mlp/mlp_head.py`, and `custom_models/bert_mlp/mlp_head.py`
+is a symbolic link to it. `save_pretrained` copies the file (not the link) next to each model's weights, so a
+saved folder imports it as a plain sibling.
+
+Axis names: b = batch, t = tokens, d = the encoder's hidden size, c = num_labels.
+"""
+
+import torch
+from torch import nn
+from transformers import PreTrainedConfig
+from transformers.activations import ACT2FN
+from transformers.modeling_outputs import BaseModelOutput
+
+POOLINGS = ("cls", "mean", "pooler")
+
+
+def check_head_fields(config: PreTrainedConfig) -> None:
+    """Raises `ValueError` naming the field when a head field of `config` is out of range; lists become lists."""
+    sizes = config.mlp_hidden_sizes
+    if not isinstance(sizes, (list, tuple)) or any(
+        isinstance(size, bool) or not isinstance(size, int) or size <= 0 for size in sizes
+    ):
+        raise ValueError(f"mlp_hidden_sizes must be a list of positive ints, got {sizes!r}")
+    config.mlp_hidden_sizes = list(sizes)
+    if config.mlp_activation not in ACT2FN:
+        raise ValueError(f"mlp_activation must be one of {sorted(ACT2FN)}, got {config.mlp_activation!r}")
+    dropout = config.mlp_dropout
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+        raise ValueError(f"mlp_dropout must be a float in [0, 1), got {dropout!r}")
+    if config.pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {config.pooling!r}")
+
+
+def masked_mean(hidden_states: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean over the non-padding tokens: [b, t, d], [b, t] -> [b, d]. No mask means every token counts."""
+    if attention_mask is None:
+        return hidden_states.mean(dim=1)
+    weights = attention_mask.to(hidden_states.dtype).unsqueeze(-1)  # [b, t, 1]
+    return (hidden_states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+
+
+def pool(outputs: BaseModelOutput, attention_mask: torch.Tensor | None, pooling: str) -> torch.Tensor:
+    """One vector per sequence from the encoder's outputs, [b, d]. `"cls"`: the first token's last hidden state;
+    `"mean"`: the mean over non-padding tokens; `"pooler"`: the encoder's own pooler output."""
+    if pooling == "pooler":
+        return outputs.pooler_output
+    if pooling == "mean":
+        return masked_mean(outputs.last_hidden_state, attention_mask)
+    return outputs.last_hidden_state[:, 0]
+
+
+class MLPHead(nn.Module):
+    """dropout -> linear -> activation for each of `mlp_hidden_sizes`, then dropout -> linear to `num_labels`."""
+
+    def __init__(self, config: PreTrainedConfig, hidden_size: int):
+        super().__init__()
+        sizes = [hidden_size, *config.mlp_hidden_sizes]
+        self.hidden = nn.ModuleList(nn.Linear(n_in, n_out) for n_in, n_out in zip(sizes[:-1], sizes[1:]))
+        self.activation = ACT2FN[config.mlp_activation]
+        self.dropout = nn.Dropout(config.mlp_dropout)
+        self.out_proj = nn.Linear(sizes[-1], config.num_labels)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:  # [b, d] -> [b, c]
+        for layer in self.hidden:
+            pooled = self.activation(layer(self.dropout(pooled)))
+        return self.out_proj(self.dropout(pooled))
+
+
+def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, config: PreTrainedConfig) -> torch.Tensor:
+    """Mean loss of `config.problem_type`, inferred as BERT does when unset: one label -> regression (MSE),
+    integer labels -> single-label cross-entropy, float labels [b, c] -> multi-label BCE with logits."""
+    num_labels, problem_type = config.num_labels, config.problem_type
+    if problem_type is None:
+        if num_labels == 1:
+            problem_type = "regression"
+        elif labels.dtype in (torch.long, torch.int):
+            problem_type = "single_label_classification"
+        else:
+            problem_type = "multi_label_classification"
+    if problem_type == "regression":
+        predictions = logits.squeeze(-1) if num_labels == 1 else logits
+        return nn.functional.mse_loss(predictions, labels.to(logits.dtype))
+    if problem_type == "single_label_classification":
+        return nn.functional.cross_entropy(logits.view(-1, num_labels), labels.view(-1))
+    return nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+
+
+__all__ = ["POOLINGS", "MLPHead", "check_head_fields", "masked_mean", "pool", "sequence_classification_loss"]

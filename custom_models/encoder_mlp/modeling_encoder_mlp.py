@@ -1,0 +1,119 @@
+"""Any transformers encoder (`AutoModel`) with a multi-layer perceptron (MLP) head for sequence classification.
+
+Axis names: b = batch, t = tokens, d = the encoder's hidden size, c = num_labels.
+
+The encoder is `AutoModel.from_config(config.encoder)` under `encoder.`, the head `classifier.`. A new model
+starts from a pretrained encoder with `EncoderMLPForSequenceClassification.from_encoder_pretrained(name, ...)`
+(like `EncoderDecoderModel.from_encoder_decoder_pretrained`): `AutoModel.from_pretrained` reads the encoder
+from any save of it (`BertModel`, `BertForMaskedLM`, ...), and only the head is newly initialised.
+"""
+
+import inspect
+
+import torch
+from transformers import AutoConfig, AutoModel, PreTrainedModel
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from .configuration_encoder_mlp import EncoderMLPConfig, encoder_has_pooler
+from .mlp_head import MLPHead, pool, sequence_classification_loss
+
+#: What `forward` hands the encoder when given; an encoder that does not take one (DistilBERT and ModernBERT
+#: have no `token_type_ids`) never receives it, so any tokenizer's output can be passed as is.
+ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "inputs_embeds")
+
+
+def pooler_argument(config: EncoderMLPConfig) -> dict[str, bool]:
+    """`add_pooling_layer` for encoders that take it: a pooler only when used, since an unused one would get no
+    gradient (an error under DDP) and its weights would be saved for nothing."""
+    return {"add_pooling_layer": config.pooling == "pooler"} if encoder_has_pooler(config.encoder) else {}
+
+
+class EncoderMLPPreTrainedModel(PreTrainedModel):
+    """The encoder keeps its own weight initialisation (transformers dispatches it to the sub-model); the head
+    gets the default one (normal(0, 0.02) weights, zero biases)."""
+
+    config_class = EncoderMLPConfig
+    base_model_prefix = "encoder"
+    supports_gradient_checkpointing = True  # carried out by the encoder's layers
+    _supports_sdpa = True  # the encoder decides: it receives the implementation through `config.encoder`
+    _supports_flash_attn = True
+
+
+class EncoderMLPForSequenceClassification(EncoderMLPPreTrainedModel):
+    # `forward` computes a plain mean loss and ignores `num_items_in_batch`: without this, Trainer would
+    # multiply the loss by the number of processes under DDP.
+    accepts_loss_kwargs = False
+
+    def __init__(self, config: EncoderMLPConfig, encoder: PreTrainedModel | None = None):
+        super().__init__(config)
+        if encoder is None:
+            encoder = AutoModel.from_config(config.encoder, **pooler_argument(config))
+        self.encoder = encoder
+        # One config object, so edits to either reach both; the encoder's attention implementation is its own.
+        self.config.encoder._attn_implementation = encoder.config._attn_implementation
+        self.encoder.config = self.config.encoder
+        self._encoder_inputs = set(inspect.signature(self.encoder.forward).parameters) & set(ENCODER_INPUTS)
+        self.classifier = MLPHead(config, config.encoder.hidden_size)
+        self.post_init()
+
+    @classmethod
+    def from_encoder_pretrained(
+        cls,
+        encoder_name_or_path: str,
+        config: EncoderMLPConfig | None = None,
+        *,
+        encoder_kwargs: dict | None = None,
+        **config_fields,
+    ) -> "EncoderMLPForSequenceClassification":
+        """A new classifier on the pretrained encoder `encoder_name_or_path` (a Hub id or folder holding any save
+        of an `AutoModel` encoder), e.g. `from_encoder_pretrained("FacebookAI/roberta-base", num_labels=3)`.
+        The config is `config`, else the checkpoint's encoder config with `config_fields` (head fields,
+        `num_labels`, `id2label`, ...); `encoder_kwargs` go to `from_pretrained` (`revision`, `dtype`, ...)."""
+        encoder_kwargs = encoder_kwargs or {}
+        if config is None:
+            encoder_config = AutoConfig.from_pretrained(encoder_name_or_path, **encoder_kwargs)
+            config = EncoderMLPConfig(encoder=encoder_config, **config_fields)
+        encoder = AutoModel.from_pretrained(
+            encoder_name_or_path, config=config.encoder, **pooler_argument(config), **encoder_kwargs
+        )
+        return cls(config, encoder=encoder)
+
+    def get_input_embeddings(self) -> torch.nn.Module:
+        return self.encoder.get_input_embeddings()
+
+    def set_input_embeddings(self, value: torch.nn.Module) -> None:
+        self.encoder.set_input_embeddings(value)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,  # accepted for callers such as peft; the output is always a dataclass
+    ) -> SequenceClassifierOutput:
+        given = dict(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+        )
+        outputs = self.encoder(
+            **{name: value for name, value in given.items() if value is not None and name in self._encoder_inputs},
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            return_dict=True,
+        )
+        logits = self.classifier(pool(outputs, attention_mask, self.config.pooling))  # [b, d] -> [b, c]
+        loss = sequence_classification_loss(logits, labels, self.config) if labels is not None else None
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+__all__ = ["EncoderMLPForSequenceClassification", "EncoderMLPPreTrainedModel"]
