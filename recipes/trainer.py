@@ -71,6 +71,12 @@ class RecipeTrainer(Trainer):
         card.save(Path(self.args.output_dir) / "README.md")
         return None
 
+    def merge_lora(self) -> None:
+        """Folds LoRA adapters into the base weights, so the saved folder is a plain model that loads without
+        peft. `model` and `model_wrapped` are both replaced: `save_model` reads one or the other depending on
+        how the run was launched."""
+        self.model = self.model_wrapped = self.model.merge_and_unload()
+
     def save_metrics(self, split: str, metrics: dict[str, float], combined: bool = True) -> None:
         if self.args.load_best_model_at_end and self.state.best_global_step:
             metrics = {**metrics, "best_global_step": self.state.best_global_step}

@@ -165,7 +165,7 @@ def main(
         return metrics
 
     if lora_args.use_lora and lora_args.merge_lora_on_save:
-        trainer.model = trainer.model.merge_and_unload()  # the saved folder is a plain model
+        trainer.merge_lora()
     save_card_and_push(
         trainer,
         title="Closed-book QA",

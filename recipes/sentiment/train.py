@@ -139,7 +139,7 @@ def main(
 ) -> dict[str, float]:
     start_run(training_args)
     plan_run(args, training_args)
-    trained_model = not training_args.do_train  # evaluate / predict with a trained model, as it was saved
+    evaluate_only = not training_args.do_train  # evaluate / predict with a trained model, as it was saved
 
     raw = load_sentiment_dataset(
         dataset_name=args.dataset_name,
@@ -149,7 +149,7 @@ def main(
         test_file=args.test_file if training_args.do_predict else None,
         text_column=args.text_column,
         label_column=args.label_column,
-        label_names=_class_names(args, trained_model),
+        label_names=_class_names(args, evaluate_only),
         encoding=args.encoding,
     )
     raw = select_splits(
@@ -171,7 +171,7 @@ def main(
         desc="tokenizing",
     )
 
-    if trained_model:  # the folder's own head and label names
+    if evaluate_only:  # the folder's own head and label names
         model = load_trained_model(AutoModelForSequenceClassification, args)
     elif args.model_name_or_path:  # encoder from the checkpoint, head newly initialised (unless it has one)
         model = load_checkpoint(args.model_name_or_path, args.model_config())
@@ -209,7 +209,7 @@ def main(
         return metrics
 
     if lora_args.use_lora and lora_args.merge_lora_on_save:  # a plain model: loads without peft, code included
-        trainer.model = trainer.model_wrapped = trainer.model.merge_and_unload()
+        trainer.merge_lora()
     data = args.train_file and f"`{args.train_file}` / `{args.validation_file}`" or f"`{args.dataset_name}`"
     save_card_and_push(
         trainer,
@@ -257,9 +257,9 @@ def predict(trainer: Trainer, texts: datasets.Dataset, tokenized: datasets.Datas
     return output.metrics
 
 
-def _class_names(args: SentimentArguments, trained_model: bool) -> list[str]:
+def _class_names(args: SentimentArguments, evaluate_only: bool) -> list[str]:
     """The label names in id order: a trained model's own (from its config), else `class_names`."""
-    if not trained_model:
+    if not evaluate_only:
         return args.class_names
     config = AutoConfig.from_pretrained(args.model_name_or_path)
     return [config.id2label[i] for i in range(len(config.id2label))]

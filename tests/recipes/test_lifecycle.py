@@ -89,6 +89,18 @@ def test_rerunning_a_finished_run_trains_nothing_and_leaves_its_files_untouched(
 
 
 @pytest.mark.slow
+def test_rerunning_a_finished_run_counted_in_epochs_leaves_its_train_results(tmp_path):
+    # The quick start's case: a run counted in epochs, rerun, used to train zero steps and rewrite
+    # train_results.json with train_loss 0.0.
+    by_epochs = {"max_steps": -1, "num_train_epochs": 1, "tgt_len": 64, "per_device_train_batch_size": 16}
+    run(tmp_path / "epochs", save_strategy="epoch", **by_epochs)
+    before = digests(tmp_path / "epochs")
+    run(tmp_path / "epochs", save_strategy="epoch", **by_epochs)
+    assert digests(tmp_path / "epochs") == before
+    assert json.loads((tmp_path / "epochs" / "train_results.json").read_text())["train_loss"] > 0
+
+
+@pytest.mark.slow
 def test_a_finished_rerun_still_evaluates_the_saved_model(finished_run, finished, tmp_path):
     metrics = run(finished, do_eval="true")
     # The model as the first run saved it (the module's folder, read only): the rerun must not have changed it.
