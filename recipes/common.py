@@ -52,27 +52,28 @@ def select_splits(
     return used
 
 
-def train_and_evaluate(trainer: Trainer, *, eval_datasets: Mapping[str, Any]) -> dict[str, float]:
-    """The `do_train` and `do_eval` steps every recipe takes: train (resuming from `checkpoint_to_resume`),
-    writing the model's code first (`save_model_code`), then `train_results.json` and `trainer_state.json`
-    (every logged loss); then evaluate each of
-    `eval_datasets` (metric prefix -> data set), writing `<prefix>_results.json`. Returns the evaluation
-    metrics of all of them."""
-    if trainer.args.do_train:
-        if trainer.args.should_save:  # one writer per folder
-            model = trainer.accelerator.unwrap_model(trainer.model)
-            save_model_code(getattr(model, "get_base_model", lambda: model)(), trainer.args.output_dir)  # LoRA: base
-        trainer.add_callback(ParameterShareLogger())
-        trainer.add_callback(TokenizerInCheckpoints())
-        train_result = trainer.train(resume_from_checkpoint=checkpoint_to_resume(trainer.args))
-        trainer.save_metrics("train", train_result.metrics)
-        trainer.save_state()
+def train(trainer: Trainer) -> None:
+    """The `do_train` step: writes the model's code first (`save_model_code`), trains (resuming from the
+    checkpoint the run lifecycle chose), then writes `train_results.json` and `trainer_state.json` (every
+    logged loss)."""
+    if trainer.args.should_save:  # one writer per folder
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        save_model_code(getattr(model, "get_base_model", lambda: model)(), trainer.args.output_dir)  # LoRA: base
+    trainer.add_callback(ParameterShareLogger())
+    trainer.add_callback(TokenizerInCheckpoints())
+    train_result = trainer.train(resume_from_checkpoint=checkpoint_to_resume(trainer.args))
+    trainer.save_metrics("train", train_result.metrics)
+    trainer.save_state()
+
+
+def evaluate(trainer: Trainer, eval_datasets: Mapping[str, Any]) -> dict[str, float]:
+    """The `do_eval` step: evaluates each of `eval_datasets` (metric prefix -> data set), writing
+    `<prefix>_results.json`; returns the metrics of all of them."""
     metrics = {}
-    if trainer.args.do_eval:
-        for prefix, dataset in eval_datasets.items():
-            split_metrics = trainer.evaluate(dataset, metric_key_prefix=prefix)
-            trainer.save_metrics(prefix, split_metrics)
-            metrics |= split_metrics
+    for prefix, dataset in eval_datasets.items():
+        split_metrics = trainer.evaluate(dataset, metric_key_prefix=prefix)
+        trainer.save_metrics(prefix, split_metrics)
+        metrics |= split_metrics
     return metrics
 
 

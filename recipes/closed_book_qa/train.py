@@ -21,11 +21,12 @@ from recipes.closed_book_qa.answer_loss import QATrainer
 from recipes.closed_book_qa.generation_eval import GenerationEvalTrainer, answer_stop_ids
 from recipes.common import (
     ConfigError,
+    evaluate,
     load_or_train_tokenizer,
     save_card_and_push,
     select_splits,
     start_run,
-    train_and_evaluate,
+    train,
 )
 from recipes.generation import GenerationArguments
 from recipes.run_lifecycle import load_trained_model, plan_run
@@ -84,6 +85,7 @@ def main(
 ) -> dict[str, float]:
     start_run(training_args)
     plan_run(args, training_args)
+    # Data
     raw = load_qa_dataset(
         dataset_name=args.dataset_name,
         dataset_config_name=args.dataset_config_name,
@@ -96,8 +98,8 @@ def main(
     raw = select_splits(
         raw, training_args, max_samples={"train": args.max_train_samples, "validation": args.max_eval_samples}
     )
-
-    # Tokenizer: the checkpoint's own, or byte-level BPE trained on the training prompts and answers.
+    # Tokenizer
+    # (the checkpoint's own, or byte-level BPE trained on the training prompts and answers)
     texts = ()
     if training_args.do_train:
         pairs = zip(raw["train"]["question"], raw["train"]["answers"])
@@ -113,8 +115,19 @@ def main(
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"  # for generation, here and in the pipeline of the saved folder
-
-    # Model: pretrained, or GPT-2 from a config sized to the tokenizer.
+    train_dataset = None
+    if training_args.do_train:
+        with training_args.main_process_first(desc="tokenizing"):
+            train_dataset = tokenize_qa_dataset(
+                raw["train"],
+                tokenizer,
+                template=args.prompt_template,
+                max_seq_length=args.max_seq_length,
+                all_answers=args.train_on_all_answers,
+            )
+        logger.info("train: %d examples from %d questions", len(train_dataset), len(raw["train"]))
+    # Model
+    # (pretrained, or GPT-2 from a config sized to the tokenizer)
     if not training_args.do_train:  # evaluate / predict with the folder as saved
         model = load_trained_model(AutoModelForCausalLM, args)
     elif args.model_name_or_path:
@@ -127,19 +140,7 @@ def main(
         model = lora_args.wrap(model, task_type="CAUSAL_LM", default_targets=["c_attn"])
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     logger.info("model: %d parameters, %d trainable", sum(p.numel() for p in model.parameters()), trainable)
-
-    train_dataset = None
-    if training_args.do_train:
-        with training_args.main_process_first(desc="tokenizing"):
-            train_dataset = tokenize_qa_dataset(
-                raw["train"],
-                tokenizer,
-                template=args.prompt_template,
-                max_seq_length=args.max_seq_length,
-                all_answers=args.train_on_all_answers,
-            )
-        logger.info("train: %d examples from %d questions", len(train_dataset), len(raw["train"]))
-
+    # Trainer
     trainer_class = QATrainer if args.answer_only_loss else GenerationEvalTrainer
     trainer = trainer_class(
         model=model,
@@ -152,28 +153,29 @@ def main(
         max_prompt_length=args.max_seq_length,
         generation_config=model.generation_config,
     )
-    metrics = train_and_evaluate(
-        trainer,
-        eval_datasets={"eval": raw["validation"]} if "validation" in raw else {},
-    )
+    # Train
+    if training_args.do_train:
+        train(trainer)
+    # Evaluate
+    metrics = evaluate(trainer, {"eval": raw["validation"]}) if training_args.do_eval else {}
+    # Predict
     if training_args.do_predict:
         predict_metrics = trainer.evaluate(raw["test"], metric_key_prefix="predict")
         if "answers" in raw["test"].column_names:  # scored only against gold answers
             trainer.save_metrics("predict", predict_metrics)
             metrics |= predict_metrics
-    if not training_args.do_train:
-        return metrics
-
-    if lora_args.use_lora and lora_args.merge_lora_on_save:
-        trainer.merge_lora()
-    save_card_and_push(
-        trainer,
-        title="Closed-book QA",
-        data=f"{args.train_file or args.dataset_name}: {len(raw['train'])} training questions",
-        metrics={k: v for k, v in metrics.items() if k in ("eval_exact_match", "eval_f1")},
-        notes=f"A causal LM that answers `{args.prompt_template!r}` prompts; evaluated by generation.",
-        arguments=(args, lora_args, generation_args, training_args),
-    )
+    # Save, card, push
+    if training_args.do_train:
+        if lora_args.use_lora and lora_args.merge_lora_on_save:
+            trainer.merge_lora()
+        save_card_and_push(
+            trainer,
+            title="Closed-book QA",
+            data=f"{args.train_file or args.dataset_name}: {len(raw['train'])} training questions",
+            metrics={k: v for k, v in metrics.items() if k in ("eval_exact_match", "eval_f1")},
+            notes=f"A causal LM that answers `{args.prompt_template!r}` prompts; evaluated by generation.",
+            arguments=(args, lora_args, generation_args, training_args),
+        )
     return metrics
 
 

@@ -20,7 +20,7 @@ from custom_models.nce_lm import NCELMConfig, NCELMForCausalLM, count_tokens, no
 from data.streams import SlidingWindows, TokenBlocks
 from recipes.arguments import LanguageModelArguments, RecipeTrainingArguments, run_from_command_line
 from recipes.checkpoint_state import noise_generator_state
-from recipes.common import save_card_and_push, start_run, train_and_evaluate
+from recipes.common import evaluate, save_card_and_push, start_run, train
 from recipes.generation import GenerationArguments, predict_continuations
 from recipes.nce_lm.nce_trainer import NCETrainer
 from recipes.run_lifecycle import load_trained_model, plan_run
@@ -85,9 +85,11 @@ def main(
 ) -> dict[str, float]:
     start_run(training_args)
     plan_run(script_args, training_args)
+    # Data
     corpus = script_args.text_splits(training_args)
+    # Tokenizer
     tokenizer, streams = script_args.tokenizer_and_streams(corpus, training_args, kind=script_args.tokenizer_kind)
-
+    # Model
     if not training_args.do_train:  # evaluate / predict with the folder as saved
         model, new_bias = load_trained_model(NCELMForCausalLM, script_args), False
     elif script_args.model_name_or_path:
@@ -103,9 +105,6 @@ def main(
     model.config.noise_seed = training_args.seed + training_args.process_index
     if script_args.block_size > model.config.n_positions:
         raise ValueError(f"block_size {script_args.block_size} > the model's n_positions {model.config.n_positions}")
-    logger.info("parameters: %.2fM; loss_type %s", model.num_parameters() / 1e6, model.config.loss_type)
-
-    train_dataset = None
     if training_args.do_train:
         # The noise distribution: unigram counts of the training tokens; the output bias starts at log q when new.
         counts = count_tokens(streams["train"].split(1 << 22), vocab_size=model.config.vocab_size)  # int64 chunks
@@ -113,6 +112,10 @@ def main(
             counts, noise_power=script_args.noise_power, smoothing=script_args.noise_smoothing
         )
         model.set_noise_distribution(log_q, reset_output_bias=new_bias)
+    logger.info("parameters: %.2fM; loss_type %s", model.num_parameters() / 1e6, model.config.loss_type)
+    # Trainer
+    train_dataset = None
+    if training_args.do_train:
         train_dataset = TokenBlocks(streams["train"], block_size=script_args.block_size)
     eval_stride = script_args.eval_stride or script_args.block_size // 2
     eval_datasets = {
@@ -122,7 +125,6 @@ def main(
     }
     sizes = {"train": train_dataset and len(train_dataset)} | {k: len(v) for k, v in eval_datasets.items()}
     logger.info("blocks / windows of %d tokens (evaluation stride %d): %s", script_args.block_size, eval_stride, sizes)
-
     trainer = NCETrainer(
         model=model,
         args=training_args,
@@ -132,22 +134,27 @@ def main(
         processing_class=tokenizer,
         callbacks=[noise_generator_state(model)],
     )
-    metrics = train_and_evaluate(trainer, eval_datasets=eval_datasets)
+    # Train
+    if training_args.do_train:
+        train(trainer)
+    # Evaluate
+    metrics = evaluate(trainer, eval_datasets) if training_args.do_eval else {}
+    # Predict
     if training_args.do_predict:
         predict_continuations(trainer, corpus["test"], generation_args.generation_config(tokenizer))
-    if not training_args.do_train:
-        return metrics
-    save_card_and_push(
-        trainer,
-        title=f"GPT-2 language model trained with {model.config.loss_type} (NCE family) loss",
-        data=script_args.dataset_name or f"local files: {script_args.train_file}, {script_args.validation_file}",
-        metrics=metrics,
-        notes=(
-            "Load with `AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True)`. Perplexity is the "
-            "exact softmax over the vocabulary; `log_partition_*` measure how far log Z(h) is from 0."
-        ),
-        arguments=(script_args, generation_args, training_args),
-    )
+    # Save, card, push
+    if training_args.do_train:
+        save_card_and_push(
+            trainer,
+            title=f"GPT-2 language model trained with {model.config.loss_type} (NCE family) loss",
+            data=script_args.dataset_name or f"local files: {script_args.train_file}, {script_args.validation_file}",
+            metrics=metrics,
+            notes=(
+                "Load with `AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True)`. Perplexity is the "
+                "exact softmax over the vocabulary; `log_partition_*` measure how far log Z(h) is from 0."
+            ),
+            arguments=(script_args, generation_args, training_args),
+        )
     return metrics
 
 

@@ -41,11 +41,12 @@ from recipes.arguments import (
 )
 from recipes.common import (
     ConfigError,
+    evaluate,
     load_or_train_tokenizer,
     save_card_and_push,
     select_splits,
     start_run,
-    train_and_evaluate,
+    train,
 )
 from recipes.run_lifecycle import load_trained_model, plan_run
 from recipes.trainer import RecipeTrainer
@@ -140,7 +141,7 @@ def main(
     start_run(training_args)
     plan_run(args, training_args)
     evaluate_only = not training_args.do_train  # evaluate / predict with a trained model, as it was saved
-
+    # Data
     raw = load_sentiment_dataset(
         dataset_name=args.dataset_name,
         dataset_config_name=args.dataset_config_name,
@@ -155,7 +156,7 @@ def main(
     raw = select_splits(
         raw, training_args, max_samples={"train": args.max_train_samples, "validation": args.max_eval_samples}
     )
-
+    # Tokenizer
     with training_args.main_process_first(desc="tokenizer"):  # one process trains it; every process loads it
         tokenizer = load_or_train_tokenizer(
             training_args,
@@ -170,7 +171,7 @@ def main(
         remove_columns=["text"],
         desc="tokenizing",
     )
-
+    # Model
     if evaluate_only:  # the folder's own head and label names
         model = load_trained_model(AutoModelForSequenceClassification, args)
     elif args.model_name_or_path:  # encoder from the checkpoint, head newly initialised (unless it has one)
@@ -184,7 +185,7 @@ def main(
         )
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     logger.info("parameters: %d, trainable: %d", sum(p.numel() for p in model.parameters()), trainable)
-
+    # Trainer
     metric = ClassificationMetric()
 
     def compute_metrics(eval_pred: transformers.EvalPrediction) -> dict[str, float]:
@@ -199,27 +200,28 @@ def main(
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=compute_metrics,
     )
-    metrics = train_and_evaluate(
-        trainer,
-        eval_datasets={"eval": tokenized["validation"]} if "validation" in tokenized else {},
-    )
+    # Train
+    if training_args.do_train:
+        train(trainer)
+    # Evaluate
+    metrics = evaluate(trainer, {"eval": tokenized["validation"]}) if training_args.do_eval else {}
+    # Predict
     if training_args.do_predict:
         metrics |= predict(trainer, raw["test"], tokenized["test"])
-    if not training_args.do_train:
-        return metrics
-
-    if lora_args.use_lora and lora_args.merge_lora_on_save:  # a plain model: loads without peft, code included
-        trainer.merge_lora()
-    data = args.train_file and f"`{args.train_file}` / `{args.validation_file}`" or f"`{args.dataset_name}`"
-    save_card_and_push(
-        trainer,
-        title=f"{Path(training_args.output_dir).name}: encoder + MLP head for sentiment",
-        data=f"{data}: {len(raw['train'])} training sentences, labels {args.class_names}.",
-        metrics=metrics,
-        notes=f"Encoder: `{args.model_name_or_path or 'built from config'}`; head: {args.recipe_config_fields()}; "
-        f"LoRA: {lora_args.use_lora}. Load with `trust_remote_code=True`.",
-        arguments=(args, lora_args, training_args),
-    )
+    # Save, card, push
+    if training_args.do_train:
+        if lora_args.use_lora and lora_args.merge_lora_on_save:  # a plain model: loads without peft, code included
+            trainer.merge_lora()
+        data = args.train_file and f"`{args.train_file}` / `{args.validation_file}`" or f"`{args.dataset_name}`"
+        save_card_and_push(
+            trainer,
+            title=f"{Path(training_args.output_dir).name}: encoder + MLP head for sentiment",
+            data=f"{data}: {len(raw['train'])} training sentences, labels {args.class_names}.",
+            metrics=metrics,
+            notes=f"Encoder: `{args.model_name_or_path or 'built from config'}`; head: {args.recipe_config_fields()}; "
+            f"LoRA: {lora_args.use_lora}. Load with `trust_remote_code=True`.",
+            arguments=(args, lora_args, training_args),
+        )
     return metrics
 
 

@@ -22,7 +22,7 @@ from custom_models.transfo_xl.sampled_losses import SAMPLED_LOSS_TYPES, count_to
 from data.streams import StreamSegments
 from recipes.arguments import LanguageModelArguments, RecipeTrainingArguments, run_from_command_line
 from recipes.checkpoint_state import noise_generator_state
-from recipes.common import save_card_and_push, start_run, train_and_evaluate
+from recipes.common import evaluate, save_card_and_push, start_run, train
 from recipes.generation import GenerationArguments, predict_continuations
 from recipes.run_lifecycle import load_trained_model, plan_run
 from recipes.transformer_xl.memory_trainer import EvalMemory, MemoryTrainer
@@ -75,9 +75,11 @@ def main(
 ) -> dict[str, float]:
     start_run(training_args)
     plan_run(script_args, training_args)
+    # Data
     corpus = script_args.text_splits(training_args)
+    # Tokenizer
     tokenizer, streams = script_args.tokenizer_and_streams(corpus, training_args, kind="word")
-
+    # Model
     if not training_args.do_train:  # evaluate / predict with the folder as saved
         model = load_trained_model(TransformerXLForCausalLM, script_args)
     elif script_args.model_name_or_path:
@@ -96,7 +98,7 @@ def main(
         log_q = noise_log_probs_from_counts(counts, noise_power=model.config.noise_power)
         model.set_noise_distribution(log_q, reset_output_bias=not script_args.model_name_or_path)
     logger.info("parameters: %.2fM; loss_type %s", model.num_parameters() / 1e6, model.config.loss_type)
-
+    # Trainer
     world = {"rank": training_args.process_index, "world_size": training_args.world_size}
     train_dataset = None
     if training_args.do_train:
@@ -118,7 +120,6 @@ def main(
         for prefix, split in (("eval", "validation"), ("test", "test"))
         if split in streams and training_args.do_eval
     }
-
     trainer = MemoryTrainer(
         model=model,
         args=training_args,
@@ -132,19 +133,24 @@ def main(
         ),
         callbacks=[noise_generator_state(model)] if model.config.loss_type in SAMPLED_LOSS_TYPES else None,
     )
-    metrics = train_and_evaluate(trainer, eval_datasets=eval_datasets)
+    # Train
+    if training_args.do_train:
+        train(trainer)
+    # Evaluate
+    metrics = evaluate(trainer, eval_datasets) if training_args.do_eval else {}
+    # Predict
     if training_args.do_predict:
         predict_continuations(trainer, corpus["test"], generation_args.generation_config(tokenizer))
-    if not training_args.do_train:
-        return metrics
-    save_card_and_push(
-        trainer,
-        title="Transformer-XL language model",
-        data=script_args.dataset_name or f"local files: {script_args.train_file}, {script_args.validation_file}",
-        metrics=metrics,
-        notes="Load with `AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True)`.",
-        arguments=(script_args, generation_args, training_args),
-    )
+    # Save, card, push
+    if training_args.do_train:
+        save_card_and_push(
+            trainer,
+            title="Transformer-XL language model",
+            data=script_args.dataset_name or f"local files: {script_args.train_file}, {script_args.validation_file}",
+            metrics=metrics,
+            notes="Load with `AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True)`.",
+            arguments=(script_args, generation_args, training_args),
+        )
     return metrics
 
 
