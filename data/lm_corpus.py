@@ -122,7 +122,7 @@ def text_corpus_splits(
     if any(files.values()):
         for split, path in files.items():  # before any tokenizer is trained on another split
             if path and not resolve_path(path).is_file():
-                raise DataError(f"{split}_file {path!r}: no such file")
+                raise DataError(f"{split}_file: {path}: no such file")
         return {split: TextSplit(split, files=(path,), **common) for split, path in files.items() if path}
     if not dataset_name:
         raise DataError("no data: give `dataset_name` (a Hub data set) or local files (`train_file`, ...)")

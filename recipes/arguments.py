@@ -116,9 +116,9 @@ class ModelArguments:
         """The config of a model built from scratch with `fields` (the rest: the config class's defaults)."""
         return self.config_class(**fields)
 
-    def checkpoint_config(self) -> PretrainedConfig:
-        """The config of `model_name_or_path`, read as this recipe's `config_class`."""
-        return self.config_class.from_pretrained(self.model_name_or_path)
+    def checkpoint_config(self, path: str | os.PathLike | None = None) -> PretrainedConfig:
+        """The config of `path` (default `model_name_or_path`), read as this recipe's `config_class`."""
+        return self.config_class.from_pretrained(path or self.model_name_or_path)
 
     def model_config(self, **new_model_fields: Any) -> PretrainedConfig:
         """The run's model config: the checkpoint's, or a new one with `new_model_fields` (what the data

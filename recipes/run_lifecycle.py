@@ -166,7 +166,7 @@ def check_same_config(folder: Path, model_args: ModelArguments) -> None:
     `d_model: 32 in checkpoint-4, 64 requested`. Folders without `config.json` (LoRA adapters) pass."""
     if not (folder / "config.json").is_file():
         return
-    saved = model_args.config_class.from_pretrained(folder)
+    saved = model_args.checkpoint_config(folder)
     requested = {**model_args.recipe_config_fields(), **parse_overrides(model_args.config_overrides)}
     differences = config_differences(saved, requested, where=folder.name)
     if differences:
@@ -178,13 +178,25 @@ def check_same_config(folder: Path, model_args: ModelArguments) -> None:
 
 def config_differences(saved: PretrainedConfig, requested: dict, *, where: str) -> list[str]:
     """`"d_model: 32 in checkpoint-4, 64 requested"` for each field of `requested` whose value differs from
-    `saved`'s, compared after the config class has normalised both (`0` and `0.0`, derived fields)."""
-    candidate = type(saved)(**{**saved.to_dict(), **requested})
+    `saved`'s, compared after the config class has normalised both (`0` and `0.0`, derived fields). A
+    composite config (an encoder with a head) places each field itself (`with_fields`) and answers for its
+    encoder's fields through its `encoder` sub-config."""
+    if hasattr(saved, "with_fields"):
+        candidate = saved.with_fields(**requested)
+    else:
+        candidate = type(saved)(**{**saved.to_dict(), **requested})
     return [
-        f"{key}: {getattr(saved, key, None)!r} in {where}, {getattr(candidate, key)!r} requested"
+        f"{key}: {_field(saved, key)!r} in {where}, {_field(candidate, key)!r} requested"
         for key in requested
-        if getattr(saved, key, None) != getattr(candidate, key)
+        if _field(saved, key) != _field(candidate, key)
     ]
+
+
+def _field(config: PretrainedConfig, key: str) -> object:
+    """`config`'s value of `key`, looked up in its `encoder` sub-config when it has one and `key` is not its own."""
+    if hasattr(config, key) or not hasattr(config, "encoder"):
+        return getattr(config, key, None)
+    return getattr(config.encoder, key, None)
 
 
 def load_trained_model(model_class: type, model_args: ModelArguments) -> PreTrainedModel:
@@ -193,7 +205,7 @@ def load_trained_model(model_class: type, model_args: ModelArguments) -> PreTrai
     `ConfigError` naming the field, and a missing, unexpected or mis-shaped weight is one naming the weights.
     `model_class`: the recipe's model class or Auto class."""
     folder = model_args.model_name_or_path
-    saved = model_args.config_class.from_pretrained(folder)
+    saved = model_args.checkpoint_config(folder)
     differences = config_differences(saved, parse_overrides(model_args.config_overrides), where=folder)
     if differences:
         raise ConfigError(

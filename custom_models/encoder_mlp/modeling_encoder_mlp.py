@@ -55,6 +55,10 @@ class EncoderMLPForSequenceClassification(EncoderMLPPreTrainedModel):
         self._encoder_inputs = set(inspect.signature(self.encoder.forward).parameters) & set(ENCODER_INPUTS)
         self.classifier = MLPHead(config, config.encoder.hidden_size)
         self.post_init()
+        # The layers FSDP shards one by one (and `device_map` keeps whole): the encoder's, collected by
+        # `post_init`, less its embeddings module (`BertEmbeddings`, `RobertaEmbeddings`, ...): accelerate (1.15)
+        # would shard the word embeddings inside it a second time and fail; they get a shard group anyway.
+        self._no_split_modules = {name for name in self._no_split_modules if not name.endswith("Embeddings")}
 
     @classmethod
     def from_encoder_pretrained(

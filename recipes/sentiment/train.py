@@ -11,6 +11,7 @@ trust_remote_code=True)` anywhere. Flags, modes and files: README.md, "Sentiment
 """
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,9 +118,10 @@ class SentimentArguments(ModelArguments):
         }
         return {name: getattr(self, name) for name in names} | {"num_labels": len(self.class_names), **labels}
 
-    def checkpoint_config(self) -> PretrainedConfig:
-        """A classifier's own config; any other checkpoint's config becomes the encoder of a new classifier."""
-        config = AutoConfig.from_pretrained(self.model_name_or_path)
+    def checkpoint_config(self, path: str | os.PathLike | None = None) -> PretrainedConfig:
+        """A classifier's own config (`encoder-mlp` or `bert-mlp`); any other checkpoint's config becomes the
+        encoder of a new classifier. `path`: default `model_name_or_path`."""
+        config = AutoConfig.from_pretrained(path or self.model_name_or_path)
         return config if config.model_type in CLASSIFIER_MODEL_TYPES else EncoderMLPConfig(encoder=config)
 
     def model_config(self, **new_model_fields) -> PretrainedConfig:

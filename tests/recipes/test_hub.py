@@ -21,7 +21,7 @@ RECIPES = {
     "sentiment": (
         "AutoModelForSequenceClassification",
         True,
-        ["modeling_bert_mlp.py", "configuration_bert_mlp.py"],
+        ["modeling_encoder_mlp.py", "configuration_encoder_mlp.py", "mlp_head.py"],
         ["--load_best_model_at_end", "false"],  # the final push must hold the last weights, not step 2's
     ),
     "closed_book_qa": (
@@ -90,7 +90,9 @@ def test_pushes_during_and_after_training_load_in_a_clean_process(
 
     model = getattr(transformers, auto_class).from_pretrained(output_dir, trust_remote_code=True).eval()
     inputs = {
-        "input_ids": torch.randint(0, model.config.vocab_size, (2, 12), generator=torch.Generator().manual_seed(0))
+        "input_ids": torch.randint(
+            0, model.get_input_embeddings().num_embeddings, (2, 12), generator=torch.Generator().manual_seed(0)
+        )
     }
     with torch.no_grad():
         expected = model(**inputs).logits
