@@ -147,17 +147,23 @@ def resolved_configuration(arguments: tuple[Any, ...]) -> str:
     transformers' defaults); paths relative to the repository, tokens left out."""
     values: dict[str, Any] = {}
     for args in arguments:
-        # Compared after `__post_init__`, which rewrites some defaults (strings into enums and configs).
-        defaults = type(args)(output_dir=args.output_dir) if isinstance(args, TrainingArguments) else None
+        only_changed = isinstance(args, TrainingArguments)
         for field in dataclasses.fields(args):
-            value = getattr(args, field.name)
-            if (
-                field.init
-                and not _is_secret(field.name)
-                and value != getattr(defaults, field.name, dataclasses.MISSING)
-            ):
-                values[field.name] = _plain(value)
+            value = _plain(getattr(args, field.name))
+            if field.init and not _is_secret(field.name) and not (only_changed and value == _declared_default(field)):
+                values[field.name] = value
     return yaml.safe_dump(values, sort_keys=False, allow_unicode=True)
+
+
+def _declared_default(field: dataclasses.Field) -> Any:
+    """The field's default as declared, as plain data. Read from the declaration, not from a new instance:
+    building another `TrainingArguments` resets the process's distributed state (accelerate's `PartialState`),
+    which breaks a multi-process run after its card is written."""
+    if field.default is not dataclasses.MISSING:
+        return _plain(field.default)
+    if field.default_factory is not dataclasses.MISSING:
+        return _plain(field.default_factory())
+    return dataclasses.MISSING
 
 
 def _is_secret(name: str) -> bool:
@@ -169,6 +175,8 @@ def _plain(value: Any) -> Any:
     """`value` as plain YAML data: enums by value, paths inside the repository relative to it."""
     if isinstance(value, enum.Enum):
         return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # e.g. TrainingArguments' AcceleratorConfig
+        return _plain(dataclasses.asdict(value))
     if isinstance(value, str):
         return _portable(value)
     if isinstance(value, list | tuple):
