@@ -151,6 +151,8 @@ def _blocks(
             grad_weight += grad_scores_in.T @ hidden_c.to(weight.dtype)  # low-precision product, f32 sum
         if need_bias:
             grad_bias += grad_scores.sum(0)
+        # Freed before the next block's scores exist: otherwise two [c, V] blocks are alive at once.
+        del scores, grad_scores, grad_scores_in
     loss = total * scale
     log_z = torch.cat(log_z) if log_z else torch.zeros(0, **f32)
     return loss, log_z, (grad_hidden, grad_weight, grad_bias)
