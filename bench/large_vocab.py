@@ -125,7 +125,8 @@ def part_cost(args: argparse.Namespace) -> None:
     print(
         f"floor of an exact loss: the dense [{WT103_VOCAB:,}, {base['d_embed']}] float32 weight gradient, "
         f"{floor_mb:,.0f} MB; chunked's peak step memory is {results['chunked']['step_mb'] / floor_mb:.1f}x it "
-        "(the tied table's embedding gradient, one more [vocab, d], the backbone's activations and one block)"
+        "(over the floor: the backbone's activations, one block of scores, and the allocator's slack; the tied "
+        "table's input lookup adds its rows into the loss's gradient instead of building a second [vocab, d])"
     )
 
 

@@ -11,6 +11,11 @@ pass, the weight gradient accumulated into one `[V, d]` buffer, and the block is
 scales the saved gradients by the incoming one. The idea of Liger Kernel's fused linear cross-entropy and of
 Cut Cross-Entropy (Wijmans et al. 2024), in plain PyTorch, so it runs on CPUs as well as GPUs.
 
+A model whose input embedding IS the output weight (tied) would still hold two `[V, d]` gradients at once:
+ours, and the one the embedding lookup's backward builds, which autograd then adds into ours. Passing one
+`SharedTableGradient` to `linear_cross_entropy` and to `shared_table_lookup` (the input lookup) makes the
+lookup add its rows into our buffer instead: one `[V, d]` gradient for the table.
+
 Axis names: `n` tokens, `c` tokens of one block, `d` hidden size, `V` vocabulary.
 """
 
@@ -38,6 +43,52 @@ def default_chunk_size(*, vocab_size: int, hidden_size: int) -> int:
     return 1 << (rows - 1).bit_length()
 
 
+class SharedTableGradient:
+    """The weight gradient of one `linear_cross_entropy` call, handed to the `shared_table_lookup` of the same
+    (tied) table in the same forward pass.
+
+    Autograd runs the loss's backward before the lookup's (the lookup feeds the network that feeds the loss),
+    so the loss leaves its `[V, d]` gradient here, as well as returning it to autograd, and the lookup adds its
+    `[tokens, d]` rows into that same tensor and returns no gradient of its own. Autograd stores the table's
+    gradient only after both have run (it waits for every use of a parameter), so it stores the sum."""
+
+    def __init__(self) -> None:
+        self.weight_gradient: torch.Tensor | None = None
+
+    def take(self) -> torch.Tensor | None:
+        """The loss's weight gradient, once (the reference is dropped: autograd can then keep the tensor itself
+        as `.grad` instead of copying it)."""
+        gradient, self.weight_gradient = self.weight_gradient, None
+        return gradient
+
+
+def shared_table_lookup(ids: torch.Tensor, weight: torch.Tensor, shared: SharedTableGradient) -> torch.Tensor:
+    """`F.embedding(ids, weight)` whose backward adds its rows into the weight gradient that the
+    `linear_cross_entropy` given `shared` left (else, when that loss did not run backward, it builds the
+    usual dense gradient). ids `[...]` -> `[..., d]`."""
+    return _SharedTableLookup.apply(weight, ids, shared)
+
+
+class _SharedTableLookup(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, weight, ids, shared):
+        ctx.save_for_backward(ids)
+        ctx.shared, ctx.weight_shape = shared, weight.shape
+        return F.embedding(ids, weight)
+
+    @staticmethod
+    def backward(ctx, grad_rows):
+        (ids,) = ctx.saved_tensors
+        gradient = ctx.shared.take()
+        if not ctx.needs_input_grad[0]:
+            return None, None, None
+        rows = grad_rows.reshape(-1, ctx.weight_shape[1])
+        if gradient is not None:  # added into the loss's gradient, which autograd already holds
+            gradient.index_add_(0, ids.reshape(-1), rows.to(gradient.dtype))
+            return None, None, None
+        return rows.new_zeros(ctx.weight_shape).index_add_(0, ids.reshape(-1), rows), None, None
+
+
 def linear_cross_entropy(
     hidden: torch.Tensor,
     weight: torch.Tensor,
@@ -47,6 +98,7 @@ def linear_cross_entropy(
     chunk_size: int,
     label_smoothing: float = 0.0,
     reduction: str = "mean",
+    shared_table: SharedTableGradient | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`F.cross_entropy(F.linear(hidden, weight, bias).float(), targets, ignore_index=-100,
     label_smoothing=..., reduction=...)` and the log-sum-exp of every counted token, never holding more than
@@ -56,7 +108,8 @@ def linear_cross_entropy(
     (float32 scalar: "mean" over counted tokens, 0 with zero gradients when none counts, where
     `F.cross_entropy` gives NaN; or "sum") and `log_z` `[counted]` (float32, detached), the log-sum-exp of
     each counted token's logits in order. Scores, losses and gradients are accumulated in float32 whatever
-    the dtype of the inputs (bf16 included).
+    the dtype of the inputs (bf16 included). `shared_table`: `weight` is also the input embedding, looked up
+    by `shared_table_lookup` with the same object (see `SharedTableGradient`).
 
     Gradients are computed in the forward pass only where autograd needs them (grad mode on and the input
     requires grad); under `torch.no_grad()` or for frozen inputs nothing is spent on them. The backward may
@@ -70,7 +123,9 @@ def linear_cross_entropy(
         raise ValueError(f"linear_cross_entropy: hidden [n, d] and targets [n], got {hidden.shape}, {targets.shape}")
     inputs = (hidden, weight, bias)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs):
-        return _FusedLinearCrossEntropy.apply(hidden, weight, bias, targets, chunk_size, label_smoothing, reduction)
+        return _FusedLinearCrossEntropy.apply(
+            hidden, weight, bias, targets, chunk_size, label_smoothing, reduction, shared_table
+        )
     loss, log_z, _ = _blocks(*inputs, targets, chunk_size, label_smoothing, reduction, needs_grad=(False,) * 3)
     return loss, log_z
 
@@ -79,12 +134,13 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
     """Gradients in the forward pass; backward scales them by the incoming gradient of the loss."""
 
     @staticmethod
-    def forward(ctx, hidden, weight, bias, targets, chunk_size, label_smoothing, reduction):
+    def forward(ctx, hidden, weight, bias, targets, chunk_size, label_smoothing, reduction, shared_table):
         needs_grad = tuple(ctx.needs_input_grad[:3])
         loss, log_z, grads = _blocks(
             hidden, weight, bias, targets, chunk_size, label_smoothing, reduction, needs_grad=needs_grad
         )
         ctx.grads, ctx.dtypes = grads, tuple(None if t is None else t.dtype for t in (hidden, weight, bias))
+        ctx.shared_table = shared_table
         ctx.mark_non_differentiable(log_z)
         return loss, log_z
 
@@ -93,11 +149,13 @@ class _FusedLinearCrossEntropy(torch.autograd.Function):
         if ctx.grads is None:
             raise RuntimeError("linear_cross_entropy: backward ran twice; its gradients were scaled in place")
         grads, ctx.grads = ctx.grads, None
-        scaled = tuple(
+        grad_hidden, grad_weight, grad_bias = (
             None if grad is None else grad.mul_(grad_loss.to(grad.dtype)).to(dtype)
             for grad, dtype in zip(grads, ctx.dtypes)
         )
-        return (*scaled, None, None, None, None)
+        if ctx.shared_table is not None:
+            ctx.shared_table.weight_gradient = grad_weight
+        return grad_hidden, grad_weight, grad_bias, None, None, None, None, None
 
 
 def _blocks(

@@ -33,7 +33,12 @@ from transformers import GenerationMixin, GradientCheckpointingLayer, PreTrained
 from transformers.utils import ModelOutput
 
 from .configuration_transfo_xl import TransformerXLConfig
-from .linear_cross_entropy import default_chunk_size, linear_cross_entropy
+from .linear_cross_entropy import (
+    SharedTableGradient,
+    default_chunk_size,
+    linear_cross_entropy,
+    shared_table_lookup,
+)
 from .sampled_losses import (
     SAMPLED_LOSS_TYPES,
     AliasSampler,
@@ -80,10 +85,16 @@ class TransformerXLAdaptiveEmbedding(nn.Module):
             self.emb_layers = nn.ModuleList([nn.Embedding(size, width) for size, width in zip(sizes, widths)])
         self.emb_projs = nn.ParameterList([nn.Parameter(torch.empty(config.d_model, width)) for width in widths])
 
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """[...] ids -> [..., d_model] projected embeddings, NOT yet scaled (what `inputs_embeds` means)."""
+    def forward(self, input_ids: torch.Tensor, *, shared_gradient: SharedTableGradient | None = None) -> torch.Tensor:
+        """[...] ids -> [..., d_model] projected embeddings, NOT yet scaled (what `inputs_embeds` means).
+        `shared_gradient` (one table only): the table is also the output weight of the fused exact loss given
+        the same object, and this lookup's gradient is added into that loss's (`linear_cross_entropy.py`)."""
         if len(self.emb_layers) == 1:
-            embedded = self.emb_layers[0](input_ids)
+            table = self.emb_layers[0]
+            if shared_gradient is None:
+                embedded = table(input_ids)
+            else:
+                embedded = shared_table_lookup(input_ids, table.weight, shared_gradient)
             return F.linear(embedded, self.emb_projs[0]) if len(self.emb_projs) else embedded
         flat = input_ids.reshape(-1)
         if flat.numel() and not 0 <= int(flat.min()) <= int(flat.max()) < self.vocab_size:
@@ -776,6 +787,10 @@ class TransformerXLForCausalLM(TransformerXLPreTrainedModel, GenerationMixin):
         if labels is not None and target_ids is not None:
             raise ValueError("TransformerXL: pass labels (shifted inside) or target_ids (aligned), not both")
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        has_targets = labels is not None or target_ids is not None
+        shared_gradient = self._shared_table_gradient() if has_targets and inputs_embeds is None else None
+        if shared_gradient is not None:
+            inputs_embeds, input_ids = self.transformer.word_emb(input_ids, shared_gradient=shared_gradient), None
         base = self.transformer(
             input_ids=input_ids,
             mems=mems,
@@ -813,7 +828,7 @@ class TransformerXLForCausalLM(TransformerXLPreTrainedModel, GenerationMixin):
             elif self.training and loss_type in SAMPLED_LOSS_TYPES:
                 loss = self._sampled_token_losses(scored, targets).sum() / kept.sum().clamp(min=1)
             else:
-                loss, log_z = self._exact_loss(scored, targets)
+                loss, log_z = self._exact_loss(scored, targets, shared_gradient=shared_gradient)
                 if not self.training:
                     diagnostics = log_partition_statistics(log_z)
 
@@ -827,7 +842,22 @@ class TransformerXLForCausalLM(TransformerXLPreTrainedModel, GenerationMixin):
         )
         return output if return_dict else output.to_tuple()
 
-    def _exact_loss(self, hidden: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _shared_table_gradient(self) -> SharedTableGradient | None:
+        """One `[vocab, d]` gradient for a tied table: a `SharedTableGradient` when this pass's loss is the fused
+        exact one (`chunked`; every non-adaptive loss in evaluation) and its output weight is the one trainable
+        embedding table, else None. Without it the table holds two vocabulary-sized gradients at once, the
+        loss's and the input lookup's (261 MB each at 267,735 words x 256)."""
+        fused = self.config.loss_type == "chunked" or (
+            not self.training and self.config.loss_type in SAMPLED_LOSS_TYPES
+        )
+        tables = self.transformer.word_emb.emb_layers
+        weight = tables[0].weight
+        tied = len(tables) == 1 and self.crit.out_layers[0].weight is weight
+        return SharedTableGradient() if fused and tied and torch.is_grad_enabled() and weight.requires_grad else None
+
+    def _exact_loss(
+        self, hidden: torch.Tensor, targets: torch.Tensor, *, shared_gradient: SharedTableGradient | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """hidden [n, d_model], targets [n] (no -100) -> mean exact cross-entropy of the full output table
         (float32; 0 without tokens) and log Z(h) [n], by the fused linear cross-entropy: `loss_chunk_size`
         tokens at a time, each block's gradients computed in the forward pass, so one [chunk, vocab] block
@@ -837,7 +867,9 @@ class TransformerXLForCausalLM(TransformerXLPreTrainedModel, GenerationMixin):
             hidden = hidden @ self.crit.out_projs[0]  # [n, d_embed]
         vocab, width = layer.weight.shape
         chunk = self.config.loss_chunk_size or default_chunk_size(vocab_size=vocab, hidden_size=width)
-        return linear_cross_entropy(hidden, layer.weight, layer.bias, targets, chunk_size=chunk)
+        return linear_cross_entropy(
+            hidden, layer.weight, layer.bias, targets, chunk_size=chunk, shared_table=shared_gradient
+        )
 
     def _sampled_token_losses(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """hidden [n, d_model], targets [n] (no -100) -> NCE or ranking loss [n] (float32) with one draw of

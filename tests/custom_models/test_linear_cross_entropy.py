@@ -9,8 +9,14 @@ which moves a ~4.6 loss by about 1e-6; a wrong scale, row or smoothing term move
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
-from custom_models.nce_lm.linear_cross_entropy import default_chunk_size, linear_cross_entropy
+from custom_models.nce_lm.linear_cross_entropy import (
+    SharedTableGradient,
+    default_chunk_size,
+    linear_cross_entropy,
+    shared_table_lookup,
+)
 
 VOCAB, WIDTH, TOKENS = 97, 16, 23
 TOL = {"rtol": 1e-5, "atol": 1e-5}
@@ -92,6 +98,59 @@ def test_tied_weight_receives_the_embedding_and_the_output_gradient():
     torch.testing.assert_close(got, expected, **TOL)
     output_only = grad_of(lambda h: linear_cross_entropy(h.detach(), table, None, ids[1:], chunk_size=4)[0])
     assert (got - output_only).abs().max() > 1e-3  # the embedding's share is really there
+
+
+class TableSizedTensors(TorchDispatchMode):
+    """Counts the distinct tensors of the table's shape that aten ops produce (in-place results count once),
+    other than the table and the gradient it already holds."""
+
+    def __init__(self, table: torch.Tensor) -> None:
+        super().__init__()
+        self.shape, self.pointers = table.shape, set()
+        self.existing = {tensor.data_ptr() for tensor in (table, table.grad) if tensor is not None}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for tensor in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(tensor, torch.Tensor) and tensor.shape == self.shape:
+                self.pointers.add(tensor.data_ptr())
+        return out
+
+    @property
+    def count(self) -> int:
+        return len(self.pointers - self.existing)
+
+
+@pytest.mark.parametrize("share", [True, False])  # False: the positive control (autograd's own sum)
+def test_a_shared_table_lookup_adds_its_rows_into_the_loss_gradient(share):
+    """With one `SharedTableGradient` the tied table's gradient is the loss's own buffer plus the lookup's
+    rows: the same gradient as autograd's sum, in one [vocab, d] tensor instead of two, over two backward
+    passes (gradient accumulation)."""
+    generator = torch.Generator().manual_seed(1)
+    table = torch.randn(VOCAB, WIDTH, generator=generator).requires_grad_(True)
+    ids = torch.randint(0, VOCAB, (TOKENS + 1,), generator=generator)
+    expected = torch.autograd.grad(reference(torch.tanh(F.embedding(ids[:-1], table)), table, None, ids[1:]), table)[0]
+    for _ in range(2):
+        shared = SharedTableGradient() if share else None
+        with TableSizedTensors(table) as recorder:
+            embedded = shared_table_lookup(ids[:-1], table, shared) if share else F.embedding(ids[:-1], table)
+            hidden = torch.tanh(embedded)
+            loss, _ = linear_cross_entropy(hidden, table, None, ids[1:], chunk_size=4, shared_table=shared)
+            loss.backward()
+        assert recorder.count == 1 if share else recorder.count >= 2, recorder.count  # control: 3 here
+    torch.testing.assert_close(table.grad, 2 * expected, **TOL)
+
+
+def test_a_shared_table_lookup_without_its_loss_builds_its_own_gradient():
+    """The lookup whose loss was not given the same object (or did not run backward) adds nothing anywhere:
+    it returns the usual dense gradient."""
+    generator = torch.Generator().manual_seed(2)
+    table = torch.randn(VOCAB, WIDTH, generator=generator).requires_grad_(True)
+    ids = torch.randint(0, VOCAB, (TOKENS + 1,), generator=generator)
+    expected = torch.autograd.grad(reference(torch.tanh(F.embedding(ids[:-1], table)), table, None, ids[1:]), table)[0]
+    hidden = torch.tanh(shared_table_lookup(ids[:-1], table, SharedTableGradient()))
+    (got,) = torch.autograd.grad(linear_cross_entropy(hidden, table, None, ids[1:], chunk_size=4)[0], table)
+    torch.testing.assert_close(got, expected, **TOL)
 
 
 def test_gradients_accumulate_over_two_backward_passes():

@@ -20,6 +20,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausalLM
 from custom_models.transfo_xl.sampled_losses import noise_log_probs_from_counts
+from tests.custom_models.test_linear_cross_entropy import TableSizedTensors
 from tests.tiny_models import TRANSFO_XL_NO_DROPOUT, transfo_xl_config
 
 VOCAB, BATCH, LENGTH = 500, 3, 21
@@ -118,6 +119,27 @@ def test_chunked_loss_and_gradient_equal_the_full_softmax_ones(loss_chunk_size):
     torch.testing.assert_close(chunked_loss, full_loss, rtol=0, atol=1e-6)  # float32 rounding of a ~6.2 loss
     for name, grad in full_grads.items():  # float32 sums in another order: ~1e-8 absolute
         torch.testing.assert_close(chunked_grads[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_chunked_training_holds_one_gradient_for_the_tied_table():
+    # The input lookup adds its rows into the fused loss's weight gradient (`SharedTableGradient`), so the tied
+    # table has one [vocab, d] gradient, not the loss's and the lookup's; every gradient is a plain lookup's.
+    model = tiny_model("chunked").train()
+    table = model.transformer.word_emb.emb_layers[0].weight
+    assert model.crit.out_layers[0].weight is table
+    ids, labels = batch()
+    with TableSizedTensors(table) as recorder:
+        model(input_ids=ids, labels=labels).loss.backward()
+    assert recorder.count == 1, recorder.count
+    shared = {name: param.grad.clone() for name, param in model.named_parameters() if param.grad is not None}
+    model.zero_grad(set_to_none=True)
+    with TableSizedTensors(table) as control:  # inputs_embeds: the plain lookup, autograd adds the two
+        model(inputs_embeds=model.transformer.word_emb(ids), labels=labels).loss.backward()
+    assert control.count >= 2, control.count
+    plain = {name: param.grad for name, param in model.named_parameters() if param.grad is not None}
+    assert shared.keys() == plain.keys()
+    for name, grad in plain.items():  # the same sums in another order: float32 rounding
+        torch.testing.assert_close(shared[name], grad, rtol=1e-5, atol=1e-7, msg=name)
 
 
 @pytest.mark.parametrize("loss_type", ["chunked", "nce", "ranking"])
