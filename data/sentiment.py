@@ -5,7 +5,9 @@ from collections.abc import Sequence
 import datasets
 
 from .errors import DataError
-from .loading import build_dataset_dict, require, split_records
+from .loading import build_dataset_dict, require, split_sources
+
+FEATURES = datasets.Features({"text": datasets.Value("string"), "label": datasets.Value("int64")})
 
 
 def load_sentiment_dataset(
@@ -27,9 +29,10 @@ def load_sentiment_dataset(
     empty text, or a label outside the label set raises `DataError` naming the file and line. The `test`
     split may come without labels (sentences to classify): if none of its rows has a label (no column,
     empty values, or the -1 of SST-2's hidden test labels), the split has no `label` column; a test file
-    with some labels missing fails, naming the first row without one.
+    with some labels missing fails, naming the first row without one. The splits are Arrow files of the
+    cache, read again only when a file or an option changes (`data.loading.build_dataset_dict`).
     """
-    records = split_records(
+    sources = split_sources(
         dataset_name=dataset_name,
         dataset_config_name=dataset_config_name,
         data_files={"train": train_file, "validation": validation_file, "test": test_file},
@@ -48,7 +51,14 @@ def load_sentiment_dataset(
             return {"text": text, "label": None}
         return {"text": text, "label": _label_id(value, label_names, location)}
 
-    return build_dataset_dict(records, convert, splits=("train", "validation"), test_convert=convert_test)
+    return build_dataset_dict(
+        sources,
+        convert,
+        splits=("train", "validation"),
+        features=FEATURES,
+        settings={"text_column": text_column, "label_column": label_column, "label_names": list(label_names)},
+        test_convert=convert_test,
+    )
 
 
 def _label_id(value: object, label_names: Sequence[str], location: str) -> int:
