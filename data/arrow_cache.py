@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 CACHE_VERSION = 1
 #: Rows converted and held at once while writing: one Arrow record batch.
 ROWS_PER_WRITE = 10_000
+#: Parts of a Rust tokenizer's definition that a call sets (`truncation=True, max_length=...`), not the tokenizer.
+_PER_CALL = ("truncation", "padding")
 
 
 def cache_key(*parts: object) -> str:
@@ -95,11 +97,15 @@ def tokenize_once(
 
 
 def tokenizer_definition(tokenizer: PreTrainedTokenizerBase) -> str:
-    """Everything that decides the ids `tokenizer` gives: its Rust definition (vocabulary, normaliser,
-    pre-tokeniser, post-processor, added tokens), or for a tokenizer without one, `datasets`' hash of it."""
+    """A digest of everything that decides the ids `tokenizer` gives: its Rust definition (vocabulary, normaliser,
+    pre-tokeniser, post-processor, added tokens) without the truncation and padding that each call sets there
+    (a call with `max_length=4` leaves it in `to_str()`), or for a tokenizer without one, `datasets`' hash of it."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    definition = backend.to_str() if backend is not None else datasets.fingerprint.Hasher.hash(tokenizer)
-    return hashlib.sha256(f"{type(tokenizer).__name__}:{definition}".encode()).hexdigest()
+    if backend is None:
+        definition = datasets.fingerprint.Hasher.hash(tokenizer)
+    else:
+        definition = {key: value for key, value in json.loads(backend.to_str()).items() if key not in _PER_CALL}
+    return cache_key(type(tokenizer).__name__, definition)
 
 
 def _write_batches(path: Path, rows: Iterator[dict], schema: pa.Schema) -> int:

@@ -3,7 +3,9 @@
 from collections.abc import Sequence
 
 import datasets
+from transformers import PreTrainedTokenizerBase
 
+from .arrow_cache import tokenize_once
 from .errors import DataError
 from .loading import build_dataset_dict, require, split_sources
 
@@ -58,6 +60,25 @@ def load_sentiment_dataset(
         features=FEATURES,
         settings={"text_column": text_column, "label_column": label_column, "label_names": list(label_names)},
         test_convert=convert_test,
+    )
+
+
+def tokenize_sentences(
+    dataset: datasets.Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    max_seq_length: int,
+    num_proc: int | None = None,
+) -> datasets.Dataset:
+    """Each `text` replaced by the tokenizer's features (`input_ids`, `attention_mask`, ...) of at most
+    `max_seq_length` tokens, `label` kept; computed once per rows and tokenizer (`data.arrow_cache.tokenize_once`)."""
+
+    def tokenize(batch: dict[str, list]) -> dict[str, list]:
+        return tokenizer(batch["text"], truncation=True, max_length=max_seq_length)
+
+    settings = {"task": "sentiment", "max_seq_length": max_seq_length}
+    return tokenize_once(
+        dataset, tokenize, tokenizer=tokenizer, settings=settings, remove_columns=["text"], num_proc=num_proc
     )
 
 
