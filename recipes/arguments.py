@@ -53,9 +53,12 @@ class DataArguments:
     max_eval_samples: int | None = dataclasses.field(
         default=None, metadata={"help": "Keep the first N validation examples."}
     )
+    preprocessing_num_workers: int | None = dataclasses.field(
+        default=None, metadata={"help": "Processes that tokenise the examples (default: this one), once per machine."}
+    )
 
     def __post_init__(self) -> None:
-        for name in ("max_train_samples", "max_eval_samples"):
+        for name in ("max_train_samples", "max_eval_samples", "preprocessing_num_workers"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
@@ -81,6 +84,11 @@ class TextCorpusArguments(DataArguments):
                     f"{name}: a language-model corpus is read as one token stream, not as examples; shorten "
                     "training with max_steps, or give a shorter file"
                 )
+        if self.preprocessing_num_workers is not None:
+            raise ValueError(
+                "preprocessing_num_workers: a language-model corpus is tokenised once per machine by the tokenizer's "
+                "own threads (data.token_cache); remove it"
+            )
         super().__post_init__()
 
 

@@ -93,15 +93,16 @@ def main(
     start_run(training_args)
     plan_run(model_args, training_args)
     # Data
-    raw = load_qa_dataset(
-        dataset_name=data_args.dataset_name,
-        dataset_config_name=data_args.dataset_config_name,
-        train_file=data_args.train_file if training_args.do_train else None,
-        validation_file=data_args.validation_file if training_args.do_eval else None,
-        test_file=data_args.test_file if training_args.do_predict else None,
-        question_column=data_args.question_column,
-        answer_column=data_args.answer_column,
-    )
+    with training_args.main_process_first(desc="data"):  # one process writes the Arrow cache; the others read it
+        raw = load_qa_dataset(
+            dataset_name=data_args.dataset_name,
+            dataset_config_name=data_args.dataset_config_name,
+            train_file=data_args.train_file if training_args.do_train else None,
+            validation_file=data_args.validation_file if training_args.do_eval else None,
+            test_file=data_args.test_file if training_args.do_predict else None,
+            question_column=data_args.question_column,
+            answer_column=data_args.answer_column,
+        )
     raw = select_splits(
         raw, training_args, max_samples={"train": data_args.max_train_samples, "validation": data_args.max_eval_samples}
     )
@@ -131,6 +132,7 @@ def main(
                 template=data_args.prompt_template,
                 max_seq_length=data_args.max_seq_length,
                 all_answers=data_args.train_on_all_answers,
+                num_proc=data_args.preprocessing_num_workers,
             )
         logger.info("train: %d examples from %d questions", len(train_dataset), len(raw["train"]))
     # Model

@@ -32,7 +32,7 @@ import custom_models  # noqa: F401  (registers encoder-mlp and bert-mlp with the
 from custom_models.encoder_mlp import EncoderMLPConfig, EncoderMLPForSequenceClassification
 from data.files import write_jsonl
 from data.metrics import ClassificationMetric
-from data.sentiment import load_sentiment_dataset
+from data.sentiment import load_sentiment_dataset, tokenize_sentences
 from recipes.arguments import (
     DataArguments,
     LoraArguments,
@@ -148,17 +148,18 @@ def main(
     plan_run(model_args, training_args)
     evaluate_only = not training_args.do_train  # evaluate / predict with a trained model, as it was saved
     # Data
-    raw = load_sentiment_dataset(
-        dataset_name=data_args.dataset_name,
-        dataset_config_name=data_args.dataset_config_name,
-        train_file=data_args.train_file if training_args.do_train else None,
-        validation_file=data_args.validation_file if training_args.do_eval else None,
-        test_file=data_args.test_file if training_args.do_predict else None,
-        text_column=data_args.text_column,
-        label_column=data_args.label_column,
-        label_names=_class_names(model_args, evaluate_only),
-        encoding=data_args.encoding,
-    )
+    with training_args.main_process_first(desc="data"):  # one process writes the Arrow cache; the others read it
+        raw = load_sentiment_dataset(
+            dataset_name=data_args.dataset_name,
+            dataset_config_name=data_args.dataset_config_name,
+            train_file=data_args.train_file if training_args.do_train else None,
+            validation_file=data_args.validation_file if training_args.do_eval else None,
+            test_file=data_args.test_file if training_args.do_predict else None,
+            text_column=data_args.text_column,
+            label_column=data_args.label_column,
+            label_names=_class_names(model_args, evaluate_only),
+            encoding=data_args.encoding,
+        )
     raw = select_splits(
         raw, training_args, max_samples={"train": data_args.max_train_samples, "validation": data_args.max_eval_samples}
     )
@@ -171,12 +172,18 @@ def main(
             kind="wordpiece",
             vocab_size=model_args.tokenizer_vocab_size,
         )
-    tokenized = raw.map(
-        lambda batch: tokenizer(batch["text"], truncation=True, max_length=data_args.max_seq_length),
-        batched=True,
-        remove_columns=["text"],
-        desc="tokenizing",
-    )
+    with training_args.main_process_first(desc="tokenizing"):  # once per machine, cached for later runs
+        tokenized = datasets.DatasetDict(
+            {
+                split: tokenize_sentences(
+                    rows,
+                    tokenizer,
+                    max_seq_length=data_args.max_seq_length,
+                    num_proc=data_args.preprocessing_num_workers,
+                )
+                for split, rows in raw.items()
+            }
+        )
     # Model
     if evaluate_only:  # the folder's own head and label names
         model = load_trained_model(AutoModelForSequenceClassification, model_args)
