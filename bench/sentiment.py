@@ -30,7 +30,7 @@ Data (targets at 5M rows: the Arrow path's first run <= 120 s and <= 3 GB peak R
 >= 10x faster than its first; its peak RSS <= 0.5x today's path's on the same rows): a `--rows` TSV of generated
 sentences (pseudo-words drawn from a seeded 5,000-word vocabulary, 4-30 words, random labels) is written to a
 temporary folder. Each run is the sentiment recipe's `configs/tiny.yaml` with `--train_file` that TSV,
-`--max_steps 2` and the tests' saved tokenizer (`--tokenizer_name tests/recipes/tokenizers`: the data path is
+`--max_steps 2` and the tests' saved tokenizer (`--tokenizer_name tests/recipes/tokenizers/sentiment`: the data path is
 measured, not WordPiece training), in a fresh process, timed from start to exit (imports, rows, tokenisation,
 model, 2 steps, evaluation on the sample validation file, save), which records its own peak RSS (`getrusage`
 ru_maxrss) and CPU seconds. Runs: this checkout with an empty cache (first), again with that cache and a new
@@ -388,7 +388,7 @@ def recipe_run(code: Path, train_file: Path, cache: Path, work: Path) -> dict:
     output_dir, report = Path(tempfile.mkdtemp(dir=work, prefix="out-")), work / "report.json"
     recipe = code / "recipes/sentiment/train.py"
     argv = [str(recipe.parent / "configs/tiny.yaml"), "--train_file", str(train_file), "--max_steps", "2"]
-    argv += ["--tokenizer_name", str(REPO / "tests/recipes/tokenizers"), "--output_dir", str(output_dir)]
+    argv += ["--tokenizer_name", str(REPO / "tests/recipes/tokenizers/sentiment"), "--output_dir", str(output_dir)]
     argv += ["--disable_tqdm", "true", "--use_cpu", "true"]
     env = {**os.environ, "PYTHONPATH": str(code), "FINETUNE_RECIPES_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
     start = time.perf_counter()

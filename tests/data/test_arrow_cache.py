@@ -83,6 +83,27 @@ def test_an_edited_file_is_read_again(tmp_path):
     assert load_sentiment_dataset(train_file=str(path))["train"].to_list() == [{"text": "dull film", "label": 0}]
 
 
+def test_a_hub_split_is_keyed_by_its_arrow_files_and_reused(tmp_path, monkeypatch):
+    folder = tmp_path / "hub_like"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text('{"sentence": "good film", "label": 1}\n{"sentence": "bad", "label": 0}\n')
+    first = load_sentiment_dataset(dataset_name=str(folder))["train"]
+    forbid_reading(monkeypatch)
+    again = load_sentiment_dataset(dataset_name=str(folder))["train"]
+    assert again.cache_files == first.cache_files and again["label"] == [1, 0]
+
+
+def test_a_cache_file_cut_short_is_written_again_with_a_warning(tmp_path, caplog):
+    path = write_sentences(tmp_path / "train.tsv", 30)
+    first = load_sentiment_dataset(train_file=path)["train"]
+    cached, rows = first.cache_files[0]["filename"], first.to_list()
+    with open(cached, "r+b") as f:
+        f.truncate(os.path.getsize(cached) // 2)  # as a full disk or a killed copy leaves it
+    with caplog.at_level(logging.WARNING, logger="data.arrow_cache"):
+        again = load_sentiment_dataset(train_file=path)["train"]
+    assert "unreadable" in caplog.text and again.to_list() == rows
+
+
 def test_qa_rows_and_a_test_split_without_answers_come_back_from_the_cache_unchanged(tmp_path, monkeypatch):
     train = tmp_path / "train.jsonl"
     train.write_text('{"question": "who", "answer": ["Ann", "Anne"]}\n{"question": "where", "answer": "here"}\n')
