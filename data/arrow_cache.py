@@ -11,9 +11,10 @@ tokenizer's output again, and no step holds all rows as Python objects:
   the conversion settings (columns, label names) and the features. An edited file gets a new key, so it is read
   again; an unchanged one is reused.
 - `tokenize_once` runs `map` (batched, `num_proc` workers) with a fingerprint made of the dataset's own
-  (`datasets`' fingerprint: its file and every `select` since) and the tokenizer's full definition
-  (`backend_tokenizer.to_str()`), plus the settings of the tokenising function; `datasets` keeps the result next to
-  the rows (`cache-<fingerprint>.arrow`) and loads it on a repeat run without calling the function.
+  (`datasets`' fingerprint: its file and every `select` since), the tokenizer's definition (`tokenizer_definition`)
+  and the settings of the tokenising function; `datasets` keeps the result next to the rows
+  (`cache-<fingerprint>.arrow`) and loads it on a repeat run without calling the function. (Not `datasets`' own hash
+  of the function: it pickles the tokenizer, whose state changes with the truncation of its last call.)
 
 Why not `Dataset.from_generator`: it writes one example at a time through `datasets`' `ArrowWriter`, about 23 us a
 row here (2 minutes for 5M rows, before any parsing), where a record batch costs about 1 us a row. It also wraps an

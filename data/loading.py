@@ -43,10 +43,11 @@ class RowSource:
 
     def identity(self) -> list:
         """What the records depend on, for cache keys: the files' path, size and mtime (`DataError` naming a missing
-        one), or the Arrow files of the Hub split (their path holds the data set's revision), and the encoding."""
+        one), or the Arrow files and `datasets`' fingerprint of the Hub split (the files' path holds the data set's
+        revision; the fingerprint tells apart splits held in memory), and the encoding."""
         if self.hub_dataset is not None:
             hub_files = [cache["filename"] for cache in self.hub_dataset.cache_files]
-            return [self.hub_name, self.split, file_identity(hub_files), len(self.hub_dataset)]
+            return [self.hub_name, self.split, file_identity(hub_files), self.hub_dataset._fingerprint]
         return [file_identity(map(existing_file, self.files)), self.encoding]
 
 
