@@ -7,7 +7,9 @@ Column mapping covers the common layouts: NQ-open (`question`, `answer`: list), 
 import datasets
 
 from .errors import DataError
-from .loading import build_dataset_dict, require, split_records
+from .loading import build_dataset_dict, require, split_sources
+
+FEATURES = datasets.Features({"question": datasets.Value("string"), "answers": datasets.List(datasets.Value("string"))})
 
 
 def load_qa_dataset(
@@ -27,9 +29,10 @@ def load_qa_dataset(
     Raises `DataError` naming the file and line for a missing column, an empty question or an answer
     that is neither a string, a list of strings, nor a TriviaQA answer dict. The `test` split may come
     without answers (questions to answer): if none of its rows has one, the split has no `answers` column;
-    a test file with some answers missing fails, naming the first row without one.
+    a test file with some answers missing fails, naming the first row without one. The splits are Arrow files
+    of the cache, read again only when a file or an option changes (`data.loading.build_dataset_dict`).
     """
-    records = split_records(
+    sources = split_sources(
         dataset_name=dataset_name,
         dataset_config_name=dataset_config_name,
         data_files={"train": train_file, "validation": validation_file, "test": test_file},
@@ -46,7 +49,14 @@ def load_qa_dataset(
         value = record.get(answer_column)
         return {"question": question, "answers": gold_answers(value, location) if value else None}
 
-    return build_dataset_dict(records, convert, splits=("train", "validation"), test_convert=convert_test)
+    return build_dataset_dict(
+        sources,
+        convert,
+        splits=("train", "validation"),
+        features=FEATURES,
+        settings={"question_column": question_column, "answer_column": answer_column},
+        test_convert=convert_test,
+    )
 
 
 def gold_answers(value: object, location: str) -> list[str]:

@@ -15,7 +15,9 @@ import csv
 import itertools
 import json
 import logging
-from collections.abc import Iterator, Sequence
+import os
+import socket
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
@@ -39,13 +41,31 @@ def resolve_path(path: str | Path) -> Path:
     return REPO_ROOT / path
 
 
+def cache_root() -> Path:
+    """`$FINETUNE_RECIPES_CACHE`, by default `~/.cache/finetune-recipes`: where tokenised data and trained
+    tokenizers are kept between runs."""
+    return Path(os.environ.get("FINETUNE_RECIPES_CACHE") or Path.home() / ".cache" / "finetune-recipes")
+
+
+def file_identity(paths: Iterable[str | Path]) -> list[list]:
+    """`[resolved path, size, mtime in ns]` of each file: what cache keys hold for the data read from them.
+
+    Path + size + mtime rather than a content hash: an edited or replaced file changes its mtime, and hashing
+    gigabytes would cost every process seconds on every start. (A file rewritten with identical size and a
+    restored mtime would not be noticed.)
+    """
+    return [
+        [str(path.resolve()), stat.st_size, stat.st_mtime_ns] for path in map(Path, paths) for stat in [path.stat()]
+    ]
+
+
 def read_records(path: str | Path, *, encoding: str = "utf-8") -> Iterator[tuple[str, dict]]:
     """Yields `(location, record)` for every row of a local file; `location` is `"<path>, line <n>"`.
 
     Raises `DataError` for a missing file, an unknown extension, a byte not valid in `encoding`, or a row
     that does not parse.
     """
-    path = _existing_file(path)
+    path = existing_file(path)
     suffix = path.suffix.lower()
     with _open_text(path, encoding, newline="" if suffix in (".csv", ".tsv") else None) as f:
         if suffix in (".csv", ".tsv"):
@@ -61,7 +81,7 @@ def read_text_lines(path: str | Path, *, encoding: str = "utf-8", lines_per_batc
     """The lines of a text file (newline removed), a batch at a time: what `read_records` gives for a `.txt`
     file, without a record and a location string per line (~3x faster on a 100M-word corpus). The same
     errors: a missing file, a byte not valid in `encoding` named by line and byte."""
-    with _open_text(_existing_file(path), encoding, newline=None) as f:
+    with _open_text(existing_file(path), encoding, newline=None) as f:
         while batch := [line.rstrip("\n") for line in itertools.islice(f, lines_per_batch)]:
             yield batch
 
@@ -77,7 +97,21 @@ def write_jsonl(path: str | Path, rows: Sequence[dict]) -> None:
     logger.info("wrote %d rows to %s", len(rows), path)
 
 
-def _existing_file(path: str | Path) -> Path:
+@contextmanager
+def atomic_file(path: Path) -> Iterator[Path]:
+    """`with atomic_file(path) as tmp:` write `tmp`; it becomes `path` only if the block completes, so a run
+    killed mid-way leaves a temporary file that no run reads."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def existing_file(path: str | Path) -> Path:
+    """`path` resolved (`resolve_path`); `DataError` naming it if it is not a file of a supported extension."""
     path = resolve_path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")

@@ -2,16 +2,19 @@
 
 Task modules (`sentiment`, `closed_book_qa`, `lm_corpus`) turn each raw record into a clean example
 with a `convert(location, record)` function that raises `DataError` naming the location; this module
-supplies the records and their locations, whether they come from local files or the Hub.
+supplies the records and their locations, whether they come from local files or the Hub, and writes the
+examples into Arrow files cached between runs (`data.arrow_cache`).
 """
 
 import logging
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import datasets
 
+from .arrow_cache import cached_rows
 from .errors import DataError
-from .files import read_records
+from .files import existing_file, file_identity, read_records
 
 logger = logging.getLogger(__name__)
 
@@ -21,14 +24,41 @@ ROWS_PER_BATCH = 10_000
 Converter = Callable[[str, Record], Record]
 
 
-def split_records(
+@dataclass(frozen=True)
+class RowSource:
+    """Where one split's records come from: local `files` read in `encoding`, or a Hub split (`hub_dataset`,
+    Arrow files that `datasets` memory-maps) of the data set `hub_name`."""
+
+    split: str
+    files: tuple[str, ...] = ()
+    hub_dataset: datasets.Dataset | None = None
+    hub_name: str = ""
+    encoding: str = "utf-8"
+
+    def records(self) -> Iterator[tuple[str, Record]]:
+        """`(location, record)` for every row, in order."""
+        if self.hub_dataset is not None:
+            return _hub_records(self.hub_name, self.split, self.hub_dataset)
+        return local_records(list(self.files), encoding=self.encoding)
+
+    def identity(self) -> list:
+        """What the records depend on, for cache keys: the files' path, size and mtime (`DataError` naming a missing
+        one), or the Arrow files and `datasets`' fingerprint of the Hub split (the files' path holds the data set's
+        revision; the fingerprint tells apart splits held in memory), and the encoding."""
+        if self.hub_dataset is not None:
+            hub_files = [cache["filename"] for cache in self.hub_dataset.cache_files]
+            return [self.hub_name, self.split, file_identity(hub_files), self.hub_dataset._fingerprint]
+        return [file_identity(map(existing_file, self.files)), self.encoding]
+
+
+def split_sources(
     *,
     dataset_name: str | None = None,
     dataset_config_name: str | None = None,
     data_files: dict[str, str | list[str] | None] | None = None,
     encoding: str = "utf-8",
-) -> dict[str, Iterator[tuple[str, Record]]]:
-    """Maps each split to an iterator of `(location, record)`.
+) -> dict[str, RowSource]:
+    """Maps each split to the source of its records.
 
     Local files win when any are given (`{"train": "a.tsv", "validation": "b.tsv"}`), read in `encoding`;
     a split whose files hold no row (an empty file, a header only) raises `DataError` naming them. Otherwise
@@ -36,11 +66,14 @@ def split_records(
     """
     data_files = {split: files for split, files in (data_files or {}).items() if files}
     if data_files:
-        return {split: local_records(files, encoding=encoding) for split, files in data_files.items()}
+        return {
+            split: RowSource(split, files=(files,) if isinstance(files, str) else tuple(files), encoding=encoding)
+            for split, files in data_files.items()
+        }
     if not dataset_name:
         raise DataError("no data: give `dataset_name` (a Hub data set) or local files (`train_file`, ...)")
     hub = datasets.load_dataset(dataset_name, dataset_config_name)
-    return {split: _hub_records(dataset_name, split, hub[split]) for split in hub}
+    return {split: RowSource(split, hub_dataset=hub[split], hub_name=dataset_name) for split in hub}
 
 
 def local_records(files: str | list[str], *, encoding: str = "utf-8") -> Iterator[tuple[str, Record]]:
@@ -76,49 +109,64 @@ def require(record: Record, column: str, location: str) -> object:
 
 
 def build_dataset_dict(
-    records: dict[str, Iterator[tuple[str, Record]]],
+    sources: dict[str, RowSource],
     convert: Converter,
     *,
     splits: tuple[str, ...],
+    features: datasets.Features,
+    settings: dict,
     test_convert: Converter | None = None,
 ) -> datasets.DatasetDict:
-    """Converts every record of the wanted `splits` (others are skipped, and logged) into a `DatasetDict`;
-    with `test_convert`, a `test` split too, converted by it (`_test_split`: its labels are optional)."""
+    """Converts every record of the wanted `splits` (others are skipped, and logged) into a `DatasetDict` of
+    `features`; with `test_convert`, a `test` split too, converted by it (`_test_split`: its labels are optional).
+
+    Each split is an Arrow file of the cache (`data.arrow_cache.cached_rows`), keyed by its source's identity and
+    `settings`, which must hold every option the converters read (columns, label names)."""
     converters = {split: convert for split in splits} | ({"test": test_convert} if test_convert else {})
-    unused = sorted(set(records) - set(converters))
+    unused = sorted(set(sources) - set(converters))
     if unused:
         logger.info("ignoring splits %s (this task uses %s)", unused, list(converters))
     result = {}
     for split, split_convert in converters.items():
-        if split in records:
-            if split == "test":
-                result[split] = _test_split(records[split], split_convert)
-            else:
-                result[split] = datasets.Dataset.from_list([split_convert(loc, rec) for loc, rec in records[split]])
+        if split in sources:
+            source = sources[split]
+            rows = cached_rows(
+                split,
+                lambda source=source, split_convert=split_convert: (
+                    split_convert(location, record) for location, record in source.records()
+                ),
+                features=features,
+                key=[source.identity(), split == "test", settings],
+            )
+            result[split] = _test_split(rows, source, split_convert) if split == "test" else rows
             logger.info("%s: %d examples", split, len(result[split]))
     if not result:
-        raise DataError(f"none of the splits {list(splits)} found (have {sorted(records)})")
+        raise DataError(f"none of the splits {list(splits)} found (have {sorted(sources)})")
     return datasets.DatasetDict(result)
 
 
-def _test_split(records: Iterator[tuple[str, Record]], convert: Converter) -> datasets.Dataset:
+def _test_split(rows: datasets.Dataset, source: RowSource, convert: Converter) -> datasets.Dataset:
     """The test split: inputs to predict, with or without labels. A column that `convert` leaves `None` on every
     row (a file without labels) is dropped; one left `None` on some rows only fails, naming the first such row:
     dropping the labels of the whole file for one empty value would silently skip the scoring."""
-    rows, first_missing, first_given = [], {}, {}
-    for location, record in records:
-        row = convert(location, record)
-        for column, value in row.items():
-            (first_missing if value is None else first_given).setdefault(column, location)
-        rows.append(row)
-    mixed = sorted(first_missing.keys() & first_given.keys())
+    nulls = {column: rows.data.column(column).null_count for column in rows.column_names}
+    mixed = sorted(column for column, count in nulls.items() if 0 < count < len(rows))
     if mixed:
-        column = mixed[0]
-        raise DataError(
-            f"{first_missing[column]}: no {column!r}, but {first_given[column]} has one; give it on every row "
-            "of a test file, or on none"
-        )
-    return datasets.Dataset.from_list(rows).remove_columns(sorted(first_missing))
+        raise _mixed_column_error(mixed[0], source, convert)
+    return rows.remove_columns(sorted(column for column, count in nulls.items() if 0 < count == len(rows)))
+
+
+def _mixed_column_error(column: str, source: RowSource, convert: Converter) -> DataError:
+    """The error for a test `column` given on some rows only, naming the first row without it and the first with
+    it: the records are read again, which costs nothing on the good files that never get here."""
+    first = {}
+    for location, record in source.records():
+        first.setdefault(convert(location, record)[column] is None, location)
+        if len(first) == 2:
+            break
+    return DataError(
+        f"{first[True]}: no {column!r}, but {first[False]} has one; give it on every row of a test file, or on none"
+    )
 
 
 def _hub_records(name: str, split: str, dataset: datasets.Dataset) -> Iterator[tuple[str, Record]]:

@@ -17,6 +17,8 @@ import datasets
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from .arrow_cache import tokenize_once
+
 DEFAULT_PROMPT_TEMPLATE = "question: {question}\nanswer:"
 #: Put between the prompt and the answer (and stripped from generated text): "answer:" + " paris".
 ANSWER_PREFIX = " "
@@ -67,8 +69,10 @@ def tokenize_qa_dataset(
     template: str,
     max_seq_length: int,
     all_answers: bool,
+    num_proc: int | None = None,
 ) -> datasets.Dataset:
-    """Maps `question` / `answers` rows to training examples: one per gold answer if `all_answers`, else the first."""
+    """Maps `question` / `answers` rows to training examples: one per gold answer if `all_answers`, else the first;
+    computed once per rows, tokenizer and settings (`data.arrow_cache.tokenize_once`)."""
 
     def tokenize(batch: dict[str, list]) -> dict[str, list]:
         examples = [
@@ -78,7 +82,21 @@ def tokenize_qa_dataset(
         ]
         return {"input_ids": [e["input_ids"] for e in examples], "labels": [e["labels"] for e in examples]}
 
-    return dataset.map(tokenize, batched=True, remove_columns=dataset.column_names, desc="tokenizing")
+    settings = {
+        "task": "closed_book_qa",
+        "template": template,
+        "max_seq_length": max_seq_length,
+        "all_answers": all_answers,
+        "eos_token_id": tokenizer.eos_token_id,  # appended to every answer from Python
+    }
+    return tokenize_once(
+        dataset,
+        tokenize,
+        tokenizer=tokenizer,
+        settings=settings,
+        remove_columns=dataset.column_names,
+        num_proc=num_proc,
+    )
 
 
 class QATrainingCollator:

@@ -3,9 +3,13 @@
 from collections.abc import Sequence
 
 import datasets
+from transformers import PreTrainedTokenizerBase
 
+from .arrow_cache import tokenize_once
 from .errors import DataError
-from .loading import build_dataset_dict, require, split_records
+from .loading import build_dataset_dict, require, split_sources
+
+FEATURES = datasets.Features({"text": datasets.Value("string"), "label": datasets.Value("int64")})
 
 
 def load_sentiment_dataset(
@@ -27,9 +31,10 @@ def load_sentiment_dataset(
     empty text, or a label outside the label set raises `DataError` naming the file and line. The `test`
     split may come without labels (sentences to classify): if none of its rows has a label (no column,
     empty values, or the -1 of SST-2's hidden test labels), the split has no `label` column; a test file
-    with some labels missing fails, naming the first row without one.
+    with some labels missing fails, naming the first row without one. The splits are Arrow files of the
+    cache, read again only when a file or an option changes (`data.loading.build_dataset_dict`).
     """
-    records = split_records(
+    sources = split_sources(
         dataset_name=dataset_name,
         dataset_config_name=dataset_config_name,
         data_files={"train": train_file, "validation": validation_file, "test": test_file},
@@ -48,7 +53,33 @@ def load_sentiment_dataset(
             return {"text": text, "label": None}
         return {"text": text, "label": _label_id(value, label_names, location)}
 
-    return build_dataset_dict(records, convert, splits=("train", "validation"), test_convert=convert_test)
+    return build_dataset_dict(
+        sources,
+        convert,
+        splits=("train", "validation"),
+        features=FEATURES,
+        settings={"text_column": text_column, "label_column": label_column, "label_names": list(label_names)},
+        test_convert=convert_test,
+    )
+
+
+def tokenize_sentences(
+    dataset: datasets.Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    max_seq_length: int,
+    num_proc: int | None = None,
+) -> datasets.Dataset:
+    """Each `text` replaced by the tokenizer's features (`input_ids`, `attention_mask`, ...) of at most
+    `max_seq_length` tokens, `label` kept; computed once per rows and tokenizer (`data.arrow_cache.tokenize_once`)."""
+
+    def tokenize(batch: dict[str, list]) -> dict[str, list]:
+        return tokenizer(batch["text"], truncation=True, max_length=max_seq_length)
+
+    settings = {"task": "sentiment", "max_seq_length": max_seq_length}
+    return tokenize_once(
+        dataset, tokenize, tokenizer=tokenizer, settings=settings, remove_columns=["text"], num_proc=num_proc
+    )
 
 
 def _label_id(value: object, label_names: Sequence[str], location: str) -> int:

@@ -37,10 +37,8 @@ import json
 import logging
 import os
 import shutil
-import socket
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +47,7 @@ from tokenizers import models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from .errors import DataError
+from .files import atomic_file, cache_root, file_identity
 from .lm_corpus import TextSplit
 from .tokenizers import EOS_TOKEN, TokenizerKind, train_tokenizer
 
@@ -63,8 +62,7 @@ _NPY_HEADER_BYTES = 128
 
 def default_cache_dir() -> Path:
     """`$FINETUNE_RECIPES_CACHE/token_streams`, by default `~/.cache/finetune-recipes/token_streams`."""
-    root = os.environ.get("FINETUNE_RECIPES_CACHE") or Path.home() / ".cache" / "finetune-recipes"
-    return Path(root) / "token_streams"
+    return cache_root() / "token_streams"
 
 
 def prepare_token_streams(
@@ -88,7 +86,7 @@ def token_stream(
     if damage:
         logger.warning("%s: %s; tokenising split %r again", path, damage, split.name)
     if damage or not path.is_file():
-        with _atomic_file(path) as tmp:
+        with atomic_file(path) as tmp:
             if _write_npy(tmp, _encode_batches(split, tokenizer, add_eos=add_eos), dtype) == 0:
                 raise DataError(f"{split.description}: no tokens in split {split.name!r}")
     return torch.from_numpy(np.load(path, mmap_mode="c"))  # copy-on-write: writable for torch, never written back
@@ -127,10 +125,7 @@ def train_tokenizer_once(
 
 
 def _source(split: TextSplit) -> list:
-    files = [
-        [str(path.resolve()), stat.st_size, stat.st_mtime_ns] for path in split.source_files() for stat in [path.stat()]
-    ]
-    return [files, split.text_column, split.encoding]
+    return [file_identity(split.source_files()), split.text_column, split.encoding]
 
 
 def _content_digest(texts: list[str]) -> str:
@@ -193,18 +188,6 @@ def _word_lookup(tokenizer: PreTrainedTokenizerFast) -> Callable[[str], np.ndarr
         return ids
 
     return look_up
-
-
-@contextmanager
-def _atomic_file(path: Path) -> Iterator[Path]:
-    """`with _atomic_file(path) as tmp:` write `tmp`; it becomes `path` only if the block completes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{socket.gethostname()}-{os.getpid()}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _damage(path: Path, dtype: np.dtype) -> str | None:

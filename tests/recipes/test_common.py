@@ -9,7 +9,7 @@ import yaml
 from accelerate.commands.config.config_args import load_config_from_file
 from transformers import TrainingArguments
 
-from recipes.arguments import parse_config, parse_overrides
+from recipes.arguments import DataArguments, TextCorpusArguments, parse_config, parse_overrides
 from recipes.common import ConfigError
 
 RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
@@ -133,3 +133,11 @@ def test_parse_overrides_types_values_and_rejects_garbage():
     assert parse_overrides(None) == {}
     with pytest.raises(ConfigError, match="expected key=value"):
         parse_overrides("n_layer")
+
+
+def test_preprocessing_num_workers_is_positive_and_refused_where_nothing_reads_it():
+    assert DataArguments(preprocessing_num_workers=2).preprocessing_num_workers == 2
+    with pytest.raises(ValueError, match="preprocessing_num_workers must be at least 1, got 0"):
+        DataArguments(preprocessing_num_workers=0)
+    with pytest.raises(ValueError, match="preprocessing_num_workers: a language-model corpus is tokenised once"):
+        TextCorpusArguments(preprocessing_num_workers=2)
