@@ -26,6 +26,7 @@ from data.token_cache import prepare_token_streams
 from data.tokenizers import EOS_TOKEN, TokenizerKind
 from recipes.common import ConfigError, load_or_train_tokenizer
 from recipes.errors import EXIT_STATUS, debug_requested, hub_ids, naming_hub_id, user_error_message
+from recipes.model_loading import check_kbit_training, check_loading_fields
 
 logger = logging.getLogger(__name__)
 
@@ -97,8 +98,37 @@ class ModelArguments:
     tokenizer_vocab_size: int = dataclasses.field(
         default=32000, metadata={"help": "Vocabulary of a tokenizer trained here (no tokenizer or checkpoint)."}
     )
+    # Loading (recipes.model_loading)
+    dtype: str | None = dataclasses.field(
+        default=None,
+        metadata={"help": "Weights' dtype: auto (the checkpoint's), bfloat16, float16, float32; null: float32."},
+    )
+    attn_implementation: str | None = dataclasses.field(
+        default=None, metadata={"help": "eager, sdpa or flash_attention_2 (if installed); null: the model's default."}
+    )
+    model_revision: str = dataclasses.field(
+        default="main", metadata={"help": "Branch, tag or commit of a Hub model_name_or_path / tokenizer_name."}
+    )
+    trust_remote_code: bool = dataclasses.field(
+        default=False,
+        metadata={"help": "Run the Python code a checkpoint ships (custom models), on this machine. Read it first."},
+    )
+    load_in_4bit: bool = dataclasses.field(
+        default=False, metadata={"help": "Quantise the base weights to 4 bits (bitsandbytes): QLoRA; needs use_lora."}
+    )
+    load_in_8bit: bool = dataclasses.field(
+        default=False, metadata={"help": "Quantise the base weights to 8 bits (bitsandbytes); needs use_lora."}
+    )
+    bnb_4bit_quant_type: str = dataclasses.field(default="nf4", metadata={"help": "4-bit data type: nf4 or fp4."})
+    bnb_4bit_compute_dtype: str | None = dataclasses.field(
+        default=None, metadata={"help": "dtype of the 4-bit matmuls: bfloat16, float16, float32; null: dtype's."}
+    )
+    bnb_4bit_use_double_quant: bool = dataclasses.field(
+        default=False, metadata={"help": "Quantise the 4-bit scales too (saves ~0.4 bit per weight)."}
+    )
 
     def __post_init__(self) -> None:
+        check_loading_fields(self)
         if self.tokenizer_vocab_size < 2:
             raise ValueError(f"tokenizer_vocab_size must be >= 2, got {self.tokenizer_vocab_size}")
         if self.model_name_or_path and not self.config_overrides and not os.path.isdir(self.model_name_or_path):
@@ -300,8 +330,9 @@ def parse_config(*dataclass_types: type, argv: list[str] | None = None) -> tuple
     Values from the YAML become the parser's defaults, so any `--key value` on the command line wins.
     On a machine without an accelerator `use_cpu` defaults to true. Unknown YAML keys raise
     `ConfigError`; invalid values raise from the dataclasses' own checks (`__post_init__`) and from
-    `check_training_values`, a `do_eval: false` the run cannot honour from `honour_do_eval`, and a run with
-    nothing to do from `check_run`, before any data or model is loaded.
+    `check_training_values`, a `do_eval: false` the run cannot honour from `honour_do_eval`, a run with
+    nothing to do from `check_run`, and a quantised model trained without adapters from `check_kbit_training`,
+    before any data or model is loaded.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = HfArgumentParser(dataclass_types)
@@ -322,6 +353,8 @@ def parse_config(*dataclass_types: type, argv: list[str] | None = None) -> tuple
         honour_do_eval(training_args[0], _given_value("do_eval", parser, yaml_values, argv))
     if model_args and training_args:
         check_run(model_args[0], training_args[0])
+        lora_args = next((args for args in parsed if isinstance(args, LoraArguments)), None)
+        check_kbit_training(model_args[0], lora_args, do_train=training_args[0].do_train)
     return parsed
 
 
