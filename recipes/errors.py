@@ -24,7 +24,6 @@ from huggingface_hub.errors import (
 )
 
 from data.errors import DataError
-from recipes.common import ConfigError
 
 #: Set to 1 to get the full traceback of any failure.
 DEBUG_VARIABLE = "FINETUNE_RECIPES_DEBUG"
@@ -34,6 +33,10 @@ EXIT_STATUS = 2
 HUB_FIELDS = ("model_name_or_path", "tokenizer_name", "dataset_name")
 #: transformers' refusal (`resolve_trust_remote_code`) to run a checkpoint's code without `trust_remote_code`.
 REMOTE_CODE_REFUSED = re.compile(r"The repository (?P<repository>\S+) (?:contains|references) custom code")
+
+
+class ConfigError(ValueError):
+    """A recipe configuration that cannot run; the message names the file and the key."""
 
 
 def debug_requested() -> bool:

@@ -15,7 +15,7 @@ import torch
 from transformers import BitsAndBytesConfig, PreTrainedModel, TrainingArguments
 from transformers.utils import is_flash_attn_2_available
 
-from recipes.common import ConfigError
+from recipes.errors import ConfigError
 
 if TYPE_CHECKING:  # arguments.py calls `check_loading_fields` from ModelArguments.__post_init__
     from recipes.arguments import LoraArguments, ModelArguments

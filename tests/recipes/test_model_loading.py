@@ -14,8 +14,7 @@ from transformers.utils import is_flash_attn_2_available
 
 from recipes.arguments import parse_config
 from recipes.closed_book_qa import train as qa_recipe
-from recipes.common import ConfigError
-from recipes.errors import hub_ids, user_error_message
+from recipes.errors import ConfigError, hub_ids, user_error_message
 from recipes.model_loading import new_model_kwargs, pretrained_kwargs
 from recipes.transformer_xl import train as txl_recipe
 
