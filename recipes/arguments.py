@@ -23,7 +23,7 @@ from transformers import HfArgumentParser, PretrainedConfig, PreTrainedModel, Tr
 from transformers.trainer_utils import IntervalStrategy
 
 from recipes.errors import EXIT_STATUS, ConfigError, debug_requested, hub_ids, naming_hub_id, user_error_message
-from recipes.model_loading import check_kbit_training, check_loading_fields
+from recipes.model_loading import check_kbit_training, check_loading_fields, hub_kwargs
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ class ModelArguments:
 
     def checkpoint_config(self, path: str | os.PathLike | None = None) -> PretrainedConfig:
         """The config of `path` (default `model_name_or_path`), read as this recipe's `config_class`."""
-        return self.config_class.from_pretrained(path or self.model_name_or_path)
+        return self.config_class.from_pretrained(path or self.model_name_or_path, **hub_kwargs(self))
 
     def model_config(self, **new_model_fields: Any) -> PretrainedConfig:
         """The run's model config: the checkpoint's, or a new one with `new_model_fields` (what the data

@@ -25,6 +25,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from recipes.arguments import ModelArguments, parse_overrides
 from recipes.common import ConfigError
+from recipes.model_loading import pretrained_kwargs
 
 logger = logging.getLogger(__name__)
 
@@ -203,7 +204,8 @@ def load_trained_model(model_class: type, model_args: ModelArguments) -> PreTrai
     """The trained folder `model_args.model_name_or_path` exactly as saved, for evaluation and prediction:
     no recipe field is applied, a `config_overrides` value that differs from the saved config is a
     `ConfigError` naming the field, and a missing, unexpected or mis-shaped weight is one naming the weights.
-    `model_class`: the recipe's model class or Auto class."""
+    `model_class`: the recipe's model class or Auto class; the loading fields (dtype, attention, quantisation:
+    `recipes.model_loading`) apply."""
     folder = model_args.model_name_or_path
     saved = model_args.checkpoint_config(folder)
     differences = config_differences(saved, parse_overrides(model_args.config_overrides), where=folder)
@@ -212,7 +214,7 @@ def load_trained_model(model_class: type, model_args: ModelArguments) -> PreTrai
             f"config_overrides would change the trained model ({'; '.join(differences)}): evaluate and predict use "
             "the folder as saved; drop these config_overrides (--config_overrides '') or train with do_train true"
         )
-    model, loading_info = model_class.from_pretrained(folder, output_loading_info=True)
+    model, loading_info = model_class.from_pretrained(folder, output_loading_info=True, **pretrained_kwargs(model_args))
     wrong = {kind: loading_info.get(kind) for kind in ("missing_keys", "unexpected_keys", "mismatched_keys")}
     wrong = {kind: sorted(map(str, keys)) for kind, keys in wrong.items() if keys}
     if wrong:

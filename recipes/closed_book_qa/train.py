@@ -35,6 +35,7 @@ from recipes.common import (
     train,
 )
 from recipes.generation import GenerationArguments
+from recipes.model_loading import hub_kwargs, new_model_kwargs, prepare_for_kbit_training, pretrained_kwargs
 from recipes.run_lifecycle import load_trained_model, plan_run
 
 logger = logging.getLogger(__name__)
@@ -118,6 +119,7 @@ def main(
             texts,
             kind="bpe",
             vocab_size=model_args.tokenizer_vocab_size,
+            **hub_kwargs(model_args),
         )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -137,13 +139,18 @@ def main(
     # (pretrained, or GPT-2 from a config sized to the tokenizer)
     if not training_args.do_train:  # evaluate / predict with the folder as saved
         model = load_trained_model(AutoModelForCausalLM, model_args)
-    elif model_args.model_name_or_path:
-        model = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, config=model_args.model_config())
+    elif model_args.model_name_or_path:  # dtype, attention, revision, remote code, k-bit: recipes.model_loading
+        config = model_args.model_config()
+        model = AutoModelForCausalLM.from_pretrained(
+            model_args.model_name_or_path, config=config, **pretrained_kwargs(model_args)
+        )
     else:
         special = {name: getattr(tokenizer, name) for name in ("bos_token_id", "eos_token_id", "pad_token_id")}
-        model = AutoModelForCausalLM.from_config(model_args.model_config(vocab_size=len(tokenizer), **special))
+        config = model_args.model_config(vocab_size=len(tokenizer), **special)
+        model = AutoModelForCausalLM.from_config(config, **new_model_kwargs(model_args))
     model.generation_config = generation_args.generation_config(tokenizer, eos_token_id=answer_stop_ids(tokenizer))
-    if training_args.do_train:
+    if training_args.do_train:  # a k-bit model is prepared for its adapters first (QLoRA)
+        model = prepare_for_kbit_training(model, training_args)
         model = lora_args.wrap(model, task_type="CAUSAL_LM", default_targets=["c_attn"])
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     logger.info("model: %d parameters, %d trainable", sum(p.numel() for p in model.parameters()), trainable)

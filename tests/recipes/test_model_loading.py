@@ -1,22 +1,31 @@
 """The loading fields of `ModelArguments` (`recipes.model_loading`): bad values and impossible combinations fail
 when the arguments are parsed, naming the field; set values reach transformers' loaders."""
 
+import hashlib
 import importlib.util
+import json
+import math
 import re
+import shutil
 from pathlib import Path
 
 import httpx2  # huggingface_hub 2.x builds its HTTP errors on httpx2 responses
+import huggingface_hub.constants
 import pytest
 import torch
 from huggingface_hub.errors import RevisionNotFoundError
-from transformers import BitsAndBytesConfig
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, BitsAndBytesConfig, GPT2LMHeadModel
 from transformers.utils import is_flash_attn_2_available
 
+from data.tokenizers import train_tokenizer
 from recipes.arguments import parse_config
 from recipes.closed_book_qa import train as qa_recipe
 from recipes.errors import ConfigError, hub_ids, user_error_message
 from recipes.model_loading import new_model_kwargs, pretrained_kwargs
 from recipes.transformer_xl import train as txl_recipe
+from tests import tiny_models
+from tests.conftest import tiny_overrides
 
 REPO = Path(__file__).resolve().parents[2]
 QA_TINY = str(REPO / "recipes" / "closed_book_qa" / "configs" / "tiny.yaml")
@@ -152,3 +161,138 @@ def test_missing_revision_is_named(tmp_path):
         "model_name_or_path 'someone/tiny' / model_revision 'v9': the repository has no such revision (branch, tag "
         "or commit); check model_revision"
     )
+
+
+# --- The fields reach the models the QA recipe builds (tiny runs of its main, in-process unless stated) ---
+
+
+def publish_to_hub_cache(cache: Path, repo_id: str, folder: Path, revision: str = "main") -> None:
+    """Puts `folder` in the Hub cache `cache` as `repo_id` at `revision`, laid out as a download leaves it, so
+    that offline loads of `repo_id` read it at that revision (and fail for a revision it does not hold)."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    commit = hashlib.sha1(f"{repo_id}@{revision}".encode()).hexdigest()
+    shutil.copytree(folder, repo / "snapshots" / commit)
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / revision).write_text(commit)
+
+
+def save_tiny_checkpoint(
+    folder: Path, model_class: type = GPT2LMHeadModel, config_fn=tiny_models.gpt2_config, **fields
+):
+    """A pretrained checkpoint stand-in in `folder`: a byte-level BPE tokenizer trained on the sample text and a
+    tiny causal LM over its vocabulary, in float32."""
+    lines = (REPO / "data" / "samples" / "lm" / "train.txt").read_text(encoding="utf-8").splitlines()
+    tokenizer = train_tokenizer(lines, kind="bpe", vocab_size=300)
+    tokenizer.save_pretrained(folder)
+    eos = tokenizer.eos_token_id
+    config = config_fn(vocab_size=len(tokenizer), bos_token_id=eos, eos_token_id=eos, **fields)
+    model_class(config).save_pretrained(folder)
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny-gpt2")
+    save_tiny_checkpoint(folder)
+    return folder
+
+
+@pytest.fixture
+def built_models(monkeypatch) -> list:
+    """`(model, kwargs, weights)` of every model the QA recipe builds through `AutoModelForCausalLM`
+    (`from_pretrained`, `from_config`): the model, the keyword arguments of the call, and a copy of its weights
+    as they were built."""
+    built = []
+    for name in ("from_pretrained", "from_config"):
+        real = getattr(AutoModelForCausalLM, name)
+
+        def spy(*args, _real=real, **kwargs):
+            model = _real(*args, **kwargs)
+            built.append((model, kwargs, {n: p.detach().clone() for n, p in model.named_parameters()}))
+            return model
+
+        monkeypatch.setattr(AutoModelForCausalLM, name, spy)
+    return built
+
+
+def run_qa(tmp_path: Path, *flags: str) -> Path:
+    """Two training steps of the QA recipe's tiny.yaml (no evaluation) with `flags`; returns its output_dir."""
+    output_dir = tmp_path / "out"
+    argv = [QA_TINY, "--output_dir", str(output_dir), "--max_steps", "2", "--do_eval", "false", "--logging_steps", "1"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models on a shared machine
+    try:
+        qa_recipe.main(*parse_config(*qa_recipe.CONFIG_CLASSES, argv=[*argv, "--disable_tqdm", "true", *flags]))
+    finally:
+        torch.set_num_threads(threads)
+    return output_dir
+
+
+def training_losses(output_dir: Path) -> list[float]:
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    return [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("source", "attn_implementation"), [("config", "eager"), ("folder", "sdpa")])
+def test_dtype_and_attn_implementation_reach_the_model(
+    tmp_path, tiny_checkpoint, built_models, source, attn_implementation
+):
+    model_flags = (
+        tiny_overrides("closed_book_qa")
+        if source == "config"
+        else ["--model_name_or_path", str(tiny_checkpoint), "--config_overrides", ""]
+    )
+    run_qa(tmp_path, *model_flags, "--dtype", "bfloat16", "--attn_implementation", attn_implementation)
+    ((model, kwargs, _),) = built_models
+    assert kwargs["dtype"] == torch.bfloat16 and kwargs["attn_implementation"] == attn_implementation
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}  # the checkpoint holds float32 weights
+    assert model.config._attn_implementation == attn_implementation
+
+
+@pytest.mark.slow
+def test_model_revision_reaches_from_pretrained(tmp_path, monkeypatch, built_models):
+    cache = tmp_path / "hub-cache"
+    save_tiny_checkpoint(tmp_path / "main", n_layer=1)
+    save_tiny_checkpoint(tmp_path / "v1", n_layer=2)
+    publish_to_hub_cache(cache, "someone/tiny-gpt2", tmp_path / "main")
+    publish_to_hub_cache(cache, "someone/tiny-gpt2", tmp_path / "v1", revision="v1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    flags = ["--model_name_or_path", "someone/tiny-gpt2", "--config_overrides", ""]
+
+    run_qa(tmp_path, *flags, "--model_revision", "v1")
+    ((model, kwargs, _),) = built_models
+    assert kwargs["revision"] == "v1" and model.config.n_layer == 2  # main's has one layer
+
+    parsed = parse_config(
+        *qa_recipe.CONFIG_CLASSES,
+        argv=[QA_TINY, "--output_dir", str(tmp_path / "v9"), *flags, "--model_revision", "v9"],
+    )
+    with pytest.raises(OSError) as raised:
+        qa_recipe.main(*parsed)
+    message = user_error_message(raised.value, hub_ids(parsed))
+    assert message.startswith("model_name_or_path 'someone/tiny-gpt2' / model_revision 'v9': not a local folder and")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    importlib.util.find_spec("bitsandbytes") is None,
+    reason="bitsandbytes is not installed (pip install '.[quantization]')",
+)
+def test_qlora_trains_adapters_on_a_frozen_4bit_base(tmp_path, tiny_checkpoint, built_models):
+    output_dir = run_qa(
+        tmp_path,
+        *["--model_name_or_path", str(tiny_checkpoint), "--config_overrides", "", "--load_in_4bit", "true"],
+        *["--use_lora", "true", "--merge_lora_on_save", "false"],
+    )
+    ((model, _, built),) = built_models
+    assert any(type(module).__name__ == "Linear4bit" for module in model.modules())  # loaded in 4 bits
+    for name, parameter in model.named_parameters():
+        if "lora_" not in name:
+            assert not parameter.requires_grad, name
+            original = name.replace("base_model.model.", "").replace(".base_layer", "")
+            assert torch.equal(parameter.detach(), built[original].to(parameter.dtype)), name  # the base is frozen
+    losses = training_losses(output_dir)
+    assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses)
+    adapters = load_file(output_dir / "adapter_model.safetensors")
+    lora_b = [tensor for key, tensor in adapters.items() if "lora_B" in key]
+    assert lora_b and all(tensor.abs().sum() > 0 for tensor in lora_b)  # lora_B starts at zero: the adapters trained
