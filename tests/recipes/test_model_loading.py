@@ -5,8 +5,11 @@ import hashlib
 import importlib.util
 import json
 import math
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx2  # huggingface_hub 2.x builds its HTTP errors on httpx2 responses
@@ -15,9 +18,10 @@ import pytest
 import torch
 from huggingface_hub.errors import RevisionNotFoundError
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM, BitsAndBytesConfig, GPT2LMHeadModel
+from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, GPT2LMHeadModel
 from transformers.utils import is_flash_attn_2_available
 
+from custom_models.nce_lm import NCELMForCausalLM
 from data.tokenizers import train_tokenizer
 from recipes.arguments import parse_config
 from recipes.closed_book_qa import train as qa_recipe
@@ -296,3 +300,60 @@ def test_qlora_trains_adapters_on_a_frozen_4bit_base(tmp_path, tiny_checkpoint, 
     adapters = load_file(output_dir / "adapter_model.safetensors")
     lora_b = [tensor for key, tensor in adapters.items() if "lora_B" in key]
     assert lora_b and all(tensor.abs().sum() > 0 for tensor in lora_b)  # lora_B starts at zero: the adapters trained
+
+
+# The QA recipe run as a user runs it, twice (the flags after `--`, then those with `--trust_remote_code true`),
+# in one process where this repository's model packages cannot be imported: a checkpoint with custom code then
+# loads only from the code in its own repository. Prints each run's exit status.
+_QA_WITHOUT_MODEL_PACKAGES = """
+import importlib.abc, runpy, sys
+class _BlockModelPackages(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "custom_models":
+            raise ImportError(f"{name} must come from the checkpoint's own code")
+sys.meta_path.insert(0, _BlockModelPackages())
+script, flags = sys.argv[1], sys.argv[3:]
+for extra in ([], ["--trust_remote_code", "true"]):
+    sys.argv = [script, *flags, *extra]
+    try:
+        runpy.run_path(script, run_name="__main__")
+        print("exit status 0")
+    except SystemExit as exit:
+        print(f"exit status {exit.code}")
+    sys.stderr.flush()
+"""
+
+
+@pytest.mark.slow
+def test_trust_remote_code_lets_the_qa_recipe_fine_tune_a_pushed_nce_lm(tmp_path, local_hub):
+    save_tiny_checkpoint(tmp_path / "nce", NCELMForCausalLM, tiny_models.nce_lm_config, n_layer=1)
+    repo_id = "someone/nce-lm-tiny"
+    NCELMForCausalLM.from_pretrained(tmp_path / "nce").push_to_hub(repo_id)  # the real push, to the stand-in Hub
+    AutoTokenizer.from_pretrained(tmp_path / "nce").push_to_hub(repo_id)
+    publish_to_hub_cache(tmp_path / "hub-cache", repo_id, local_hub.repo(repo_id))  # as a user's download leaves it
+    env = {
+        **os.environ,
+        "HF_HUB_CACHE": str(tmp_path / "hub-cache"),
+        "HF_MODULES_CACHE": str(tmp_path / "modules"),
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(REPO),
+    }
+    flags = [QA_TINY, "--model_name_or_path", repo_id, "--config_overrides", "", "--output_dir", str(tmp_path / "out")]
+    # The NCE LM trains on its own (sampled) loss; its `logits_to_keep` takes a count, not the answer-only mask.
+    flags += ["--max_steps", "2", "--do_eval", "false", "--answer_only_loss", "false", "--logging_steps", "1"]
+    script = str(REPO / "recipes" / "closed_book_qa" / "train.py")
+    command = [sys.executable, "-c", _QA_WITHOUT_MODEL_PACKAGES, script, "--", *flags, "--disable_tqdm", "true"]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+
+    statuses = [line for line in result.stdout.splitlines() if line.startswith("exit status")]
+    assert statuses == ["exit status 2", "exit status 0"], result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr[-3000:]  # the refused run's
+    assert (
+        errors[0].startswith(f"error: {repo_id} ships its own model code") and "--trust_remote_code true" in errors[0]
+    )
+    assert "runs the Python files of that repository" in errors[0]
+    losses = training_losses(tmp_path / "out")  # the run with the flag
+    assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses)
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["model_type"] == "nce-gpt2"
