@@ -50,6 +50,7 @@ from recipes.common import (
     start_run,
     train,
 )
+from recipes.model_loading import hub_kwargs, new_model_kwargs, prepare_for_kbit_training, pretrained_kwargs
 from recipes.run_lifecycle import load_trained_model, plan_run
 from recipes.trainer import RecipeTrainer
 
@@ -107,7 +108,7 @@ class SentimentModelArguments(ModelArguments):
     def checkpoint_config(self, path: str | os.PathLike | None = None) -> PretrainedConfig:
         """A classifier's own config (`encoder-mlp` or `bert-mlp`); any other checkpoint's config becomes the
         encoder of a new classifier. `path`: default `model_name_or_path`."""
-        config = AutoConfig.from_pretrained(path or self.model_name_or_path)
+        config = AutoConfig.from_pretrained(path or self.model_name_or_path, **hub_kwargs(self))
         return config if config.model_type in CLASSIFIER_MODEL_TYPES else EncoderMLPConfig(encoder=config)
 
     def model_config(self, **new_model_fields) -> PretrainedConfig:
@@ -170,6 +171,7 @@ def main(
             raw["train"]["text"] if training_args.do_train else (),
             kind="wordpiece",
             vocab_size=model_args.tokenizer_vocab_size,
+            **hub_kwargs(model_args),
         )
     tokenized = raw.map(
         lambda batch: tokenizer(batch["text"], truncation=True, max_length=data_args.max_seq_length),
@@ -181,11 +183,12 @@ def main(
     if evaluate_only:  # the folder's own head and label names
         model = load_trained_model(AutoModelForSequenceClassification, model_args)
     elif model_args.model_name_or_path:  # encoder from the checkpoint, head newly initialised (unless it has one)
-        model = load_checkpoint(model_args.model_name_or_path, model_args.model_config())
+        model = load_checkpoint(model_args, model_args.model_config())
     else:
         config = model_args.model_config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
-        model = AutoModelForSequenceClassification.from_config(config)
-    if training_args.do_train:
+        model = AutoModelForSequenceClassification.from_config(config, **new_model_kwargs(model_args))
+    if training_args.do_train:  # a k-bit encoder is prepared for its adapters first (QLoRA)
+        model = prepare_for_kbit_training(model, training_args)
         model = lora_args.wrap(
             model, task_type="SEQ_CLS", default_targets=lora_targets(model.config), modules_to_save=["classifier"]
         )
@@ -236,13 +239,14 @@ def main(
     return metrics
 
 
-def load_checkpoint(model_name_or_path: str, config: PretrainedConfig) -> PreTrainedModel:
-    """The model to train from `model_name_or_path` under `config`: a classifier this recipe saved keeps its
-    head; any other checkpoint is read by `AutoModel` (from any of its saves: `BertModel`, `BertForMaskedLM`,
-    ...) as the encoder of a new classifier."""
-    if PretrainedConfig.get_config_dict(model_name_or_path)[0].get("model_type") in CLASSIFIER_MODEL_TYPES:
-        return AutoModelForSequenceClassification.from_pretrained(model_name_or_path, config=config)
-    return EncoderMLPForSequenceClassification.from_encoder_pretrained(model_name_or_path, config=config)
+def load_checkpoint(model_args: SentimentModelArguments, config: PretrainedConfig) -> PreTrainedModel:
+    """The model to train from `model_name_or_path` under `config` (with the loading fields:
+    `recipes.model_loading`): a classifier this recipe saved keeps its head; any other checkpoint is read by
+    `AutoModel` (from any of its saves: `BertModel`, `BertForMaskedLM`, ...) as the encoder of a new classifier."""
+    path, loading = model_args.model_name_or_path, pretrained_kwargs(model_args)
+    if PretrainedConfig.get_config_dict(path, **hub_kwargs(model_args))[0].get("model_type") in CLASSIFIER_MODEL_TYPES:
+        return AutoModelForSequenceClassification.from_pretrained(path, config=config, **loading)
+    return EncoderMLPForSequenceClassification.from_encoder_pretrained(path, config=config, encoder_kwargs=loading)
 
 
 def lora_targets(config: PretrainedConfig) -> list[str] | str:
@@ -274,7 +278,7 @@ def _class_names(model_args: SentimentModelArguments, evaluate_only: bool) -> li
     """The label names in id order: a trained model's own (from its config), else `class_names`."""
     if not evaluate_only:
         return model_args.class_names
-    config = AutoConfig.from_pretrained(model_args.model_name_or_path)
+    config = AutoConfig.from_pretrained(model_args.model_name_or_path, **hub_kwargs(model_args))
     return [config.id2label[i] for i in range(len(config.id2label))]
 
 

@@ -18,7 +18,7 @@ import pytest
 import torch
 from huggingface_hub.errors import RevisionNotFoundError
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, GPT2LMHeadModel
+from transformers import AutoModelForCausalLM, AutoTokenizer, BertModel, BitsAndBytesConfig, GPT2LMHeadModel
 from transformers.utils import is_flash_attn_2_available
 
 from custom_models.nce_lm import NCELMForCausalLM
@@ -27,6 +27,7 @@ from recipes.arguments import parse_config
 from recipes.closed_book_qa import train as qa_recipe
 from recipes.errors import ConfigError, hub_ids, user_error_message
 from recipes.model_loading import new_model_kwargs, pretrained_kwargs
+from recipes.sentiment import train as sentiment_recipe
 from recipes.transformer_xl import train as txl_recipe
 from tests import tiny_models
 from tests.conftest import tiny_overrides
@@ -108,6 +109,11 @@ def test_kbit_training_with_unmerged_adapters_parses(tmp_path):
 def test_kbit_in_a_recipe_without_adapters_fails_at_parse_time(tmp_path):
     with pytest.raises(ConfigError, match="^load_in_8bit trains adapters .*: this recipe has no LoRA adapters"):
         parse_txl(tmp_path, "--model_name_or_path", "someone/txl", "--load_in_8bit", "true")
+
+
+def test_transformer_xl_refuses_sdpa_at_parse_time(tmp_path):
+    with pytest.raises(ValueError, match="^attn_implementation sdpa: Transformer-XL"):
+        parse_txl(tmp_path, "--attn_implementation", "sdpa")
 
 
 def test_defaults_load_as_transformers_does(tmp_path):
@@ -357,3 +363,37 @@ def test_trust_remote_code_lets_the_qa_recipe_fine_tune_a_pushed_nce_lm(tmp_path
     losses = training_losses(tmp_path / "out")  # the run with the flag
     assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses)
     assert json.loads((tmp_path / "out" / "config.json").read_text())["model_type"] == "nce-gpt2"
+
+
+@pytest.fixture(scope="module")
+def tiny_bert_checkpoint(tmp_path_factory) -> Path:
+    """A pretrained encoder stand-in: a tiny BERT over the sentiment tests' WordPiece vocabulary, in float32."""
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(REPO / "tests" / "recipes" / "tokenizers" / "sentiment")
+    tokenizer.save_pretrained(folder)
+    BertModel(tiny_models.bert_config(vocab_size=len(tokenizer))).save_pretrained(folder)
+    return folder
+
+
+def sentiment_checkpoint_model(tmp_path: Path, checkpoint: Path, *flags: str) -> torch.nn.Module:
+    """The model the sentiment recipe trains from the encoder `checkpoint` with `flags`, as its `main` builds it."""
+    argv = [str(REPO / "recipes/sentiment/configs/tiny.yaml"), "--output_dir", str(tmp_path / "out")]
+    argv += ["--model_name_or_path", str(checkpoint), "--config_overrides", "", *flags]
+    model_args = parse_config(*sentiment_recipe.CONFIG_CLASSES, argv=argv)[0]
+    return sentiment_recipe.load_checkpoint(model_args, model_args.model_config())
+
+
+def test_sentiment_encoder_and_new_head_load_in_bf16(tmp_path, tiny_bert_checkpoint):
+    model = sentiment_checkpoint_model(tmp_path, tiny_bert_checkpoint, "--dtype", "bfloat16")
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}  # the checkpoint is float32; the head new
+    logits = model(input_ids=torch.tensor([[2, 40, 41, 3]])).logits
+    assert logits.dtype == torch.bfloat16 and logits.shape == (1, 2)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is None, reason="bitsandbytes is not installed")
+def test_sentiment_encoder_loads_in_4bit_under_a_float_head(tmp_path, tiny_bert_checkpoint):
+    qlora = ["--load_in_4bit", "true", "--use_lora", "true", "--merge_lora_on_save", "false"]
+    model = sentiment_checkpoint_model(tmp_path, tiny_bert_checkpoint, *qlora)
+    assert any(type(module).__name__ == "Linear4bit" for module in model.encoder.modules())
+    assert {p.dtype for p in model.classifier.parameters()} == {torch.float32}
+    assert torch.isfinite(model(input_ids=torch.tensor([[2, 40, 41, 3]])).logits).all()
