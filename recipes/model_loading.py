@@ -123,8 +123,9 @@ def quantization_config(model_args: "ModelArguments") -> BitsAndBytesConfig | No
 def prepare_for_kbit_training(model: PreTrainedModel, training_args: TrainingArguments) -> PreTrainedModel:
     """A quantised model made ready for adapters (PEFT's `prepare_model_for_kbit_training`: base frozen, norms
     and output layer in float32, gradients reaching the inputs, gradient checkpointing as `training_args`
-    asks); any other model unchanged. Call it before wrapping the model in LoRA adapters."""
-    if getattr(model, "hf_quantizer", None) is None:
+    asks); any other model unchanged. Call it before wrapping the model in LoRA adapters. A model holding a
+    quantised model (the sentiment classifier's encoder) is prepared as a whole."""
+    if not any(getattr(module, "hf_quantizer", None) is not None for module in model.modules()):
         return model
     from peft import prepare_model_for_kbit_training
 

@@ -18,7 +18,14 @@ import pytest
 import torch
 from huggingface_hub.errors import RevisionNotFoundError
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM, AutoTokenizer, BertModel, BitsAndBytesConfig, GPT2LMHeadModel
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    BertModel,
+    BitsAndBytesConfig,
+    GPT2LMHeadModel,
+    TrainingArguments,
+)
 from transformers.utils import is_flash_attn_2_available
 
 from custom_models.nce_lm import NCELMForCausalLM
@@ -26,7 +33,7 @@ from data.tokenizers import train_tokenizer
 from recipes.arguments import parse_config
 from recipes.closed_book_qa import train as qa_recipe
 from recipes.errors import ConfigError, hub_ids, user_error_message
-from recipes.model_loading import new_model_kwargs, pretrained_kwargs
+from recipes.model_loading import new_model_kwargs, prepare_for_kbit_training, pretrained_kwargs
 from recipes.sentiment import train as sentiment_recipe
 from recipes.transformer_xl import train as txl_recipe
 from tests import tiny_models
@@ -397,3 +404,5 @@ def test_sentiment_encoder_loads_in_4bit_under_a_float_head(tmp_path, tiny_bert_
     assert any(type(module).__name__ == "Linear4bit" for module in model.encoder.modules())
     assert {p.dtype for p in model.classifier.parameters()} == {torch.float32}
     assert torch.isfinite(model(input_ids=torch.tensor([[2, 40, 41, 3]])).logits).all()
+    prepared = prepare_for_kbit_training(model, TrainingArguments(output_dir=str(tmp_path), use_cpu=True))
+    assert not any(p.requires_grad for p in prepared.parameters())  # frozen until the adapters are added
