@@ -9,7 +9,6 @@ them; loading (data, tokenizers, model configs) is done by plain functions that 
 """
 
 import dataclasses
-import logging
 import os
 import re
 import sys
@@ -22,10 +21,8 @@ import yaml
 from transformers import HfArgumentParser, PretrainedConfig, PreTrainedModel, TrainingArguments
 from transformers.trainer_utils import IntervalStrategy
 
-from recipes.errors import EXIT_STATUS, ConfigError, debug_requested, hub_ids, naming_hub_id, user_error_message
-from recipes.model_loading import check_kbit_training, check_loading_fields, hub_kwargs
-
-logger = logging.getLogger(__name__)
+from recipes.errors import EXIT_STATUS, ConfigError, debug_requested, hub_ids, user_error_message
+from recipes.model_loading import check_kbit_training, check_loading_fields
 
 
 @dataclasses.dataclass
@@ -87,16 +84,18 @@ class TextCorpusArguments(DataArguments):
 
 @dataclasses.dataclass
 class ModelArguments:
-    """The model fields every recipe shares. A recipe's argument class extends it, names the `config_class`
-    of its model and returns its own config fields (head, loss, memory) from `recipe_config_fields`.
+    """The model fields every recipe shares. A recipe's model arguments extend it, name the config class of its
+    model (`config_class`, which reads checkpoints; `new_config_class` when a new model is another class) and
+    return their own config fields (head, loss, memory) from `recipe_config_fields`.
 
-    `config_overrides` follows one rule in every recipe: its keys must be fields of the model's config,
-    and it is applied last, on top of the checkpoint's config when `model_name_or_path` is given (else on
-    a new config); the config class validates the result in `__post_init__`, before any data or tokenizer
-    is loaded.
+    `config_overrides` follows one rule in every recipe (`recipes.model_config`): its keys must be fields of
+    the model's config, and it is applied last, on top of the checkpoint's config when `model_name_or_path` is
+    given (else on a new config). Parsing checks its syntax and the recipe's fields (on a new config, in
+    memory); its keys and values are checked by `check_model_config`, first in `main`.
     """
 
     config_class: ClassVar[type[PretrainedConfig]]
+    new_config_class: ClassVar[type[PretrainedConfig] | None] = None
 
     model_name_or_path: str | None = dataclasses.field(
         default=None, metadata={"help": "Checkpoint to start from (Hub id or folder); null: a new model from config."}
@@ -143,40 +142,17 @@ class ModelArguments:
         check_loading_fields(self)
         if self.tokenizer_vocab_size < 2:
             raise ValueError(f"tokenizer_vocab_size must be >= 2, got {self.tokenizer_vocab_size}")
-        if self.model_name_or_path and not self.config_overrides and not os.path.isdir(self.model_name_or_path):
-            # A Hub checkpoint's config is downloaded when the model is built; here its overrides need no
-            # check, and the recipe's own fields are checked on a new config.
-            self.new_config(**self.recipe_config_fields())
-        else:
-            self.model_config()
+        parse_overrides(self.config_overrides)  # its syntax
+        # The recipe's own fields, checked by its config class on a new config: in memory, nothing is read.
+        (self.new_config_class or self.config_class)(**self.recipe_config_fields())
 
     def recipe_config_fields(self) -> dict[str, Any]:
         """Config fields the recipe sets from its own flags (a head, a loss, memory lengths)."""
         return {}
 
-    def new_config(self, **fields: Any) -> PretrainedConfig:
-        """The config of a model built from scratch with `fields` (the rest: the config class's defaults)."""
-        return self.config_class(**fields)
-
-    def checkpoint_config(self, path: str | os.PathLike | None = None) -> PretrainedConfig:
-        """The config of `path` (default `model_name_or_path`), read as this recipe's `config_class`."""
-        return self.config_class.from_pretrained(path or self.model_name_or_path, **hub_kwargs(self))
-
-    def model_config(self, **new_model_fields: Any) -> PretrainedConfig:
-        """The run's model config: the checkpoint's, or a new one with `new_model_fields` (what the data
-        decides: vocabulary size, special tokens); then `recipe_config_fields()`; then `config_overrides`.
-        An override that is not a field of the config fails by name; the config class checks the values."""
-        overrides = parse_overrides(self.config_overrides)
-        with naming_hub_id("model_name_or_path", self.model_name_or_path):
-            base = self.checkpoint_config() if self.model_name_or_path else self.new_config()
-        unknown = sorted(key for key in overrides if not hasattr(base, key))
-        if unknown:
-            raise ConfigError(f"config_overrides: {type(base).__name__} has no field(s) {unknown}")
-        if self.model_name_or_path:
-            return type(base)(**{**base.to_dict(), **self.recipe_config_fields(), **overrides})
-        # Built from the fields, not from a default config's dict: fields a config derives from others (the
-        # adaptive softmax's per-cluster settings from `cutoffs`) must be derived from the given values.
-        return self.new_config(**{**new_model_fields, **self.recipe_config_fields(), **overrides})
+    def as_recipe_config(self, checkpoint_config: PretrainedConfig) -> PretrainedConfig:
+        """The recipe's view of a checkpoint's config, as `config_class` read it (default: unchanged)."""
+        return checkpoint_config
 
 
 @dataclasses.dataclass
@@ -315,7 +291,9 @@ def parse_config(*dataclass_types: type, argv: list[str] | None = None) -> tuple
     `ConfigError`; invalid values raise from the dataclasses' own checks (`__post_init__`) and from
     `check_training_values`, a `do_eval: false` the run cannot honour from `honour_do_eval`, a run with
     nothing to do from `check_run`, and a quantised model trained without adapters from `check_kbit_training`,
-    before any data or model is loaded.
+    before any data or model is loaded. Nothing is read here: a checkpoint's config is read, and
+    `config_overrides` checked against it, by `recipes.model_config.check_model_config`, the first step of every
+    recipe's `main`.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = HfArgumentParser(dataclass_types)

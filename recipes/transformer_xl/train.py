@@ -31,6 +31,7 @@ from recipes.common import (
     train,
 )
 from recipes.generation import GenerationArguments, predict_continuations
+from recipes.model_config import check_model_config, load_model_config
 from recipes.model_loading import new_model_kwargs, pretrained_kwargs
 from recipes.run_lifecycle import load_trained_model, plan_run
 from recipes.transformer_xl.memory_trainer import EvalMemory, MemoryTrainer
@@ -105,6 +106,7 @@ def main(
     training_args: TrainingArguments,
 ) -> dict[str, float]:
     start_run(training_args)
+    check_model_config(model_args)  # before anything loads: a bad config_overrides fails here
     plan_run(model_args, training_args)
     # Data
     corpus = load_corpus(data_args, training_args)
@@ -115,10 +117,10 @@ def main(
         model = load_trained_model(TransformerXLForCausalLM, model_args)
     elif model_args.model_name_or_path:
         model = TransformerXLForCausalLM.from_pretrained(
-            model_args.model_name_or_path, config=model_args.model_config(), **pretrained_kwargs(model_args)
+            model_args.model_name_or_path, config=load_model_config(model_args), **pretrained_kwargs(model_args)
         )
     else:
-        config = model_args.model_config(vocab_size=len(tokenizer))
+        config = load_model_config(model_args, vocab_size=len(tokenizer))
         model = AutoModelForCausalLM.from_config(config, **new_model_kwargs(model_args))
     # Each process draws its own noise (nce / ranking): seeded with seed + rank, as in the NCE recipe; the
     # generator is made on first use, so setting the seed now is enough.

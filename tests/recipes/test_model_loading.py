@@ -33,6 +33,7 @@ from data.tokenizers import train_tokenizer
 from recipes.arguments import parse_config
 from recipes.closed_book_qa import train as qa_recipe
 from recipes.errors import ConfigError, hub_ids, user_error_message
+from recipes.model_config import load_model_config
 from recipes.model_loading import new_model_kwargs, prepare_for_kbit_training, pretrained_kwargs
 from recipes.sentiment import train as sentiment_recipe
 from recipes.transformer_xl import train as txl_recipe
@@ -387,7 +388,7 @@ def sentiment_checkpoint_model(tmp_path: Path, checkpoint: Path, *flags: str) ->
     argv = [str(REPO / "recipes/sentiment/configs/tiny.yaml"), "--output_dir", str(tmp_path / "out")]
     argv += ["--model_name_or_path", str(checkpoint), "--config_overrides", "", *flags]
     model_args = parse_config(*sentiment_recipe.CONFIG_CLASSES, argv=argv)[0]
-    return sentiment_recipe.load_checkpoint(model_args, model_args.model_config())
+    return sentiment_recipe.load_checkpoint(model_args, load_model_config(model_args))
 
 
 def test_sentiment_encoder_and_new_head_load_in_bf16(tmp_path, tiny_bert_checkpoint):
