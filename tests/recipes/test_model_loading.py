@@ -157,6 +157,13 @@ def test_4bit_fields_become_a_bitsandbytes_config(tmp_path):
     assert pretrained_kwargs(model_args)["quantization_config"].bnb_4bit_compute_dtype == torch.float32
 
 
+@pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is None, reason="bitsandbytes is not installed")
+def test_8bit_field_becomes_a_bitsandbytes_config(tmp_path):
+    flags = ["--model_name_or_path", "gpt2", "--use_lora", "true", "--merge_lora_on_save", "false"]
+    config = pretrained_kwargs(parse_qa(tmp_path, *flags, "--load_in_8bit", "true")[0])["quantization_config"]
+    assert isinstance(config, BitsAndBytesConfig) and config.load_in_8bit and not config.load_in_4bit
+
+
 def test_remote_code_refusal_becomes_one_line_saying_what_the_flag_runs():
     # transformers' `resolve_trust_remote_code` message, as 5.x raises it
     error = ValueError(
