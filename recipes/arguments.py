@@ -9,7 +9,6 @@ them; loading (data, tokenizers, model configs) is done by plain functions that 
 """
 
 import dataclasses
-import logging
 import os
 import re
 import sys
@@ -22,9 +21,8 @@ import yaml
 from transformers import HfArgumentParser, PretrainedConfig, PreTrainedModel, TrainingArguments
 from transformers.trainer_utils import IntervalStrategy
 
-from recipes.errors import EXIT_STATUS, ConfigError, debug_requested, hub_ids, naming_hub_id, user_error_message
-
-logger = logging.getLogger(__name__)
+from recipes.errors import EXIT_STATUS, ConfigError, debug_requested, hub_ids, user_error_message
+from recipes.model_loading import check_kbit_training, check_loading_fields
 
 
 @dataclasses.dataclass
@@ -94,16 +92,18 @@ class TextCorpusArguments(DataArguments):
 
 @dataclasses.dataclass
 class ModelArguments:
-    """The model fields every recipe shares. A recipe's argument class extends it, names the `config_class`
-    of its model and returns its own config fields (head, loss, memory) from `recipe_config_fields`.
+    """The model fields every recipe shares. A recipe's model arguments extend it, name the config class of its
+    model (`config_class`, which reads checkpoints; `new_config_class` when a new model is another class) and
+    return their own config fields (head, loss, memory) from `recipe_config_fields`.
 
-    `config_overrides` follows one rule in every recipe: its keys must be fields of the model's config,
-    and it is applied last, on top of the checkpoint's config when `model_name_or_path` is given (else on
-    a new config); the config class validates the result in `__post_init__`, before any data or tokenizer
-    is loaded.
+    `config_overrides` follows one rule in every recipe (`recipes.model_config`): its keys must be fields of
+    the model's config, and it is applied last, on top of the checkpoint's config when `model_name_or_path` is
+    given (else on a new config). Parsing checks its syntax and the recipe's fields (on a new config, in
+    memory); its keys and values are checked by `check_model_config`, first in `main`.
     """
 
     config_class: ClassVar[type[PretrainedConfig]]
+    new_config_class: ClassVar[type[PretrainedConfig] | None] = None
 
     model_name_or_path: str | None = dataclasses.field(
         default=None, metadata={"help": "Checkpoint to start from (Hub id or folder); null: a new model from config."}
@@ -117,44 +117,50 @@ class ModelArguments:
     tokenizer_vocab_size: int = dataclasses.field(
         default=32000, metadata={"help": "Vocabulary of a tokenizer trained here (no tokenizer or checkpoint)."}
     )
+    # Loading (recipes.model_loading)
+    dtype: str | None = dataclasses.field(
+        default=None,
+        metadata={"help": "Weights' dtype: auto (the checkpoint's), bfloat16, float16, float32; null: float32."},
+    )
+    attn_implementation: str | None = dataclasses.field(
+        default=None, metadata={"help": "eager, sdpa or flash_attention_2 (if installed); null: the model's default."}
+    )
+    model_revision: str = dataclasses.field(
+        default="main", metadata={"help": "Branch, tag or commit of a Hub model_name_or_path / tokenizer_name."}
+    )
+    trust_remote_code: bool = dataclasses.field(
+        default=False,
+        metadata={"help": "Run the Python code a checkpoint ships (custom models), on this machine. Read it first."},
+    )
+    load_in_4bit: bool = dataclasses.field(
+        default=False, metadata={"help": "Quantise the base weights to 4 bits (bitsandbytes): QLoRA; needs use_lora."}
+    )
+    load_in_8bit: bool = dataclasses.field(
+        default=False, metadata={"help": "Quantise the base weights to 8 bits (bitsandbytes); needs use_lora."}
+    )
+    bnb_4bit_quant_type: str = dataclasses.field(default="nf4", metadata={"help": "4-bit data type: nf4 or fp4."})
+    bnb_4bit_compute_dtype: str | None = dataclasses.field(
+        default=None, metadata={"help": "dtype of the 4-bit matmuls: bfloat16, float16, float32; null: dtype's."}
+    )
+    bnb_4bit_use_double_quant: bool = dataclasses.field(
+        default=False, metadata={"help": "Quantise the 4-bit scales too (saves ~0.4 bit per weight)."}
+    )
 
     def __post_init__(self) -> None:
+        check_loading_fields(self)
         if self.tokenizer_vocab_size < 2:
             raise ValueError(f"tokenizer_vocab_size must be >= 2, got {self.tokenizer_vocab_size}")
-        if self.model_name_or_path and not self.config_overrides and not os.path.isdir(self.model_name_or_path):
-            # A Hub checkpoint's config is downloaded when the model is built; here its overrides need no
-            # check, and the recipe's own fields are checked on a new config.
-            self.new_config(**self.recipe_config_fields())
-        else:
-            self.model_config()
+        parse_overrides(self.config_overrides)  # its syntax
+        # The recipe's own fields, checked by its config class on a new config: in memory, nothing is read.
+        (self.new_config_class or self.config_class)(**self.recipe_config_fields())
 
     def recipe_config_fields(self) -> dict[str, Any]:
         """Config fields the recipe sets from its own flags (a head, a loss, memory lengths)."""
         return {}
 
-    def new_config(self, **fields: Any) -> PretrainedConfig:
-        """The config of a model built from scratch with `fields` (the rest: the config class's defaults)."""
-        return self.config_class(**fields)
-
-    def checkpoint_config(self, path: str | os.PathLike | None = None) -> PretrainedConfig:
-        """The config of `path` (default `model_name_or_path`), read as this recipe's `config_class`."""
-        return self.config_class.from_pretrained(path or self.model_name_or_path)
-
-    def model_config(self, **new_model_fields: Any) -> PretrainedConfig:
-        """The run's model config: the checkpoint's, or a new one with `new_model_fields` (what the data
-        decides: vocabulary size, special tokens); then `recipe_config_fields()`; then `config_overrides`.
-        An override that is not a field of the config fails by name; the config class checks the values."""
-        overrides = parse_overrides(self.config_overrides)
-        with naming_hub_id("model_name_or_path", self.model_name_or_path):
-            base = self.checkpoint_config() if self.model_name_or_path else self.new_config()
-        unknown = sorted(key for key in overrides if not hasattr(base, key))
-        if unknown:
-            raise ConfigError(f"config_overrides: {type(base).__name__} has no field(s) {unknown}")
-        if self.model_name_or_path:
-            return type(base)(**{**base.to_dict(), **self.recipe_config_fields(), **overrides})
-        # Built from the fields, not from a default config's dict: fields a config derives from others (the
-        # adaptive softmax's per-cluster settings from `cutoffs`) must be derived from the given values.
-        return self.new_config(**{**new_model_fields, **self.recipe_config_fields(), **overrides})
+    def as_recipe_config(self, checkpoint_config: PretrainedConfig) -> PretrainedConfig:
+        """The recipe's view of a checkpoint's config, as `config_class` read it (default: unchanged)."""
+        return checkpoint_config
 
 
 @dataclasses.dataclass
@@ -291,8 +297,11 @@ def parse_config(*dataclass_types: type, argv: list[str] | None = None) -> tuple
     Values from the YAML become the parser's defaults, so any `--key value` on the command line wins.
     On a machine without an accelerator `use_cpu` defaults to true. Unknown YAML keys raise
     `ConfigError`; invalid values raise from the dataclasses' own checks (`__post_init__`) and from
-    `check_training_values`, a `do_eval: false` the run cannot honour from `honour_do_eval`, and a run with
-    nothing to do from `check_run`, before any data or model is loaded.
+    `check_training_values`, a `do_eval: false` the run cannot honour from `honour_do_eval`, a run with
+    nothing to do from `check_run`, and a quantised model trained without adapters from `check_kbit_training`,
+    before any data or model is loaded. Nothing is read here: a checkpoint's config is read, and
+    `config_overrides` checked against it, by `recipes.model_config.check_model_config`, the first step of every
+    recipe's `main`.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = HfArgumentParser(dataclass_types)
@@ -313,6 +322,8 @@ def parse_config(*dataclass_types: type, argv: list[str] | None = None) -> tuple
         honour_do_eval(training_args[0], _given_value("do_eval", parser, yaml_values, argv))
     if model_args and training_args:
         check_run(model_args[0], training_args[0])
+        lora_args = next((args for args in parsed if isinstance(args, LoraArguments)), None)
+        check_kbit_training(model_args[0], lora_args, do_train=training_args[0].do_train)
     return parsed
 
 

@@ -27,6 +27,7 @@ from data.token_cache import prepare_token_streams, train_tokenizer_once
 from data.tokenizers import EOS_TOKEN, TokenizerKind
 from recipes.arguments import DataArguments, ModelArguments, TextCorpusArguments
 from recipes.errors import ConfigError
+from recipes.model_loading import hub_kwargs
 from recipes.sharding import ParameterShareLogger, TokenizerInCheckpoints, save_full_model, shard_on_cpu_processes
 from recipes.trainer import CardInfo, RecipeTrainer, is_quality, pipeline_tag
 
@@ -85,8 +86,11 @@ def load_or_train_tokenizer(
     kind: TokenizerKind,
     vocab_size: int,
     cache_dir: str | None = None,
+    revision: str = "main",
+    trust_remote_code: bool = False,
 ) -> PreTrainedTokenizerBase:
-    """The run's tokenizer: `source` (a Hub name or folder) if given; else, when resuming, the one saved in
+    """The run's tokenizer: `source` (a Hub name or folder, read at `revision`, its code run only with
+    `trust_remote_code`: `recipes.model_loading.hub_kwargs`) if given; else, when resuming, the one saved in
     the checkpoint; else one trained on `texts` (a `TextSplit`, read in batches, or texts in memory) once per
     machine, saved in `cache_dir` and loaded from there (`data.token_cache.train_tokenizer_once`). Call it
     inside `training_args.main_process_first()`, so that one process trains and every process loads the same
@@ -97,7 +101,7 @@ def load_or_train_tokenizer(
     """
     if source:
         logger.info("tokenizer: loaded from %s", source)
-        return AutoTokenizer.from_pretrained(source)
+        return AutoTokenizer.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
     checkpoint = checkpoint_to_resume(training_args)
     if checkpoint:
         logger.info("tokenizer: loaded from %s", checkpoint)
@@ -144,6 +148,7 @@ def load_tokenizer_and_streams(
             kind=kind,
             vocab_size=model_args.tokenizer_vocab_size,
             cache_dir=data_args.token_cache_dir,
+            **hub_kwargs(model_args),
         )
         add_eos = EOS_TOKEN in tokenizer.get_vocab()
         streams = prepare_token_streams(scored, tokenizer, add_eos=add_eos, cache_dir=data_args.token_cache_dir)

@@ -80,7 +80,9 @@ class EncoderMLPForSequenceClassification(EncoderMLPPreTrainedModel):
         encoder = AutoModel.from_pretrained(
             encoder_name_or_path, config=config.encoder, **pooler_argument(config), **encoder_kwargs
         )
-        return cls(config, encoder=encoder)
+        model = cls(config, encoder=encoder)
+        model.classifier.to(encoder.dtype)  # the head computes in the encoder's dtype (a `dtype` in encoder_kwargs)
+        return model
 
     def get_input_embeddings(self) -> torch.nn.Module:
         return self.encoder.get_input_embeddings()

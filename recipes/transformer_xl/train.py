@@ -15,7 +15,7 @@ by the paper's protocol (explained there, once). `loss_type` picks the training 
 import logging
 from dataclasses import dataclass, field
 
-from transformers import TrainingArguments
+from transformers import AutoModelForCausalLM, TrainingArguments
 
 from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausalLM
 from custom_models.transfo_xl.sampled_losses import SAMPLED_LOSS_TYPES, count_tokens, noise_log_probs_from_counts
@@ -31,6 +31,8 @@ from recipes.common import (
     train,
 )
 from recipes.generation import GenerationArguments, predict_continuations
+from recipes.model_config import check_model_config, load_model_config
+from recipes.model_loading import new_model_kwargs, pretrained_kwargs
 from recipes.run_lifecycle import load_trained_model, plan_run
 from recipes.transformer_xl.memory_trainer import EvalMemory, MemoryTrainer
 
@@ -60,6 +62,11 @@ class TransformerXLModelArguments(ModelArguments):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
+        if self.attn_implementation not in (None, "eager"):  # its relative-position attention is its own code
+            raise ValueError(
+                f"attn_implementation {self.attn_implementation}: Transformer-XL computes its own relative-position "
+                "attention; use eager (or null)"
+            )
         super().__post_init__()  # the loss fields and config_overrides, checked by TransformerXLConfig
 
     def recipe_config_fields(self) -> dict:
@@ -99,6 +106,7 @@ def main(
     training_args: TrainingArguments,
 ) -> dict[str, float]:
     start_run(training_args)
+    check_model_config(model_args)  # before anything loads: a bad config_overrides fails here
     plan_run(model_args, training_args)
     # Data
     corpus = load_corpus(data_args, training_args)
@@ -109,10 +117,11 @@ def main(
         model = load_trained_model(TransformerXLForCausalLM, model_args)
     elif model_args.model_name_or_path:
         model = TransformerXLForCausalLM.from_pretrained(
-            model_args.model_name_or_path, config=model_args.model_config()
+            model_args.model_name_or_path, config=load_model_config(model_args), **pretrained_kwargs(model_args)
         )
     else:
-        model = TransformerXLForCausalLM(model_args.model_config(vocab_size=len(tokenizer)))
+        config = load_model_config(model_args, vocab_size=len(tokenizer))
+        model = AutoModelForCausalLM.from_config(config, **new_model_kwargs(model_args))
     # Each process draws its own noise (nce / ranking): seeded with seed + rank, as in the NCE recipe; the
     # generator is made on first use, so setting the seed now is enough.
     model.config.noise_seed = training_args.seed + training_args.process_index
