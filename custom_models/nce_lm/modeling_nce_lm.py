@@ -227,13 +227,14 @@ class NCELMForCausalLM(NCELMPreTrainedModel, GenerationMixin):
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         use_cache: bool | None = None,
-        logits_to_keep: int = 0,
+        logits_to_keep: int | torch.Tensor = 0,
         num_items_in_batch: int | torch.Tensor | None = None,
         **kwargs,
     ) -> NCELMOutput:
         """Labels follow transformers: `labels = input_ids` is fine (shifted here), -100 ignored.
 
-        No labels: full logits (the last `logits_to_keep` positions when it is set), no loss.
+        No labels: full logits, no loss; `logits_to_keep` as in transformers' causal LMs: an int keeps the last
+        positions (0: all), a 1-D tensor those positions, a boolean `[b, t]` mask its true positions (`[n, V]`).
         train mode + labels + loss_type "nce"/"ranking": sampled loss, `logits=None`.
         Otherwise (eval mode or loss_type "full"): the exact cross-entropy by the fused linear
         cross-entropy and the self-normalisation diagnostics, `logits=None` (never `[b, t, V]`).
@@ -254,9 +255,7 @@ class NCELMForCausalLM(NCELMPreTrainedModel, GenerationMixin):
         hidden = outputs.last_hidden_state  # [b, t, d]
 
         if labels is None:
-            if logits_to_keep:
-                hidden = hidden[:, -logits_to_keep:]
-            return self._output(outputs, logits=self._logits(hidden))
+            return self._output(outputs, logits=self._logits(_positions_to_keep(hidden, logits_to_keep)))
 
         shifted = labels[:, 1:]  # [b, t-1]: position i predicts token i+1
         positions = (shifted != -100).nonzero(as_tuple=True)  # ignored positions: no terms at all
@@ -298,3 +297,15 @@ __all__ = [
     "noise_log_probs_from_counts",
     "ranking_loss",
 ]
+
+
+def _positions_to_keep(hidden: torch.Tensor, logits_to_keep: int | torch.Tensor) -> torch.Tensor:
+    """hidden `[b, t, d]` cut to the positions whose logits are wanted (the convention of transformers 5.x
+    causal LMs, written here because the model's code also runs under older 5.x releases from the Hub)."""
+    if isinstance(logits_to_keep, int):
+        return hidden[:, -logits_to_keep:] if logits_to_keep else hidden
+    if logits_to_keep.dtype == torch.bool:  # [b, t] -> [n, d]
+        return hidden[logits_to_keep]
+    if logits_to_keep.dim() == 2:  # [b, k] positions per row
+        return torch.take_along_dim(hidden, logits_to_keep[..., None], dim=1)
+    return hidden[:, logits_to_keep]

@@ -430,6 +430,24 @@ def test_generate_uses_full_logits():
     assert torch.equal(generated[0, 3:], greedy)  # each new token is the argmax of the full logits
 
 
+def test_logits_to_keep_selects_positions_as_transformers_causal_lms_do():
+    # An int keeps the last positions, a 1-D tensor those positions, a boolean [b, t] mask its true positions,
+    # flattened (what the QA recipe's answer-only loss asks for), each equal to the full logits there.
+    model = tiny_model().eval()
+    ids = torch.randint(0, VOCAB, (2, 7), generator=torch.Generator().manual_seed(3))
+    mask = torch.zeros(2, 7, dtype=torch.bool)
+    mask[0, 2], mask[1, 4:6] = True, True
+    with torch.no_grad():
+        full = model(input_ids=ids).logits  # [2, 7, V]
+        last, positions, masked = (
+            model(input_ids=ids, logits_to_keep=keep).logits for keep in (2, torch.tensor([1, 5]), mask)
+        )
+    torch.testing.assert_close(last, full[:, -2:])
+    torch.testing.assert_close(positions, full[:, [1, 5]])
+    torch.testing.assert_close(masked, full[mask])
+    assert masked.shape == (3, VOCAB)
+
+
 def test_gpt2_checkpoint_initialises_backbone_and_tied_embeddings(tmp_path):
     torch.manual_seed(0)
     gpt2 = GPT2LMHeadModel(gpt2_config(**TINY)).eval()

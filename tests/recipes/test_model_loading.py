@@ -361,8 +361,8 @@ def test_trust_remote_code_lets_the_qa_recipe_fine_tune_a_pushed_nce_lm(tmp_path
         "PYTHONPATH": str(REPO),
     }
     flags = [QA_TINY, "--model_name_or_path", repo_id, "--config_overrides", "", "--output_dir", str(tmp_path / "out")]
-    # The NCE LM trains on its own (sampled) loss; its `logits_to_keep` takes a count, not the answer-only mask.
-    flags += ["--max_steps", "2", "--do_eval", "false", "--answer_only_loss", "false", "--logging_steps", "1"]
+    # The default answer-only loss: the NCE LM's `logits_to_keep` takes the answer mask, as GPT-2's does.
+    flags += ["--max_steps", "2", "--do_eval", "false", "--logging_steps", "1"]
     script = str(REPO / "recipes" / "closed_book_qa" / "train.py")
     command = [sys.executable, "-c", _QA_WITHOUT_MODEL_PACKAGES, script, "--", *flags, "--disable_tqdm", "true"]
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
