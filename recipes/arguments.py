@@ -219,6 +219,49 @@ class RecipeTrainingArguments(TrainingArguments):
             "from output_dir's last checkpoint, or only evaluates / predicts when that run is finished."
         },
     )
+    early_stopping_patience: int | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "Stop training after this many evaluations in a row without a better metric_for_best_model "
+            "(needs load_best_model_at_end and metric_for_best_model); null: never stop early."
+        },
+    )
+    early_stopping_threshold: float = dataclasses.field(
+        default=0.0, metadata={"help": "How much metric_for_best_model must beat the best so far to count as better."}
+    )
+
+    def __post_init__(self) -> None:
+        metric_given = self.metric_for_best_model is not None  # TrainingArguments defaults it to "loss"
+        super().__post_init__()
+        check_early_stopping(self, metric_given=metric_given)
+
+
+def check_early_stopping(training_args: RecipeTrainingArguments, *, metric_given: bool) -> None:
+    """Fails, naming the flags, when `early_stopping_patience` cannot work: a patience below 1 or a negative
+    threshold; no `metric_for_best_model` given (the metric that decides must be chosen, not defaulted); no
+    `load_best_model_at_end` (transformers' callback reads the best metric it keeps) or no evaluation during
+    training (`eval_strategy` no)."""
+    patience, threshold = training_args.early_stopping_patience, training_args.early_stopping_threshold
+    if threshold < 0:
+        raise ConfigError(f"early_stopping_threshold must be >= 0, got {threshold}")
+    if patience is None:
+        return
+    if patience < 1:
+        raise ConfigError(f"early_stopping_patience must be at least 1 (or null: off), got {patience}")
+    missing = [
+        flag
+        for flag, given in (
+            ("metric_for_best_model", metric_given),
+            ("load_best_model_at_end true", training_args.load_best_model_at_end),
+            (
+                "eval_strategy steps or epoch (the same as save_strategy)",
+                training_args.eval_strategy != IntervalStrategy.NO,
+            ),
+        )
+        if not given
+    ]
+    if missing:
+        raise ConfigError(f"early_stopping_patience {patience} needs {', '.join(missing)}")
 
 
 def check_training_values(training_args: TrainingArguments) -> None:

@@ -23,6 +23,7 @@ from transformers.dynamic_module_utils import custom_object_save
 from data.lm_corpus import TextSplit
 from data.token_cache import train_tokenizer_once
 from data.tokenizers import TokenizerKind
+from recipes.early_stopping import early_stopping_callbacks
 from recipes.sharding import ParameterShareLogger, TokenizerInCheckpoints, save_full_model, shard_on_cpu_processes
 from recipes.trainer import CardInfo, RecipeTrainer, is_quality, pipeline_tag
 
@@ -54,13 +55,15 @@ def select_splits(
 
 def train(trainer: Trainer) -> None:
     """The `do_train` step: writes the model's code first (`save_model_code`), trains (resuming from the
-    checkpoint the run lifecycle chose), then writes `train_results.json` and `trainer_state.json` (every
-    logged loss)."""
+    checkpoint the run lifecycle chose; stopping early with `--early_stopping_patience`), then writes
+    `train_results.json` and `trainer_state.json` (every logged loss)."""
     if trainer.args.should_save:  # one writer per folder
         model = trainer.accelerator.unwrap_model(trainer.model)
         save_model_code(getattr(model, "get_base_model", lambda: model)(), trainer.args.output_dir)  # LoRA: base
     trainer.add_callback(ParameterShareLogger())
     trainer.add_callback(TokenizerInCheckpoints())
+    for callback in early_stopping_callbacks(trainer.args):  # `--early_stopping_patience`
+        trainer.add_callback(callback)
     train_result = trainer.train(resume_from_checkpoint=checkpoint_to_resume(trainer.args))
     trainer.save_metrics("train", train_result.metrics)
     trainer.save_state()
