@@ -207,20 +207,20 @@ def part_eval_speed(args: argparse.Namespace) -> None:
 def recipe_arguments(args: argparse.Namespace, *, mem_len: int, output_dir: str):
     from transformers import TrainingArguments
 
-    from recipes.transformer_xl.train import TransformerXLArguments
+    from recipes.transformer_xl.train import TransformerXLDataArguments, TransformerXLModelArguments
 
     overrides = (
         f"n_layer={args.n_layer},d_model={args.d_model},d_embed={args.d_model},n_head={args.n_head},"
         f"d_head={args.d_model // args.n_head},d_inner={4 * args.d_model},dropout={args.dropout},dropatt=0.0,"
         f"clamp_len=0,same_length=false"
     )
-    script_args = TransformerXLArguments(
-        config_overrides=overrides,
-        tokenizer_vocab_size=args.lm_vocab_size,
+    model_args = TransformerXLModelArguments(
+        config_overrides=overrides, tokenizer_vocab_size=args.lm_vocab_size, mem_len=mem_len
+    )
+    data_args = TransformerXLDataArguments(
         train_file=str(args.data_dir / "train.txt"),
         validation_file=str(args.data_dir / "valid.txt"),
         tgt_len=args.tgt_len,
-        mem_len=mem_len,
         eval_tgt_len=args.tgt_len,
     )
     training_args = TrainingArguments(
@@ -243,7 +243,7 @@ def recipe_arguments(args: argparse.Namespace, *, mem_len: int, output_dir: str)
         disable_tqdm=True,
         seed=args.seed,
     )
-    return script_args, training_args
+    return model_args, data_args, training_args
 
 
 def evaluate_saved(output_dir: str, args: argparse.Namespace, *, mem_len: int, clamp_len: int) -> dict:
@@ -294,10 +294,10 @@ def part_wikitext2(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="bench_txl_") as root:
         for mem_len in (args.mem_len, 0):
             output_dir = os.path.join(root, f"mem{mem_len}")
-            script_args, training_args = recipe_arguments(args, mem_len=mem_len, output_dir=output_dir)
+            model_args, data_args, training_args = recipe_arguments(args, mem_len=mem_len, output_dir=output_dir)
             start = time.perf_counter()
             with contextlib.redirect_stdout(sys.stderr):  # Trainer prints its logs; keep stdout for tables
-                metrics = train_main(script_args, GenerationArguments(), training_args)
+                metrics = train_main(model_args, data_args, GenerationArguments(), training_args)
             elapsed = time.perf_counter() - start
             rows.append((f"mem_len {mem_len}", mem_len, mem_len, "off", 0, metrics, f"{elapsed:.0f}"))
             if mem_len:

@@ -3,8 +3,9 @@
 A recipe is launched as `accelerate launch recipes/<task>/train.py CONFIG.yaml [--flag value ...]`:
 the YAML gives the values, flags on the command line override them, and a key that no dataclass
 knows fails by name before anything runs (as in alignment-handbook). The fields the recipes share are
-declared once here: `ModelArguments`, `TextCorpusArguments` (and their union for the language-model
-recipes, `LanguageModelArguments`), `LoraArguments`.
+declared once here: `ModelArguments`, `DataArguments` (and `TextCorpusArguments`, the language-model recipes'
+data), `LoraArguments`; each recipe extends them with its own fields. The dataclasses hold values and check
+them; loading (data, tokenizers, model configs) is done by plain functions that each recipe's `main` calls.
 """
 
 import dataclasses
@@ -18,38 +19,53 @@ from typing import Any, ClassVar
 
 import torch
 import yaml
-from transformers import HfArgumentParser, PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase, TrainingArguments
+from transformers import HfArgumentParser, PretrainedConfig, PreTrainedModel, TrainingArguments
 from transformers.trainer_utils import IntervalStrategy
 
-from data.lm_corpus import TextSplit, text_corpus_splits
-from data.token_cache import prepare_token_streams
-from data.tokenizers import EOS_TOKEN, TokenizerKind
-from recipes.common import ConfigError, load_or_train_tokenizer
-from recipes.errors import EXIT_STATUS, debug_requested, hub_ids, naming_hub_id, user_error_message
+from recipes.errors import EXIT_STATUS, ConfigError, debug_requested, hub_ids, naming_hub_id, user_error_message
 
 logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
-class TextCorpusArguments:
-    """Where a language-modelling recipe reads its text: a Hub data set or local text files. The LM
-    recipes' argument classes extend this one, so the fields and their loading live in one place."""
+class DataArguments:
+    """Where a recipe reads its data: a Hub data set or local files (which win when given), and how many examples
+    of each split it keeps. Every recipe's data arguments extend this class; a recipe whose default data set
+    differs overrides the field's default."""
 
     dataset_name: str | None = dataclasses.field(
-        default=None, metadata={"help": "Hub data set, e.g. Salesforce/wikitext."}
+        default=None, metadata={"help": "Hub data set (local files win when given)."}
     )
     dataset_config_name: str | None = dataclasses.field(
-        default=None, metadata={"help": "e.g. wikitext-103-raw-v1 (raw text) or wikitext-103-v1 (word level)."}
+        default=None, metadata={"help": "The Hub data set's configuration, e.g. wikitext-103-raw-v1."}
     )
-    train_file: str | None = dataclasses.field(
-        default=None, metadata={"help": "Local training text (one line per row)."}
+    train_file: str | None = dataclasses.field(default=None, metadata={"help": "Local training file."})
+    validation_file: str | None = dataclasses.field(default=None, metadata={"help": "Local validation file."})
+    test_file: str | None = dataclasses.field(
+        default=None, metadata={"help": "Local test file (evaluated or predicted, per recipe)."}
     )
-    validation_file: str | None = dataclasses.field(default=None, metadata={"help": "Local validation text."})
-    test_file: str | None = dataclasses.field(default=None, metadata={"help": "Local test text (evaluated too)."})
-    text_column: str = dataclasses.field(default="text", metadata={"help": "Column holding the text."})
     encoding: str = dataclasses.field(
         default="utf-8", metadata={"help": "Local files' encoding, e.g. latin-1 (a UTF-8 byte-order mark is skipped)."}
     )
+    max_train_samples: int | None = dataclasses.field(
+        default=None, metadata={"help": "Keep the first N training examples."}
+    )
+    max_eval_samples: int | None = dataclasses.field(
+        default=None, metadata={"help": "Keep the first N validation examples."}
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+
+
+@dataclasses.dataclass
+class TextCorpusArguments(DataArguments):
+    """The data of the language-model recipes: a text corpus read as one token stream per split."""
+
+    text_column: str = dataclasses.field(default="text", metadata={"help": "Column holding the text."})
     token_cache_dir: str | None = dataclasses.field(
         default=None,
         metadata={
@@ -58,18 +74,14 @@ class TextCorpusArguments:
         },
     )
 
-    def text_splits(self, training_args: TrainingArguments) -> dict[str, TextSplit]:
-        """The corpus's splits, not yet read; progress bars on the local main process only."""
-        return text_corpus_splits(
-            dataset_name=self.dataset_name,
-            dataset_config_name=self.dataset_config_name,
-            train_file=self.train_file,
-            validation_file=self.validation_file,
-            test_file=self.test_file,
-            text_column=self.text_column,
-            encoding=self.encoding,
-            show_progress=training_args.local_process_index == 0 and not training_args.disable_tqdm,
-        )
+    def __post_init__(self) -> None:
+        for name in ("max_train_samples", "max_eval_samples"):
+            if getattr(self, name) is not None:
+                raise ValueError(
+                    f"{name}: a language-model corpus is read as one token stream, not as examples; shorten "
+                    "training with max_steps, or give a shorter file"
+                )
+        super().__post_init__()
 
 
 @dataclasses.dataclass
@@ -135,35 +147,6 @@ class ModelArguments:
         # Built from the fields, not from a default config's dict: fields a config derives from others (the
         # adaptive softmax's per-cluster settings from `cutoffs`) must be derived from the given values.
         return self.new_config(**{**new_model_fields, **self.recipe_config_fields(), **overrides})
-
-
-@dataclasses.dataclass
-class LanguageModelArguments(ModelArguments, TextCorpusArguments):
-    """What the language-model recipes share: a model, a text corpus, and the step between them."""
-
-    def tokenizer_and_streams(
-        self, corpus: dict[str, TextSplit], training_args: TrainingArguments, *, kind: TokenizerKind
-    ) -> tuple[PreTrainedTokenizerBase, dict[str, torch.Tensor]]:
-        """The tokenizer (loaded, or trained on the training split) and the token stream of every split the
-        run trains on (`do_train`) or scores (`do_eval`: validation and test), each line ending in `<eos>`
-        when the tokenizer has one (word level; other tokenizers read the lines as given, and raw WikiText
-        rows keep their own newline). One process per machine trains and tokenises into the cache
-        (`data.token_cache`); the others then memory-map its files. `corpus`: `text_splits()`."""
-        used = {"train": training_args.do_train, "validation": training_args.do_eval, "test": training_args.do_eval}
-        scored = {split: corpus[split] for split in corpus if used[split]}
-        with training_args.main_process_first(desc="tokenizer and token streams"):
-            tokenizer = load_or_train_tokenizer(
-                training_args,
-                self.tokenizer_name or self.model_name_or_path,
-                corpus["train"] if training_args.do_train else (),
-                kind=kind,
-                vocab_size=self.tokenizer_vocab_size,
-                cache_dir=self.token_cache_dir,
-            )
-            add_eos = EOS_TOKEN in tokenizer.get_vocab()
-            streams = prepare_token_streams(scored, tokenizer, add_eos=add_eos, cache_dir=self.token_cache_dir)
-        logger.info("tokens: %s; vocabulary %d", {s: t.numel() for s, t in streams.items()}, len(tokenizer))
-        return tokenizer, streams
 
 
 @dataclasses.dataclass

@@ -1,6 +1,7 @@
 """The steps every recipe takes, written once: start (seed, logging), pick the splits of the run's modes,
-load or train the tokenizer, train and evaluate, save with a model card and push. The configuration
-(YAML + command line -> dataclasses) is `recipes.arguments`.
+load or train the tokenizer (the language-model recipes: the corpus and its token streams too), train and
+evaluate, save with a model card and push. The configuration (YAML + command line -> dataclasses) is
+`recipes.arguments`.
 """
 
 import logging
@@ -9,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import datasets
+import torch
 import transformers
 from transformers import (
     AutoTokenizer,
@@ -20,18 +22,16 @@ from transformers import (
 )
 from transformers.dynamic_module_utils import custom_object_save
 
-from data.lm_corpus import TextSplit
-from data.token_cache import train_tokenizer_once
-from data.tokenizers import TokenizerKind
+from data.lm_corpus import TextSplit, text_corpus_splits
+from data.token_cache import prepare_token_streams, train_tokenizer_once
+from data.tokenizers import EOS_TOKEN, TokenizerKind
+from recipes.arguments import DataArguments, ModelArguments, TextCorpusArguments
 from recipes.early_stopping import early_stopping_callbacks
+from recipes.errors import ConfigError
 from recipes.sharding import ParameterShareLogger, TokenizerInCheckpoints, save_full_model, shard_on_cpu_processes
 from recipes.trainer import CardInfo, RecipeTrainer, is_quality, pipeline_tag
 
 logger = logging.getLogger(__name__)
-
-
-class ConfigError(ValueError):
-    """A recipe configuration that cannot run; the message names the file and the key."""
 
 
 def select_splits(
@@ -109,6 +109,51 @@ def load_or_train_tokenizer(
     return train_tokenizer_once(texts, kind=kind, vocab_size=vocab_size, cache_dir=cache_dir)
 
 
+def load_corpus(data_args: TextCorpusArguments, training_args: TrainingArguments) -> dict[str, TextSplit]:
+    """The language-model recipes' `# Data` step: the corpus's splits, not yet read (`data.lm_corpus`); progress
+    bars on the local main process only."""
+    return text_corpus_splits(
+        dataset_name=data_args.dataset_name,
+        dataset_config_name=data_args.dataset_config_name,
+        train_file=data_args.train_file,
+        validation_file=data_args.validation_file,
+        test_file=data_args.test_file,
+        text_column=data_args.text_column,
+        encoding=data_args.encoding,
+        show_progress=training_args.local_process_index == 0 and not training_args.disable_tqdm,
+    )
+
+
+def load_tokenizer_and_streams(
+    model_args: ModelArguments,
+    data_args: TextCorpusArguments,
+    corpus: dict[str, TextSplit],
+    training_args: TrainingArguments,
+    *,
+    kind: TokenizerKind,
+) -> tuple[PreTrainedTokenizerBase, dict[str, torch.Tensor]]:
+    """The language-model recipes' `# Tokenizer` step: the tokenizer (loaded, or trained on the training split)
+    and the token stream of every split the run trains on (`do_train`) or scores (`do_eval`: validation and
+    test), each line ending in `<eos>` when the tokenizer has one (word level; other tokenizers read the lines
+    as given, and raw WikiText rows keep their own newline). One process per machine trains and tokenises into
+    the cache (`data.token_cache`); the others then memory-map its files. `corpus`: `load_corpus`."""
+    used = {"train": training_args.do_train, "validation": training_args.do_eval, "test": training_args.do_eval}
+    scored = {split: corpus[split] for split in corpus if used[split]}
+    with training_args.main_process_first(desc="tokenizer and token streams"):
+        tokenizer = load_or_train_tokenizer(
+            training_args,
+            model_args.tokenizer_name or model_args.model_name_or_path,
+            corpus["train"] if training_args.do_train else (),
+            kind=kind,
+            vocab_size=model_args.tokenizer_vocab_size,
+            cache_dir=data_args.token_cache_dir,
+        )
+        add_eos = EOS_TOKEN in tokenizer.get_vocab()
+        streams = prepare_token_streams(scored, tokenizer, add_eos=add_eos, cache_dir=data_args.token_cache_dir)
+    logger.info("tokens: %s; vocabulary %d", {s: t.numel() for s, t in streams.items()}, len(tokenizer))
+    return tokenizer, streams
+
+
 def save_model_code(model: PreTrainedModel, output_dir: str) -> None:
     """Writes the model's own code (for `trust_remote_code`) into `output_dir` before training starts.
 
@@ -165,8 +210,9 @@ def save_card_and_push(
     `--push_to_hub`, pushes the folder (`Trainer.push_to_hub` writes the same card again before uploading)."""
     save_full_model(trainer)
     model = trainer.accelerator.unwrap_model(trainer.model)
-    model_args = next(args for args in arguments if hasattr(args, "model_name_or_path"))
-    checkpoint, dataset = model_args.model_name_or_path, getattr(model_args, "dataset_name", None)
+    model_args = next(args for args in arguments if isinstance(args, ModelArguments))
+    data_args = next(args for args in arguments if isinstance(args, DataArguments))
+    checkpoint = model_args.model_name_or_path
     trainer.card_info = CardInfo(
         title=title,
         data=data,
@@ -175,7 +221,7 @@ def save_card_and_push(
         metrics={name: value for name, value in metrics.items() if isinstance(value, float) and is_quality(name)},
         arguments=arguments,
         base_model=checkpoint if checkpoint and not os.path.exists(checkpoint) else None,
-        dataset_id=None if getattr(model_args, "train_file", None) else dataset,
+        dataset_id=None if data_args.train_file else data_args.dataset_name,
     )
     trainer.create_model_card()
     if trainer.args.push_to_hub:

@@ -21,7 +21,6 @@ from huggingface_hub.errors import (
 )
 
 from data.errors import DataError
-from recipes.common import ConfigError
 
 #: Set to 1 to get the full traceback of any failure.
 DEBUG_VARIABLE = "FINETUNE_RECIPES_DEBUG"
@@ -29,6 +28,10 @@ DEBUG_VARIABLE = "FINETUNE_RECIPES_DEBUG"
 EXIT_STATUS = 2
 #: Fields whose value may be a Hub id.
 HUB_FIELDS = ("model_name_or_path", "tokenizer_name", "dataset_name")
+
+
+class ConfigError(ValueError):
+    """A recipe configuration that cannot run; the message names the file and the key."""
 
 
 def debug_requested() -> bool:

@@ -16,7 +16,13 @@ from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, Pretraine
 
 from data.closed_book_qa import load_qa_dataset
 from data.qa_features import DEFAULT_PROMPT_TEMPLATE, QATrainingCollator, check_prompt_template, tokenize_qa_dataset
-from recipes.arguments import LoraArguments, ModelArguments, RecipeTrainingArguments, run_from_command_line
+from recipes.arguments import (
+    DataArguments,
+    LoraArguments,
+    ModelArguments,
+    RecipeTrainingArguments,
+    run_from_command_line,
+)
 from recipes.closed_book_qa.answer_loss import QATrainer
 from recipes.closed_book_qa.generation_eval import GenerationEvalTrainer, answer_stop_ids
 from recipes.common import (
@@ -35,82 +41,83 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class QAArguments(ModelArguments):
+class QAModelArguments(ModelArguments):
+    """The causal LM: any checkpoint (GPT-2 by default), or a new GPT-2."""
+
     config_class = AutoConfig  # a checkpoint may be any causal LM; a new model is a GPT-2
 
     model_name_or_path: str | None = field(default="gpt2", metadata={"help": "Hub id or folder; null: a new GPT-2."})
     tokenizer_vocab_size: int = field(default=1000, metadata={"help": "Vocabulary of a BPE tokenizer trained here."})
-    # Data
+    answer_only_loss: bool = field(
+        default=True, metadata={"help": "Run the output layer on the answer positions only (same loss, faster)."}
+    )
+
+    def new_config(self, **fields) -> PretrainedConfig:
+        return GPT2Config(**fields)
+
+
+@dataclass
+class QADataArguments(DataArguments):
+    """Questions with their gold answers (NQ-Open by default), and the prompt that asks them."""
+
     dataset_name: str | None = field(
         default="google-research-datasets/nq_open", metadata={"help": "Hub data set (local files win)."}
     )
-    dataset_config_name: str | None = field(default=None, metadata={"help": "The Hub data set's config."})
-    train_file: str | None = field(default=None, metadata={"help": "Local training file (jsonl, json, csv, tsv)."})
-    validation_file: str | None = field(default=None, metadata={"help": "Local validation file."})
-    test_file: str | None = field(default=None, metadata={"help": "Local questions to answer (answers optional)."})
     question_column: str = field(default="question", metadata={"help": "Column holding the question."})
     answer_column: str = field(default="answer", metadata={"help": "Column holding the answer(s)."})
     prompt_template: str = field(
         default=DEFAULT_PROMPT_TEMPLATE, metadata={"help": "Prompt with a {question} field; the answer follows."}
     )
     train_on_all_answers: bool = field(default=False, metadata={"help": "One example per gold answer, not the first."})
-    answer_only_loss: bool = field(
-        default=True, metadata={"help": "Run the output layer on the answer positions only (same loss, faster)."}
-    )
     max_seq_length: int = field(default=64, metadata={"help": "Prompt + answer + EOS tokens; prompts cut on the left."})
-    max_train_samples: int | None = field(default=None, metadata={"help": "Keep the first N training questions."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep the first N validation questions."})
 
     def __post_init__(self) -> None:
         check_prompt_template(self.prompt_template)
         if self.max_seq_length < 2:  # one prompt token and the answer's first at least
             raise ConfigError(f"max_seq_length must be at least 2, got {self.max_seq_length}")
-        for name in ("max_train_samples", "max_eval_samples"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be at least 1, got {value}")
         if not (self.dataset_name or self.train_file or self.validation_file or self.test_file):
             raise ValueError("give dataset_name or local files (train_file, validation_file, test_file)")
         super().__post_init__()
 
-    def new_config(self, **fields) -> PretrainedConfig:
-        return GPT2Config(**fields)
 
-
-CONFIG_CLASSES = (QAArguments, LoraArguments, GenerationArguments, RecipeTrainingArguments)
+CONFIG_CLASSES = (QAModelArguments, QADataArguments, LoraArguments, GenerationArguments, RecipeTrainingArguments)
 
 
 def main(
-    args: QAArguments, lora_args: LoraArguments, generation_args: GenerationArguments, training_args: TrainingArguments
+    model_args: QAModelArguments,
+    data_args: QADataArguments,
+    lora_args: LoraArguments,
+    generation_args: GenerationArguments,
+    training_args: TrainingArguments,
 ) -> dict[str, float]:
     start_run(training_args)
-    plan_run(args, training_args)
+    plan_run(model_args, training_args)
     # Data
     raw = load_qa_dataset(
-        dataset_name=args.dataset_name,
-        dataset_config_name=args.dataset_config_name,
-        train_file=args.train_file if training_args.do_train else None,
-        validation_file=args.validation_file if training_args.do_eval else None,
-        test_file=args.test_file if training_args.do_predict else None,
-        question_column=args.question_column,
-        answer_column=args.answer_column,
+        dataset_name=data_args.dataset_name,
+        dataset_config_name=data_args.dataset_config_name,
+        train_file=data_args.train_file if training_args.do_train else None,
+        validation_file=data_args.validation_file if training_args.do_eval else None,
+        test_file=data_args.test_file if training_args.do_predict else None,
+        question_column=data_args.question_column,
+        answer_column=data_args.answer_column,
     )
     raw = select_splits(
-        raw, training_args, max_samples={"train": args.max_train_samples, "validation": args.max_eval_samples}
+        raw, training_args, max_samples={"train": data_args.max_train_samples, "validation": data_args.max_eval_samples}
     )
     # Tokenizer
     # (the checkpoint's own, or byte-level BPE trained on the training prompts and answers)
     texts = ()
     if training_args.do_train:
         pairs = zip(raw["train"]["question"], raw["train"]["answers"])
-        texts = (args.prompt_template.format(question=q) + " " + " ".join(answers) for q, answers in pairs)
+        texts = (data_args.prompt_template.format(question=q) + " " + " ".join(answers) for q, answers in pairs)
     with training_args.main_process_first(desc="tokenizer"):  # one process trains it; every process loads it
         tokenizer = load_or_train_tokenizer(
             training_args,
-            args.tokenizer_name or args.model_name_or_path,
+            model_args.tokenizer_name or model_args.model_name_or_path,
             texts,
             kind="bpe",
-            vocab_size=args.tokenizer_vocab_size,
+            vocab_size=model_args.tokenizer_vocab_size,
         )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -121,27 +128,27 @@ def main(
             train_dataset = tokenize_qa_dataset(
                 raw["train"],
                 tokenizer,
-                template=args.prompt_template,
-                max_seq_length=args.max_seq_length,
-                all_answers=args.train_on_all_answers,
+                template=data_args.prompt_template,
+                max_seq_length=data_args.max_seq_length,
+                all_answers=data_args.train_on_all_answers,
             )
         logger.info("train: %d examples from %d questions", len(train_dataset), len(raw["train"]))
     # Model
     # (pretrained, or GPT-2 from a config sized to the tokenizer)
     if not training_args.do_train:  # evaluate / predict with the folder as saved
-        model = load_trained_model(AutoModelForCausalLM, args)
-    elif args.model_name_or_path:
-        model = AutoModelForCausalLM.from_pretrained(args.model_name_or_path, config=args.model_config())
+        model = load_trained_model(AutoModelForCausalLM, model_args)
+    elif model_args.model_name_or_path:
+        model = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, config=model_args.model_config())
     else:
         special = {name: getattr(tokenizer, name) for name in ("bos_token_id", "eos_token_id", "pad_token_id")}
-        model = AutoModelForCausalLM.from_config(args.model_config(vocab_size=len(tokenizer), **special))
+        model = AutoModelForCausalLM.from_config(model_args.model_config(vocab_size=len(tokenizer), **special))
     model.generation_config = generation_args.generation_config(tokenizer, eos_token_id=answer_stop_ids(tokenizer))
     if training_args.do_train:
         model = lora_args.wrap(model, task_type="CAUSAL_LM", default_targets=["c_attn"])
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     logger.info("model: %d parameters, %d trainable", sum(p.numel() for p in model.parameters()), trainable)
     # Trainer
-    trainer_class = QATrainer if args.answer_only_loss else GenerationEvalTrainer
+    trainer_class = QATrainer if model_args.answer_only_loss else GenerationEvalTrainer
     trainer = trainer_class(
         model=model,
         args=training_args,
@@ -149,8 +156,8 @@ def main(
         eval_dataset=raw.get("validation"),
         data_collator=QATrainingCollator(tokenizer.pad_token_id),
         processing_class=tokenizer,
-        prompt_template=args.prompt_template,
-        max_prompt_length=args.max_seq_length,
+        prompt_template=data_args.prompt_template,
+        max_prompt_length=data_args.max_seq_length,
         generation_config=model.generation_config,
     )
     # Train
@@ -171,10 +178,10 @@ def main(
         save_card_and_push(
             trainer,
             title="Closed-book QA",
-            data=f"{args.train_file or args.dataset_name}: {len(raw['train'])} training questions",
+            data=f"{data_args.train_file or data_args.dataset_name}: {len(raw['train'])} training questions",
             metrics={k: v for k, v in metrics.items() if k in ("eval_exact_match", "eval_f1")},
-            notes=f"A causal LM that answers `{args.prompt_template!r}` prompts; evaluated by generation.",
-            arguments=(args, lora_args, generation_args, training_args),
+            notes=f"A causal LM that answers `{data_args.prompt_template!r}` prompts; evaluated by generation.",
+            arguments=(model_args, data_args, lora_args, generation_args, training_args),
         )
     return metrics
 

@@ -18,9 +18,16 @@ from transformers import TrainingArguments, default_data_collator
 
 from custom_models.nce_lm import NCELMConfig, NCELMForCausalLM, count_tokens, noise_log_probs_from_counts
 from data.streams import SlidingWindows, TokenBlocks
-from recipes.arguments import LanguageModelArguments, RecipeTrainingArguments, run_from_command_line
+from recipes.arguments import ModelArguments, RecipeTrainingArguments, TextCorpusArguments, run_from_command_line
 from recipes.checkpoint_state import noise_generator_state
-from recipes.common import evaluate, save_card_and_push, start_run, train
+from recipes.common import (
+    evaluate,
+    load_corpus,
+    load_tokenizer_and_streams,
+    save_card_and_push,
+    start_run,
+    train,
+)
 from recipes.generation import GenerationArguments, predict_continuations
 from recipes.nce_lm.nce_trainer import NCETrainer
 from recipes.run_lifecycle import load_trained_model, plan_run
@@ -29,17 +36,12 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class NCELMArguments(LanguageModelArguments):
+class NCELMModelArguments(ModelArguments):
+    """The GPT-2 model, its tokenizer and its training loss (NCE, ranking or full) with the noise it draws."""
+
     config_class = NCELMConfig  # reads GPT-2 checkpoints too
 
     tokenizer_kind: str = field(default="word", metadata={"help": "Tokenizer trained on the fly: 'word' or 'bpe'."})
-    # Data (with the corpus fields of TextCorpusArguments)
-    block_size: int = field(default=128, metadata={"help": "Tokens per training block / evaluation window."})
-    eval_stride: int | None = field(
-        default=None,
-        metadata={"help": "New tokens scored per evaluation window, < block_size; the rest is context. None: half."},
-    )
-    # NCE
     loss_type: str = field(default="nce", metadata={"help": "Training loss: 'nce', 'ranking' or 'full'."})
     num_noise_samples: int = field(default=256, metadata={"help": "k, noise ids per step (shared) or per token."})
     noise_power: float = field(default=1.0, metadata={"help": "q ∝ count ** noise_power, in (0, 1]."})
@@ -55,10 +57,6 @@ class NCELMArguments(LanguageModelArguments):
     def __post_init__(self) -> None:
         if self.tokenizer_kind not in ("word", "bpe"):
             raise ValueError(f"tokenizer_kind must be 'word' or 'bpe', got {self.tokenizer_kind!r}")
-        if self.block_size < 2:
-            raise ValueError(f"block_size must be >= 2, got {self.block_size}")
-        if self.eval_stride is not None and not 1 <= self.eval_stride < self.block_size:
-            raise ValueError(f"eval_stride must be >= 1 and < block_size ({self.block_size}), got {self.eval_stride}")
         if not self.noise_smoothing > 0:
             raise ValueError(f"noise_smoothing must be > 0, got {self.noise_smoothing}")
         super().__post_init__()  # the NCE fields and config_overrides, checked by NCELMConfig
@@ -77,54 +75,77 @@ class NCELMArguments(LanguageModelArguments):
         return {name: getattr(self, name) for name in names}
 
 
-CONFIG_CLASSES = (NCELMArguments, GenerationArguments, RecipeTrainingArguments)
+@dataclass
+class NCELMDataArguments(TextCorpusArguments):
+    """The corpus, cut into training blocks and sliding evaluation windows."""
+
+    block_size: int = field(default=128, metadata={"help": "Tokens per training block / evaluation window."})
+    eval_stride: int | None = field(
+        default=None,
+        metadata={"help": "New tokens scored per evaluation window, < block_size; the rest is context. None: half."},
+    )
+
+    def __post_init__(self) -> None:
+        if self.block_size < 2:
+            raise ValueError(f"block_size must be >= 2, got {self.block_size}")
+        if self.eval_stride is not None and not 1 <= self.eval_stride < self.block_size:
+            raise ValueError(f"eval_stride must be >= 1 and < block_size ({self.block_size}), got {self.eval_stride}")
+        super().__post_init__()
+
+
+CONFIG_CLASSES = (NCELMModelArguments, NCELMDataArguments, GenerationArguments, RecipeTrainingArguments)
 
 
 def main(
-    script_args: NCELMArguments, generation_args: GenerationArguments, training_args: TrainingArguments
+    model_args: NCELMModelArguments,
+    data_args: NCELMDataArguments,
+    generation_args: GenerationArguments,
+    training_args: TrainingArguments,
 ) -> dict[str, float]:
     start_run(training_args)
-    plan_run(script_args, training_args)
+    plan_run(model_args, training_args)
     # Data
-    corpus = script_args.text_splits(training_args)
+    corpus = load_corpus(data_args, training_args)
     # Tokenizer
-    tokenizer, streams = script_args.tokenizer_and_streams(corpus, training_args, kind=script_args.tokenizer_kind)
+    tokenizer, streams = load_tokenizer_and_streams(
+        model_args, data_args, corpus, training_args, kind=model_args.tokenizer_kind
+    )
     # Model
     if not training_args.do_train:  # evaluate / predict with the folder as saved
-        model, new_bias = load_trained_model(NCELMForCausalLM, script_args), False
-    elif script_args.model_name_or_path:
+        model, new_bias = load_trained_model(NCELMForCausalLM, model_args), False
+    elif model_args.model_name_or_path:
         model, loading_info = NCELMForCausalLM.from_pretrained(
-            script_args.model_name_or_path, config=script_args.model_config(), output_loading_info=True
+            model_args.model_name_or_path, config=model_args.model_config(), output_loading_info=True
         )
         new_bias = "lm_head.bias" in loading_info["missing_keys"]  # a GPT-2 checkpoint: no output bias
     else:
         special = {"bos_token_id": tokenizer.eos_token_id, "eos_token_id": tokenizer.eos_token_id}
-        model, new_bias = NCELMForCausalLM(script_args.model_config(vocab_size=len(tokenizer), **special)), True
+        model, new_bias = NCELMForCausalLM(model_args.model_config(vocab_size=len(tokenizer), **special)), True
     # Each process draws its own noise: seeded with seed + rank (see the docstring); the generator is made
     # on first use, so setting the seed now is enough.
     model.config.noise_seed = training_args.seed + training_args.process_index
-    if script_args.block_size > model.config.n_positions:
-        raise ValueError(f"block_size {script_args.block_size} > the model's n_positions {model.config.n_positions}")
+    if data_args.block_size > model.config.n_positions:
+        raise ValueError(f"block_size {data_args.block_size} > the model's n_positions {model.config.n_positions}")
     if training_args.do_train:
         # The noise distribution: unigram counts of the training tokens; the output bias starts at log q when new.
         counts = count_tokens(streams["train"].split(1 << 22), vocab_size=model.config.vocab_size)  # int64 chunks
         log_q = noise_log_probs_from_counts(
-            counts, noise_power=script_args.noise_power, smoothing=script_args.noise_smoothing
+            counts, noise_power=model_args.noise_power, smoothing=model_args.noise_smoothing
         )
         model.set_noise_distribution(log_q, reset_output_bias=new_bias)
     logger.info("parameters: %.2fM; loss_type %s", model.num_parameters() / 1e6, model.config.loss_type)
     # Trainer
     train_dataset = None
     if training_args.do_train:
-        train_dataset = TokenBlocks(streams["train"], block_size=script_args.block_size)
-    eval_stride = script_args.eval_stride or script_args.block_size // 2
+        train_dataset = TokenBlocks(streams["train"], block_size=data_args.block_size)
+    eval_stride = data_args.eval_stride or data_args.block_size // 2
     eval_datasets = {
-        prefix: SlidingWindows(streams[split], block_size=script_args.block_size, stride=eval_stride)
+        prefix: SlidingWindows(streams[split], block_size=data_args.block_size, stride=eval_stride)
         for prefix, split in (("eval", "validation"), ("test", "test"))
         if split in streams and training_args.do_eval
     }
     sizes = {"train": train_dataset and len(train_dataset)} | {k: len(v) for k, v in eval_datasets.items()}
-    logger.info("blocks / windows of %d tokens (evaluation stride %d): %s", script_args.block_size, eval_stride, sizes)
+    logger.info("blocks / windows of %d tokens (evaluation stride %d): %s", data_args.block_size, eval_stride, sizes)
     trainer = NCETrainer(
         model=model,
         args=training_args,
@@ -147,13 +168,13 @@ def main(
         save_card_and_push(
             trainer,
             title=f"GPT-2 language model trained with {model.config.loss_type} (NCE family) loss",
-            data=script_args.dataset_name or f"local files: {script_args.train_file}, {script_args.validation_file}",
+            data=data_args.dataset_name or f"local files: {data_args.train_file}, {data_args.validation_file}",
             metrics=metrics,
             notes=(
                 "Load with `AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True)`. Perplexity is the "
                 "exact softmax over the vocabulary; `log_partition_*` measure how far log Z(h) is from 0."
             ),
-            arguments=(script_args, generation_args, training_args),
+            arguments=(model_args, data_args, generation_args, training_args),
         )
     return metrics
 

@@ -34,6 +34,7 @@ from data.files import write_jsonl
 from data.metrics import ClassificationMetric
 from data.sentiment import load_sentiment_dataset
 from recipes.arguments import (
+    DataArguments,
     LoraArguments,
     ModelArguments,
     RecipeTrainingArguments,
@@ -70,7 +71,10 @@ LORA_TARGETS = {
 
 
 @dataclass
-class SentimentArguments(ModelArguments):
+class SentimentModelArguments(ModelArguments):
+    """The encoder checkpoint and the classification head; `class_names` sets the head's outputs (`num_labels`,
+    `id2label`), so a checkpoint trained with other names is not resumed."""
+
     config_class = EncoderMLPConfig
 
     tokenizer_vocab_size: int = field(
@@ -82,32 +86,14 @@ class SentimentArguments(ModelArguments):
     mlp_activation: str = field(default="gelu", metadata={"help": "Activation between head layers (ACT2FN name)."})
     mlp_dropout: float = field(default=0.1, metadata={"help": "Dropout before each linear layer of the head."})
     pooling: str = field(default="cls", metadata={"help": "Sequence vector fed to the head: cls, mean or pooler."})
-    # Data
-    dataset_name: str | None = field(default="stanfordnlp/sst2", metadata={"help": "Hub data set (local files win)."})
-    dataset_config_name: str | None = field(default=None, metadata={"help": "The Hub data set's configuration."})
-    train_file: str | None = field(default=None, metadata={"help": "Local csv / tsv / json(l) training file."})
-    validation_file: str | None = field(default=None, metadata={"help": "Local validation file."})
-    test_file: str | None = field(default=None, metadata={"help": "Local file to predict (labels optional)."})
-    text_column: str = field(default="sentence", metadata={"help": "Column holding the text."})
-    label_column: str = field(default="label", metadata={"help": "Column holding the label (an id or a name)."})
-    encoding: str = field(default="utf-8", metadata={"help": "Local files' encoding (a UTF-8 BOM is skipped)."})
     class_names: list[str] = field(
         default_factory=lambda: ["negative", "positive"],
         metadata={"help": "Label names in id order (a trained model's own names win when do_train is false)."},
     )
-    max_seq_length: int = field(default=128, metadata={"help": "Longer texts are truncated to this many tokens."})
-    max_train_samples: int | None = field(default=None, metadata={"help": "Keep the first N training examples."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep the first N validation examples."})
 
     def __post_init__(self) -> None:
         if len(self.class_names) < 2 or len(set(self.class_names)) != len(self.class_names):
             raise ValueError(f"class_names must hold at least two distinct names, got {self.class_names!r}")
-        if self.max_seq_length < 2:  # [CLS] and [SEP] at least
-            raise ConfigError(f"max_seq_length must be at least 2, got {self.max_seq_length}")
-        for name in ("max_train_samples", "max_eval_samples"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ValueError(f"{name} must be positive, got {value!r}")
         super().__post_init__()  # the head fields and config_overrides, checked by the config classes
 
     def recipe_config_fields(self) -> dict:
@@ -134,52 +120,70 @@ class SentimentArguments(ModelArguments):
         return base.with_fields(**fields)
 
 
-CONFIG_CLASSES = (SentimentArguments, LoraArguments, RecipeTrainingArguments)
+@dataclass
+class SentimentDataArguments(DataArguments):
+    """Labelled sentences: a Hub data set (SST-2 by default) or local csv / tsv / json(l) files."""
+
+    dataset_name: str | None = field(default="stanfordnlp/sst2", metadata={"help": "Hub data set (local files win)."})
+    text_column: str = field(default="sentence", metadata={"help": "Column holding the text."})
+    label_column: str = field(default="label", metadata={"help": "Column holding the label (an id or a name)."})
+    max_seq_length: int = field(default=128, metadata={"help": "Longer texts are truncated to this many tokens."})
+
+    def __post_init__(self) -> None:
+        if self.max_seq_length < 2:  # [CLS] and [SEP] at least
+            raise ConfigError(f"max_seq_length must be at least 2, got {self.max_seq_length}")
+        super().__post_init__()
+
+
+CONFIG_CLASSES = (SentimentModelArguments, SentimentDataArguments, LoraArguments, RecipeTrainingArguments)
 
 
 def main(
-    args: SentimentArguments, lora_args: LoraArguments, training_args: transformers.TrainingArguments
+    model_args: SentimentModelArguments,
+    data_args: SentimentDataArguments,
+    lora_args: LoraArguments,
+    training_args: transformers.TrainingArguments,
 ) -> dict[str, float]:
     start_run(training_args)
-    plan_run(args, training_args)
+    plan_run(model_args, training_args)
     evaluate_only = not training_args.do_train  # evaluate / predict with a trained model, as it was saved
     # Data
     raw = load_sentiment_dataset(
-        dataset_name=args.dataset_name,
-        dataset_config_name=args.dataset_config_name,
-        train_file=args.train_file if training_args.do_train else None,
-        validation_file=args.validation_file if training_args.do_eval else None,
-        test_file=args.test_file if training_args.do_predict else None,
-        text_column=args.text_column,
-        label_column=args.label_column,
-        label_names=_class_names(args, evaluate_only),
-        encoding=args.encoding,
+        dataset_name=data_args.dataset_name,
+        dataset_config_name=data_args.dataset_config_name,
+        train_file=data_args.train_file if training_args.do_train else None,
+        validation_file=data_args.validation_file if training_args.do_eval else None,
+        test_file=data_args.test_file if training_args.do_predict else None,
+        text_column=data_args.text_column,
+        label_column=data_args.label_column,
+        label_names=_class_names(model_args, evaluate_only),
+        encoding=data_args.encoding,
     )
     raw = select_splits(
-        raw, training_args, max_samples={"train": args.max_train_samples, "validation": args.max_eval_samples}
+        raw, training_args, max_samples={"train": data_args.max_train_samples, "validation": data_args.max_eval_samples}
     )
     # Tokenizer
     with training_args.main_process_first(desc="tokenizer"):  # one process trains it; every process loads it
         tokenizer = load_or_train_tokenizer(
             training_args,
-            args.tokenizer_name or args.model_name_or_path,
+            model_args.tokenizer_name or model_args.model_name_or_path,
             raw["train"]["text"] if training_args.do_train else (),
             kind="wordpiece",
-            vocab_size=args.tokenizer_vocab_size,
+            vocab_size=model_args.tokenizer_vocab_size,
         )
     tokenized = raw.map(
-        lambda batch: tokenizer(batch["text"], truncation=True, max_length=args.max_seq_length),
+        lambda batch: tokenizer(batch["text"], truncation=True, max_length=data_args.max_seq_length),
         batched=True,
         remove_columns=["text"],
         desc="tokenizing",
     )
     # Model
     if evaluate_only:  # the folder's own head and label names
-        model = load_trained_model(AutoModelForSequenceClassification, args)
-    elif args.model_name_or_path:  # encoder from the checkpoint, head newly initialised (unless it has one)
-        model = load_checkpoint(args.model_name_or_path, args.model_config())
+        model = load_trained_model(AutoModelForSequenceClassification, model_args)
+    elif model_args.model_name_or_path:  # encoder from the checkpoint, head newly initialised (unless it has one)
+        model = load_checkpoint(model_args.model_name_or_path, model_args.model_config())
     else:
-        config = args.model_config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+        config = model_args.model_config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
         model = AutoModelForSequenceClassification.from_config(config)
     if training_args.do_train:
         model = lora_args.wrap(
@@ -214,15 +218,20 @@ def main(
     if training_args.do_train:
         if lora_args.use_lora and lora_args.merge_lora_on_save:  # a plain model: loads without peft, code included
             trainer.merge_lora()
-        data = args.train_file and f"`{args.train_file}` / `{args.validation_file}`" or f"`{args.dataset_name}`"
+        data = (
+            data_args.train_file
+            and f"`{data_args.train_file}` / `{data_args.validation_file}`"
+            or f"`{data_args.dataset_name}`"
+        )
         save_card_and_push(
             trainer,
             title=f"{Path(training_args.output_dir).name}: encoder + MLP head for sentiment",
-            data=f"{data}: {len(raw['train'])} training sentences, labels {args.class_names}.",
+            data=f"{data}: {len(raw['train'])} training sentences, labels {model_args.class_names}.",
             metrics=metrics,
-            notes=f"Encoder: `{args.model_name_or_path or 'built from config'}`; head: {args.recipe_config_fields()}; "
-            f"LoRA: {lora_args.use_lora}. Load with `trust_remote_code=True`.",
-            arguments=(args, lora_args, training_args),
+            notes=f"Encoder: `{model_args.model_name_or_path or 'built from config'}`; "
+            f"head: {model_args.recipe_config_fields()}; LoRA: {lora_args.use_lora}. "
+            "Load with `trust_remote_code=True`.",
+            arguments=(model_args, data_args, lora_args, training_args),
         )
     return metrics
 
@@ -261,11 +270,11 @@ def predict(trainer: Trainer, texts: datasets.Dataset, tokenized: datasets.Datas
     return output.metrics
 
 
-def _class_names(args: SentimentArguments, evaluate_only: bool) -> list[str]:
+def _class_names(model_args: SentimentModelArguments, evaluate_only: bool) -> list[str]:
     """The label names in id order: a trained model's own (from its config), else `class_names`."""
     if not evaluate_only:
-        return args.class_names
-    config = AutoConfig.from_pretrained(args.model_name_or_path)
+        return model_args.class_names
+    config = AutoConfig.from_pretrained(model_args.model_name_or_path)
     return [config.id2label[i] for i in range(len(config.id2label))]
 
 

@@ -20,9 +20,16 @@ from transformers import TrainingArguments
 from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausalLM
 from custom_models.transfo_xl.sampled_losses import SAMPLED_LOSS_TYPES, count_tokens, noise_log_probs_from_counts
 from data.streams import StreamSegments
-from recipes.arguments import LanguageModelArguments, RecipeTrainingArguments, run_from_command_line
+from recipes.arguments import ModelArguments, RecipeTrainingArguments, TextCorpusArguments, run_from_command_line
 from recipes.checkpoint_state import noise_generator_state
-from recipes.common import evaluate, save_card_and_push, start_run, train
+from recipes.common import (
+    evaluate,
+    load_corpus,
+    load_tokenizer_and_streams,
+    save_card_and_push,
+    start_run,
+    train,
+)
 from recipes.generation import GenerationArguments, predict_continuations
 from recipes.run_lifecycle import load_trained_model, plan_run
 from recipes.transformer_xl.memory_trainer import EvalMemory, MemoryTrainer
@@ -31,17 +38,15 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class TransformerXLArguments(LanguageModelArguments):
+class TransformerXLModelArguments(ModelArguments):
+    """The model's memory, in training and at evaluation, and its training loss."""
+
     config_class = TransformerXLConfig  # reads transformers 4.x TransfoXL folders too
 
-    # Memory
-    tgt_len: int = field(default=128, metadata={"help": "Tokens per training segment."})
     mem_len: int = field(default=128, metadata={"help": "Memory length per layer during training."})
-    eval_tgt_len: int | None = field(default=None, metadata={"help": "Segment length at evaluation."})
     eval_mem_len: int | None = field(default=None, metadata={"help": "Memory length at evaluation."})
     eval_clamp_len: int | None = field(default=None, metadata={"help": "clamp_len at evaluation."})
     eval_same_length: bool | None = field(default=None, metadata={"help": "same_length at evaluation."})
-    shuffle_stream_offset: bool = field(default=False, metadata={"help": "Start streams at a new offset each epoch."})
     # Loss (training only; evaluation is always the exact softmax or adaptive softmax)
     loss_type: str | None = field(
         default=None,
@@ -51,10 +56,6 @@ class TransformerXLArguments(LanguageModelArguments):
     noise_power: float = field(default=1.0, metadata={"help": "Noise q ∝ training count ** noise_power, in (0, 1]."})
 
     def __post_init__(self) -> None:
-        for name in ("tgt_len", "eval_tgt_len"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
         for name in ("mem_len", "eval_mem_len", "eval_clamp_len"):
             value = getattr(self, name)
             if value is not None and value < 0:
@@ -67,27 +68,51 @@ class TransformerXLArguments(LanguageModelArguments):
         return fields if self.loss_type is None else {"loss_type": self.loss_type, **fields}
 
 
-CONFIG_CLASSES = (TransformerXLArguments, GenerationArguments, RecipeTrainingArguments)
+@dataclass
+class TransformerXLDataArguments(TextCorpusArguments):
+    """The corpus, read as contiguous segments of ordered streams."""
+
+    tgt_len: int = field(default=128, metadata={"help": "Tokens per training segment."})
+    eval_tgt_len: int | None = field(default=None, metadata={"help": "Segment length at evaluation."})
+    shuffle_stream_offset: bool = field(default=False, metadata={"help": "Start streams at a new offset each epoch."})
+
+    def __post_init__(self) -> None:
+        for name in ("tgt_len", "eval_tgt_len"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        super().__post_init__()
+
+
+CONFIG_CLASSES = (
+    TransformerXLModelArguments,
+    TransformerXLDataArguments,
+    GenerationArguments,
+    RecipeTrainingArguments,
+)
 
 
 def main(
-    script_args: TransformerXLArguments, generation_args: GenerationArguments, training_args: TrainingArguments
+    model_args: TransformerXLModelArguments,
+    data_args: TransformerXLDataArguments,
+    generation_args: GenerationArguments,
+    training_args: TrainingArguments,
 ) -> dict[str, float]:
     start_run(training_args)
-    plan_run(script_args, training_args)
+    plan_run(model_args, training_args)
     # Data
-    corpus = script_args.text_splits(training_args)
+    corpus = load_corpus(data_args, training_args)
     # Tokenizer
-    tokenizer, streams = script_args.tokenizer_and_streams(corpus, training_args, kind="word")
+    tokenizer, streams = load_tokenizer_and_streams(model_args, data_args, corpus, training_args, kind="word")
     # Model
     if not training_args.do_train:  # evaluate / predict with the folder as saved
-        model = load_trained_model(TransformerXLForCausalLM, script_args)
-    elif script_args.model_name_or_path:
+        model = load_trained_model(TransformerXLForCausalLM, model_args)
+    elif model_args.model_name_or_path:
         model = TransformerXLForCausalLM.from_pretrained(
-            script_args.model_name_or_path, config=script_args.model_config()
+            model_args.model_name_or_path, config=model_args.model_config()
         )
     else:
-        model = TransformerXLForCausalLM(script_args.model_config(vocab_size=len(tokenizer)))
+        model = TransformerXLForCausalLM(model_args.model_config(vocab_size=len(tokenizer)))
     # Each process draws its own noise (nce / ranking): seeded with seed + rank, as in the NCE recipe; the
     # generator is made on first use, so setting the seed now is enough.
     model.config.noise_seed = training_args.seed + training_args.process_index
@@ -96,7 +121,7 @@ def main(
         # a new model's output bias starts at log q (self-normalised).
         counts = count_tokens(streams["train"].split(1 << 22), vocab_size=model.config.vocab_size)  # int64 chunks
         log_q = noise_log_probs_from_counts(counts, noise_power=model.config.noise_power)
-        model.set_noise_distribution(log_q, reset_output_bias=not script_args.model_name_or_path)
+        model.set_noise_distribution(log_q, reset_output_bias=not model_args.model_name_or_path)
     logger.info("parameters: %.2fM; loss_type %s", model.num_parameters() / 1e6, model.config.loss_type)
     # Trainer
     world = {"rank": training_args.process_index, "world_size": training_args.world_size}
@@ -105,8 +130,8 @@ def main(
         train_dataset = StreamSegments(
             streams["train"],
             num_streams=training_args.per_device_train_batch_size * training_args.world_size,
-            tgt_len=script_args.tgt_len,
-            shuffle_offset=script_args.shuffle_stream_offset,
+            tgt_len=data_args.tgt_len,
+            shuffle_offset=data_args.shuffle_stream_offset,
             seed=training_args.seed,
             **world,
         )
@@ -114,7 +139,7 @@ def main(
         prefix: StreamSegments(
             streams[split],
             num_streams=training_args.per_device_eval_batch_size * training_args.world_size,
-            tgt_len=script_args.eval_tgt_len or script_args.tgt_len,
+            tgt_len=data_args.eval_tgt_len or data_args.tgt_len,
             **world,
         )
         for prefix, split in (("eval", "validation"), ("test", "test"))
@@ -127,9 +152,9 @@ def main(
         eval_dataset=eval_datasets.get("eval"),
         processing_class=tokenizer,
         eval_memory=EvalMemory(
-            mem_len=script_args.eval_mem_len,
-            clamp_len=script_args.eval_clamp_len,
-            same_length=script_args.eval_same_length,
+            mem_len=model_args.eval_mem_len,
+            clamp_len=model_args.eval_clamp_len,
+            same_length=model_args.eval_same_length,
         ),
         callbacks=[noise_generator_state(model)] if model.config.loss_type in SAMPLED_LOSS_TYPES else None,
     )
@@ -146,10 +171,10 @@ def main(
         save_card_and_push(
             trainer,
             title="Transformer-XL language model",
-            data=script_args.dataset_name or f"local files: {script_args.train_file}, {script_args.validation_file}",
+            data=data_args.dataset_name or f"local files: {data_args.train_file}, {data_args.validation_file}",
             metrics=metrics,
             notes="Load with `AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True)`.",
-            arguments=(script_args, generation_args, training_args),
+            arguments=(model_args, data_args, generation_args, training_args),
         )
     return metrics
 

@@ -15,7 +15,7 @@ from data.lm_corpus import load_text_corpus
 from data.streams import SlidingWindows, encode_stream
 from recipes.arguments import parse_config
 from recipes.generation import GenerationArguments
-from recipes.nce_lm.train import CONFIG_CLASSES, NCELMArguments, main
+from recipes.nce_lm.train import CONFIG_CLASSES, NCELMDataArguments, NCELMModelArguments, main
 from tests.tiny_models import GPT2, as_config_overrides
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,15 +31,19 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def tiny_args(output_dir: Path, **training) -> tuple[NCELMArguments, GenerationArguments, TrainingArguments]:
-    args = NCELMArguments(
+def tiny_args(
+    output_dir: Path, **training
+) -> tuple[NCELMModelArguments, NCELMDataArguments, GenerationArguments, TrainingArguments]:
+    model_args = NCELMModelArguments(
         config_overrides=as_config_overrides({**GPT2, "n_positions": 32}),
         tokenizer_vocab_size=200,
+        num_noise_samples=16,
+        noise_power=0.75,
+    )
+    data_args = NCELMDataArguments(
         train_file=str(REPO / "data/samples/lm/train.txt"),
         validation_file=str(REPO / "data/samples/lm/validation.txt"),
         block_size=32,
-        num_noise_samples=16,
-        noise_power=0.75,
     )
     defaults = dict(
         output_dir=str(output_dir),
@@ -55,7 +59,7 @@ def tiny_args(output_dir: Path, **training) -> tuple[NCELMArguments, GenerationA
         do_train=True,
         do_eval=True,
     )
-    return args, GenerationArguments(), TrainingArguments(**{**defaults, **training})
+    return model_args, data_args, GenerationArguments(), TrainingArguments(**{**defaults, **training})
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +75,15 @@ def nce_run(tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(NCELMForCausalLM, "__init__", init_with_hook)
-        args, generation_args, training_args = tiny_args(output_dir)
-        metrics = main(args, generation_args, training_args)
-    return {"args": args, "output_dir": output_dir, "metrics": metrics, "lm_head_calls": lm_head_calls}
+        model_args, data_args, generation_args, training_args = tiny_args(output_dir)
+        metrics = main(model_args, data_args, generation_args, training_args)
+    return {
+        "model_args": model_args,
+        "data_args": data_args,
+        "output_dir": output_dir,
+        "metrics": metrics,
+        "lm_head_calls": lm_head_calls,
+    }
 
 
 @pytest.mark.slow
@@ -91,7 +101,9 @@ def test_evaluation_reports_exact_perplexity_and_log_partition(nce_run):
 def test_evaluation_scores_every_token_after_the_first_once_with_the_saved_models_exact_loss(nce_run):
     model = AutoModelForCausalLM.from_pretrained(nce_run["output_dir"]).eval()
     tokenizer = PreTrainedTokenizerFast.from_pretrained(nce_run["output_dir"])
-    corpus = load_text_corpus(train_file=nce_run["args"].train_file, validation_file=nce_run["args"].validation_file)
+    corpus = load_text_corpus(
+        train_file=nce_run["data_args"].train_file, validation_file=nce_run["data_args"].validation_file
+    )
     stream = encode_stream(corpus["validation"]["text"], tokenizer)
     windows = SlidingWindows(stream, block_size=32, stride=16)  # the recipe's default stride: half a block
     with torch.no_grad():
@@ -112,11 +124,11 @@ def test_training_never_builds_full_logits(nce_run):
 
 @pytest.mark.slow
 def test_saved_noise_is_the_distribution_of_the_training_tokens(nce_run):
-    args, output_dir = nce_run["args"], nce_run["output_dir"]
+    data_args, output_dir = nce_run["data_args"], nce_run["output_dir"]
     tokenizer = PreTrainedTokenizerFast.from_pretrained(output_dir)
-    corpus = load_text_corpus(train_file=args.train_file, validation_file=args.validation_file)
+    corpus = load_text_corpus(train_file=data_args.train_file, validation_file=data_args.validation_file)
     counts = count_tokens([encode_stream(corpus["train"]["text"], tokenizer)], vocab_size=len(tokenizer))
-    expected = noise_log_probs_from_counts(counts, noise_power=0.75, smoothing=args.noise_smoothing)
+    expected = noise_log_probs_from_counts(counts, noise_power=0.75, smoothing=nce_run["model_args"].noise_smoothing)
     saved = load_file(output_dir / "model.safetensors")
     assert torch.equal(saved["noise_log_probs"], expected)
 
@@ -142,15 +154,15 @@ def test_a_truncated_token_cache_file_is_rebuilt_to_the_same_eval_loss(tmp_path,
     """Two identical short runs sharing a token cache; between them the validation ids are cut short, as a
     full disk or a killed copy leaves them. The second run names the file, tokenises again, and evaluates
     the same ids: the same evaluation loss, bit for bit (same process, same seed, same operations)."""
-    args, generation_args, training_args = tiny_args(tmp_path / "first", max_steps=2)
-    args.token_cache_dir = str(tmp_path / "cache")
-    before = main(args, generation_args, training_args)["eval_loss"]
+    model_args, data_args, generation_args, training_args = tiny_args(tmp_path / "first", max_steps=2)
+    data_args.token_cache_dir = str(tmp_path / "cache")
+    before = main(model_args, data_args, generation_args, training_args)["eval_loss"]
     (cached,) = (tmp_path / "cache").glob("validation-*.npy")
     cached.write_bytes(cached.read_bytes()[: cached.stat().st_size // 2])
-    args, generation_args, training_args = tiny_args(tmp_path / "second", max_steps=2)
-    args.token_cache_dir = str(tmp_path / "cache")
+    model_args, data_args, generation_args, training_args = tiny_args(tmp_path / "second", max_steps=2)
+    data_args.token_cache_dir = str(tmp_path / "cache")
     with caplog.at_level("WARNING", logger="data.token_cache"):
-        after = main(args, generation_args, training_args)["eval_loss"]
+        after = main(model_args, data_args, generation_args, training_args)["eval_loss"]
     assert after == before
     assert [r.getMessage().split(":")[0] for r in caplog.records if r.name == "data.token_cache"] == [str(cached)]
 

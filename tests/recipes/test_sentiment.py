@@ -12,7 +12,7 @@ from data.errors import DataError
 from data.tokenizers import train_tokenizer
 from recipes.arguments import LoraArguments, parse_config
 from recipes.common import ConfigError
-from recipes.sentiment.train import CONFIG_CLASSES, SentimentArguments, main
+from recipes.sentiment.train import CONFIG_CLASSES, SentimentDataArguments, SentimentModelArguments, main
 from tests.tiny_models import bert_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -22,7 +22,9 @@ TINY_YAML = CONFIGS / "tiny.yaml"
 SAMPLES = REPO / "data" / "samples" / "sentiment"
 
 
-def tiny_args(output_dir: Path, *flags: str) -> tuple[SentimentArguments, LoraArguments, TrainingArguments]:
+def tiny_args(
+    output_dir: Path, *flags: str
+) -> tuple[SentimentModelArguments, SentimentDataArguments, LoraArguments, TrainingArguments]:
     """tiny.yaml, shortened to a few steps (the flags override it exactly as on the command line)."""
     return parse_config(
         *CONFIG_CLASSES,
@@ -183,28 +185,34 @@ def test_unknown_yaml_key_fails_by_name(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "field, value", [("pooling", "max"), ("mlp_dropout", 1.5), ("max_seq_length", 0), ("class_names", ["only"])]
+    "arguments, field, value",
+    [
+        (SentimentModelArguments, "pooling", "max"),
+        (SentimentModelArguments, "mlp_dropout", 1.5),
+        (SentimentDataArguments, "max_seq_length", 0),
+        (SentimentModelArguments, "class_names", ["only"]),
+    ],
 )
-def test_invalid_recipe_value_fails_naming_the_field(field, value):
+def test_invalid_recipe_value_fails_naming_the_field(arguments, field, value):
     with pytest.raises(ValueError, match=field):
-        SentimentArguments(**{field: value})
+        arguments(**{field: value})
 
 
 def test_config_overrides_apply_on_top_of_a_checkpoint_and_unknown_keys_fail_by_name(tmp_path):
     BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64).save_pretrained(
         tmp_path
     )
-    args = SentimentArguments(model_name_or_path=str(tmp_path), config_overrides="hidden_dropout_prob=0.0")
+    args = SentimentModelArguments(model_name_or_path=str(tmp_path), config_overrides="hidden_dropout_prob=0.0")
     config = args.model_config()
     assert (config.encoder.hidden_size, config.encoder.hidden_dropout_prob) == (32, 0.0)
     assert (config.model_type, config.encoder.model_type) == ("encoder-mlp", "bert")
     with pytest.raises(ValueError, match=r"have no field\(s\) \['hiden_size'\]"):
-        SentimentArguments(model_name_or_path=str(tmp_path), config_overrides="hiden_size=16")
+        SentimentModelArguments(model_name_or_path=str(tmp_path), config_overrides="hiden_size=16")
 
 
 def test_a_checkpoint_of_any_encoder_becomes_the_encoder_of_the_classifier(tmp_path):
     RobertaConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64).save_pretrained(
         tmp_path
     )
-    config = SentimentArguments(model_name_or_path=str(tmp_path), pooling="mean").model_config()
+    config = SentimentModelArguments(model_name_or_path=str(tmp_path), pooling="mean").model_config()
     assert (config.model_type, config.encoder.model_type, config.pooling) == ("encoder-mlp", "roberta", "mean")

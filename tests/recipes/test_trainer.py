@@ -56,7 +56,7 @@ def test_resolved_configuration_reads_back_as_the_same_run(tmp_path):
     assert yaml.safe_load(resolved)["tokenizer_vocab_size"] == 500  # a "token" field that is no secret
     (tmp_path / "resolved.yaml").write_text(resolved)
     again = parse_config(*transformer_xl.CONFIG_CLASSES, argv=[str(tmp_path / "resolved.yaml")])
-    assert resolved_configuration(again) == resolved and again[0].tgt_len == 16
+    assert resolved_configuration(again) == resolved and again[1].tgt_len == 16  # the data arguments
 
 
 def test_saved_tokenizer_config_has_no_machine_local_keys(tmp_path):

@@ -16,10 +16,15 @@ from custom_models.transfo_xl.sampled_losses import count_tokens, noise_log_prob
 from data.streams import StreamSegments, encode_stream
 from data.synthetic import long_range_documents
 from recipes.arguments import parse_config
-from recipes.common import ConfigError
+from recipes.common import ConfigError, load_corpus
 from recipes.generation import GenerationArguments
 from recipes.transformer_xl.memory_trainer import EvalMemory, MemoryTrainer
-from recipes.transformer_xl.train import CONFIG_CLASSES, TransformerXLArguments, main
+from recipes.transformer_xl.train import (
+    CONFIG_CLASSES,
+    TransformerXLDataArguments,
+    TransformerXLModelArguments,
+    main,
+)
 from tests.tiny_models import TRANSFO_XL, TRANSFO_XL_NO_DROPOUT, as_config_overrides, transfo_xl_config
 
 WORKER = Path(__file__).with_name("stream_continuity_worker.py")
@@ -46,15 +51,15 @@ def test_each_rank_continues_its_own_streams_and_memory_across_steps(tmp_path, a
 
 
 def train_on_long_range_corpus(tmp_path: Path, mem_len: int) -> float:
-    args = TransformerXLArguments(
-        train_file=str(tmp_path / "train.txt"),
-        validation_file=str(tmp_path / "valid.txt"),
+    model_args = TransformerXLModelArguments(
         tokenizer_vocab_size=100,
         config_overrides=as_config_overrides(
             {**TRANSFO_XL, **TRANSFO_XL_NO_DROPOUT, "clamp_len": 0, "same_length": False}
         ),
-        tgt_len=4,
         mem_len=mem_len,
+    )
+    data_args = TransformerXLDataArguments(
+        train_file=str(tmp_path / "train.txt"), validation_file=str(tmp_path / "valid.txt"), tgt_len=4
     )
     training_args = TrainingArguments(
         output_dir=str(tmp_path / f"mem{mem_len}"),
@@ -72,7 +77,7 @@ def train_on_long_range_corpus(tmp_path: Path, mem_len: int) -> float:
         do_train=True,
         do_eval=True,
     )
-    return main(args, GenerationArguments(), training_args)["eval_loss"]
+    return main(model_args, data_args, GenerationArguments(), training_args)["eval_loss"]
 
 
 @pytest.mark.slow
@@ -113,15 +118,15 @@ def test_streamed_evaluation_equals_one_full_pass_per_stream(tmp_path):
 )
 def test_wikitext103_configs_build_the_papers_adaptive_models(name, millions):
     config_file = Path(__file__).resolve().parents[2] / "recipes/transformer_xl/configs" / f"{name}.yaml"
-    args = parse_config(*CONFIG_CLASSES, argv=[str(config_file)])[0]
-    config = args.model_config(vocab_size=args.tokenizer_vocab_size)
+    model_args = parse_config(*CONFIG_CLASSES, argv=[str(config_file)])[0]
+    config = model_args.model_config(vocab_size=model_args.tokenizer_vocab_size)
     assert config.vocab_size == 267735 and config.cutoffs == [20000, 40000, 200000]
     with torch.device("meta"):  # shapes only: no memory for 151M / 285M parameters
         model = TransformerXLForCausalLM(config)
     assert sum(p.numel() for p in model.parameters()) / 1e6 == pytest.approx(millions, rel=0.01)
 
 
-def tiny_lm_args(tmp_path: Path, **overrides) -> tuple[TransformerXLArguments, GenerationArguments, TrainingArguments]:
+def tiny_lm_args(tmp_path: Path, **overrides) -> tuple:
     config_file = Path(__file__).resolve().parents[2] / "recipes/transformer_xl/configs/tiny.yaml"
     argv = [str(config_file), "--output_dir", str(tmp_path / "trained"), "--disable_tqdm", "true"]
     for key, value in overrides.items():
@@ -169,16 +174,16 @@ def test_runs_that_cannot_do_anything_useful_fail_before_loading(tmp_path, overr
 
 @pytest.mark.slow
 def test_nce_trained_model_saves_its_noise_and_evaluates_exactly_in_a_clean_process(tmp_path, forward_in_clean_process):
-    script_args, generation_args, training_args = tiny_lm_args(
+    model_args, data_args, generation_args, training_args = tiny_lm_args(
         tmp_path, max_steps=6, loss_type="nce", num_noise_samples=32, noise_power=0.75
     )
-    metrics = main(script_args, generation_args, training_args)
+    metrics = main(model_args, data_args, generation_args, training_args)
     trained = tmp_path / "trained"
     assert math.isfinite(metrics["eval_log_partition_mean"]) and metrics["eval_log_partition_std"] >= 0
 
     # The noise is the distribution of the training stream, saved with the weights.
     tokenizer = PreTrainedTokenizerFast.from_pretrained(trained)
-    stream = encode_stream(script_args.text_splits(training_args)["train"], tokenizer)
+    stream = encode_stream(load_corpus(data_args, training_args)["train"], tokenizer)
     expected = noise_log_probs_from_counts(count_tokens([stream], vocab_size=len(tokenizer)), noise_power=0.75)
     assert torch.equal(load_file(trained / "model.safetensors")["noise_log_probs"], expected)
 
