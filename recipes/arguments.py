@@ -22,6 +22,7 @@ import yaml
 from transformers import HfArgumentParser, PretrainedConfig, PreTrainedModel, TrainingArguments
 from transformers.trainer_utils import IntervalStrategy
 
+from data.mixtures import parse_mixture
 from recipes.errors import EXIT_STATUS, ConfigError, debug_requested, hub_ids, naming_hub_id, user_error_message
 
 logger = logging.getLogger(__name__)
@@ -39,10 +40,27 @@ class DataArguments:
     dataset_config_name: str | None = dataclasses.field(
         default=None, metadata={"help": "The Hub data set's configuration, e.g. wikitext-103-raw-v1."}
     )
-    train_file: str | None = dataclasses.field(default=None, metadata={"help": "Local training file."})
-    validation_file: str | None = dataclasses.field(default=None, metadata={"help": "Local validation file."})
-    test_file: str | None = dataclasses.field(
-        default=None, metadata={"help": "Local test file (evaluated or predicted, per recipe)."}
+    train_file: list[str] | None = dataclasses.field(
+        default=None, metadata={"help": "Local training file, or several (a YAML list; on the command line: a b)."}
+    )
+    validation_file: list[str] | None = dataclasses.field(default=None, metadata={"help": "Local validation file(s)."})
+    test_file: list[str] | None = dataclasses.field(
+        default=None, metadata={"help": "Local test file(s) (evaluated or predicted, per recipe)."}
+    )
+    validation_split_percentage: int | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "When the data have no validation split: this % of the training rows (drawn with the seed; the "
+            "language models: the last % of the training tokens) becomes it. null: off."
+        },
+    )
+    dataset_mixture: list[dict] | str | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "Training rows mixed from several sources, in place of train_file and dataset_name: a YAML list "
+            "of {path: FILE or HUB_NAME, weight: FRACTION_OF_ROWS_KEPT, split: (Hub) train, dataset_config_name: "
+            "(Hub) ...}, or the same as a JSON string."
+        },
     )
     encoding: str = dataclasses.field(
         default="utf-8", metadata={"help": "Local files' encoding, e.g. latin-1 (a UTF-8 byte-order mark is skipped)."}
@@ -59,6 +77,20 @@ class DataArguments:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
+        for name in ("train_file", "validation_file", "test_file"):  # a YAML string or a list: one type
+            if isinstance(getattr(self, name), str):
+                setattr(self, name, [getattr(self, name)])
+        percentage = self.validation_split_percentage
+        if percentage is not None and not 1 <= percentage <= 99:
+            raise ConfigError(f"validation_split_percentage must lie in 1..99 (or null: off), got {percentage}")
+        try:
+            self.dataset_mixture = [
+                dataclasses.asdict(source) for source in parse_mixture(self.dataset_mixture)
+            ] or None
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+        if self.dataset_mixture and self.train_file:
+            raise ConfigError("give train_file or dataset_mixture, not both (the mixture is the training data)")
 
 
 @dataclasses.dataclass
@@ -75,6 +107,11 @@ class TextCorpusArguments(DataArguments):
     )
 
     def __post_init__(self) -> None:
+        if self.dataset_mixture is not None:
+            raise ConfigError(
+                "dataset_mixture: a language-model corpus is one ordered stream, not rows to sample; give "
+                "train_file as a list of files instead"
+            )
         for name in ("max_train_samples", "max_eval_samples"):
             if getattr(self, name) is not None:
                 raise ValueError(
