@@ -1,8 +1,9 @@
 """Early stopping for every recipe: transformers' `EarlyStoppingCallback`, saying when and why it stopped.
 
 The shared `train` step adds it when `--early_stopping_patience` is given (`RecipeTrainingArguments` checks
-the flags it needs at parse time). Its counter is part of the checkpoints' `trainer_state.json`
-(`ExportableState`), so a resumed run keeps counting where it was.
+the flags it needs at parse time). Its count of evaluations without improvement is saved in each checkpoint's
+`trainer_state.json` (`ExportableState`) and read back when a run resumes (transformers reads it only with
+`restore_callback_states_from_checkpoint`), so a pre-empted run stops at the step it would have stopped at.
 """
 
 import logging
@@ -14,6 +15,12 @@ logger = logging.getLogger(__name__)
 
 class LoggedEarlyStopping(EarlyStoppingCallback):
     """`EarlyStoppingCallback` that logs the step it stopped at, the metric's last value and the best one."""
+
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs) -> None:
+        super().on_train_begin(args, state, control, **kwargs)
+        saved = (state.stateful_callbacks or {}).get(type(self).__name__)
+        if state.global_step > 0 and isinstance(saved, dict):  # resumed: the count where the checkpoint left it
+            self.early_stopping_patience_counter = saved["attributes"]["early_stopping_patience_counter"]
 
     def on_evaluate(
         self,

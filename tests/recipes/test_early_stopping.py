@@ -35,6 +35,19 @@ def test_a_metric_that_stops_improving_stops_training_after_patience_evaluations
     assert "early stopping at step 3: eval_loss is" in caplog.text and "(step 1)" in caplog.text
 
 
+@pytest.mark.slow
+def test_a_resumed_run_keeps_counting_evaluations_without_improvement(tmp_path):
+    # As above, with patience 3: the first run stops at max_steps 2 with one evaluation without improvement (step
+    # 2); resumed with max_steps 10, it stops at step 4, the step a run without the break stops at (a count
+    # started again from zero would stop at step 5).
+    flags = ["--learning_rate", "0", "--max_train_samples", "64", "--max_eval_samples", "16"]
+    flags += ["--per_device_train_batch_size", "8", "--metric_for_best_model", "loss", "--greater_is_better", "false"]
+    flags += [*EVERY_STEP, "--early_stopping_patience", "3"]
+    main(*parse(tmp_path / "out", *flags, "--max_steps", "2"))
+    main(*parse(tmp_path / "out", *flags, "--max_steps", "10"))
+    assert json.loads((tmp_path / "out" / "trainer_state.json").read_text())["global_step"] == 4
+
+
 @pytest.mark.parametrize(
     ("flags", "words"),
     [
