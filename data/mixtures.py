@@ -11,11 +11,11 @@ In a recipe's YAML (on the command line: the same list as one JSON string):
 else a Hub data set (or a local data set folder); `split` (default `train`) and `dataset_config_name` apply to
 Hub data sets only. A source keeps `floor(weight * rows)` of its rows, drawn with the run's seed and the
 source's position in the list, in their original order; the mixture is the sources' kept rows one after the
-other (the trainer shuffles them).
+other (the trainer shuffles them). The entries' values are checked when the configuration is parsed
+(`recipes.arguments.parse_dataset_mixture`); this module reads the sources.
 """
 
 import dataclasses
-import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -32,20 +32,13 @@ logger = logging.getLogger(__name__)
 
 @dataclasses.dataclass(frozen=True)
 class MixtureSource:
-    """One entry of a `dataset_mixture`; see the module docstring."""
+    """One entry of a `dataset_mixture` (its values checked when the configuration is parsed); see the module
+    docstring."""
 
     path: str
     weight: float = 1.0
     split: str | None = None
     dataset_config_name: str | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.path, str) or not self.path.strip():
-            raise ValueError(f"path must be a file or a Hub data set name, got {self.path!r}")
-        if isinstance(self.weight, bool) or not isinstance(self.weight, int | float) or not 0 < self.weight <= 1:
-            raise ValueError(f"weight is the fraction of the source's rows kept, in (0, 1], got {self.weight!r}")
-        if self.is_local_file and (self.split is not None or self.dataset_config_name is not None):
-            raise ValueError("split and dataset_config_name apply to Hub data sets, not to a local file")
 
     @property
     def is_local_file(self) -> bool:
@@ -56,32 +49,16 @@ class MixtureSource:
         return self.path if self.is_local_file else f"{self.path} [{self.split or 'train'}]"
 
 
-def parse_mixture(value: str | Sequence[dict] | None) -> list[MixtureSource]:
-    """The sources of a `dataset_mixture` given as a YAML list of mappings or as a JSON string of one; `[]` for
-    None. `ValueError` naming the entry (`dataset_mixture[1]`) and the problem for anything else."""
-    if value is None:
-        return []
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"dataset_mixture: not a JSON list of sources ({error.msg}): {value!r}") from None
-    if not isinstance(value, list) or not value:
-        raise ValueError(f"dataset_mixture: expected a non-empty list of {{path, weight}} entries, got {value!r}")
-    keys = {field.name for field in dataclasses.fields(MixtureSource)}
-    sources = []
-    for index, entry in enumerate(value):
-        where = f"dataset_mixture[{index}]"
-        if not isinstance(entry, dict):
-            raise ValueError(f"{where}: expected a mapping such as {{path: data/a.tsv, weight: 0.5}}, got {entry!r}")
-        unknown, missing = sorted(set(entry) - keys), "path" not in entry
-        if unknown or missing:
-            problem = f"unknown key(s) {unknown}" if unknown else "no path"
-            raise ValueError(f"{where}: {problem}; the keys are {sorted(keys)}")
-        try:
-            sources.append(MixtureSource(**entry))
-        except ValueError as error:
-            raise ValueError(f"{where} ({entry.get('path')}): {error}") from None
+def mixture_sources(entries: Sequence[dict[str, Any]] | None) -> list[MixtureSource]:
+    """The sources of a parsed `dataset_mixture` (`[]` for None); `DataError` naming the entry when a local file
+    is given a Hub data set's `split` or `dataset_config_name`."""
+    sources = [MixtureSource(**entry) for entry in entries or ()]
+    for index, source in enumerate(sources):
+        if source.is_local_file and (source.split is not None or source.dataset_config_name is not None):
+            raise DataError(
+                f"dataset_mixture[{index}] {source.path}: split and dataset_config_name apply to Hub data sets, "
+                "not to a local file"
+            )
     return sources
 
 

@@ -9,7 +9,7 @@ them; loading (data, tokenizers, model configs) is done by plain functions that 
 """
 
 import dataclasses
-import logging
+import json
 import os
 import re
 import sys
@@ -22,10 +22,7 @@ import yaml
 from transformers import HfArgumentParser, PretrainedConfig, PreTrainedModel, TrainingArguments
 from transformers.trainer_utils import IntervalStrategy
 
-from data.mixtures import parse_mixture
-from recipes.errors import EXIT_STATUS, ConfigError, debug_requested, hub_ids, naming_hub_id, user_error_message
-
-logger = logging.getLogger(__name__)
+from recipes.errors import EXIT_STATUS, ConfigError, debug_requested, hub_ids, user_error_message
 
 
 @dataclasses.dataclass
@@ -83,14 +80,46 @@ class DataArguments:
         percentage = self.validation_split_percentage
         if percentage is not None and not 1 <= percentage <= 99:
             raise ConfigError(f"validation_split_percentage must lie in 1..99 (or null: off), got {percentage}")
-        try:
-            self.dataset_mixture = [
-                dataclasses.asdict(source) for source in parse_mixture(self.dataset_mixture)
-            ] or None
-        except ValueError as error:
-            raise ConfigError(str(error)) from None
+        self.dataset_mixture = parse_dataset_mixture(self.dataset_mixture)
         if self.dataset_mixture and self.train_file:
             raise ConfigError("give train_file or dataset_mixture, not both (the mixture is the training data)")
+
+
+#: The keys of a `dataset_mixture` entry (`data.mixtures.MixtureSource`) and their defaults.
+MIXTURE_ENTRY_DEFAULTS = {"path": None, "weight": 1.0, "split": None, "dataset_config_name": None}
+
+
+def parse_dataset_mixture(value: str | list | None) -> list[dict[str, Any]] | None:
+    """`dataset_mixture` as given (a YAML list of mappings, or the same as a JSON string) -> its entries with every
+    key (`MIXTURE_ENTRY_DEFAULTS`); `ConfigError` naming the entry (`dataset_mixture[1]`) and the problem."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"dataset_mixture: not a JSON list of sources ({error.msg}): {value!r}") from None
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"dataset_mixture: expected a non-empty list of {{path, weight}} entries, got {value!r}")
+    entries = []
+    for index, entry in enumerate(value):
+        where = f"dataset_mixture[{index}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: expected a mapping such as {{path: data/a.tsv, weight: 0.5}}, got {entry!r}")
+        unknown = sorted(set(entry) - set(MIXTURE_ENTRY_DEFAULTS))
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {unknown}; the keys are {list(MIXTURE_ENTRY_DEFAULTS)}")
+        entry = MIXTURE_ENTRY_DEFAULTS | entry
+        path, weight = entry["path"], entry["weight"]
+        if not isinstance(path, str) or not path.strip():
+            raise ConfigError(f"{where}: path must be a file or a Hub data set name, got {path!r}")
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 < weight <= 1:
+            raise ConfigError(f"{where} ({path}): weight is the fraction of its rows kept, in (0, 1], got {weight!r}")
+        for key in ("split", "dataset_config_name"):
+            if entry[key] is not None and not isinstance(entry[key], str):
+                raise ConfigError(f"{where} ({path}): {key} must be a name, got {entry[key]!r}")
+        entries.append(entry)
+    return entries
 
 
 @dataclasses.dataclass
@@ -123,16 +152,18 @@ class TextCorpusArguments(DataArguments):
 
 @dataclasses.dataclass
 class ModelArguments:
-    """The model fields every recipe shares. A recipe's argument class extends it, names the `config_class`
-    of its model and returns its own config fields (head, loss, memory) from `recipe_config_fields`.
+    """The model fields every recipe shares. A recipe's model arguments extend it, name the config class of its
+    model (`config_class`, which reads checkpoints; `new_config_class` when a new model is another class) and
+    return their own config fields (head, loss, memory) from `recipe_config_fields`.
 
-    `config_overrides` follows one rule in every recipe: its keys must be fields of the model's config,
-    and it is applied last, on top of the checkpoint's config when `model_name_or_path` is given (else on
-    a new config); the config class validates the result in `__post_init__`, before any data or tokenizer
-    is loaded.
+    `config_overrides` follows one rule in every recipe (`recipes.model_config`): its keys must be fields of
+    the model's config, and it is applied last, on top of the checkpoint's config when `model_name_or_path` is
+    given (else on a new config). Parsing checks its syntax and the recipe's fields (on a new config, in
+    memory); its keys and values are checked by `check_model_config`, first in `main`.
     """
 
     config_class: ClassVar[type[PretrainedConfig]]
+    new_config_class: ClassVar[type[PretrainedConfig] | None] = None
 
     model_name_or_path: str | None = dataclasses.field(
         default=None, metadata={"help": "Checkpoint to start from (Hub id or folder); null: a new model from config."}
@@ -150,40 +181,17 @@ class ModelArguments:
     def __post_init__(self) -> None:
         if self.tokenizer_vocab_size < 2:
             raise ValueError(f"tokenizer_vocab_size must be >= 2, got {self.tokenizer_vocab_size}")
-        if self.model_name_or_path and not self.config_overrides and not os.path.isdir(self.model_name_or_path):
-            # A Hub checkpoint's config is downloaded when the model is built; here its overrides need no
-            # check, and the recipe's own fields are checked on a new config.
-            self.new_config(**self.recipe_config_fields())
-        else:
-            self.model_config()
+        parse_overrides(self.config_overrides)  # its syntax
+        # The recipe's own fields, checked by its config class on a new config: in memory, nothing is read.
+        (self.new_config_class or self.config_class)(**self.recipe_config_fields())
 
     def recipe_config_fields(self) -> dict[str, Any]:
         """Config fields the recipe sets from its own flags (a head, a loss, memory lengths)."""
         return {}
 
-    def new_config(self, **fields: Any) -> PretrainedConfig:
-        """The config of a model built from scratch with `fields` (the rest: the config class's defaults)."""
-        return self.config_class(**fields)
-
-    def checkpoint_config(self, path: str | os.PathLike | None = None) -> PretrainedConfig:
-        """The config of `path` (default `model_name_or_path`), read as this recipe's `config_class`."""
-        return self.config_class.from_pretrained(path or self.model_name_or_path)
-
-    def model_config(self, **new_model_fields: Any) -> PretrainedConfig:
-        """The run's model config: the checkpoint's, or a new one with `new_model_fields` (what the data
-        decides: vocabulary size, special tokens); then `recipe_config_fields()`; then `config_overrides`.
-        An override that is not a field of the config fails by name; the config class checks the values."""
-        overrides = parse_overrides(self.config_overrides)
-        with naming_hub_id("model_name_or_path", self.model_name_or_path):
-            base = self.checkpoint_config() if self.model_name_or_path else self.new_config()
-        unknown = sorted(key for key in overrides if not hasattr(base, key))
-        if unknown:
-            raise ConfigError(f"config_overrides: {type(base).__name__} has no field(s) {unknown}")
-        if self.model_name_or_path:
-            return type(base)(**{**base.to_dict(), **self.recipe_config_fields(), **overrides})
-        # Built from the fields, not from a default config's dict: fields a config derives from others (the
-        # adaptive softmax's per-cluster settings from `cutoffs`) must be derived from the given values.
-        return self.new_config(**{**new_model_fields, **self.recipe_config_fields(), **overrides})
+    def as_recipe_config(self, checkpoint_config: PretrainedConfig) -> PretrainedConfig:
+        """The recipe's view of a checkpoint's config, as `config_class` read it (default: unchanged)."""
+        return checkpoint_config
 
 
 @dataclasses.dataclass
@@ -364,7 +372,9 @@ def parse_config(*dataclass_types: type, argv: list[str] | None = None) -> tuple
     On a machine without an accelerator `use_cpu` defaults to true. Unknown YAML keys raise
     `ConfigError`; invalid values raise from the dataclasses' own checks (`__post_init__`) and from
     `check_training_values`, a `do_eval: false` the run cannot honour from `honour_do_eval`, and a run with
-    nothing to do from `check_run`, before any data or model is loaded.
+    nothing to do from `check_run`, before any data or model is loaded. Nothing is read here: a checkpoint's
+    config is read, and `config_overrides` checked against it, by `recipes.model_config.check_model_config`, the
+    first step of every recipe's `main`.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = HfArgumentParser(dataclass_types)

@@ -23,7 +23,7 @@ from transformers import (
 from transformers.dynamic_module_utils import custom_object_save
 
 from data.lm_corpus import TextSplit, text_corpus_splits
-from data.mixtures import load_mixture, parse_mixture
+from data.mixtures import load_mixture, mixture_sources
 from data.splits import carve_validation_rows, carve_validation_tokens
 from data.token_cache import prepare_token_streams, train_tokenizer_once
 from data.tokenizers import EOS_TOKEN, TokenizerKind
@@ -50,7 +50,7 @@ def load_task_splits(
     percentage = data_args.validation_split_percentage
     carve = percentage is not None and not data_args.validation_file
     read_train = training_args.do_train or (training_args.do_eval and carve)
-    mixture = parse_mixture(data_args.dataset_mixture) if read_train else []
+    mixture = mixture_sources(data_args.dataset_mixture) if read_train else []
     files = {
         "train_file": data_args.train_file if read_train else None,
         "validation_file": data_args.validation_file if training_args.do_eval else None,
@@ -77,7 +77,7 @@ def describe_data(data_args: DataArguments) -> str:
     """The run's data in a line, for the model card: the mixture's sources and weights, the local files of each
     split, or the Hub data set."""
     if data_args.dataset_mixture:
-        sources = parse_mixture(data_args.dataset_mixture)
+        sources = mixture_sources(data_args.dataset_mixture)
         return "mixture of " + ", ".join(f"`{source.description}` ({source.weight:g})" for source in sources)
     files = {split: getattr(data_args, f"{split}_file") for split in ("train", "validation", "test")}
     if any(files.values()):

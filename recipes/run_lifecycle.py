@@ -24,7 +24,8 @@ from transformers import PretrainedConfig, PreTrainedModel, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from recipes.arguments import ModelArguments, parse_overrides
-from recipes.common import ConfigError
+from recipes.errors import ConfigError
+from recipes.model_config import config_with_fields, read_checkpoint_config
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ def check_same_config(folder: Path, model_args: ModelArguments) -> None:
     `d_model: 32 in checkpoint-4, 64 requested`. Folders without `config.json` (LoRA adapters) pass."""
     if not (folder / "config.json").is_file():
         return
-    saved = model_args.checkpoint_config(folder)
+    saved = read_checkpoint_config(model_args, folder)
     requested = {**model_args.recipe_config_fields(), **parse_overrides(model_args.config_overrides)}
     differences = config_differences(saved, requested, where=folder.name)
     if differences:
@@ -179,12 +180,8 @@ def check_same_config(folder: Path, model_args: ModelArguments) -> None:
 def config_differences(saved: PretrainedConfig, requested: dict, *, where: str) -> list[str]:
     """`"d_model: 32 in checkpoint-4, 64 requested"` for each field of `requested` whose value differs from
     `saved`'s, compared after the config class has normalised both (`0` and `0.0`, derived fields). A
-    composite config (an encoder with a head) places each field itself (`with_fields`) and answers for its
-    encoder's fields through its `encoder` sub-config."""
-    if hasattr(saved, "with_fields"):
-        candidate = saved.with_fields(**requested)
-    else:
-        candidate = type(saved)(**{**saved.to_dict(), **requested})
+    composite config (an encoder with a head) answers for its encoder's fields through its `encoder` sub-config."""
+    candidate = config_with_fields(saved, requested)
     return [
         f"{key}: {_field(saved, key)!r} in {where}, {_field(candidate, key)!r} requested"
         for key in requested
@@ -199,20 +196,23 @@ def _field(config: PretrainedConfig, key: str) -> object:
     return getattr(config.encoder, key, None)
 
 
-def load_trained_model(model_class: type, model_args: ModelArguments) -> PreTrainedModel:
+def load_trained_model(
+    model_class: type, model_args: ModelArguments, saved: PretrainedConfig | None = None
+) -> PreTrainedModel:
     """The trained folder `model_args.model_name_or_path` exactly as saved, for evaluation and prediction:
     no recipe field is applied, a `config_overrides` value that differs from the saved config is a
     `ConfigError` naming the field, and a missing, unexpected or mis-shaped weight is one naming the weights.
-    `model_class`: the recipe's model class or Auto class."""
+    `model_class`: the recipe's model class or Auto class; `saved`: the folder's config when the recipe has
+    already read it (`read_checkpoint_config`), else it is read here, once, for the check and the model."""
     folder = model_args.model_name_or_path
-    saved = model_args.checkpoint_config(folder)
+    saved = read_checkpoint_config(model_args) if saved is None else saved
     differences = config_differences(saved, parse_overrides(model_args.config_overrides), where=folder)
     if differences:
         raise ConfigError(
             f"config_overrides would change the trained model ({'; '.join(differences)}): evaluate and predict use "
             "the folder as saved; drop these config_overrides (--config_overrides '') or train with do_train true"
         )
-    model, loading_info = model_class.from_pretrained(folder, output_loading_info=True)
+    model, loading_info = model_class.from_pretrained(folder, config=saved, output_loading_info=True)
     wrong = {kind: loading_info.get(kind) for kind in ("missing_keys", "unexpected_keys", "mismatched_keys")}
     wrong = {kind: sorted(map(str, keys)) for kind, keys in wrong.items() if keys}
     if wrong:

@@ -12,7 +12,7 @@ processes. Flags, modes and files: README.md, "Closed-book QA: a causal LM answe
 import logging
 from dataclasses import dataclass, field
 
-from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, PretrainedConfig, TrainingArguments
+from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, TrainingArguments
 
 from data.closed_book_qa import load_qa_dataset
 from data.qa_features import DEFAULT_PROMPT_TEMPLATE, QATrainingCollator, check_prompt_template, tokenize_qa_dataset
@@ -36,6 +36,7 @@ from recipes.common import (
     train,
 )
 from recipes.generation import GenerationArguments
+from recipes.model_config import check_model_config, load_model_config
 from recipes.run_lifecycle import load_trained_model, plan_run
 
 logger = logging.getLogger(__name__)
@@ -46,15 +47,13 @@ class QAModelArguments(ModelArguments):
     """The causal LM: any checkpoint (GPT-2 by default), or a new GPT-2."""
 
     config_class = AutoConfig  # a checkpoint may be any causal LM; a new model is a GPT-2
+    new_config_class = GPT2Config
 
     model_name_or_path: str | None = field(default="gpt2", metadata={"help": "Hub id or folder; null: a new GPT-2."})
     tokenizer_vocab_size: int = field(default=1000, metadata={"help": "Vocabulary of a BPE tokenizer trained here."})
     answer_only_loss: bool = field(
         default=True, metadata={"help": "Run the output layer on the answer positions only (same loss, faster)."}
     )
-
-    def new_config(self, **fields) -> PretrainedConfig:
-        return GPT2Config(**fields)
 
 
 @dataclass
@@ -94,6 +93,7 @@ def main(
     training_args: TrainingArguments,
 ) -> dict[str, float]:
     start_run(training_args)
+    check_model_config(model_args)  # before anything loads: a bad config_overrides fails here
     plan_run(model_args, training_args)
     # Data
     raw = load_task_splits(
@@ -136,10 +136,11 @@ def main(
     if not training_args.do_train:  # evaluate / predict with the folder as saved
         model = load_trained_model(AutoModelForCausalLM, model_args)
     elif model_args.model_name_or_path:
-        model = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, config=model_args.model_config())
+        config = load_model_config(model_args)
+        model = AutoModelForCausalLM.from_pretrained(model_args.model_name_or_path, config=config)
     else:
         special = {name: getattr(tokenizer, name) for name in ("bos_token_id", "eos_token_id", "pad_token_id")}
-        model = AutoModelForCausalLM.from_config(model_args.model_config(vocab_size=len(tokenizer), **special))
+        model = AutoModelForCausalLM.from_config(load_model_config(model_args, vocab_size=len(tokenizer), **special))
     model.generation_config = generation_args.generation_config(tokenizer, eos_token_id=answer_stop_ids(tokenizer))
     if training_args.do_train:
         model = lora_args.wrap(model, task_type="CAUSAL_LM", default_targets=["c_attn"])

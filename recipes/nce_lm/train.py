@@ -30,6 +30,7 @@ from recipes.common import (
     train,
 )
 from recipes.generation import GenerationArguments, predict_continuations
+from recipes.model_config import check_model_config, load_model_config
 from recipes.nce_lm.nce_trainer import NCETrainer
 from recipes.run_lifecycle import load_trained_model, plan_run
 
@@ -104,6 +105,7 @@ def main(
     training_args: TrainingArguments,
 ) -> dict[str, float]:
     start_run(training_args)
+    check_model_config(model_args)  # before anything loads: a bad config_overrides fails here
     plan_run(model_args, training_args)
     # Data
     corpus = load_corpus(data_args, training_args)
@@ -116,12 +118,12 @@ def main(
         model, new_bias = load_trained_model(NCELMForCausalLM, model_args), False
     elif model_args.model_name_or_path:
         model, loading_info = NCELMForCausalLM.from_pretrained(
-            model_args.model_name_or_path, config=model_args.model_config(), output_loading_info=True
+            model_args.model_name_or_path, config=load_model_config(model_args), output_loading_info=True
         )
         new_bias = "lm_head.bias" in loading_info["missing_keys"]  # a GPT-2 checkpoint: no output bias
     else:
         special = {"bos_token_id": tokenizer.eos_token_id, "eos_token_id": tokenizer.eos_token_id}
-        model, new_bias = NCELMForCausalLM(model_args.model_config(vocab_size=len(tokenizer), **special)), True
+        model, new_bias = NCELMForCausalLM(load_model_config(model_args, vocab_size=len(tokenizer), **special)), True
     # Each process draws its own noise: seeded with seed + rank (see the docstring); the generator is made
     # on first use, so setting the seed now is enough.
     model.config.noise_seed = training_args.seed + training_args.process_index

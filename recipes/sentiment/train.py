@@ -11,7 +11,6 @@ trust_remote_code=True)` anywhere. Flags, modes and files: README.md, "Sentiment
 """
 
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,7 +37,6 @@ from recipes.arguments import (
     LoraArguments,
     ModelArguments,
     RecipeTrainingArguments,
-    parse_overrides,
     run_from_command_line,
 )
 from recipes.common import (
@@ -51,6 +49,7 @@ from recipes.common import (
     start_run,
     train,
 )
+from recipes.model_config import check_model_config, load_model_config, read_checkpoint_config
 from recipes.run_lifecycle import load_trained_model, plan_run
 from recipes.trainer import RecipeTrainer
 
@@ -76,7 +75,8 @@ class SentimentModelArguments(ModelArguments):
     """The encoder checkpoint and the classification head; `class_names` sets the head's outputs (`num_labels`,
     `id2label`), so a checkpoint trained with other names is not resumed."""
 
-    config_class = EncoderMLPConfig
+    config_class = AutoConfig  # a checkpoint may be any encoder (`as_recipe_config`)
+    new_config_class = EncoderMLPConfig
 
     tokenizer_vocab_size: int = field(
         default=1000, metadata={"help": "Vocabulary of a WordPiece tokenizer trained here."}
@@ -105,20 +105,13 @@ class SentimentModelArguments(ModelArguments):
         }
         return {name: getattr(self, name) for name in names} | {"num_labels": len(self.class_names), **labels}
 
-    def checkpoint_config(self, path: str | os.PathLike | None = None) -> PretrainedConfig:
+    def as_recipe_config(self, checkpoint_config: PretrainedConfig) -> PretrainedConfig:
         """A classifier's own config (`encoder-mlp` or `bert-mlp`); any other checkpoint's config becomes the
-        encoder of a new classifier. `path`: default `model_name_or_path`."""
-        config = AutoConfig.from_pretrained(path or self.model_name_or_path)
-        return config if config.model_type in CLASSIFIER_MODEL_TYPES else EncoderMLPConfig(encoder=config)
-
-    def model_config(self, **new_model_fields) -> PretrainedConfig:
-        """As in every recipe (`ModelArguments.model_config`); the fields that are not the head's (the vocabulary,
-        `config_overrides` such as `hidden_size=32`) set the encoder's config (`EncoderMLPConfig.with_fields`)."""
-        base = self.checkpoint_config() if self.model_name_or_path else EncoderMLPConfig()
-        if not isinstance(base, EncoderMLPConfig):  # a bert-mlp classifier: one flat BERT config
-            return super().model_config(**new_model_fields)
-        fields = {**new_model_fields, **self.recipe_config_fields(), **parse_overrides(self.config_overrides)}
-        return base.with_fields(**fields)
+        encoder of a new classifier, whose `with_fields` sets the fields that are not the head's (the vocabulary,
+        `config_overrides` such as `hidden_size=32`) on the encoder's config."""
+        if checkpoint_config.model_type in CLASSIFIER_MODEL_TYPES:
+            return checkpoint_config
+        return EncoderMLPConfig(encoder=checkpoint_config)
 
 
 @dataclass
@@ -146,8 +139,10 @@ def main(
     training_args: transformers.TrainingArguments,
 ) -> dict[str, float]:
     start_run(training_args)
+    check_model_config(model_args)  # before anything loads: a bad config_overrides fails here
     plan_run(model_args, training_args)
     evaluate_only = not training_args.do_train  # evaluate / predict with a trained model, as it was saved
+    trained_config = read_checkpoint_config(model_args) if evaluate_only else None  # its head and label names
     # Data
     raw = load_task_splits(
         load_sentiment_dataset,
@@ -155,7 +150,7 @@ def main(
         training_args,
         text_column=data_args.text_column,
         label_column=data_args.label_column,
-        label_names=_class_names(model_args, evaluate_only),
+        label_names=_class_names(model_args, trained_config),
     )
     # Tokenizer
     with training_args.main_process_first(desc="tokenizer"):  # one process trains it; every process loads it
@@ -174,11 +169,11 @@ def main(
     )
     # Model
     if evaluate_only:  # the folder's own head and label names
-        model = load_trained_model(AutoModelForSequenceClassification, model_args)
+        model = load_trained_model(AutoModelForSequenceClassification, model_args, trained_config)
     elif model_args.model_name_or_path:  # encoder from the checkpoint, head newly initialised (unless it has one)
-        model = load_checkpoint(model_args.model_name_or_path, model_args.model_config())
+        model = load_checkpoint(model_args.model_name_or_path, load_model_config(model_args))
     else:
-        config = model_args.model_config(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
+        config = load_model_config(model_args, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
         model = AutoModelForSequenceClassification.from_config(config)
     if training_args.do_train:
         model = lora_args.wrap(
@@ -261,12 +256,11 @@ def predict(trainer: Trainer, texts: datasets.Dataset, tokenized: datasets.Datas
     return output.metrics
 
 
-def _class_names(model_args: SentimentModelArguments, evaluate_only: bool) -> list[str]:
+def _class_names(model_args: SentimentModelArguments, trained_config: PretrainedConfig | None) -> list[str]:
     """The label names in id order: a trained model's own (from its config), else `class_names`."""
-    if not evaluate_only:
+    if trained_config is None:
         return model_args.class_names
-    config = AutoConfig.from_pretrained(model_args.model_name_or_path)
-    return [config.id2label[i] for i in range(len(config.id2label))]
+    return [trained_config.id2label[i] for i in range(len(trained_config.id2label))]
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from recipes.common import (
     train,
 )
 from recipes.generation import GenerationArguments, predict_continuations
+from recipes.model_config import check_model_config, load_model_config
 from recipes.run_lifecycle import load_trained_model, plan_run
 from recipes.transformer_xl.memory_trainer import EvalMemory, MemoryTrainer
 
@@ -100,6 +101,7 @@ def main(
     training_args: TrainingArguments,
 ) -> dict[str, float]:
     start_run(training_args)
+    check_model_config(model_args)  # before anything loads: a bad config_overrides fails here
     plan_run(model_args, training_args)
     # Data
     corpus = load_corpus(data_args, training_args)
@@ -110,10 +112,10 @@ def main(
         model = load_trained_model(TransformerXLForCausalLM, model_args)
     elif model_args.model_name_or_path:
         model = TransformerXLForCausalLM.from_pretrained(
-            model_args.model_name_or_path, config=model_args.model_config()
+            model_args.model_name_or_path, config=load_model_config(model_args)
         )
     else:
-        model = TransformerXLForCausalLM(model_args.model_config(vocab_size=len(tokenizer)))
+        model = TransformerXLForCausalLM(load_model_config(model_args, vocab_size=len(tokenizer)))
     # Each process draws its own noise (nce / ranking): seeded with seed + rank, as in the NCE recipe; the
     # generator is made on first use, so setting the seed now is enough.
     model.config.noise_seed = training_args.seed + training_args.process_index

@@ -8,7 +8,7 @@ import pytest
 
 from data.closed_book_qa import load_qa_dataset
 from data.errors import DataError
-from data.mixtures import MixtureSource, load_mixture, parse_mixture
+from data.mixtures import MixtureSource, load_mixture, mixture_sources
 from data.sentiment import load_sentiment_dataset
 
 
@@ -20,7 +20,7 @@ def sentiment_file(path: Path, source: str, rows: int) -> str:
 
 
 def two_file_mixture(tmp_path: Path) -> list[MixtureSource]:
-    return parse_mixture(
+    return mixture_sources(
         [
             {"path": sentiment_file(tmp_path / "a.tsv", "a", 2000), "weight": 0.75},
             {"path": sentiment_file(tmp_path / "b.tsv", "b", 2000), "weight": 0.25},
@@ -44,43 +44,22 @@ def test_the_mixture_is_reproducible_from_the_seed(tmp_path):
     assert first == again and first != other
 
 
-def test_a_mixture_from_the_command_line_is_a_json_string(tmp_path):
-    path = sentiment_file(tmp_path / "a.tsv", "a", 4)
-    assert parse_mixture(json.dumps([{"path": path, "weight": 0.5}])) == [MixtureSource(path=path, weight=0.5)]
-
-
-@pytest.mark.parametrize(
-    ("entries", "words"),
-    [
-        (
-            [{"path": "a.tsv", "weight": 0.5}, {"path": "b.tsv", "weight": 1.5}],
-            r"dataset_mixture\[1\] \(b.tsv\): weight",
-        ),
-        ([{"path": "a.tsv", "weight": 0}], r"dataset_mixture\[0\] \(a.tsv\): weight"),
-        ([{"path": "a.tsv", "fraction": 0.5}], r"dataset_mixture\[0\]: unknown key\(s\) \['fraction'\]"),
-        ([{"weight": 0.5}], r"dataset_mixture\[0\]: no path"),
-        (["a.tsv"], r"dataset_mixture\[0\]: expected a mapping"),
-        ([{"path": "a.tsv", "split": "validation"}], r"dataset_mixture\[0\] \(a.tsv\): split and dataset_config_name"),
-        ([], "expected a non-empty list"),
-        ("[{path: a.tsv}]", "not a JSON list"),
-    ],
-)
-def test_a_bad_entry_fails_naming_it(entries, words):
-    with pytest.raises(ValueError, match=words):
-        parse_mixture(entries)
+def test_a_local_file_given_a_hub_split_fails_naming_the_entry():
+    with pytest.raises(DataError, match=r"dataset_mixture\[1\] b.tsv: split and dataset_config_name apply to Hub"):
+        mixture_sources([{"path": "a.tsv"}, {"path": "b.tsv", "split": "validation"}])
 
 
 def test_a_bad_row_of_the_second_source_is_named_by_file_and_line(tmp_path):
     good = sentiment_file(tmp_path / "a.tsv", "a", 10)
     bad = tmp_path / "b.tsv"
     bad.write_text("sentence\tlabel\nfine\t1\nno label here\n", encoding="utf-8")
-    sources = parse_mixture([{"path": good, "weight": 0.5}, {"path": str(bad), "weight": 0.5}])
+    sources = mixture_sources([{"path": good, "weight": 0.5}, {"path": str(bad), "weight": 0.5}])
     with pytest.raises(DataError, match=f"{bad}, line 3: 1 fields"):
         load_mixture(sources, load_sentiment_dataset, seed=0)
 
 
 def test_a_weight_that_keeps_no_row_fails_naming_the_source(tmp_path):
-    sources = parse_mixture([{"path": sentiment_file(tmp_path / "a.tsv", "a", 3), "weight": 0.2}])
+    sources = mixture_sources([{"path": sentiment_file(tmp_path / "a.tsv", "a", 3), "weight": 0.2}])
     with pytest.raises(DataError, match=r"dataset_mixture\[0\] .*a.tsv: weight 0.2 of its 3 rows keeps none"):
         load_mixture(sources, load_sentiment_dataset, seed=0)
 
@@ -91,7 +70,7 @@ def test_qa_sources_mix_the_same_way(tmp_path):
         rows = [{"question": f"{name} question {i}?", "answer": [f"{name}{i}"]} for i in range(100)]
         (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
         files.append(str(tmp_path / f"{name}.jsonl"))
-    sources = parse_mixture([{"path": files[0], "weight": 0.3}, {"path": files[1], "weight": 0.6}])
+    sources = mixture_sources([{"path": files[0], "weight": 0.3}, {"path": files[1], "weight": 0.6}])
     mixed = load_mixture(sources, load_qa_dataset, seed=0)
     assert [question[0] for question in mixed["question"]] == ["a"] * 30 + ["b"] * 60
 
@@ -103,8 +82,9 @@ def test_a_source_without_a_file_extension_is_read_as_a_hub_data_set_and_its_spl
     (folder / "train.csv").write_text("sentence,label\n" + "".join(f"train {i},{i % 2}\n" for i in range(40)))
     (folder / "validation.csv").write_text("sentence,label\n" + "".join(f"validation {i},1\n" for i in range(20)))
     local = sentiment_file(tmp_path / "a.tsv", "a", 10)
-    sources = parse_mixture([{"path": str(folder), "split": "validation", "weight": 0.5}, {"path": local}])
+    sources = mixture_sources([{"path": str(folder), "split": "validation", "weight": 0.5}, {"path": local}])
     mixed = load_mixture(sources, load_sentiment_dataset, seed=0)
     assert [text.split()[0] for text in mixed["text"]] == ["validation"] * 10 + ["a"] * 10
+    assert sources[0] == MixtureSource(path=str(folder), weight=0.5, split="validation")
     with pytest.raises(DataError, match=f"{folder}: no split 'test'"):
-        load_mixture(parse_mixture([{"path": str(folder), "split": "test"}]), load_sentiment_dataset, seed=0)
+        load_mixture(mixture_sources([{"path": str(folder), "split": "test"}]), load_sentiment_dataset, seed=0)

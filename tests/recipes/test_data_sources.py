@@ -69,6 +69,43 @@ def test_data_flags_that_cannot_work_fail_at_parse_time(tmp_path, config, classe
         parse_config(*classes, argv=[str(config), "--output_dir", str(tmp_path / "out"), *flags])
 
 
+@pytest.mark.parametrize(
+    ("entries", "words"),
+    [
+        ('[{"path": "a.tsv", "weight": 0}]', r"dataset_mixture\[0\] \(a.tsv\): weight"),
+        ('[{"weight": 0.5}]', r"dataset_mixture\[0\]: path must be"),
+        ('["a.tsv"]', r"dataset_mixture\[0\]: expected a mapping"),
+        ('[{"path": "hub/name", "split": 1}]', r"dataset_mixture\[0\] \(hub/name\): split must be a name"),
+        ("[]", "expected a non-empty list"),
+        ("[{path: a.tsv}]", "not a JSON list"),
+    ],
+)
+def test_a_bad_mixture_on_the_command_line_fails_naming_the_entry(tmp_path, entries, words):
+    config = yaml_without(SENTIMENT_YAML, tmp_path, "train_file")
+    with pytest.raises(ConfigError, match=words):
+        parse_config(
+            *SENTIMENT_CLASSES, argv=[config, "--output_dir", str(tmp_path / "out"), "--dataset_mixture", entries]
+        )
+
+
+def test_a_mixture_from_json_or_yaml_parses_to_the_same_entries(tmp_path):
+    entries = [{"path": "a.tsv", "weight": 0.75}, {"path": "org/data", "weight": 0.25, "split": "train"}]
+    yaml_entries = (
+        "dataset_mixture:\n  - {path: a.tsv, weight: 0.75}\n  - {path: org/data, weight: 0.25, split: train}\n"
+    )
+    from_yaml = yaml_without(SENTIMENT_YAML, tmp_path, "train_file", extra=yaml_entries)
+    parsed_yaml = parse_config(*SENTIMENT_CLASSES, argv=[from_yaml, "--output_dir", str(tmp_path / "out")])[1]
+    argv = [yaml_without(SENTIMENT_YAML, tmp_path, "train_file"), "--output_dir", str(tmp_path / "out")]
+    parsed_json = parse_config(*SENTIMENT_CLASSES, argv=[*argv, "--dataset_mixture", json.dumps(entries)])[1]
+    assert parsed_yaml.dataset_mixture == parsed_json.dataset_mixture
+    assert parsed_json.dataset_mixture[1] == {
+        "path": "org/data",
+        "weight": 0.25,
+        "split": "train",
+        "dataset_config_name": None,
+    }
+
+
 def test_a_bad_mixture_entry_in_yaml_fails_naming_it(tmp_path):
     extra = "dataset_mixture:\n  - {path: a.tsv, weight: 0.5}\n  - {path: b.tsv, fraction: 0.5}\n"
     config = yaml_without(SENTIMENT_YAML, tmp_path, "train_file", extra=extra)

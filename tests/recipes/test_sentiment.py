@@ -12,6 +12,7 @@ from data.errors import DataError
 from data.tokenizers import train_tokenizer
 from recipes.arguments import LoraArguments, parse_config
 from recipes.common import ConfigError
+from recipes.model_config import check_model_config, load_model_config
 from recipes.sentiment.train import CONFIG_CLASSES, SentimentDataArguments, SentimentModelArguments, main
 from tests.tiny_models import bert_config
 
@@ -203,16 +204,16 @@ def test_config_overrides_apply_on_top_of_a_checkpoint_and_unknown_keys_fail_by_
         tmp_path
     )
     args = SentimentModelArguments(model_name_or_path=str(tmp_path), config_overrides="hidden_dropout_prob=0.0")
-    config = args.model_config()
+    config = load_model_config(args)
     assert (config.encoder.hidden_size, config.encoder.hidden_dropout_prob) == (32, 0.0)
     assert (config.model_type, config.encoder.model_type) == ("encoder-mlp", "bert")
     with pytest.raises(ValueError, match=r"have no field\(s\) \['hiden_size'\]"):
-        SentimentModelArguments(model_name_or_path=str(tmp_path), config_overrides="hiden_size=16")
+        check_model_config(SentimentModelArguments(model_name_or_path=str(tmp_path), config_overrides="hiden_size=16"))
 
 
 def test_a_checkpoint_of_any_encoder_becomes_the_encoder_of_the_classifier(tmp_path):
     RobertaConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64).save_pretrained(
         tmp_path
     )
-    config = SentimentModelArguments(model_name_or_path=str(tmp_path), pooling="mean").model_config()
+    config = load_model_config(SentimentModelArguments(model_name_or_path=str(tmp_path), pooling="mean"))
     assert (config.model_type, config.encoder.model_type, config.pooling) == ("encoder-mlp", "roberta", "mean")

@@ -18,6 +18,7 @@ from data.synthetic import long_range_documents
 from recipes.arguments import parse_config
 from recipes.common import ConfigError, load_corpus
 from recipes.generation import GenerationArguments
+from recipes.model_config import load_model_config
 from recipes.transformer_xl.memory_trainer import EvalMemory, MemoryTrainer
 from recipes.transformer_xl.train import (
     CONFIG_CLASSES,
@@ -119,7 +120,7 @@ def test_streamed_evaluation_equals_one_full_pass_per_stream(tmp_path):
 def test_wikitext103_configs_build_the_papers_adaptive_models(name, millions):
     config_file = Path(__file__).resolve().parents[2] / "recipes/transformer_xl/configs" / f"{name}.yaml"
     model_args = parse_config(*CONFIG_CLASSES, argv=[str(config_file)])[0]
-    config = model_args.model_config(vocab_size=model_args.tokenizer_vocab_size)
+    config = load_model_config(model_args, vocab_size=model_args.tokenizer_vocab_size)
     assert config.vocab_size == 267735 and config.cutoffs == [20000, 40000, 200000]
     with torch.device("meta"):  # shapes only: no memory for 151M / 285M parameters
         model = TransformerXLForCausalLM(config)

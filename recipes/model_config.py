@@ -1,0 +1,79 @@
+"""The run's model config: read from a checkpoint or built new, by plain functions that each recipe's `main` calls
+(the argument classes only hold the values and say which config class and fields their recipe uses).
+
+One rule in every recipe: the checkpoint's config when `model_name_or_path` is given, else a new one from what
+the data decides (vocabulary size, special tokens); then the recipe's own fields (`recipe_config_fields()`: a
+head, a loss, memory lengths); then `config_overrides`, whose keys must be fields of the config. The config
+class validates the result. `check_model_config` applies the rule first in `main`, before any data or
+tokenizer is loaded, so a bad key or value fails at once.
+"""
+
+import os
+
+from transformers import PretrainedConfig
+
+from recipes.arguments import ModelArguments, parse_overrides
+from recipes.errors import ConfigError, naming_hub_id
+
+
+def check_model_config(model_args: ModelArguments) -> None:
+    """Builds the run's model config from the arguments alone, to fail before anything else loads. A Hub
+    checkpoint given without `config_overrides` is not downloaded for this (it comes with the model): the
+    recipe's fields are checked on a new config instead."""
+    hub_checkpoint = model_args.model_name_or_path and not os.path.isdir(model_args.model_name_or_path)
+    if hub_checkpoint and not model_args.config_overrides:
+        build_model_config(model_args, None)
+    else:
+        load_model_config(model_args)
+
+
+def load_model_config(model_args: ModelArguments, **new_model_fields: object) -> PretrainedConfig:
+    """The run's model config (module docstring): the checkpoint's, read once, or a new one with
+    `new_model_fields`; then the recipe's fields and `config_overrides`."""
+    checkpoint = read_checkpoint_config(model_args) if model_args.model_name_or_path else None
+    return build_model_config(model_args, checkpoint, **new_model_fields)
+
+
+def read_checkpoint_config(model_args: ModelArguments, path: str | os.PathLike | None = None) -> PretrainedConfig:
+    """The config saved in `path` (default `model_name_or_path`) as the recipe reads it: by its `config_class`,
+    then `as_recipe_config` (sentiment: an encoder's config becomes the encoder of a new classifier). A Hub
+    error becomes a `ConfigError` naming `model_name_or_path`."""
+    with naming_hub_id("model_name_or_path", model_args.model_name_or_path):
+        config = model_args.config_class.from_pretrained(path or model_args.model_name_or_path)
+    return model_args.as_recipe_config(config)
+
+
+def build_model_config(
+    model_args: ModelArguments, checkpoint: PretrainedConfig | None, **new_model_fields: object
+) -> PretrainedConfig:
+    """The rule of the module docstring on an already read `checkpoint` config (None: a new model); reads nothing."""
+    overrides = parse_overrides(model_args.config_overrides)
+    fields = {**model_args.recipe_config_fields(), **overrides}
+    if checkpoint is not None:
+        _check_override_keys(checkpoint, overrides)
+        return config_with_fields(checkpoint, fields)
+    config_class = model_args.new_config_class or model_args.config_class
+    default = config_class()
+    _check_override_keys(default, overrides)
+    if hasattr(default, "with_fields"):
+        return default.with_fields(**{**new_model_fields, **fields})
+    # Built from the fields, not from a default config's dict: fields a config derives from others (the
+    # adaptive softmax's per-cluster settings from `cutoffs`) must be derived from the given values.
+    return config_class(**{**new_model_fields, **fields})
+
+
+def config_with_fields(config: PretrainedConfig, fields: dict) -> PretrainedConfig:
+    """A copy of `config` with `fields` set. A composite config (an encoder with a head) places each field
+    itself (`with_fields`, which names a field that neither part has); any other is rebuilt by its class, so
+    its checks and derived fields see the new values."""
+    if hasattr(config, "with_fields"):
+        return config.with_fields(**fields)
+    return type(config)(**{**config.to_dict(), **fields})
+
+
+def _check_override_keys(config: PretrainedConfig, overrides: dict) -> None:
+    if hasattr(config, "with_fields"):  # checks its own and its encoder's fields
+        return
+    unknown = sorted(key for key in overrides if not hasattr(config, key))
+    if unknown:
+        raise ConfigError(f"config_overrides: {type(config).__name__} has no field(s) {unknown}")
