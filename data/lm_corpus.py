@@ -6,8 +6,9 @@ from one) costs gigabytes in every process. Empty lines are kept (they are parag
 order matters because models trained on ordered streams (Transformer-XL) read the corpus as one sequence.
 """
 
+import dataclasses
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,15 +92,19 @@ class TextSplit:
 def prompt_lines(split: TextSplit) -> list[str]:
     """The lines of `split` as generation prompts, one per line; an empty line fails, naming the file and line
     (or the Hub row), since a prompt file holds one prompt per line."""
-    prompts = list(split.lines())
-    for index, prompt in enumerate(prompts):
-        if not prompt.strip():
-            where = (
-                hub_location(split.hub_name, split.name, index)
-                if split.hub_dataset is not None
-                else (f"{split.description}, line {index + 1}")
-            )
-            raise DataError(f"{where}: empty prompt (a prompt file holds one non-empty prompt per line)")
+    is_hub = split.hub_dataset is not None
+    parts = [split] if is_hub else [dataclasses.replace(split, files=(path,)) for path in split.files]
+    prompts = []
+    for part in parts:  # file by file, so that a line number is the line of its file
+        for index, prompt in enumerate(part.lines()):
+            if not prompt.strip():
+                where = (
+                    hub_location(split.hub_name, split.name, index)
+                    if is_hub
+                    else f"{part.description}, line {index + 1}"
+                )
+                raise DataError(f"{where}: empty prompt (a prompt file holds one non-empty prompt per line)")
+            prompts.append(prompt)
     return prompts
 
 
@@ -107,23 +112,27 @@ def text_corpus_splits(
     *,
     dataset_name: str | None = None,
     dataset_config_name: str | None = None,
-    train_file: str | None = None,
-    validation_file: str | None = None,
-    test_file: str | None = None,
+    train_file: str | Sequence[str] | None = None,
+    validation_file: str | Sequence[str] | None = None,
+    test_file: str | Sequence[str] | None = None,
     text_column: str = "text",
     encoding: str = "utf-8",
     show_progress: bool = False,
 ) -> dict[str, TextSplit]:
     """`train`, `validation`, `test` (those present) of a corpus, not yet read: local files win when any are
-    given (each must exist: `DataError` naming the field), otherwise `dataset_name` is loaded with
-    `datasets.load_dataset` (Arrow files on disk, not in memory)."""
+    given (a file or a list of files per split, read in order; each must exist: `DataError` naming the field),
+    otherwise `dataset_name` is loaded with `datasets.load_dataset` (Arrow files on disk, not in memory)."""
     common = {"text_column": text_column, "encoding": encoding, "show_progress": show_progress}
-    files = {"train": train_file, "validation": validation_file, "test": test_file}
+    files = {
+        split: (paths,) if isinstance(paths, str) else tuple(paths or ())
+        for split, paths in (("train", train_file), ("validation", validation_file), ("test", test_file))
+    }
     if any(files.values()):
-        for split, path in files.items():  # before any tokenizer is trained on another split
-            if path and not resolve_path(path).is_file():
-                raise DataError(f"{split}_file: {path}: no such file")
-        return {split: TextSplit(split, files=(path,), **common) for split, path in files.items() if path}
+        for split, paths in files.items():  # before any tokenizer is trained on another split
+            for path in paths:
+                if not resolve_path(path).is_file():
+                    raise DataError(f"{split}_file: {path}: no such file")
+        return {split: TextSplit(split, files=paths, **common) for split, paths in files.items() if paths}
     if not dataset_name:
         raise DataError("no data: give `dataset_name` (a Hub data set) or local files (`train_file`, ...)")
     hub = datasets.load_dataset(dataset_name, dataset_config_name)

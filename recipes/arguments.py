@@ -9,6 +9,7 @@ them; loading (data, tokenizers, model configs) is done by plain functions that 
 """
 
 import dataclasses
+import json
 import os
 import re
 import sys
@@ -37,10 +38,27 @@ class DataArguments:
     dataset_config_name: str | None = dataclasses.field(
         default=None, metadata={"help": "The Hub data set's configuration, e.g. wikitext-103-raw-v1."}
     )
-    train_file: str | None = dataclasses.field(default=None, metadata={"help": "Local training file."})
-    validation_file: str | None = dataclasses.field(default=None, metadata={"help": "Local validation file."})
-    test_file: str | None = dataclasses.field(
-        default=None, metadata={"help": "Local test file (evaluated or predicted, per recipe)."}
+    train_file: list[str] | None = dataclasses.field(
+        default=None, metadata={"help": "Local training file, or several (a YAML list; on the command line: a b)."}
+    )
+    validation_file: list[str] | None = dataclasses.field(default=None, metadata={"help": "Local validation file(s)."})
+    test_file: list[str] | None = dataclasses.field(
+        default=None, metadata={"help": "Local test file(s) (evaluated or predicted, per recipe)."}
+    )
+    validation_split_percentage: int | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "When the data have no validation split: this % of the training rows (drawn with the seed; the "
+            "language models: the last % of the training tokens) becomes it. null: off."
+        },
+    )
+    dataset_mixture: list[dict] | str | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "Training rows mixed from several sources, in place of train_file and dataset_name: a YAML list "
+            "of {path: FILE or HUB_NAME, weight: FRACTION_OF_ROWS_KEPT, split: (Hub) train, dataset_config_name: "
+            "(Hub) ...}, or the same as a JSON string."
+        },
     )
     encoding: str = dataclasses.field(
         default="utf-8", metadata={"help": "Local files' encoding, e.g. latin-1 (a UTF-8 byte-order mark is skipped)."}
@@ -60,6 +78,52 @@ class DataArguments:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
+        for name in ("train_file", "validation_file", "test_file"):  # a YAML string or a list: one type
+            if isinstance(getattr(self, name), str):
+                setattr(self, name, [getattr(self, name)])
+        percentage = self.validation_split_percentage
+        if percentage is not None and not 1 <= percentage <= 99:
+            raise ConfigError(f"validation_split_percentage must lie in 1..99 (or null: off), got {percentage}")
+        self.dataset_mixture = parse_dataset_mixture(self.dataset_mixture)
+        if self.dataset_mixture and self.train_file:
+            raise ConfigError("give train_file or dataset_mixture, not both (the mixture is the training data)")
+
+
+#: The keys of a `dataset_mixture` entry (`data.mixtures.MixtureSource`) and their defaults.
+MIXTURE_ENTRY_DEFAULTS = {"path": None, "weight": 1.0, "split": None, "dataset_config_name": None}
+
+
+def parse_dataset_mixture(value: str | list | None) -> list[dict[str, Any]] | None:
+    """`dataset_mixture` as given (a YAML list of mappings, or the same as a JSON string) -> its entries with every
+    key (`MIXTURE_ENTRY_DEFAULTS`); `ConfigError` naming the entry (`dataset_mixture[1]`) and the problem."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"dataset_mixture: not a JSON list of sources ({error.msg}): {value!r}") from None
+    if not isinstance(value, list) or not value:
+        raise ConfigError(f"dataset_mixture: expected a non-empty list of {{path, weight}} entries, got {value!r}")
+    entries = []
+    for index, entry in enumerate(value):
+        where = f"dataset_mixture[{index}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: expected a mapping such as {{path: data/a.tsv, weight: 0.5}}, got {entry!r}")
+        unknown = sorted(set(entry) - set(MIXTURE_ENTRY_DEFAULTS))
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {unknown}; the keys are {list(MIXTURE_ENTRY_DEFAULTS)}")
+        entry = MIXTURE_ENTRY_DEFAULTS | entry
+        path, weight = entry["path"], entry["weight"]
+        if not isinstance(path, str) or not path.strip():
+            raise ConfigError(f"{where}: path must be a file or a Hub data set name, got {path!r}")
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 < weight <= 1:
+            raise ConfigError(f"{where} ({path}): weight is the fraction of its rows kept, in (0, 1], got {weight!r}")
+        for key in ("split", "dataset_config_name"):
+            if entry[key] is not None and not isinstance(entry[key], str):
+                raise ConfigError(f"{where} ({path}): {key} must be a name, got {entry[key]!r}")
+        entries.append(entry)
+    return entries
 
 
 @dataclasses.dataclass
@@ -76,6 +140,11 @@ class TextCorpusArguments(DataArguments):
     )
 
     def __post_init__(self) -> None:
+        if self.dataset_mixture is not None:
+            raise ConfigError(
+                "dataset_mixture: a language-model corpus is one ordered stream, not rows to sample; give "
+                "train_file as a list of files instead"
+            )
         for name in ("max_train_samples", "max_eval_samples"):
             if getattr(self, name) is not None:
                 raise ValueError(
@@ -216,6 +285,49 @@ class RecipeTrainingArguments(TrainingArguments):
             "from output_dir's last checkpoint, or only evaluates / predicts when that run is finished."
         },
     )
+    early_stopping_patience: int | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "Stop training after this many evaluations in a row without a better metric_for_best_model "
+            "(needs load_best_model_at_end and metric_for_best_model); null: never stop early."
+        },
+    )
+    early_stopping_threshold: float = dataclasses.field(
+        default=0.0, metadata={"help": "How much metric_for_best_model must beat the best so far to count as better."}
+    )
+
+    def __post_init__(self) -> None:
+        metric_given = self.metric_for_best_model is not None  # TrainingArguments defaults it to "loss"
+        super().__post_init__()
+        check_early_stopping(self, metric_given=metric_given)
+
+
+def check_early_stopping(training_args: RecipeTrainingArguments, *, metric_given: bool) -> None:
+    """Fails, naming the flags, when `early_stopping_patience` cannot work: a patience below 1 or a negative
+    threshold; no `metric_for_best_model` given (the metric that decides must be chosen, not defaulted); no
+    `load_best_model_at_end` (transformers' callback reads the best metric it keeps) or no evaluation during
+    training (`eval_strategy` no)."""
+    patience, threshold = training_args.early_stopping_patience, training_args.early_stopping_threshold
+    if threshold < 0:
+        raise ConfigError(f"early_stopping_threshold must be >= 0, got {threshold}")
+    if patience is None:
+        return
+    if patience < 1:
+        raise ConfigError(f"early_stopping_patience must be at least 1 (or null: off), got {patience}")
+    missing = [
+        flag
+        for flag, given in (
+            ("metric_for_best_model", metric_given),
+            ("load_best_model_at_end true", training_args.load_best_model_at_end),
+            (
+                "eval_strategy steps or epoch (the same as save_strategy)",
+                training_args.eval_strategy != IntervalStrategy.NO,
+            ),
+        )
+        if not given
+    ]
+    if missing:
+        raise ConfigError(f"early_stopping_patience {patience} needs {', '.join(missing)}")
 
 
 def check_training_values(training_args: TrainingArguments) -> None:

@@ -6,7 +6,7 @@ evaluate, save with a model card and push. The configuration (YAML + command lin
 
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import datasets
@@ -23,15 +23,69 @@ from transformers import (
 from transformers.dynamic_module_utils import custom_object_save
 
 from data.lm_corpus import TextSplit, text_corpus_splits
+from data.mixtures import load_mixture, mixture_sources
+from data.splits import carve_validation_rows, carve_validation_tokens
 from data.token_cache import prepare_token_streams, train_tokenizer_once
 from data.tokenizers import EOS_TOKEN, TokenizerKind
 from recipes.arguments import DataArguments, ModelArguments, TextCorpusArguments
+from recipes.early_stopping import early_stopping_callbacks
 from recipes.errors import ConfigError
 from recipes.model_loading import hub_kwargs
 from recipes.sharding import ParameterShareLogger, TokenizerInCheckpoints, save_full_model, shard_on_cpu_processes
 from recipes.trainer import CardInfo, RecipeTrainer, is_quality, pipeline_tag
 
 logger = logging.getLogger(__name__)
+
+
+def load_task_splits(
+    load_task: Callable[..., datasets.DatasetDict],
+    data_args: DataArguments,
+    training_args: TrainingArguments,
+    **task_arguments: Any,
+) -> datasets.DatasetDict:
+    """The `# Data` step of the recipes that read rows (sentiment, QA): `load_task` (`load_sentiment_dataset`,
+    `load_qa_dataset`, given `task_arguments`: columns, label names) reads the files of the run's modes, or the
+    Hub data set; with `dataset_mixture`, the training rows are the mixture's (`data.mixtures`) and the Hub data
+    set is not read; with `validation_split_percentage` and no validation split in the data, one is carved from
+    the training rows with the run's seed (`data.splits`, the same on every process); then `select_splits`."""
+    percentage = data_args.validation_split_percentage
+    carve = percentage is not None and not data_args.validation_file
+    read_train = training_args.do_train or (training_args.do_eval and carve)
+    mixture = mixture_sources(data_args.dataset_mixture) if read_train else []
+    files = {
+        "train_file": data_args.train_file if read_train else None,
+        "validation_file": data_args.validation_file if training_args.do_eval else None,
+        "test_file": data_args.test_file if training_args.do_predict else None,
+    }
+    task_arguments["encoding"] = data_args.encoding
+    raw = datasets.DatasetDict()
+    if not mixture or any(files.values()):
+        hub = {"dataset_name": data_args.dataset_name, "dataset_config_name": data_args.dataset_config_name}
+        raw = load_task(**hub, **files, **task_arguments)
+    if mixture:
+        raw["train"] = load_mixture(mixture, load_task, seed=training_args.seed, **task_arguments)
+    if carve and "validation" in raw:
+        logger.info("validation_split_percentage %d: not used, the data have a validation split", percentage)
+    elif carve and "train" in raw:
+        raw["train"], raw["validation"] = carve_validation_rows(
+            raw["train"], percentage=percentage, seed=training_args.seed
+        )
+    max_samples = {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples}
+    return select_splits(raw, training_args, max_samples=max_samples)
+
+
+def describe_data(data_args: DataArguments) -> str:
+    """The run's data in a line, for the model card: the mixture's sources and weights, the local files of each
+    split, or the Hub data set."""
+    if data_args.dataset_mixture:
+        sources = mixture_sources(data_args.dataset_mixture)
+        return "mixture of " + ", ".join(f"`{source.description}` ({source.weight:g})" for source in sources)
+    files = {split: getattr(data_args, f"{split}_file") for split in ("train", "validation", "test")}
+    if any(files.values()):
+        return "; ".join(
+            f"{split}: " + ", ".join(f"`{path}`" for path in paths) for split, paths in files.items() if paths
+        )
+    return f"`{data_args.dataset_name}`"
 
 
 def select_splits(
@@ -44,7 +98,8 @@ def select_splits(
     for mode, split in (("do_train", "train"), ("do_eval", "validation"), ("do_predict", "test")):
         if getattr(training_args, mode):
             if split not in splits:
-                raise ConfigError(f"{mode} is true but there is no {split} split: give {split}_file")
+                also = " or validation_split_percentage" if split == "validation" else ""
+                raise ConfigError(f"{mode} is true but there is no {split} split: give {split}_file{also}")
             used[split] = splits[split]
             limit = max_samples.get(split)
             if limit is not None and limit < len(used[split]):
@@ -55,13 +110,15 @@ def select_splits(
 
 def train(trainer: Trainer) -> None:
     """The `do_train` step: writes the model's code first (`save_model_code`), trains (resuming from the
-    checkpoint the run lifecycle chose), then writes `train_results.json` and `trainer_state.json` (every
-    logged loss)."""
+    checkpoint the run lifecycle chose; stopping early with `--early_stopping_patience`), then writes
+    `train_results.json` and `trainer_state.json` (every logged loss)."""
     if trainer.args.should_save:  # one writer per folder
         model = trainer.accelerator.unwrap_model(trainer.model)
         save_model_code(getattr(model, "get_base_model", lambda: model)(), trainer.args.output_dir)  # LoRA: base
     trainer.add_callback(ParameterShareLogger())
     trainer.add_callback(TokenizerInCheckpoints())
+    for callback in early_stopping_callbacks(trainer.args):  # `--early_stopping_patience`
+        trainer.add_callback(callback)
     train_result = trainer.train(resume_from_checkpoint=checkpoint_to_resume(trainer.args))
     trainer.save_metrics("train", train_result.metrics)
     trainer.save_state()
@@ -137,8 +194,16 @@ def load_tokenizer_and_streams(
     and the token stream of every split the run trains on (`do_train`) or scores (`do_eval`: validation and
     test), each line ending in `<eos>` when the tokenizer has one (word level; other tokenizers read the lines
     as given, and raw WikiText rows keep their own newline). One process per machine trains and tokenises into
-    the cache (`data.token_cache`); the others then memory-map its files. `corpus`: `load_corpus`."""
-    used = {"train": training_args.do_train, "validation": training_args.do_eval, "test": training_args.do_eval}
+    the cache (`data.token_cache`); the others then memory-map its files. `corpus`: `load_corpus`. With
+    `validation_split_percentage` and no validation split, the last part of the training stream becomes it (a
+    tokenizer trained here has read the whole training split)."""
+    percentage = data_args.validation_split_percentage
+    carve = percentage is not None and "validation" not in corpus
+    used = {
+        "train": training_args.do_train or carve,
+        "validation": training_args.do_eval,
+        "test": training_args.do_eval,
+    }
     scored = {split: corpus[split] for split in corpus if used[split]}
     with training_args.main_process_first(desc="tokenizer and token streams"):
         tokenizer = load_or_train_tokenizer(
@@ -152,6 +217,10 @@ def load_tokenizer_and_streams(
         )
         add_eos = EOS_TOKEN in tokenizer.get_vocab()
         streams = prepare_token_streams(scored, tokenizer, add_eos=add_eos, cache_dir=data_args.token_cache_dir)
+    if percentage is not None and not carve:
+        logger.info("validation_split_percentage %d: not used, the corpus has a validation split", percentage)
+    if carve and "train" in streams:  # the held-out tail: contiguous, as the models read the corpus in order
+        streams["train"], streams["validation"] = carve_validation_tokens(streams["train"], percentage=percentage)
     logger.info("tokens: %s; vocabulary %d", {s: t.numel() for s, t in streams.items()}, len(tokenizer))
     return tokenizer, streams
 
@@ -223,7 +292,7 @@ def save_card_and_push(
         metrics={name: value for name, value in metrics.items() if isinstance(value, float) and is_quality(name)},
         arguments=arguments,
         base_model=checkpoint if checkpoint and not os.path.exists(checkpoint) else None,
-        dataset_id=None if data_args.train_file else data_args.dataset_name,
+        dataset_id=None if data_args.train_file or data_args.dataset_mixture else data_args.dataset_name,
     )
     trainer.create_model_card()
     if trainer.args.push_to_hub:

@@ -27,10 +27,11 @@ from recipes.closed_book_qa.answer_loss import QATrainer
 from recipes.closed_book_qa.generation_eval import GenerationEvalTrainer, answer_stop_ids
 from recipes.common import (
     ConfigError,
+    describe_data,
     evaluate,
     load_or_train_tokenizer,
+    load_task_splits,
     save_card_and_push,
-    select_splits,
     start_run,
     train,
 )
@@ -75,8 +76,10 @@ class QADataArguments(DataArguments):
         check_prompt_template(self.prompt_template)
         if self.max_seq_length < 2:  # one prompt token and the answer's first at least
             raise ConfigError(f"max_seq_length must be at least 2, got {self.max_seq_length}")
-        if not (self.dataset_name or self.train_file or self.validation_file or self.test_file):
-            raise ValueError("give dataset_name or local files (train_file, validation_file, test_file)")
+        if not (self.dataset_name or self.dataset_mixture or self.train_file or self.validation_file or self.test_file):
+            raise ValueError(
+                "give dataset_name, dataset_mixture or local files (train_file, validation_file, test_file)"
+            )
         super().__post_init__()
 
 
@@ -95,18 +98,13 @@ def main(
     plan_run(model_args, training_args)
     # Data
     with training_args.main_process_first(desc="data"):  # one process writes the Arrow cache; the others read it
-        raw = load_qa_dataset(
-            dataset_name=data_args.dataset_name,
-            dataset_config_name=data_args.dataset_config_name,
-            train_file=data_args.train_file if training_args.do_train else None,
-            validation_file=data_args.validation_file if training_args.do_eval else None,
-            test_file=data_args.test_file if training_args.do_predict else None,
+        raw = load_task_splits(
+            load_qa_dataset,
+            data_args,
+            training_args,
             question_column=data_args.question_column,
             answer_column=data_args.answer_column,
         )
-    raw = select_splits(
-        raw, training_args, max_samples={"train": data_args.max_train_samples, "validation": data_args.max_eval_samples}
-    )
     # Tokenizer
     # (the checkpoint's own, or byte-level BPE trained on the training prompts and answers)
     texts = ()
@@ -187,7 +185,7 @@ def main(
         save_card_and_push(
             trainer,
             title="Closed-book QA",
-            data=f"{data_args.train_file or data_args.dataset_name}: {len(raw['train'])} training questions",
+            data=f"{describe_data(data_args)}: {len(raw['train'])} training questions",
             metrics={k: v for k, v in metrics.items() if k in ("eval_exact_match", "eval_f1")},
             notes=f"A causal LM that answers `{data_args.prompt_template!r}` prompts; evaluated by generation.",
             arguments=(model_args, data_args, lora_args, generation_args, training_args),

@@ -41,10 +41,11 @@ from recipes.arguments import (
 )
 from recipes.common import (
     ConfigError,
+    describe_data,
     evaluate,
     load_or_train_tokenizer,
+    load_task_splits,
     save_card_and_push,
-    select_splits,
     start_run,
     train,
 )
@@ -145,20 +146,14 @@ def main(
     trained_config = read_checkpoint_config(model_args) if evaluate_only else None  # its head and label names
     # Data
     with training_args.main_process_first(desc="data"):  # one process writes the Arrow cache; the others read it
-        raw = load_sentiment_dataset(
-            dataset_name=data_args.dataset_name,
-            dataset_config_name=data_args.dataset_config_name,
-            train_file=data_args.train_file if training_args.do_train else None,
-            validation_file=data_args.validation_file if training_args.do_eval else None,
-            test_file=data_args.test_file if training_args.do_predict else None,
+        raw = load_task_splits(
+            load_sentiment_dataset,
+            data_args,
+            training_args,
             text_column=data_args.text_column,
             label_column=data_args.label_column,
             label_names=_class_names(model_args, trained_config),
-            encoding=data_args.encoding,
         )
-    raw = select_splits(
-        raw, training_args, max_samples={"train": data_args.max_train_samples, "validation": data_args.max_eval_samples}
-    )
     # Tokenizer
     with training_args.main_process_first(desc="tokenizer"):  # one process trains it; every process loads it
         tokenizer = load_or_train_tokenizer(
@@ -223,15 +218,11 @@ def main(
     if training_args.do_train:
         if lora_args.use_lora and lora_args.merge_lora_on_save:  # a plain model: loads without peft, code included
             trainer.merge_lora()
-        data = (
-            data_args.train_file
-            and f"`{data_args.train_file}` / `{data_args.validation_file}`"
-            or f"`{data_args.dataset_name}`"
-        )
         save_card_and_push(
             trainer,
             title=f"{Path(training_args.output_dir).name}: encoder + MLP head for sentiment",
-            data=f"{data}: {len(raw['train'])} training sentences, labels {model_args.class_names}.",
+            data=f"{describe_data(data_args)}: {len(raw['train'])} training sentences, "
+            f"labels {model_args.class_names}.",
             metrics=metrics,
             notes=f"Encoder: `{model_args.model_name_or_path or 'built from config'}`; "
             f"head: {model_args.recipe_config_fields()}; LoRA: {lora_args.use_lora}. "

@@ -23,6 +23,7 @@ from data.streams import StreamSegments
 from recipes.arguments import ModelArguments, RecipeTrainingArguments, TextCorpusArguments, run_from_command_line
 from recipes.checkpoint_state import noise_generator_state
 from recipes.common import (
+    describe_data,
     evaluate,
     load_corpus,
     load_tokenizer_and_streams,
@@ -180,7 +181,7 @@ def main(
         save_card_and_push(
             trainer,
             title="Transformer-XL language model",
-            data=data_args.dataset_name or f"local files: {data_args.train_file}, {data_args.validation_file}",
+            data=describe_data(data_args),
             metrics=metrics,
             notes="Load with `AutoModelForCausalLM.from_pretrained(path, trust_remote_code=True)`.",
             arguments=(model_args, data_args, generation_args, training_args),

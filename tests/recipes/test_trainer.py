@@ -52,7 +52,7 @@ def test_card_front_matter_is_hub_metadata_with_eval_results():
 def test_resolved_configuration_reads_back_as_the_same_run(tmp_path):
     argv = [str(REPO / "recipes/transformer_xl/configs/tiny.yaml"), "--output_dir", str(tmp_path), "--tgt_len", "16"]
     resolved = resolved_configuration(parse_config(*transformer_xl.CONFIG_CLASSES, argv=argv))
-    assert str(REPO) not in resolved and yaml.safe_load(resolved)["train_file"] == "data/samples/lm/train.txt"
+    assert str(REPO) not in resolved and yaml.safe_load(resolved)["train_file"] == ["data/samples/lm/train.txt"]
     assert yaml.safe_load(resolved)["tokenizer_vocab_size"] == 500  # a "token" field that is no secret
     (tmp_path / "resolved.yaml").write_text(resolved)
     again = parse_config(*transformer_xl.CONFIG_CLASSES, argv=[str(tmp_path / "resolved.yaml")])

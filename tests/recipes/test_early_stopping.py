@@ -1,0 +1,73 @@
+"""Early stopping (`--early_stopping_patience`), added to every recipe by the shared `train` step: a run whose
+metric stops improving stops at the expected step, and flags it cannot work with fail at parse time."""
+
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from recipes.arguments import parse_config
+from recipes.common import ConfigError
+from recipes.sentiment.train import CONFIG_CLASSES, main
+
+TINY_YAML = Path(__file__).resolve().parents[2] / "recipes" / "sentiment" / "configs" / "tiny.yaml"
+# Evaluation and a checkpoint every step; what early stopping needs (tiny.yaml: load_best_model_at_end true).
+EVERY_STEP = ["--eval_strategy", "steps", "--eval_steps", "1", "--save_strategy", "steps", "--save_steps", "1"]
+
+
+def parse(output_dir: Path, *flags: str):
+    return parse_config(*CONFIG_CLASSES, argv=[str(TINY_YAML), "--output_dir", str(output_dir), *flags])
+
+
+@pytest.mark.slow
+def test_a_metric_that_stops_improving_stops_training_after_patience_evaluations(tmp_path, caplog):
+    # learning_rate 0: the weights never change, so eval_loss is the same at every evaluation and only the
+    # first one is an improvement. With patience 2 the evaluations at steps 2 and 3 fail to improve: the run
+    # ends at step 3 of 10.
+    flags = ["--learning_rate", "0", "--max_steps", "10", "--max_train_samples", "64", "--max_eval_samples", "16"]
+    flags += ["--per_device_train_batch_size", "8", "--metric_for_best_model", "loss", "--greater_is_better", "false"]
+    caplog.set_level(logging.INFO, logger="recipes.early_stopping")
+    main(*parse(tmp_path / "out", *flags, *EVERY_STEP, "--early_stopping_patience", "2"))
+    state = json.loads((tmp_path / "out" / "trainer_state.json").read_text())
+    assert state["global_step"] == 3
+    assert [entry["step"] for entry in state["log_history"] if "eval_loss" in entry] == [1, 2, 3]
+    assert "early stopping at step 3: eval_loss is" in caplog.text and "(step 1)" in caplog.text
+
+
+@pytest.mark.slow
+def test_a_resumed_run_keeps_counting_evaluations_without_improvement(tmp_path):
+    # As above, with patience 3: the first run stops at max_steps 2 with one evaluation without improvement (step
+    # 2); resumed with max_steps 10, it stops at step 4, the step a run without the break stops at (a count
+    # started again from zero would stop at step 5).
+    flags = ["--learning_rate", "0", "--max_train_samples", "64", "--max_eval_samples", "16"]
+    flags += ["--per_device_train_batch_size", "8", "--metric_for_best_model", "loss", "--greater_is_better", "false"]
+    flags += [*EVERY_STEP, "--early_stopping_patience", "3"]
+    main(*parse(tmp_path / "out", *flags, "--max_steps", "2"))
+    main(*parse(tmp_path / "out", *flags, "--max_steps", "10"))
+    assert json.loads((tmp_path / "out" / "trainer_state.json").read_text())["global_step"] == 4
+
+
+@pytest.mark.parametrize(
+    ("flags", "words"),
+    [
+        (["--early_stopping_patience", "-1"], "early_stopping_patience must be at least 1"),
+        (["--early_stopping_patience", "0"], "early_stopping_patience must be at least 1"),
+        (["--early_stopping_threshold", "-0.1"], "early_stopping_threshold must be >= 0"),
+        (["--metric_for_best_model", "accuracy", "--load_best_model_at_end", "false"], "load_best_model_at_end"),
+        (["--eval_strategy", "no", "--save_strategy", "no"], "eval_strategy steps or epoch"),
+    ],
+)
+def test_early_stopping_flags_that_cannot_work_fail_at_parse_time(tmp_path, flags, words):
+    with pytest.raises(ConfigError, match=words):
+        parse(tmp_path / "out", "--early_stopping_patience", "2", *flags)
+
+
+def test_early_stopping_needs_the_metric_named(tmp_path):
+    # tiny.yaml names metric_for_best_model; without it transformers would default to "loss" silently.
+    yaml_without_metric = tmp_path / "tiny.yaml"
+    lines = TINY_YAML.read_text().splitlines()
+    yaml_without_metric.write_text("\n".join(line for line in lines if not line.startswith("metric_for_best_model")))
+    argv = [str(yaml_without_metric), "--output_dir", str(tmp_path / "out"), "--early_stopping_patience", "2"]
+    with pytest.raises(ConfigError, match="needs metric_for_best_model"):
+        parse_config(*CONFIG_CLASSES, argv=argv)
