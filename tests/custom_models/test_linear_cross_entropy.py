@@ -216,6 +216,6 @@ def test_invalid_arguments_are_refused_by_name(kwargs, message):
 
 
 def test_default_chunk_size_follows_vocabulary_and_width():
-    assert default_chunk_size(vocab_size=267_735, hidden_size=256) == 64  # d / 4
-    assert default_chunk_size(vocab_size=50_257, hidden_size=768) == 256  # d / 4 = 192, rounded up
+    assert default_chunk_size(vocab_size=267_735, hidden_size=256) == 256  # d
+    assert default_chunk_size(vocab_size=50_257, hidden_size=768) == 512  # d rounded down to a power of two
     assert default_chunk_size(vocab_size=500, hidden_size=32) == 4096  # at least 2**20 scores per block
