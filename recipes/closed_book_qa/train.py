@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, TrainingArguments
 
 from data.closed_book_qa import load_qa_dataset
-from data.qa_features import DEFAULT_PROMPT_TEMPLATE, QATrainingCollator, check_prompt_template, tokenize_qa_dataset
+from data.qa_features import (
+    DEFAULT_PROMPT_TEMPLATE,
+    QATrainingCollator,
+    check_prompt_template,
+    prompt_answer_texts,
+    tokenize_qa_dataset,
+)
 from recipes.arguments import (
     DataArguments,
     LoraArguments,
@@ -107,10 +113,7 @@ def main(
         )
     # Tokenizer
     # (the checkpoint's own, or byte-level BPE trained on the training prompts and answers)
-    texts = ()
-    if training_args.do_train:
-        pairs = zip(raw["train"]["question"], raw["train"]["answers"])
-        texts = (data_args.prompt_template.format(question=q) + " " + " ".join(answers) for q, answers in pairs)
+    texts = prompt_answer_texts(raw["train"], data_args.prompt_template) if training_args.do_train else ()
     with training_args.main_process_first(desc="tokenizer"):  # one process trains it; every process loads it
         tokenizer = load_or_train_tokenizer(
             training_args,

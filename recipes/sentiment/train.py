@@ -30,6 +30,7 @@ from transformers import (
 import custom_models  # noqa: F401  (registers encoder-mlp and bert-mlp with the Auto classes)
 from custom_models.encoder_mlp import EncoderMLPConfig, EncoderMLPForSequenceClassification
 from data.files import write_jsonl
+from data.loading import RowTexts
 from data.metrics import ClassificationMetric
 from data.sentiment import load_sentiment_dataset, tokenize_sentences
 from recipes.arguments import (
@@ -159,7 +160,7 @@ def main(
         tokenizer = load_or_train_tokenizer(
             training_args,
             model_args.tokenizer_name or model_args.model_name_or_path,
-            raw["train"]["text"] if training_args.do_train else (),
+            RowTexts(raw["train"], ["text"]) if training_args.do_train else (),
             kind="wordpiece",
             vocab_size=model_args.tokenizer_vocab_size,
             **hub_kwargs(model_args),

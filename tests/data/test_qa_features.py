@@ -7,6 +7,7 @@ from pathlib import Path
 import datasets
 import pytest
 
+from data.closed_book_qa import load_qa_dataset
 from data.qa_features import (
     DEFAULT_PROMPT_TEMPLATE,
     QATrainingCollator,
@@ -14,6 +15,7 @@ from data.qa_features import (
     clean_answer,
     encode_answer,
     left_padded_prompts,
+    prompt_answer_texts,
     qa_training_example,
     tokenize_qa_dataset,
 )
@@ -29,6 +31,14 @@ def tokenizer():
     tok = train_tokenizer(texts, kind="bpe", vocab_size=400)
     tok.pad_token = tok.eos_token  # as in the recipe (GPT-2 has no pad token): pad id == EOS id
     return tok
+
+
+def test_tokenizer_texts_are_each_prompt_and_its_answers_on_every_iteration():
+    rows = load_qa_dataset(train_file=str(SAMPLES / "train.jsonl"), answer_column="answer")["train"]
+    texts = prompt_answer_texts(rows, DEFAULT_PROMPT_TEMPLATE)
+    first = list(texts)
+    assert first[2] == "question: what is 2 plus 1\nanswer: 3 three"  # every gold answer
+    assert len(first) == len(rows) and list(texts) == first  # read again, the same texts
 
 
 def test_labels_are_exactly_the_answer_and_eos(tokenizer):

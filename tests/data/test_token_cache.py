@@ -127,7 +127,7 @@ def test_the_trained_tokenizer_is_cached_per_training_file_kind_and_size(tmp_pat
 
 def test_a_tokenizer_trained_on_texts_in_memory_is_cached_by_their_content(tmp_path, monkeypatch):
     sentences = ["a fine film", "a dull film", "the cast is fine"] * 10
-    first = train_tokenizer_once(iter(sentences), kind="wordpiece", vocab_size=60, cache_dir=tmp_path)
+    first = train_tokenizer_once(tuple(sentences), kind="wordpiece", vocab_size=60, cache_dir=tmp_path)
     trained = []
     monkeypatch.setattr(
         "data.token_cache.train_tokenizer", lambda *a, **k: trained.append(1) or train_tokenizer(*a, **k)
@@ -138,6 +138,42 @@ def test_a_tokenizer_trained_on_texts_in_memory_is_cached_by_their_content(tmp_p
     for texts in (["a fine film", "a dull film"], ["a fine fil", "ma dull film"]):  # same characters, other lines
         train_tokenizer_once(texts, kind="wordpiece", vocab_size=60, cache_dir=tmp_path)
     assert trained == [1, 1, 1] and len(list(tmp_path.glob("tokenizer-wordpiece-*"))) == 4
+
+
+class Reiterable:
+    """The texts made afresh on each iteration, as `data.loading.RowTexts` gives them."""
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = texts
+
+    def __iter__(self):
+        yield from self.texts
+
+
+def test_texts_in_memory_stream_into_the_trainer_and_give_the_vocabulary_of_a_list(tmp_path, monkeypatch):
+    # BPE, not WordPiece: its merges come out the same on every training of the same texts (WordPiece breaks
+    # ties in hash order, so two trainings in one process can differ even from the same list).
+    sentences = [f"{w} film {i % 7}" for i, w in enumerate(["fine", "dull", "bold", "wry", "lush"] * 40)]
+    received = []
+
+    def recording_train_tokenizer(texts, **kwargs):
+        received.append(type(texts))
+        return train_tokenizer(texts, **kwargs)
+
+    monkeypatch.setattr("data.token_cache.train_tokenizer", recording_train_tokenizer)
+    streamed = train_tokenizer_once(Reiterable(sentences), kind="bpe", vocab_size=120, cache_dir=tmp_path / "a")
+    from_list = train_tokenizer_once(sentences, kind="bpe", vocab_size=120, cache_dir=tmp_path / "b")
+    assert not any(issubclass(kind, (list, tuple)) for kind in received)  # never gathered into a list first
+    assert (
+        streamed.get_vocab()
+        == from_list.get_vocab()
+        == train_tokenizer(sentences, kind="bpe", vocab_size=120).get_vocab()
+    )
+
+
+def test_a_one_shot_iterator_of_texts_is_refused(tmp_path):
+    with pytest.raises(TypeError, match="re-iterable"):
+        train_tokenizer_once(iter(["a fine film"]), kind="bpe", vocab_size=60, cache_dir=tmp_path)
 
 
 _KILLED_WRITER = textwrap.dedent(
