@@ -21,7 +21,7 @@ Method: each run is `accelerate launch` of the recipe in a fresh process tree, t
 recipe process runs through this script's `--child` mode, which records its own peak RSS (`getrusage`
 ru_maxrss: mapped pages of the cache it touched count too), its CPU seconds (user + system: less sensitive
 than wall time to other jobs on a shared machine) and the splits it tokenised itself. Today's
-path (the commit this branch started from, `git merge-base HEAD main`) holds the whole corpus as Python
+path (commit `f768327`, the last before the token cache: `BASELINE_COMMIT`) holds the whole corpus as Python
 lists: 180 s and 18.7 GB in one process at full scale (old path), which would not fit beside the other jobs
 on this machine, so it runs here on 1/5 of the corpus (`--old_repeats 10`) next to the new path on the
 same 1/5: that ratio is measured in this run; the full-scale figures of today's path are quoted.
@@ -41,11 +41,17 @@ import tempfile
 import time
 from pathlib import Path
 
+from _data_path import baseline_code
+
 REPO = Path(__file__).resolve().parents[1]
 WIKITEXT2_TRAIN = REPO.parent / "shared/data/wikitext2/train.txt"
 RECIPES = {"transformer_xl": REPO / "recipes/transformer_xl", "nce_lm": REPO / "recipes/nce_lm"}
 ISSUE_OLD_PATH = {"wall_s": 180.0, "peak_rss_gb": 18.7}  # today's path, full corpus, 1 process (old path)
 TARGETS = {"first_wall_s": 90.0, "peak_rss_gb": 3.0, "repeat_wall_s": 20.0}
+
+
+#: The last commit before the token cache (today's path in the issue that asked for it).
+BASELINE_COMMIT = "f768327"
 
 
 def child(recipe: Path, argv: list[str]) -> None:
@@ -134,16 +140,6 @@ def launch(task: str, *, code: Path, corpus: Path, cache: Path, work: Path, proc
     return {"wall_s": wall, "ranks": ranks}
 
 
-def today_code(work: Path) -> Path:
-    """The files of the commit this branch started from (today's data path), unpacked into `work`."""
-    base = subprocess.run(["git", "merge-base", "HEAD", "main"], cwd=REPO, capture_output=True, text=True, check=True)
-    folder = work / "today"
-    folder.mkdir()
-    archive = subprocess.run(["git", "archive", base.stdout.strip()], cwd=REPO, capture_output=True, check=True)
-    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
-    return folder
-
-
 def repeated_corpus(path: Path, repeats: int) -> Path:
     text = WIKITEXT2_TRAIN.read_bytes()
     with open(path, "wb") as f:
@@ -177,7 +173,9 @@ def main() -> None:
     print(f"corpus: {corpus.stat().st_size / 1e6:.0f} MB ({args.repeats} x WikiText-2 train); work dir {work}")
 
     runs = {}
-    runs["today, 1/5"] = launch("transformer_xl", code=today_code(work), corpus=small, cache=work / "c0", work=work)
+    runs["today, 1/5"] = launch(
+        "transformer_xl", code=baseline_code(work, BASELINE_COMMIT), corpus=small, cache=work / "c0", work=work
+    )
     runs["new, 1/5"] = launch("transformer_xl", code=REPO, corpus=small, cache=work / "c1", work=work)
     for task in RECIPES:
         cache = work / f"cache-{task}"
