@@ -10,10 +10,10 @@ and only the head (`classifier.*`) is newly initialised.
 
 import torch
 from transformers import BertModel, BertPreTrainedModel
-from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from .configuration_bert_mlp import BertMLPConfig
-from .mlp_head import MLPHead, pool, sequence_classification_loss
+from .mlp_head import MLPClassifierForward, MLPHead
 
 
 class BertMLPPreTrainedModel(BertPreTrainedModel):
@@ -25,11 +25,7 @@ class BertMLPPreTrainedModel(BertPreTrainedModel):
     _keys_to_ignore_on_load_unexpected = [r"(^|\.)cls\.", r"(^|\.)pooler\."]
 
 
-class BertMLPForSequenceClassification(BertMLPPreTrainedModel):
-    # `forward` computes a plain mean loss and ignores `num_items_in_batch`: without this, Trainer would
-    # multiply the loss by the number of processes under DDP.
-    accepts_loss_kwargs = False
-
+class BertMLPForSequenceClassification(MLPClassifierForward, BertMLPPreTrainedModel):
     def __init__(self, config: BertMLPConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
@@ -41,33 +37,9 @@ class BertMLPForSequenceClassification(BertMLPPreTrainedModel):
         # shard group of their own anyway.
         self._no_split_modules = {"BertLayer"}
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
-        output_attentions: bool | None = None,
-        return_dict: bool | None = None,  # accepted for callers such as peft; the output is always a dataclass
-    ) -> SequenceClassifierOutput:
-        outputs = self.bert(
-            input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            output_hidden_states=output_hidden_states,
-            output_attentions=output_attentions,
-            return_dict=True,
-        )
-        logits = self.classifier(pool(outputs, attention_mask, self.config.pooling))  # [b, d] -> [b, c]
-        loss = sequence_classification_loss(logits, labels, self.config) if labels is not None else None
-        return SequenceClassifierOutput(
-            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
-        )
+    def encode(self, inputs: dict[str, torch.Tensor | None], **output_flags: bool | None) -> BaseModelOutputWithPooling:
+        """BERT's outputs for `forward` (`MLPClassifierForward`): BERT takes every input `forward` does."""
+        return self.bert(**inputs, **output_flags, return_dict=True)
 
 
 __all__ = ["BertMLPForSequenceClassification", "BertMLPPreTrainedModel"]

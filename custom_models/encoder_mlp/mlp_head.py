@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedConfig
 from transformers.activations import ACT2FN
-from transformers.modeling_outputs import BaseModelOutput
+from transformers.modeling_outputs import BaseModelOutput, SequenceClassifierOutput
 
 POOLINGS = ("cls", "mean", "pooler")
 
@@ -87,4 +87,48 @@ def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, con
     return nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
 
 
-__all__ = ["POOLINGS", "MLPHead", "check_head_fields", "masked_mean", "pool", "sequence_classification_loss"]
+class MLPClassifierForward:
+    """The `forward` of both MLP classifiers, mixed in before their `PreTrainedModel` base: the encoder's outputs
+    (from the model's `encode`), pooled, through `classifier`, with the loss of `config.problem_type`. One
+    signature for both, so Trainer keeps the same dataset columns for either."""
+
+    # `forward` computes a plain mean loss and ignores `num_items_in_batch`: without this, Trainer would
+    # multiply the loss by the number of processes under DDP.
+    accepts_loss_kwargs = False
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,  # accepted for callers such as peft; the output is always a dataclass
+    ) -> SequenceClassifierOutput:
+        inputs = dict(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+        )
+        outputs = self.encode(inputs, output_hidden_states=output_hidden_states, output_attentions=output_attentions)
+        logits = self.classifier(pool(outputs, attention_mask, self.config.pooling))  # [b, d] -> [b, c]
+        loss = sequence_classification_loss(logits, labels, self.config) if labels is not None else None
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+__all__ = [
+    "POOLINGS",
+    "MLPClassifierForward",
+    "MLPHead",
+    "check_head_fields",
+    "masked_mean",
+    "pool",
+    "sequence_classification_loss",
+]

@@ -12,10 +12,10 @@ import inspect
 
 import torch
 from transformers import AutoConfig, AutoModel, PreTrainedModel
-from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.modeling_outputs import BaseModelOutput
 
 from .configuration_encoder_mlp import EncoderMLPConfig, encoder_has_pooler
-from .mlp_head import MLPHead, pool, sequence_classification_loss
+from .mlp_head import MLPClassifierForward, MLPHead
 
 #: What `forward` hands the encoder when given; an encoder that does not take one (DistilBERT and ModernBERT
 #: have no `token_type_ids`) never receives it, so any tokenizer's output can be passed as is.
@@ -39,11 +39,7 @@ class EncoderMLPPreTrainedModel(PreTrainedModel):
     _supports_flash_attn = True
 
 
-class EncoderMLPForSequenceClassification(EncoderMLPPreTrainedModel):
-    # `forward` computes a plain mean loss and ignores `num_items_in_batch`: without this, Trainer would
-    # multiply the loss by the number of processes under DDP.
-    accepts_loss_kwargs = False
-
+class EncoderMLPForSequenceClassification(MLPClassifierForward, EncoderMLPPreTrainedModel):
     def __init__(self, config: EncoderMLPConfig, encoder: PreTrainedModel | None = None):
         super().__init__(config)
         if encoder is None:
@@ -90,35 +86,12 @@ class EncoderMLPForSequenceClassification(EncoderMLPPreTrainedModel):
     def set_input_embeddings(self, value: torch.nn.Module) -> None:
         self.encoder.set_input_embeddings(value)
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
-        output_attentions: bool | None = None,
-        return_dict: bool | None = None,  # accepted for callers such as peft; the output is always a dataclass
-    ) -> SequenceClassifierOutput:
-        given = dict(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-        )
-        outputs = self.encoder(
-            **{name: value for name, value in given.items() if value is not None and name in self._encoder_inputs},
-            output_hidden_states=output_hidden_states,
-            output_attentions=output_attentions,
+    def encode(self, inputs: dict[str, torch.Tensor | None], **output_flags: bool | None) -> BaseModelOutput:
+        """The encoder's outputs for `forward` (`MLPClassifierForward`), from the inputs it takes."""
+        return self.encoder(
+            **{name: value for name, value in inputs.items() if value is not None and name in self._encoder_inputs},
+            **output_flags,
             return_dict=True,
-        )
-        logits = self.classifier(pool(outputs, attention_mask, self.config.pooling))  # [b, d] -> [b, c]
-        loss = sequence_classification_loss(logits, labels, self.config) if labels is not None else None
-        return SequenceClassifierOutput(
-            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
 
 

@@ -9,19 +9,47 @@ import os
 import runpy
 import signal
 import sys
+from pathlib import Path
 
 import transformers
 
-kill_at_step, train_py, recipe_argv = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
-training_step = transformers.Trainer.training_step
+REPO = Path(__file__).resolve().parents[2]
 
 
-def training_step_or_die(self, *args, **kwargs):
-    if self.state.global_step == kill_at_step:
-        os.kill(os.getpid(), signal.SIGKILL)
-    return training_step(self, *args, **kwargs)
+def kill_worker_command(task: str, output_dir: Path, kill_at_step: int, flags: list[str]) -> list[str]:
+    """This script and its arguments (no interpreter): `task`'s tiny.yaml with `flags`, seed 3, a checkpoint
+    every `--save_steps`, killed at `kill_at_step`. The tests that resume runs share it, so each one's
+    uninterrupted, killed and resumed runs differ only in `kill_at_step`."""
+    recipe = REPO / "recipes" / task
+    return [
+        str(Path(__file__)),
+        str(kill_at_step),
+        str(recipe / "train.py"),
+        str(recipe / "configs" / "tiny.yaml"),
+        "--output_dir",
+        str(output_dir),
+        "--save_strategy",
+        "steps",
+        "--seed",
+        "3",
+        "--disable_tqdm",
+        "true",
+        *flags,
+    ]
 
 
-transformers.Trainer.training_step = training_step_or_die
-sys.argv = [train_py, *recipe_argv]
-runpy.run_path(train_py, run_name="__main__")
+def run_and_die_at(kill_at_step: int, train_py: str, recipe_argv: list[str]) -> None:
+    training_step = transformers.Trainer.training_step
+
+    def training_step_or_die(self, *args, **kwargs):
+        if self.state.global_step == kill_at_step:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return training_step(self, *args, **kwargs)
+
+    transformers.Trainer.training_step = training_step_or_die
+    sys.argv = [train_py, *recipe_argv]
+    runpy.run_path(train_py, run_name="__main__")
+
+
+if __name__ == "__main__":
+    run_and_die_at(int(sys.argv[1]), sys.argv[2], sys.argv[3:])

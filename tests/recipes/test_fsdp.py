@@ -4,7 +4,8 @@ global batch, each process holding about half of every parameter, a sharded chec
 final folder in one piece that loads through the Auto classes in a clean process, and a run killed hard
 (SIGKILL) that resumes from its sharded checkpoint to the weights of the uninterrupted run.
 
-The runs are test_scale_out.py's (tiny models, dropout off, 4 steps of 8 examples), with evaluation off.
+The runs are two_process_runs.py's (tiny models, dropout off, 4 steps of 8 examples), the FSDP ones with
+evaluation off; the DDP run is test_scale_out.py's, launched once per session.
 """
 
 import json
@@ -16,10 +17,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.recipes.test_scale_out import RECIPES, STEPS, logged_losses, run_recipe
+from tests.recipes.kill_worker import kill_worker_command
+from tests.recipes.two_process_runs import RECIPES, STEPS, logged_losses, run_recipe
 
-REPO = Path(__file__).resolve().parents[2]
-KILL_WORKER = Path(__file__).with_name("kill_worker.py")
 FSDP = "fsdp_cpu.yaml"
 # The Auto class each final folder loads through, and whether its class comes from code shipped in the folder
 # (closed-book QA trains transformers' own GPT-2).
@@ -56,11 +56,16 @@ def parameters_held(log: str) -> tuple[list[int], int]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("task", sorted(RECIPES))
-def test_fsdp_trains_like_ddp_on_half_the_parameters(tmp_path, task, launch, shared_tokenizer, clean_process):
+def test_fsdp_trains_like_ddp_on_half_the_parameters(
+    tmp_path, task, launch, session_tokenizer, two_process_ddp_run, clean_process
+):
     # Each process must tokenize alike: under FSDP ranks with different vocabularies fail in the first gather.
-    extra = [*shared_tokenizer(task, tmp_path), "--do_eval", "false"]
-    ddp_log = run_recipe(launch, task, tmp_path / "ddp", 2, extra)
-    fsdp_log = run_recipe(launch, task, tmp_path / "fsdp", 2, extra, config_file=FSDP)
+    # The DDP run (shared with test_scale_out.py) also evaluates at its end; evaluation comes after the last
+    # logged training loss, so it changes none of the losses compared here.
+    ddp_folder, ddp_log = two_process_ddp_run(task)
+    fsdp_log = run_recipe(
+        launch, task, tmp_path / "fsdp", 2, [*session_tokenizer(task), "--do_eval", "false"], config_file=FSDP
+    )
 
     assert re.search(r"process 0 of 2\b", fsdp_log) and "FSDP on 2 CPU processes" in fsdp_log
     ddp_held, total = parameters_held(ddp_log)
@@ -70,7 +75,7 @@ def test_fsdp_trains_like_ddp_on_half_the_parameters(tmp_path, task, launch, sha
     assert fsdp_total == total and sum(fsdp_held) == total
     assert all(abs(held - total / 2) <= 0.05 * total for held in fsdp_held), fsdp_held
     # The same function on the same batches; gradients reduced in another order: float noise only.
-    assert logged_losses(tmp_path / "fsdp") == pytest.approx(logged_losses(tmp_path / "ddp"), rel=1e-4)
+    assert logged_losses(tmp_path / "fsdp") == pytest.approx(logged_losses(ddp_folder), rel=1e-4)
 
     checkpoint = tmp_path / "fsdp" / f"checkpoint-{STEPS}"
     assert sorted(p.name for p in (checkpoint / "pytorch_model_fsdp_0").glob("*.distcp")) == [
@@ -97,25 +102,9 @@ RESUME_FLAGS = ["--max_steps", "6", "--save_steps", "2", "--do_eval", "false", "
 
 
 def run_nce_until(launch, output_dir: Path, kill_at_step: int) -> str:
-    recipe = REPO / "recipes" / "nce_lm"
+    flags = ["--config_overrides", "n_layer=1,n_embd=32,n_head=2,n_positions=64", *RESUME_FLAGS]
     return launch(
-        KILL_WORKER,
-        str(kill_at_step),
-        str(recipe / "train.py"),
-        str(recipe / "configs" / "tiny.yaml"),
-        "--output_dir",
-        str(output_dir),
-        "--save_strategy",
-        "steps",
-        "--seed",
-        "3",
-        "--disable_tqdm",
-        "true",
-        "--config_overrides",
-        "n_layer=1,n_embd=32,n_head=2,n_positions=64",
-        *RESUME_FLAGS,
-        config_file=FSDP,
-        check=kill_at_step < 0,
+        *kill_worker_command("nce_lm", output_dir, kill_at_step, flags), config_file=FSDP, check=kill_at_step < 0
     )
 
 

@@ -11,8 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-REPO = Path(__file__).resolve().parents[2]
-WORKER = Path(__file__).with_name("kill_worker.py")
+from tests.recipes.kill_worker import kill_worker_command
 
 RUNS = {
     "sentiment": [
@@ -57,24 +56,7 @@ RUNS = {
 
 
 def run(task: str, output_dir: Path, kill_at_step: int, extra: list[str]) -> subprocess.CompletedProcess:
-    recipe = REPO / "recipes" / task
-    command = [
-        sys.executable,
-        str(WORKER),
-        str(kill_at_step),
-        str(recipe / "train.py"),
-        str(recipe / "configs" / "tiny.yaml"),
-        "--output_dir",
-        str(output_dir),
-        "--save_strategy",
-        "steps",
-        "--seed",
-        "3",
-        "--disable_tqdm",
-        "true",
-        *RUNS[task],
-        *extra,
-    ]
+    command = [sys.executable, *kill_worker_command(task, output_dir, kill_at_step, [*RUNS[task], *extra])]
     return subprocess.run(command, capture_output=True, text=True, timeout=600, env={"HF_HUB_OFFLINE": "1", **_env()})
 
 
