@@ -167,8 +167,8 @@ class ModelArguments:
 
     `config_overrides` follows one rule in every recipe (`recipes.model_config`): its keys must be fields of
     the model's config, and it is applied last, on top of the checkpoint's config when `model_name_or_path` is
-    given (else on a new config). Parsing checks its syntax and the recipe's fields (on a new config, in
-    memory); its keys and values are checked by `check_model_config`, first in `main`.
+    given (else on a new config). Parsing checks its syntax, and a new model's whole config (built in memory);
+    against a checkpoint's config, its keys and values are checked by `check_model_config`, first in `main`.
     """
 
     config_class: ClassVar[type[PretrainedConfig]]
@@ -220,8 +220,10 @@ class ModelArguments:
         if self.tokenizer_vocab_size < 2:
             raise ValueError(f"tokenizer_vocab_size must be >= 2, got {self.tokenizer_vocab_size}")
         parse_overrides(self.config_overrides)  # its syntax
-        # The recipe's own fields, checked by its config class on a new config: in memory, nothing is read.
-        (self.new_config_class or self.config_class)(**self.recipe_config_fields())
+        if not self.model_name_or_path:  # a new model: its config is built in memory and checked now
+            from recipes.model_config import build_model_config  # builds from values, reads nothing
+
+            build_model_config(self, None)
 
     def recipe_config_fields(self) -> dict[str, Any]:
         """Config fields the recipe sets from its own flags (a head, a loss, memory lengths)."""

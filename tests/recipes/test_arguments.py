@@ -13,6 +13,7 @@ from transformers import AutoConfig, BertConfig, PretrainedConfig
 
 from recipes.arguments import DataArguments, ModelArguments, parse_config
 from recipes.common import ConfigError
+from tests.tiny_models import transfo_xl_config
 
 REPO = Path(__file__).resolve().parents[2]
 TASKS = sorted(path.parent.name for path in (REPO / "recipes").glob("*/train.py"))
@@ -27,7 +28,7 @@ def test_arguments_module_imports_no_loading_code():
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     assert not {name for name in imported if name.split(".")[0] == "data"}
-    assert not imported & {"recipes.common", "recipes.model_config", "recipes.run_lifecycle"}
+    assert not imported & {"recipes.common", "recipes.run_lifecycle"}  # model_config: only its in-memory builder
 
 
 def test_parsing_reads_no_checkpoint_config(tmp_path, monkeypatch):
@@ -66,10 +67,13 @@ def test_data_arguments_declare_the_shared_data_fields_once(task):
 
 
 def test_a_bad_config_overrides_key_fails_before_the_data_is_read(tmp_path):
+    """Against a checkpoint the keys are checked on its config, read by `check_model_config`, first in `main`."""
+    transfo_xl_config(vocab_size=50, mem_len=8).save_pretrained(tmp_path / "checkpoint")
     recipe = _recipe("transformer_xl")
     argv = [str(REPO / "recipes/transformer_xl/configs/tiny.yaml"), "--output_dir", str(tmp_path / "out")]
-    argv += ["--config_overrides", "n_layr=1", "--validation_file", str(tmp_path / "missing.txt")]
-    parsed = parse_config(*recipe.CONFIG_CLASSES, argv=argv)  # the key is checked on the model's config class
+    argv += ["--model_name_or_path", str(tmp_path / "checkpoint"), "--config_overrides", "n_layr=1"]
+    argv += ["--validation_file", str(tmp_path / "missing.txt")]
+    parsed = parse_config(*recipe.CONFIG_CLASSES, argv=argv)
     with pytest.raises(ConfigError, match=r"config_overrides: TransformerXLConfig has no field\(s\) \['n_layr'\]"):
         recipe.main(*parsed)  # not the DataError of the missing file
 
