@@ -57,6 +57,15 @@ def parse_txl(tmp_path: Path, *flags: str) -> tuple:
     return parse_config(*txl_recipe.CONFIG_CLASSES, argv=argv)
 
 
+@pytest.fixture
+def bitsandbytes_found(monkeypatch):
+    """For the k-bit checks that come after the one for bitsandbytes itself: it is found, installed or not."""
+    installed = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: object() if name == "bitsandbytes" else installed(name, *a)
+    )
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [
@@ -91,7 +100,7 @@ def test_kbit_without_bitsandbytes_fails_at_parse_time(tmp_path, monkeypatch):
         parse_qa(tmp_path, "--model_name_or_path", "gpt2", "--load_in_8bit", "true")
 
 
-def test_kbit_without_a_checkpoint_fails_at_parse_time(tmp_path):
+def test_kbit_without_a_checkpoint_fails_at_parse_time(tmp_path, bitsandbytes_found):
     with pytest.raises(ValueError, match="^load_in_4bit quantises a pretrained checkpoint: give model_name_or_path"):
         parse_qa(tmp_path, "--load_in_4bit", "true")
 
@@ -103,18 +112,18 @@ def test_kbit_without_a_checkpoint_fails_at_parse_time(tmp_path):
         (["--use_lora", "true"], "load_in_4bit with merge_lora_on_save true would merge"),
     ],
 )
-def test_kbit_training_without_unmerged_adapters_fails_at_parse_time(tmp_path, flags, message):
+def test_kbit_training_without_unmerged_adapters_fails_at_parse_time(tmp_path, bitsandbytes_found, flags, message):
     with pytest.raises(ConfigError, match=f"^{re.escape(message)}"):
         parse_qa(tmp_path, "--model_name_or_path", "gpt2", "--load_in_4bit", "true", *flags)
 
 
-def test_kbit_training_with_unmerged_adapters_parses(tmp_path):
+def test_kbit_training_with_unmerged_adapters_parses(tmp_path, bitsandbytes_found):
     flags = ["--model_name_or_path", "gpt2", "--load_in_4bit", "true", "--use_lora", "true"]
     model_args = parse_qa(tmp_path, *flags, "--merge_lora_on_save", "false")[0]
     assert model_args.load_in_4bit
 
 
-def test_kbit_in_a_recipe_without_adapters_fails_at_parse_time(tmp_path):
+def test_kbit_in_a_recipe_without_adapters_fails_at_parse_time(tmp_path, bitsandbytes_found):
     with pytest.raises(ConfigError, match="^load_in_8bit trains adapters .*: this recipe has no LoRA adapters"):
         parse_txl(tmp_path, "--model_name_or_path", "someone/txl", "--load_in_8bit", "true")
 
