@@ -51,14 +51,15 @@ def plan_run(model_args: ModelArguments, training_args: TrainingArguments) -> No
     if has_final_model(output_dir):
         check_readable(output_dir, checkpoint=False)
         state = _read_state(output_dir / "trainer_state.json")
-        if state is not None and reached(state, training_args):
+        if state is not None and (reached(state, training_args) or stopped_early(state)):
             check_same_config(output_dir, model_args)
+            how = "stopped early" if stopped_early(state) else f"{target} requested"
             logger.info(
-                "%s holds a finished run (%d steps, %s requested): nothing to train, using it as saved "
+                "%s holds a finished run (%d steps, %s): nothing to train, using it as saved "
                 "(raise max_steps / num_train_epochs to continue, or --overwrite_output_dir true to start over)",
                 output_dir,
                 state["global_step"],
-                target,
+                how,
             )
             training_args.do_train = False
             model_args.model_name_or_path, model_args.tokenizer_name = str(output_dir), None
@@ -108,6 +109,16 @@ def reached(state: dict, training_args: TrainingArguments) -> bool:
     if training_args.max_steps > 0:
         return state["global_step"] >= training_args.max_steps
     return (state.get("epoch") or 0.0) >= training_args.num_train_epochs
+
+
+def stopped_early(state: dict) -> bool:
+    """Whether a saved `trainer_state.json` ended by early stopping (`recipes.early_stopping`): the count of
+    evaluations without improvement saved with it had reached the patience. Such a run is finished: resumed, it
+    would train one more step before the callback stopped it again."""
+    for saved in (state.get("stateful_callbacks") or {}).values():
+        if isinstance(saved, dict) and "early_stopping_patience_counter" in saved.get("attributes", {}):
+            return saved["attributes"]["early_stopping_patience_counter"] >= saved["args"]["early_stopping_patience"]
+    return False
 
 
 def has_final_model(folder: Path) -> bool:

@@ -21,7 +21,7 @@ def parse(output_dir: Path, *flags: str):
 
 
 @pytest.mark.slow
-def test_a_metric_that_stops_improving_stops_training_after_patience_evaluations(tmp_path, caplog):
+def test_a_metric_that_stops_improving_stops_training_after_patience_evaluations_and_for_good(tmp_path, caplog):
     # learning_rate 0: the weights never change, so eval_loss is the same at every evaluation and only the
     # first one is an improvement. With patience 2 the evaluations at steps 2 and 3 fail to improve: the run
     # ends at step 3 of 10.
@@ -33,6 +33,12 @@ def test_a_metric_that_stops_improving_stops_training_after_patience_evaluations
     assert state["global_step"] == 3
     assert [entry["step"] for entry in state["log_history"] if "eval_loss" in entry] == [1, 2, 3]
     assert "early stopping at step 3: eval_loss is" in caplog.text and "(step 1)" in caplog.text
+    # The same command again: the run is finished, nothing trains (resumed, it would take a 4th step first).
+    weights = (tmp_path / "out" / "model.safetensors").read_bytes()
+    main(*parse(tmp_path / "out", *flags, *EVERY_STEP, "--early_stopping_patience", "2"))
+    assert json.loads((tmp_path / "out" / "trainer_state.json").read_text())["global_step"] == 3
+    assert (tmp_path / "out" / "model.safetensors").read_bytes() == weights
+    assert not (tmp_path / "out" / "checkpoint-4").exists()
 
 
 @pytest.mark.slow
