@@ -79,8 +79,10 @@ class DataArguments:
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1, got {value}")
         for name in ("train_file", "validation_file", "test_file"):  # a YAML string or a list: one type
-            if isinstance(getattr(self, name), str):
-                setattr(self, name, [getattr(self, name)])
+            files = getattr(self, name)
+            files = [files] if isinstance(files, (str, os.PathLike)) else files
+            # An empty name clears the YAML's files (`--train_file ""`), as before lists.
+            setattr(self, name, [path for path in files or () if str(path)] or None)
         percentage = self.validation_split_percentage
         if percentage is not None and not 1 <= percentage <= 99:
             raise ConfigError(f"validation_split_percentage must lie in 1..99 (or null: off), got {percentage}")
