@@ -403,7 +403,15 @@ def run_from_command_line(main: Callable[..., dict], config_classes: tuple[type,
             raise
         sys.stderr.write(f"error: {message}\n")
         sys.exit(EXIT_STATUS)
+    leave_process_group()
+
+
+def leave_process_group() -> None:
+    """Every process waits for the others (a barrier), then leaves the process group, if there is one. A rank
+    that tore its connections down while a peer was still finishing made gloo abort that peer ("terminate
+    called without an active exception", once in a CI run) after all its work was done."""
     if torch.distributed.is_initialized():
+        torch.distributed.barrier()
         torch.distributed.destroy_process_group()
 
 

@@ -8,12 +8,12 @@ import json
 import sys
 from pathlib import Path
 
-import torch
 from transformers import TrainingArguments
 
 import data.token_cache as token_cache
 from data.lm_corpus import text_corpus_splits
 from data.streams import StreamSegments
+from recipes.arguments import leave_process_group
 from recipes.common import load_or_train_tokenizer
 
 train_file, cache_dir, report_dir = sys.argv[1:]
@@ -40,4 +40,4 @@ report = {
     "rows": segments.rows.tolist(),
 }
 (Path(report_dir) / f"rank{args.process_index}.json").write_text(json.dumps(report))
-torch.distributed.destroy_process_group()  # leave together, so gloo cannot abort a peer still exiting
+leave_process_group()  # together, so gloo cannot abort a peer still exiting

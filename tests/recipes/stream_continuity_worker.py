@@ -16,6 +16,7 @@ from transformers import TrainingArguments
 
 from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausalLM
 from data.streams import StreamSegments
+from recipes.arguments import leave_process_group
 from recipes.transformer_xl.memory_trainer import MemoryTrainer
 
 output_dir, accumulation, config_dir = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
@@ -52,6 +53,6 @@ def record(module, inputs, kwargs, output):
 
 model.register_forward_hook(record, with_kwargs=True)
 MemoryTrainer(model=model, args=args, train_dataset=dataset).train()
-torch.distributed.destroy_process_group()  # leave together, so gloo cannot abort a peer still exiting
+leave_process_group()  # together, so gloo cannot abort a peer still exiting
 report = {"rank": args.process_index, "world_size": args.world_size, "calls": calls}
 (output_dir / f"calls_rank{args.process_index}.json").write_text(json.dumps(report))
