@@ -70,7 +70,7 @@ from custom_models.bert_mlp import BertMLPConfig, BertMLPForSequenceClassificati
 from data.files import write_jsonl
 from data.metrics import ClassificationMetric
 from data.sentiment import load_sentiment_dataset
-from recipes.arguments import parse_config
+from recipes.command_line import parse_config
 from recipes.sentiment import train as sentiment_recipe
 
 REPO = Path(__file__).resolve().parents[1]

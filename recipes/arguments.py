@@ -6,24 +6,22 @@ knows fails by name before anything runs (as in alignment-handbook). The fields 
 declared once here: `ModelArguments`, `DataArguments` (and `TextCorpusArguments`, the language-model recipes'
 data), `LoraArguments`; each recipe extends them with its own fields. The dataclasses hold values and check
 them; loading (data, tokenizers, model configs) is done by plain functions that each recipe's `main` calls.
+Parsing (YAML + command line) and the checks across dataclasses: `recipes.command_line`.
 """
 
 import dataclasses
 import json
 import os
 import re
-import sys
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 import yaml
-from transformers import HfArgumentParser, PretrainedConfig, PreTrainedModel, TrainingArguments
+from transformers import PretrainedConfig, PreTrainedModel, TrainingArguments
 from transformers.trainer_utils import IntervalStrategy
 
-from recipes.errors import EXIT_STATUS, ConfigError, debug_requested, hub_ids, user_error_message
-from recipes.model_loading import check_kbit_training, check_loading_fields
+from recipes.errors import ConfigError
+from recipes.model_loading import check_loading_fields
 
 
 @dataclasses.dataclass
@@ -332,143 +330,6 @@ def check_early_stopping(training_args: RecipeTrainingArguments, *, metric_given
     ]
     if missing:
         raise ConfigError(f"early_stopping_patience {patience} needs {', '.join(missing)}")
-
-
-def check_training_values(training_args: TrainingArguments) -> None:
-    """Fails, naming the flag, on values that `TrainingArguments` accepts but that cannot train or evaluate:
-    `max_steps` 0 (Trainer would take one step) or below -1 (-1 means: train `num_train_epochs`), and batch
-    sizes below 1."""
-    if training_args.max_steps == 0 or training_args.max_steps < -1:
-        raise ConfigError(
-            f"max_steps={training_args.max_steps}: give a positive number of steps, or -1 (the default) to "
-            "train num_train_epochs epochs"
-        )
-    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
-        if getattr(training_args, name) < 1:
-            raise ConfigError(f"{name} must be at least 1, got {getattr(training_args, name)}")
-
-
-def honour_do_eval(training_args: TrainingArguments, requested: bool | None) -> None:
-    """`do_eval: false`, when given, means no evaluation. `TrainingArguments` turns `do_eval` on whenever
-    `eval_strategy` is not "no" (so a YAML's `eval_strategy: epoch` would win over `--do_eval false`).
-    Without training `eval_strategy` has no effect, so `do_eval` is set back to false (and `eval_strategy` to
-    "no", which Trainer requires without an evaluation set); with training,
-    `eval_strategy` decides what Trainer evaluates (and `load_best_model_at_end` which weights are kept), so
-    changing it silently would change the trained model: the run is refused, naming the flag to set."""
-    if requested is not False or not training_args.do_eval:
-        return
-    if training_args.do_train:
-        raise ConfigError(
-            f"do_eval is false but eval_strategy is {training_args.eval_strategy.value!r}, which evaluates during "
-            "training: set eval_strategy no as well (and load_best_model_at_end false), or do_eval true"
-        )
-    training_args.do_eval, training_args.eval_strategy = False, IntervalStrategy.NO
-
-
-def check_run(model_args: ModelArguments, training_args: TrainingArguments) -> None:
-    """Fails, naming the fields, when a run would do nothing or use an untrained model (as transformers'
-    example scripts, every recipe trains with `do_train`, evaluates with `do_eval`, predicts with
-    `do_predict`)."""
-    if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
-        raise ConfigError("nothing to do: set do_train, do_eval and/or do_predict to true")
-    if not training_args.do_train and not model_args.model_name_or_path:
-        raise ConfigError("do_train is false: give the trained model to evaluate or predict with as model_name_or_path")
-    if os.path.exists(training_args.output_dir) and not os.path.isdir(training_args.output_dir):
-        raise ConfigError(f"output_dir {training_args.output_dir!r} is a file; give a folder (new or a previous run's)")
-    if training_args.do_train and training_args.max_steps <= 0 and training_args.num_train_epochs <= 0:
-        raise ConfigError(
-            f"num_train_epochs={training_args.num_train_epochs} with max_steps={training_args.max_steps} trains "
-            "nothing: give a positive num_train_epochs or max_steps (or do_train false to only evaluate)"
-        )
-
-
-def run_from_command_line(main: Callable[..., dict], config_classes: tuple[type, ...]) -> None:
-    """A recipe's command-line entry: parse `CONFIG.yaml [--flag value ...]`, run `main`, then leave the
-    process group. A process that exits with gloo's threads still alive can abort ("terminate called
-    without an active exception") after all its work is done, failing the launch.
-
-    A failure the user can fix (`recipes.errors`: a configuration, data or Hub error, or an invalid value
-    found while parsing) prints `error: <message>` on stderr and exits with status 2; the traceback only
-    with `FINETUNE_RECIPES_DEBUG=1`."""
-    parsed: tuple = ()
-    try:
-        try:
-            parsed = parse_config(*config_classes)
-        except ValueError as error:  # the dataclasses' own checks: a value the user gave
-            raise ConfigError(str(error)) from error
-        main(*parsed)
-    except Exception as error:
-        message = user_error_message(error, hub_ids(parsed))
-        if message is None or debug_requested():
-            raise
-        sys.stderr.write(f"error: {message}\n")
-        sys.exit(EXIT_STATUS)
-    leave_process_group()
-
-
-def leave_process_group() -> None:
-    """Every process waits for the others (a barrier), then leaves the process group, if there is one. A rank
-    that tore its connections down while a peer was still finishing made gloo abort that peer ("terminate
-    called without an active exception", once in a CI run) after all its work was done."""
-    if torch.distributed.is_initialized():
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
-
-
-def parse_config(*dataclass_types: type, argv: list[str] | None = None) -> tuple:
-    """Parses `[CONFIG.yaml] [--key value ...]` into instances of `dataclass_types`.
-
-    Values from the YAML become the parser's defaults, so any `--key value` on the command line wins.
-    On a machine without an accelerator `use_cpu` defaults to true. Unknown YAML keys raise
-    `ConfigError`; invalid values raise from the dataclasses' own checks (`__post_init__`) and from
-    `check_training_values`, a `do_eval: false` the run cannot honour from `honour_do_eval`, a run with
-    nothing to do from `check_run`, and a quantised model trained without adapters from `check_kbit_training`,
-    before any data or model is loaded. Nothing is read here: a checkpoint's config is read, and
-    `config_overrides` checked against it, by `recipes.model_config.check_model_config`, the first step of every
-    recipe's `main`.
-    """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser(dataclass_types)
-    if any(issubclass(dtype, TrainingArguments) for dtype in dataclass_types):
-        # With no accelerator, `use_cpu` is what makes a multi-process launch (`--multi_gpu`, gloo)
-        # really distributed: without it accelerate sees no device and every process runs alone.
-        parser.set_defaults(use_cpu=not torch.accelerator.is_available())
-    yaml_values = {}
-    if argv and argv[0].endswith((".yaml", ".yml")):
-        config_file = Path(argv.pop(0))
-        yaml_values = _read_yaml(config_file, parser)
-        parser.set_defaults(**yaml_values)
-    parsed = parser.parse_args_into_dataclasses(args=argv)
-    model_args = [args for args in parsed if isinstance(args, ModelArguments)]
-    training_args = [args for args in parsed if isinstance(args, TrainingArguments)]
-    if training_args:
-        check_training_values(training_args[0])
-        honour_do_eval(training_args[0], _given_value("do_eval", parser, yaml_values, argv))
-    if model_args and training_args:
-        check_run(model_args[0], training_args[0])
-        lora_args = next((args for args in parsed if isinstance(args, LoraArguments)), None)
-        check_kbit_training(model_args[0], lora_args, do_train=training_args[0].do_train)
-    return parsed
-
-
-def _given_value(name: str, parser: HfArgumentParser, yaml_values: dict, argv: list[str]) -> Any:
-    """The value of flag `name` as the user gave it (the command line over the YAML), or None if not given."""
-    if name not in yaml_values and not any(arg == f"--{name}" or arg.startswith(f"--{name}=") for arg in argv):
-        return None
-    return getattr(parser.parse_known_args(argv)[0], name)
-
-
-def _read_yaml(config_file: Path, parser: HfArgumentParser) -> dict:
-    if not config_file.is_file():
-        raise ConfigError(f"{config_file}: no such config file")
-    values = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
-    if not isinstance(values, dict):
-        raise ConfigError(f"{config_file}: expected a mapping of key: value, got {type(values).__name__}")
-    known = {field.name for dtype in parser.dataclass_types for field in dataclasses.fields(dtype) if field.init}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"{config_file}: unknown key(s) {unknown}; check the spelling against --help")
-    return values
 
 
 def parse_overrides(overrides: str | None) -> dict:

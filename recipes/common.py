@@ -1,7 +1,7 @@
 """The steps every recipe takes, written once: start (seed, logging), pick the splits of the run's modes,
 load or train the tokenizer (the language-model recipes: the corpus and its token streams too), train and
 evaluate, save with a model card and push. The configuration (YAML + command line -> dataclasses) is
-`recipes.arguments`.
+`recipes.arguments` and `recipes.command_line`.
 """
 
 import logging

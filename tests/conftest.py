@@ -223,7 +223,7 @@ def tiny_run(tmp_path_factory):
     it: other tests share it."""
     import importlib
 
-    from recipes.arguments import parse_config
+    from recipes.command_line import parse_config
 
     folders: dict[str, Path] = {}
 

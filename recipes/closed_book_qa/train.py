@@ -22,15 +22,10 @@ from data.qa_features import (
     prompt_answer_texts,
     tokenize_qa_dataset,
 )
-from recipes.arguments import (
-    DataArguments,
-    LoraArguments,
-    ModelArguments,
-    RecipeTrainingArguments,
-    run_from_command_line,
-)
+from recipes.arguments import DataArguments, LoraArguments, ModelArguments, RecipeTrainingArguments
 from recipes.closed_book_qa.answer_loss import QATrainer
 from recipes.closed_book_qa.generation_eval import GenerationEvalTrainer, answer_stop_ids
+from recipes.command_line import run_from_command_line
 from recipes.common import (
     ConfigError,
     describe_data,

@@ -18,8 +18,9 @@ from transformers import AutoModelForCausalLM, TrainingArguments, default_data_c
 
 from custom_models.nce_lm import NCELMConfig, NCELMForCausalLM, count_tokens, noise_log_probs_from_counts
 from data.streams import SlidingWindows, TokenBlocks
-from recipes.arguments import ModelArguments, RecipeTrainingArguments, TextCorpusArguments, run_from_command_line
+from recipes.arguments import ModelArguments, RecipeTrainingArguments, TextCorpusArguments
 from recipes.checkpoint_state import noise_generator_state
+from recipes.command_line import run_from_command_line
 from recipes.common import (
     describe_data,
     evaluate,

@@ -33,13 +33,8 @@ from data.files import write_jsonl
 from data.loading import RowTexts
 from data.metrics import ClassificationMetric
 from data.sentiment import load_sentiment_dataset, tokenize_sentences
-from recipes.arguments import (
-    DataArguments,
-    LoraArguments,
-    ModelArguments,
-    RecipeTrainingArguments,
-    run_from_command_line,
-)
+from recipes.arguments import DataArguments, LoraArguments, ModelArguments, RecipeTrainingArguments
+from recipes.command_line import run_from_command_line
 from recipes.common import (
     ConfigError,
     describe_data,

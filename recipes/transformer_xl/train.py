@@ -20,8 +20,9 @@ from transformers import AutoModelForCausalLM, TrainingArguments
 from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausalLM
 from custom_models.transfo_xl.sampled_losses import SAMPLED_LOSS_TYPES, count_tokens, noise_log_probs_from_counts
 from data.streams import StreamSegments
-from recipes.arguments import ModelArguments, RecipeTrainingArguments, TextCorpusArguments, run_from_command_line
+from recipes.arguments import ModelArguments, RecipeTrainingArguments, TextCorpusArguments
 from recipes.checkpoint_state import noise_generator_state
+from recipes.command_line import run_from_command_line
 from recipes.common import (
     describe_data,
     evaluate,

@@ -13,7 +13,7 @@ from transformers import TrainingArguments
 import data.token_cache as token_cache
 from data.lm_corpus import text_corpus_splits
 from data.streams import StreamSegments
-from recipes.arguments import leave_process_group
+from recipes.command_line import leave_process_group
 from recipes.common import load_or_train_tokenizer
 
 train_file, cache_dir, report_dir = sys.argv[1:]

@@ -11,7 +11,8 @@ import pytest
 import torch
 from transformers import AutoConfig, BertConfig, PretrainedConfig
 
-from recipes.arguments import DataArguments, ModelArguments, parse_config
+from recipes.arguments import DataArguments, ModelArguments
+from recipes.command_line import parse_config
 from recipes.common import ConfigError
 from tests.tiny_models import transfo_xl_config
 
@@ -23,8 +24,9 @@ def _recipe(task: str):
     return importlib.import_module(f"recipes.{task}.train")
 
 
-def test_arguments_module_imports_no_loading_code():
-    tree = ast.parse((REPO / "recipes" / "arguments.py").read_text(encoding="utf-8"))
+@pytest.mark.parametrize("module", ["arguments.py", "command_line.py"])
+def test_arguments_and_parsing_import_no_loading_code(module):
+    tree = ast.parse((REPO / "recipes" / module).read_text(encoding="utf-8"))
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     assert not {name for name in imported if name.split(".")[0] == "data"}

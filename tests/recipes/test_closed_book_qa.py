@@ -12,9 +12,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2LMHeadModel, p
 from data import files
 from data.errors import DataError
 from data.tokenizers import train_tokenizer
-from recipes.arguments import parse_config
 from recipes.closed_book_qa.generation_eval import generate_answers, score_predictions
 from recipes.closed_book_qa.train import CONFIG_CLASSES, main
+from recipes.command_line import parse_config
 from tests.conftest import tiny_overrides
 from tests.tiny_models import gpt2_config
 

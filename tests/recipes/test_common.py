@@ -9,7 +9,8 @@ import yaml
 from accelerate.commands.config.config_args import load_config_from_file
 from transformers import TrainingArguments
 
-from recipes.arguments import DataArguments, TextCorpusArguments, parse_config, parse_overrides
+from recipes.arguments import DataArguments, TextCorpusArguments, parse_overrides
+from recipes.command_line import parse_config
 from recipes.common import ConfigError
 
 RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"

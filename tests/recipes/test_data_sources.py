@@ -11,8 +11,8 @@ import torch
 
 from data.closed_book_qa import load_qa_dataset
 from recipes import closed_book_qa, sentiment, transformer_xl
-from recipes.arguments import parse_config
 from recipes.closed_book_qa.train import CONFIG_CLASSES as QA_CLASSES
+from recipes.command_line import parse_config
 from recipes.common import ConfigError, load_corpus, load_task_splits, load_tokenizer_and_streams
 from recipes.sentiment.train import CONFIG_CLASSES as SENTIMENT_CLASSES
 from recipes.sentiment.train import main as sentiment_main

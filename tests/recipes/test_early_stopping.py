@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from recipes.arguments import parse_config
+from recipes.command_line import parse_config
 from recipes.common import ConfigError
 from recipes.sentiment.train import CONFIG_CLASSES, main
 

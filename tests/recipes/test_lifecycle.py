@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from recipes.arguments import parse_config
+from recipes.command_line import parse_config
 from recipes.common import ConfigError
 from recipes.transformer_xl import train as recipe
 

@@ -30,8 +30,8 @@ from transformers.utils import is_flash_attn_2_available
 
 from custom_models.nce_lm import NCELMForCausalLM
 from data.tokenizers import train_tokenizer
-from recipes.arguments import parse_config
 from recipes.closed_book_qa import train as qa_recipe
+from recipes.command_line import parse_config
 from recipes.errors import ConfigError, hub_ids, user_error_message
 from recipes.model_config import load_model_config
 from recipes.model_loading import new_model_kwargs, prepare_for_kbit_training, pretrained_kwargs

@@ -10,7 +10,8 @@ from transformers import BertConfig, BertForMaskedLM, RobertaConfig, TrainingArg
 
 from data.errors import DataError
 from data.tokenizers import train_tokenizer
-from recipes.arguments import LoraArguments, parse_config
+from recipes.arguments import LoraArguments
+from recipes.command_line import parse_config
 from recipes.common import ConfigError
 from recipes.model_config import check_model_config, load_model_config
 from recipes.sentiment.train import CONFIG_CLASSES, SentimentDataArguments, SentimentModelArguments, main

@@ -9,7 +9,7 @@ import yaml
 from huggingface_hub import ModelCard
 from transformers import AutoTokenizer, TrainingArguments
 
-from recipes.arguments import parse_config
+from recipes.command_line import parse_config
 from recipes.trainer import CardInfo, RecipeTrainer, model_card, resolved_configuration, typed_command
 from recipes.transformer_xl import train as transformer_xl
 from tests.custom_models.test_bert_mlp import tiny_model

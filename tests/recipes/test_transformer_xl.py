@@ -15,7 +15,7 @@ from custom_models.transfo_xl import TransformerXLForCausalLM
 from custom_models.transfo_xl.sampled_losses import count_tokens, noise_log_probs_from_counts
 from data.streams import StreamSegments, encode_stream
 from data.synthetic import long_range_documents
-from recipes.arguments import parse_config
+from recipes.command_line import parse_config
 from recipes.common import ConfigError, load_corpus
 from recipes.generation import GenerationArguments
 from recipes.model_config import load_model_config

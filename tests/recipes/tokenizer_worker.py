@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import recipes.sentiment.train as recipe
-from recipes.arguments import run_from_command_line
+from recipes.command_line import run_from_command_line
 
 report_dir = Path(sys.argv.pop(1))
 loaded = []
