@@ -7,11 +7,7 @@ from data.closed_book_qa import load_qa_dataset
 from data.errors import DataError
 from data.lm_corpus import TextSplit, prompt_lines, text_corpus_splits
 from data.sentiment import load_sentiment_dataset
-
-
-def write(path, text):
-    path.write_text(text, encoding="utf-8")
-    return str(path)
+from tests.data.test_loaders import write
 
 
 def test_a_bad_row_of_the_second_file_is_named_by_its_file_and_line(tmp_path):
