@@ -64,8 +64,9 @@ def test_both_ranks_carve_the_split_one_process_carves(launched, task):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("task", "rows"), [("sentiment", SENTIMENT_ROWS), ("closed_book_qa", QA_ROWS)])
-def test_every_rank_holds_out_a_tenth_of_the_rows_and_trains_on_the_rest(launched, task, rows):
+@pytest.mark.parametrize("task", ROW_TASKS)
+def test_every_rank_holds_out_a_tenth_of_the_rows_and_trains_on_the_rest(launched, task):
+    rows = {"sentiment": SENTIMENT_ROWS, "closed_book_qa": QA_ROWS}[task]
     for report in launched[2]:
         train, validation = report["splits"][task]["train"], report["splits"][task]["validation"]
         held_out = [i for i, row in enumerate(rows) if row in validation]
