@@ -7,7 +7,7 @@ the input ids on the answer and EOS, so the model learns to answer and to stop, 
     answer   " william shakespeare" <|endoftext|>       -> labels = their ids
 
 The prompt and the answer are tokenised separately, and evaluation generates from exactly the same prompt
-ids (`encode_prompt`), left-padded (`left_padded_prompts`) so every row's next token follows its prompt, and
+ids (`encode_prompts`), left-padded (`left_padded_prompts`) so every row's next token follows its prompt, and
 cuts the answer out of what follows (`clean_answer`).
 """
 
@@ -24,6 +24,9 @@ DEFAULT_PROMPT_TEMPLATE = "question: {question}\nanswer:"
 #: Put between the prompt and the answer (and stripped from generated text): "answer:" + " paris".
 ANSWER_PREFIX = " "
 IGNORE_INDEX = -100
+#: Tokenizer options for ids alone: the collators build the attention masks, and converting masks nobody reads
+#: costs a fifth of the tokenising time.
+IDS_ONLY = {"return_attention_mask": False, "return_token_type_ids": False}
 
 
 def check_prompt_template(template: str) -> None:
@@ -36,31 +39,50 @@ def check_prompt_template(template: str) -> None:
         raise ValueError(f"prompt_template may only use the field {{question}}, got {template!r} ({error!r})") from None
 
 
-def encode_prompt(question: str, tokenizer: PreTrainedTokenizerBase, *, template: str, max_length: int) -> list[int]:
-    """The prompt's token ids (with the tokenizer's own special tokens, e.g. a BOS), its last `max_length` kept.
+def encode_prompts(
+    questions: Sequence[str], tokenizer: PreTrainedTokenizerBase, *, template: str, max_length: int | None = None
+) -> list[list[int]]:
+    """Each question's prompt ids (with the tokenizer's own special tokens, e.g. a BOS), its last `max_length`
+    kept; one tokenizer call for all of them (a call per question costs several times more per row).
 
     Truncating from the left keeps the end of the template ("answer:"), which the answer must follow.
     """
-    ids = tokenizer(template.format(question=question))["input_ids"]
-    return ids[-max_length:]
+    ids = tokenizer([template.format(question=question) for question in questions], **IDS_ONLY)["input_ids"]
+    return ids if max_length is None else [row[-max_length:] for row in ids]
 
 
-def encode_answer(answer: str, tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """The answer's token ids followed by EOS: what the model is trained to generate."""
-    return tokenizer(ANSWER_PREFIX + answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+def encode_answers(answers: Sequence[str], tokenizer: PreTrainedTokenizerBase) -> list[list[int]]:
+    """Each answer's token ids followed by EOS: what the model is trained to generate."""
+    ids = tokenizer([ANSWER_PREFIX + answer for answer in answers], add_special_tokens=False, **IDS_ONLY)["input_ids"]
+    eos = [tokenizer.eos_token_id]
+    return [row + eos for row in ids]
 
 
-def qa_training_example(
-    question: str, answer: str, tokenizer: PreTrainedTokenizerBase, *, template: str, max_seq_length: int
-) -> dict[str, list[int]]:
-    """`input_ids` = prompt + answer + EOS and `labels` with -100 over the prompt, at most `max_seq_length` long.
+def qa_training_examples(
+    questions: Sequence[str],
+    answers: Sequence[str],
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    template: str,
+    max_seq_length: int,
+) -> dict[str, list[list[int]]]:
+    """Row i: `input_ids` = prompt of `questions[i]` + `answers[i]` + EOS, and `labels` with -100 over the
+    prompt, at most `max_seq_length` long.
 
     The answer is kept whole when it fits (it is cut, EOS included, only if it alone exceeds
     `max_seq_length - 1`); the prompt gives up its first tokens.
     """
-    answer_ids = encode_answer(answer, tokenizer)[: max_seq_length - 1]
-    prompt_ids = encode_prompt(question, tokenizer, template=template, max_length=max_seq_length - len(answer_ids))
-    return {"input_ids": prompt_ids + answer_ids, "labels": [IGNORE_INDEX] * len(prompt_ids) + answer_ids}
+    answer_ids = [row[: max_seq_length - 1] for row in encode_answers(answers, tokenizer)]
+    prompt_ids = [
+        prompt[-(max_seq_length - len(answer)) :]
+        for prompt, answer in zip(encode_prompts(questions, tokenizer, template=template), answer_ids, strict=True)
+    ]
+    return {
+        "input_ids": [prompt + answer for prompt, answer in zip(prompt_ids, answer_ids, strict=True)],
+        "labels": [
+            [IGNORE_INDEX] * len(prompt) + answer for prompt, answer in zip(prompt_ids, answer_ids, strict=True)
+        ],
+    }
 
 
 def tokenize_qa_dataset(
@@ -76,12 +98,15 @@ def tokenize_qa_dataset(
     computed once per rows, tokenizer and settings (`data.arrow_cache.tokenize_once`)."""
 
     def tokenize(batch: dict[str, list]) -> dict[str, list]:
-        examples = [
-            qa_training_example(question, answer, tokenizer, template=template, max_seq_length=max_seq_length)
-            for question, answers in zip(batch["question"], batch["answers"])
+        pairs = [
+            (question, answer)
+            for question, answers in zip(batch["question"], batch["answers"], strict=True)
             for answer in (answers if all_answers else answers[:1])
         ]
-        return {"input_ids": [e["input_ids"] for e in examples], "labels": [e["labels"] for e in examples]}
+        if not pairs:  # a tokenizer call on no text fails
+            return {"input_ids": [], "labels": []}
+        questions, answers = zip(*pairs, strict=True)
+        return qa_training_examples(questions, answers, tokenizer, template=template, max_seq_length=max_seq_length)
 
     settings = {
         "task": "closed_book_qa",
@@ -136,7 +161,7 @@ def left_padded_prompts(
 
     Every row ends with its own prompt's last token, so `generate` continues each prompt directly.
     """
-    prompts = [encode_prompt(q, tokenizer, template=template, max_length=max_length) for q in questions]
+    prompts = encode_prompts(questions, tokenizer, template=template, max_length=max_length)
     length = max(len(p) for p in prompts)
     input_ids = [[tokenizer.pad_token_id] * (length - len(p)) + p for p in prompts]
     attention_mask = [[0] * (length - len(p)) + [1] * len(p) for p in prompts]

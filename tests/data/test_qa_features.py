@@ -13,10 +13,10 @@ from data.qa_features import (
     QATrainingCollator,
     check_prompt_template,
     clean_answer,
-    encode_answer,
+    encode_answers,
     left_padded_prompts,
     prompt_answer_texts,
-    qa_training_example,
+    qa_training_examples,
     tokenize_qa_dataset,
 )
 from data.tokenizers import train_tokenizer
@@ -41,9 +41,17 @@ def test_tokenizer_texts_are_each_prompt_and_its_answers_on_every_iteration():
     assert len(first) == len(rows) and list(texts) == first  # read again, the same texts
 
 
+def one_example(question: str, answer: str, tokenizer, *, max_seq_length: int) -> dict[str, list[int]]:
+    """The training example of one question and answer, through the batched `qa_training_examples`."""
+    batch = qa_training_examples(
+        [question], [answer], tokenizer, template=DEFAULT_PROMPT_TEMPLATE, max_seq_length=max_seq_length
+    )
+    return {name: rows[0] for name, rows in batch.items()}
+
+
 def test_labels_are_exactly_the_answer_and_eos(tokenizer):
     question, answer = "what is the capital of poland", "warsaw"
-    example = qa_training_example(question, answer, tokenizer, template=DEFAULT_PROMPT_TEMPLATE, max_seq_length=64)
+    example = one_example(question, answer, tokenizer, max_seq_length=64)
     prompt_ids = tokenizer("question: what is the capital of poland\nanswer:")["input_ids"]
     answer_ids = tokenizer(" warsaw", add_special_tokens=False)["input_ids"]
     assert example["input_ids"] == prompt_ids + answer_ids + [tokenizer.eos_token_id]
@@ -53,10 +61,10 @@ def test_labels_are_exactly_the_answer_and_eos(tokenizer):
 
 
 def test_padding_carries_no_labels_but_the_final_eos_does(tokenizer):
-    examples = [
-        qa_training_example(q, a, tokenizer, template=DEFAULT_PROMPT_TEMPLATE, max_seq_length=64)
-        for q, a in [("what is 2 plus 1", "3"), ("what is the capital of the united kingdom", "london")]
-    ]
+    questions, answers = ["what is 2 plus 1", "what is the capital of the united kingdom"], ["3", "london"]
+    batch = qa_training_examples(questions, answers, tokenizer, template=DEFAULT_PROMPT_TEMPLATE, max_seq_length=64)
+    examples = [dict(zip(batch, row, strict=True)) for row in zip(*batch.values(), strict=True)]
+    assert examples == [one_example(q, a, tokenizer, max_seq_length=64) for q, a in zip(questions, answers)]
     batch = QATrainingCollator(tokenizer.pad_token_id)(examples)
     for row, example in enumerate(examples):
         n = len(example["input_ids"])
@@ -78,7 +86,7 @@ def test_all_answers_gives_one_example_per_gold_answer(tokenizer):
 
 def test_truncation_keeps_the_answer_and_the_end_of_the_prompt(tokenizer):
     question = "what is the capital of " + "very " * 40 + "poland"
-    example = qa_training_example(question, "warsaw", tokenizer, template=DEFAULT_PROMPT_TEMPLATE, max_seq_length=16)
+    example = one_example(question, "warsaw", tokenizer, max_seq_length=16)
     assert len(example["input_ids"]) == 16
     prompt = [t for t, label in zip(example["input_ids"], example["labels"]) if label == -100]
     assert tokenizer.decode(prompt).endswith("poland\nanswer:")
@@ -102,7 +110,7 @@ def test_generated_text_is_cut_at_the_first_newline():
 
 
 def test_clean_answer_undoes_the_answer_encoding(tokenizer):
-    generated = tokenizer.decode(encode_answer("william shakespeare", tokenizer), skip_special_tokens=True)
+    generated = tokenizer.decode(encode_answers(["william shakespeare"], tokenizer)[0], skip_special_tokens=True)
     assert generated == " william shakespeare"  # the prefix and EOS training added
     assert clean_answer(generated) == "william shakespeare"
 
