@@ -38,7 +38,7 @@ from .files import atomic_file, cache_root
 logger = logging.getLogger(__name__)
 
 #: Bumped when the rows or tokenised features written for the same inputs change, so old files are not read.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 #: Rows converted and held at once while writing: one Arrow record batch.
 ROWS_PER_WRITE = 10_000
 #: Parts of a Rust tokenizer's definition that a call sets (`truncation=True, max_length=...`), not the tokenizer.
@@ -51,11 +51,18 @@ def cache_key(*parts: object) -> str:
 
 
 def cached_rows(
-    name: str, rows: Callable[[], Iterator[dict]], *, features: datasets.Features, key: list
+    name: str,
+    rows: Callable[[], Iterator[dict]],
+    *,
+    features: datasets.Features,
+    key: list,
+    tables: Callable[[], Iterator[pa.Table | None] | None] | None = None,
 ) -> datasets.Dataset:
     """The rows that `rows()` yields, as a memory-mapped `Dataset` of `features`: read from the file an earlier
-    call with the same `name` and `key` wrote, else written first (`rows()` is then called, and its errors pass
-    through). A file that does not open (cut short by a full disk) is written again, with a warning."""
+    call with the same `name` and `key` wrote, else written first. With `tables`, the same rows converted a batch
+    at a time (`data.columnar_rows`) are tried first: if it gives `None`, or a batch is `None` or fails to parse,
+    what it wrote is dropped and `rows()` is written instead (its errors pass through). A file that does not open
+    (cut short by a full disk) is written again, with a warning."""
     path = cache_root() / "datasets" / f"{name}-{cache_key(key, features.to_dict())}.arrow"
     if path.is_file():
         try:
@@ -65,7 +72,9 @@ def cached_rows(
         except (pa.ArrowInvalid, OSError) as error:
             logger.warning("%s: unreadable (%s); reading split %r again", path, error, name)
     with atomic_file(path) as tmp:
-        written = _write_batches(tmp, rows(), features.arrow_schema)
+        written = _write_tables(tmp, tables, features.arrow_schema) if tables else None
+        if not written:  # no columnar reading, or no rows: the row path names an empty file
+            written = _write_tables(tmp, lambda: _record_batches(rows(), features.arrow_schema), features.arrow_schema)
     logger.info("%s: %d rows read into %s", name, written, path)
     return datasets.Dataset.from_file(str(path))
 
@@ -109,11 +118,25 @@ def tokenizer_definition(tokenizer: PreTrainedTokenizerBase) -> str:
     return cache_key(type(tokenizer).__name__, definition)
 
 
-def _write_batches(path: Path, rows: Iterator[dict], schema: pa.Schema) -> int:
-    """Writes `rows` as an Arrow stream (the format `Dataset.from_file` maps) a batch at a time; returns the count."""
+def _write_tables(path: Path, tables: Callable[[], Iterator[pa.Table | None] | None], schema: pa.Schema) -> int | None:
+    """Writes the tables as one Arrow stream (the format `Dataset.from_file` maps); returns the row count, or `None`
+    (the file then holds nothing usable) when `tables()` or one of its tables is `None` or a table fails to parse."""
     written = 0
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-        while batch := list(itertools.islice(rows, ROWS_PER_WRITE)):
-            writer.write_batch(pa.RecordBatch.from_pylist(batch, schema=schema))
-            written += len(batch)
+        try:
+            batches = tables()
+            for table in batches if batches is not None else [None]:
+                if table is None:
+                    return None
+                writer.write_table(table.select(schema.names).cast(schema))
+                written += len(table)
+        except (pa.ArrowException, UnicodeDecodeError) as error:
+            logger.info("%s: read row by row (%s)", path.name, error)
+            return None
     return written
+
+
+def _record_batches(rows: Iterator[dict], schema: pa.Schema) -> Iterator[pa.Table]:
+    """`rows` as tables of `ROWS_PER_WRITE` rows (the last one shorter)."""
+    while batch := list(itertools.islice(rows, ROWS_PER_WRITE)):
+        yield pa.Table.from_pylist(batch, schema=schema)

@@ -5,7 +5,11 @@ Column mapping covers the common layouts: NQ-open (`question`, `answer`: list), 
 """
 
 import datasets
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
+from .columnar_rows import any_true, is_python_blank, strip_python_whitespace
 from .errors import DataError
 from .loading import build_dataset_dict, require, split_sources
 
@@ -49,6 +53,14 @@ def load_qa_dataset(
         value = record.get(answer_column)
         return {"question": question, "answers": gold_answers(value, location) if value else None}
 
+    def convert_table(table: pa.Table) -> pa.Table | None:
+        if question_column not in table.column_names or answer_column not in table.column_names:
+            return None
+        question, answers = table[question_column], _gold_answer_lists(table[answer_column])
+        if answers is None or not pa.types.is_string(question.type) or any_true(is_python_blank(question)):
+            return None
+        return pa.table({"question": strip_python_whitespace(question), "answers": answers})
+
     return build_dataset_dict(
         sources,
         convert,
@@ -56,6 +68,7 @@ def load_qa_dataset(
         features=FEATURES,
         settings={"question_column": question_column, "answer_column": answer_column},
         test_convert=convert_test,
+        convert_table=convert_table,
     )
 
 
@@ -72,3 +85,27 @@ def gold_answers(value: object, location: str) -> list[str]:
     if not answers:
         raise DataError(f"{location}: no non-empty answer string in {value!r}")
     return answers
+
+
+def _gold_answer_lists(column: pa.ChunkedArray) -> pa.ListArray | None:
+    """`gold_answers` of a column of strings or lists of strings: each list stripped, without empty or repeated
+    answers, in order; `None` for another type or a row left with no answer (the row path then names it)."""
+    if column.null_count:
+        return None
+    column = column.combine_chunks()
+    if pa.types.is_string(column.type):
+        rows, values = np.arange(len(column)), column
+    elif pa.types.is_list(column.type) and pa.types.is_string(column.type.value_type):
+        rows, values = pc.list_parent_indices(column), pc.list_flatten(column)
+    else:
+        return None
+    values = strip_python_whitespace(values)
+    kept = pa.table({"row": rows, "value": values, "position": np.arange(len(values))})
+    kept = kept.filter(pc.invert(pc.fill_null(is_python_blank(values), True)))
+    first = kept.group_by(["row", "value"], use_threads=False).aggregate([("position", "min")])["position_min"]
+    kept = kept.filter(pc.is_in(kept["position"], value_set=first))  # the first of each repeated answer
+    counts = np.bincount(kept["row"].to_numpy(), minlength=len(column))
+    if (counts == 0).any():
+        return None
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    return pa.ListArray.from_arrays(offsets, kept["value"].combine_chunks())

@@ -69,7 +69,7 @@ def read_records(path: str | Path, *, encoding: str = "utf-8") -> Iterator[tuple
     suffix = path.suffix.lower()
     with _open_text(path, encoding, newline="" if suffix in (".csv", ".tsv") else None) as f:
         if suffix in (".csv", ".tsv"):
-            yield from _read_delimited(path, f, delimiter="," if suffix == ".csv" else "\t")
+            yield from _read_delimited(path, f)
         elif suffix == ".txt":
             for line_number, line in enumerate(f, start=1):
                 yield f"{path}, line {line_number}", {"text": line.rstrip("\n")}
@@ -152,10 +152,15 @@ def _locate_decoding_error(path: Path, encoding: str) -> tuple[int, int]:
     return line, offset
 
 
-def _read_delimited(path: Path, f: TextIO, delimiter: str) -> Iterator[tuple[str, dict]]:
-    # QUOTE_NONE for tsv: GLUE-style tsv files contain bare quote characters inside sentences.
-    quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-    reader = csv.reader(f, delimiter=delimiter, quoting=quoting)
+def delimited_dialect(path: Path) -> dict:
+    """`csv.reader` options for a `.tsv` or `.csv` file. QUOTE_NONE for tsv: GLUE-style tsv files contain bare
+    quote characters inside sentences."""
+    tsv = path.suffix.lower() == ".tsv"
+    return {"delimiter": "\t" if tsv else ",", "quoting": csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL}
+
+
+def _read_delimited(path: Path, f: TextIO) -> Iterator[tuple[str, dict]]:
+    reader = csv.reader(f, **delimited_dialect(path))
     header = next(reader, None)
     if not header:
         raise DataError(f"{path}, line 1: empty file, expected a header row")

@@ -7,13 +7,17 @@ examples into Arrow files cached between runs (`data.arrow_cache`); `RowTexts` r
 a batch of rows at a time (a tokenizer's training texts).
 """
 
+import codecs
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import datasets
+import pyarrow as pa
 
 from .arrow_cache import cached_rows
+from .columnar_rows import TableConverter, read_batches
 from .errors import DataError
 from .files import existing_file, file_identity, read_records
 
@@ -41,6 +45,16 @@ class RowSource:
         if self.hub_dataset is not None:
             return _hub_records(self.hub_name, self.split, self.hub_dataset)
         return local_records(list(self.files), encoding=self.encoding)
+
+    def converted_tables(self, convert: TableConverter) -> Iterator[pa.Table | None] | None:
+        """The rows converted a batch at a time by `convert` (`data.columnar_rows`), or `None` where no columnar
+        reader applies (a file format without one, an encoding other than UTF-8)."""
+        if self.hub_dataset is not None:
+            return map(convert, self.hub_dataset.with_format("arrow").iter(batch_size=ROWS_PER_BATCH))
+        if codecs.lookup(self.encoding).name != "utf-8":
+            return None
+        batches = read_batches(list(self.files))
+        return None if batches is None else map(convert, batches)
 
     def identity(self) -> list:
         """What the records depend on, for cache keys: the files' path, size and mtime (`DataError` naming a missing
@@ -131,9 +145,11 @@ def build_dataset_dict(
     features: datasets.Features,
     settings: dict,
     test_convert: Converter | None = None,
+    convert_table: TableConverter | None = None,
 ) -> datasets.DatasetDict:
     """Converts every record of the wanted `splits` (others are skipped, and logged) into a `DatasetDict` of
     `features`; with `test_convert`, a `test` split too, converted by it (`_test_split`: its labels are optional).
+    `convert_table`, the columnar form of `convert` (`data.columnar_rows`), is tried first on those `splits`.
 
     Each split is an Arrow file of the cache (`data.arrow_cache.cached_rows`), keyed by its source's identity and
     `settings`, which must hold every option the converters read (columns, label names)."""
@@ -152,6 +168,7 @@ def build_dataset_dict(
                 ),
                 features=features,
                 key=[source.identity(), split == "test", settings],
+                tables=partial(source.converted_tables, convert_table) if convert_table and split != "test" else None,
             )
             result[split] = _test_split(rows, source, split_convert) if split == "test" else rows
             logger.info("%s: %d examples", split, len(result[split]))

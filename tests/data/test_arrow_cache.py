@@ -5,6 +5,8 @@ import logging
 import os
 
 import pytest
+import torch
+from transformers import DataCollatorWithPadding
 
 import data.loading
 from data.arrow_cache import ROWS_PER_WRITE
@@ -34,10 +36,11 @@ def write_sentences(path, count, *, start=0):
 def forbid_reading(monkeypatch):
     """Makes any read of the source records fail: what loads afterwards came from the cache."""
 
-    def records(self):
+    def read(self, *convert):
         raise AssertionError(f"{self.files or self.hub_name} read again")
 
-    monkeypatch.setattr(data.loading.RowSource, "records", records)
+    monkeypatch.setattr(data.loading.RowSource, "records", read)  # row by row
+    monkeypatch.setattr(data.loading.RowSource, "converted_tables", read)  # a batch of columns at a time
 
 
 @pytest.fixture(scope="module")
@@ -129,10 +132,21 @@ def test_a_repeat_tokenisation_loads_the_cache_without_calling_the_tokenizer(tmp
         again = tokenize_sentences(rows, tokenizer, max_seq_length=4)
     assert not calls and again.cache_files == first.cache_files and again.to_list() == first.to_list()
     assert "Loading cached processed dataset" in caplog.text
-    assert first.column_names == ["label", "input_ids", "attention_mask"]
+    assert first.column_names == ["label", "input_ids"]  # the collator builds the attention mask
     assert max(map(len, first["input_ids"])) == 4
     longer = tokenize_sentences(rows, tokenizer, max_seq_length=6)  # another setting: tokenised again
     assert calls and max(map(len, longer["input_ids"])) == 6
+
+
+def test_the_collated_batch_is_the_one_the_tokenizer_pads(tmp_path, tokenizer):
+    lines = "".join(f"{' '.join(WORDS[: 1 + i])}\t{i % 2}\n" for i in range(8))  # 1 to 8 words
+    (tmp_path / "train.tsv").write_text("sentence\tlabel\n" + lines, encoding="utf-8")
+    rows = load_sentiment_dataset(train_file=str(tmp_path / "train.tsv"))["train"]
+    features = tokenize_sentences(rows, tokenizer, max_seq_length=6).remove_columns("label")
+    batch = DataCollatorWithPadding(tokenizer)(features.to_list())
+    padded = tokenizer(list(rows["text"]), truncation=True, max_length=6, padding=True, return_tensors="pt")
+    assert batch.keys() == padded.keys() and 0 in batch["attention_mask"]  # some rows really are padded
+    assert all(torch.equal(batch[name], padded[name]) for name in padded)
 
 
 def test_another_tokenizer_or_other_rows_are_tokenised_again(tmp_path, tokenizer):
