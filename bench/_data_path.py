@@ -29,14 +29,17 @@ REPO = Path(__file__).resolve().parents[1]
 BASELINE_COMMIT = "a25df2f"
 TARGETS = {"first_s": 120.0, "first_rss_gb": 3.0, "repeat_s": 20.0, "speedup": 10.0, "rss_ratio": 0.5}
 
-#: A recipe run in a fresh interpreter: `python -c CHILD report.json train.py args...`; writes its peak RSS.
+#: A recipe run in a fresh interpreter: `python -c CHILD report.json train.py args...`; writes the peak RSS of the
+#: largest of its processes (itself or a `preprocessing_num_workers` worker) and the CPU seconds of all of them.
 CHILD = """
 import json, resource, runpy, sys
 report, recipe, *argv = sys.argv[1:]
 sys.argv = [recipe, *argv]
 runpy.run_path(recipe, run_name="__main__")
-usage = resource.getrusage(resource.RUSAGE_SELF)
-json.dump({"peak_rss_gb": usage.ru_maxrss / 2**20, "cpu_s": usage.ru_utime + usage.ru_stime}, open(report, "w"))
+usage, workers = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+peak_gb = max(usage.ru_maxrss, workers.ru_maxrss) / 2**20  # the largest process: this one or a map worker
+cpu_s = usage.ru_utime + usage.ru_stime + workers.ru_utime + workers.ru_stime
+json.dump({"peak_rss_gb": peak_gb, "cpu_s": cpu_s}, open(report, "w"))
 """
 
 
@@ -44,6 +47,13 @@ def add_data_flags(parser: argparse.ArgumentParser, *, rows_flag: str, rows: int
     """`rows_flag` (the size of the training file), `--list_rows` and `--baseline_commit`."""
     parser.add_argument(rows_flag, type=int, default=rows, help=f"(data) {what} in the training file")
     parser.add_argument("--list_rows", type=int, default=None, help=f"(data) {what} for the baseline (default all)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count(),
+        help="(data) `--preprocessing_num_workers` of this checkout's runs (default: the CPU count; the baseline's "
+        "path has no such option)",
+    )
     parser.add_argument(
         "--baseline_commit",
         default=BASELINE_COMMIT,
@@ -108,16 +118,19 @@ def compare_data_paths(
         for n, path in files.items():
             write_file(path, n)
 
-        def run(code: Path, n: int, cache: str) -> dict:
-            return recipe_run(code, task, [*argv, "--train_file", str(files[n])], cache=work / cache, work=work)
+        def run(code: Path, n: int, cache: str, *flags: str) -> dict:
+            flags = [*argv, *flags, "--train_file", str(files[n])]
+            return recipe_run(code, task, flags, cache=work / cache, work=work)
 
-        first = run(REPO, rows, "cache")
-        repeat = run(REPO, rows, "cache")
+        workers = ["--preprocessing_num_workers", str(args.workers)]
+        first = run(REPO, rows, "cache", *workers)
+        repeat = run(REPO, rows, "cache", *workers)
         baseline = run(baseline_code(work, args.baseline_commit), list_rows, "cache-baseline")
-        same_rows = first if list_rows == rows else run(REPO, list_rows, "cache-small")
+        same_rows = first if list_rows == rows else run(REPO, list_rows, "cache-small", *workers)
     print(f"# {task} data path\n\n{machine_line()}; 1-minute load average {os.getloadavg()[0]:.1f}\n")
     print(f"`{' '.join(sys.argv)}`\n\n{task} tiny.yaml to the end of 2 steps, 1 process, {source}; each run a fresh")
-    print(f"process timed from start to exit; {rows:,} rows (baseline {args.baseline_commit}: {list_rows:,})\n")
+    print(f"process timed from start to exit; {rows:,} rows (baseline {args.baseline_commit}: {list_rows:,});")
+    print(f"this checkout with `--preprocessing_num_workers {args.workers}`, the baseline in one process\n")
     print_table(rows, list_rows, first, repeat, baseline, same_rows, args.baseline_commit)
 
 
