@@ -72,9 +72,9 @@ def cached_rows(
         except (pa.ArrowInvalid, OSError) as error:
             logger.warning("%s: unreadable (%s); reading split %r again", path, error, name)
     with atomic_file(path) as tmp:
-        written = _write_tables(tmp, tables, features.arrow_schema) if tables else None
+        written = _write_columnar(tmp, tables, features.arrow_schema) if tables else 0
         if not written:  # no columnar reading, or no rows: the row path names an empty file
-            written = _write_tables(tmp, lambda: _record_batches(rows(), features.arrow_schema), features.arrow_schema)
+            written = _write_tables(tmp, _record_batches(rows(), features.arrow_schema), features.arrow_schema)
     logger.info("%s: %d rows read into %s", name, written, path)
     return datasets.Dataset.from_file(str(path))
 
@@ -118,21 +118,34 @@ def tokenizer_definition(tokenizer: PreTrainedTokenizerBase) -> str:
     return cache_key(type(tokenizer).__name__, definition)
 
 
-def _write_tables(path: Path, tables: Callable[[], Iterator[pa.Table | None] | None], schema: pa.Schema) -> int | None:
-    """Writes the tables as one Arrow stream (the format `Dataset.from_file` maps); returns the row count, or `None`
-    (the file then holds nothing usable) when `tables()` or one of its tables is `None` or a table fails to parse."""
+def _write_columnar(path: Path, tables: Callable[[], Iterator[pa.Table | None] | None], schema: pa.Schema) -> int:
+    """`_write_tables` of `tables()`; 0 (the file then holds nothing usable) when `tables()` or one of its tables is
+    `None` or a table fails to parse: the rows are then for the row path to read, and to name."""
+    try:
+        batches = tables()
+        return 0 if batches is None else _write_tables(path, map(_converted, batches), schema)
+    except (pa.ArrowException, UnicodeDecodeError, _RowPathNeeded) as error:
+        logger.info("%s: read row by row (%s)", path.name, error or "a batch the columns do not convert")
+        return 0
+
+
+class _RowPathNeeded(Exception):
+    """A batch that the columnar converter left to the row path."""
+
+
+def _converted(table: pa.Table | None) -> pa.Table:
+    if table is None:
+        raise _RowPathNeeded
+    return table
+
+
+def _write_tables(path: Path, tables: Iterator[pa.Table], schema: pa.Schema) -> int:
+    """Writes `tables` as one Arrow stream of `schema` (the format `Dataset.from_file` maps); returns the rows."""
     written = 0
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-        try:
-            batches = tables()
-            for table in batches if batches is not None else [None]:
-                if table is None:
-                    return None
-                writer.write_table(table.select(schema.names).cast(schema))
-                written += len(table)
-        except (pa.ArrowException, UnicodeDecodeError) as error:
-            logger.info("%s: read row by row (%s)", path.name, error)
-            return None
+        for table in tables:
+            writer.write_table(table.select(schema.names).cast(schema))
+            written += len(table)
     return written
 
 
