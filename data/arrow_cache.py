@@ -6,7 +6,8 @@ named by file and line) and tokenise them with `Dataset.map`. Both steps are cac
 tokenizer's output again, and no step holds all rows as Python objects:
 
 - `cached_rows` writes the converted rows in Arrow record batches to `<split>-<key>.arrow` (under a temporary name,
-  renamed once complete) and opens it with `Dataset.from_file` (memory-mapped). The key covers what the rows depend
+  renamed once complete) and opens it with `Dataset.from_file` (memory-mapped). A well-formed file is converted a
+  column batch at a time (`data.columnar_rows`), any other row by row. The key covers what the rows depend
   on: the source files' identity (`data.files.file_identity`: path, size, mtime; for a Hub split its Arrow files),
   the conversion settings (columns, label names) and the features. An edited file gets a new key, so it is read
   again; an unchanged one is reused.
