@@ -71,17 +71,14 @@ def qa_training_examples(
     The answer is kept whole when it fits (it is cut, EOS included, only if it alone exceeds
     `max_seq_length - 1`); the prompt gives up its first tokens.
     """
-    answer_ids = [row[: max_seq_length - 1] for row in encode_answers(answers, tokenizer)]
-    prompt_ids = [
-        prompt[-(max_seq_length - len(answer)) :]
-        for prompt, answer in zip(encode_prompts(questions, tokenizer, template=template), answer_ids, strict=True)
-    ]
-    return {
-        "input_ids": [prompt + answer for prompt, answer in zip(prompt_ids, answer_ids, strict=True)],
-        "labels": [
-            [IGNORE_INDEX] * len(prompt) + answer for prompt, answer in zip(prompt_ids, answer_ids, strict=True)
-        ],
-    }
+    examples = {"input_ids": [], "labels": []}
+    prompts = encode_prompts(questions, tokenizer, template=template)
+    for prompt, answer in zip(prompts, encode_answers(answers, tokenizer), strict=True):
+        answer = answer[: max_seq_length - 1]
+        prompt = prompt[-(max_seq_length - len(answer)) :]
+        examples["input_ids"].append(prompt + answer)
+        examples["labels"].append([IGNORE_INDEX] * len(prompt) + answer)
+    return examples
 
 
 def tokenize_qa_dataset(

@@ -14,6 +14,8 @@ from .errors import DataError
 from .loading import build_dataset_dict, require, split_sources
 
 FEATURES = datasets.Features({"text": datasets.Value("string"), "label": datasets.Value("int64")})
+#: A label given as its id: what both the row path (`_label_id`) and the columnar path (`_label_ids`) read as one.
+LABEL_ID = "-?[0-9]+"
 
 
 def load_sentiment_dataset(
@@ -103,7 +105,7 @@ def _label_id(value: object, label_names: Sequence[str], location: str) -> int:
         value = value.strip()
         if value in names:
             return names.index(value)
-        if re.fullmatch(r"-?[0-9]+", value):
+        if re.fullmatch(LABEL_ID, value):
             value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < len(names):
         raise DataError(
@@ -120,7 +122,7 @@ def _label_ids(labels: pa.ChunkedArray, label_names: Sequence[str]) -> pa.Chunke
     elif pa.types.is_string(labels.type):
         stripped = strip_python_whitespace(labels)
         by_name = pc.index_in(stripped, value_set=pa.array(list(label_names), pa.string())).cast(pa.int64())
-        numeric = pc.if_else(pc.match_substring_regex(stripped, r"^-?[0-9]+$"), stripped, None)
+        numeric = pc.if_else(pc.match_substring_regex(stripped, f"^{LABEL_ID}$"), stripped, None)
         ids = pc.coalesce(by_name, numeric.cast(pa.int64()))
     else:
         return None
