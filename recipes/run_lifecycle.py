@@ -23,6 +23,7 @@ from safetensors import safe_open
 from transformers import PretrainedConfig, PreTrainedModel, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from recipes.adapters import is_adapter_folder, load_adapter_model
 from recipes.arguments import ModelArguments, parse_overrides
 from recipes.errors import ConfigError
 from recipes.model_config import config_with_fields, read_checkpoint_config
@@ -225,9 +226,12 @@ def load_trained_model(
             f"config_overrides would change the trained model ({'; '.join(differences)}): evaluate and predict use "
             "the folder as saved; drop these config_overrides (--config_overrides '') or train with do_train true"
         )
-    model, loading_info = model_class.from_pretrained(
-        folder, config=saved, output_loading_info=True, **pretrained_kwargs(model_args)
-    )
+    if is_adapter_folder(folder):  # LoRA adapters saved unmerged, on their base (`recipes.adapters`)
+        model, loading_info = load_adapter_model(model_class, folder, config=saved, **pretrained_kwargs(model_args))
+    else:
+        model, loading_info = model_class.from_pretrained(
+            folder, config=saved, output_loading_info=True, **pretrained_kwargs(model_args)
+        )
     wrong = {kind: loading_info.get(kind) for kind in ("missing_keys", "unexpected_keys", "mismatched_keys")}
     wrong = {kind: sorted(map(str, keys)) for kind, keys in wrong.items() if keys}
     if wrong:
