@@ -7,6 +7,10 @@ then merged on save, with the same command)."""
 
 import importlib
 import json
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +21,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 from recipes.adapters import BASE_FOLDER, load_adapter_model
 from recipes.command_line import parse_config
 from recipes.merge_adapter import main as merge_adapter_main
+from tests.recipes.kill_worker import kill_worker_command
 from tests.recipes.test_model_loading import save_tiny_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,8 +33,9 @@ EVAL_FLAGS = {
 }
 SHORT = ["--max_steps", "4", "--eval_strategy", "no", "--save_strategy", "no", "--use_lora", "true"]
 FLAGS = {
-    "sentiment": [
+    "sentiment": [  # a checkpoint at step 2: the run killed after it resumes from it
         *SHORT,
+        *["--save_strategy", "steps", "--save_steps", "2"],
         *["--load_best_model_at_end", "false", "--learning_rate", "0.02", *EVAL_FLAGS["sentiment"]],
         *["--tokenizer_name", str(REPO / "tests" / "recipes" / "tokenizers" / "sentiment")],
     ],
@@ -101,6 +107,34 @@ def test_predict_on_the_adapter_folder_labels_the_test_split(runs, tmp_path):
     assert len(rows) == len(SENTIMENT_VALIDATION.read_text().splitlines()) - 1  # one per sentence (no header)
     assert {json.loads(row)["label"] for row in rows} <= {"negative", "positive"}
     assert 0.0 <= metrics["predict_accuracy"] <= 1.0
+
+
+@pytest.mark.slow
+def test_a_killed_adapter_run_resumes_and_its_rerun_evaluates_the_folder(runs, tmp_path):
+    """The adapter-only sentiment run, SIGKILLed at step 3, rerun with the same command: it resumes from
+    checkpoint-2 and saves the adapters of the uninterrupted run; rerun once more, it finds the run finished and
+    evaluates the folder as saved, with the uninterrupted run's metrics."""
+    run, output_dir = runs("sentiment"), tmp_path / "out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # the uninterrupted run trained on one thread too
+
+    def launch(kill_at_step: int) -> subprocess.CompletedProcess:
+        flags = [*FLAGS["sentiment"], "--merge_lora_on_save", "false", "--seed", "42"]  # after kill_worker's: win
+        command = [sys.executable, *kill_worker_command("sentiment", output_dir, kill_at_step, flags)]
+        return subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+
+    assert launch(kill_at_step=3).returncode == -signal.SIGKILL
+    assert (output_dir / "checkpoint-2").is_dir() and not (output_dir / "adapter_model.safetensors").exists()
+    resumed = launch(kill_at_step=-1)
+    assert resumed.returncode == 0 and "resuming from" in resumed.stderr, resumed.stderr[-3000:]
+    expected, actual = (load_file(folder / "adapter_model.safetensors") for folder in (run["adapter"], output_dir))
+    assert expected.keys() == actual.keys()
+    for key in expected:  # the same steps on the same thread count: equal to the last bit
+        assert torch.equal(actual[key], expected[key]), key
+    rerun = launch(kill_at_step=-1)
+    assert rerun.returncode == 0 and "holds a finished run" in rerun.stderr, rerun.stderr[-3000:]
+    metrics = json.loads((output_dir / "eval_results.json").read_text())
+    names = ["eval_accuracy", "eval_macro_f1", "eval_loss"]
+    assert {name: metrics[name] for name in names} == {name: run["metrics"][name] for name in names}
 
 
 _PEFT_FORWARD = """
