@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from safetensors import safe_open
 from transformers import PreTrainedModel, Trainer
 
 from recipes.errors import ConfigError
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 
 #: The file that makes a folder an adapter folder (PEFT's `CONFIG_NAME`).
 ADAPTER_CONFIG = "adapter_config.json"
+#: The adapters' weights (PEFT's `SAFETENSORS_WEIGHTS_NAME`).
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
 #: Where a base model that no checkpoint holds is saved, inside the adapter folder.
 BASE_FOLDER = "base"
 
@@ -52,14 +55,25 @@ def adapter_base(path: str | os.PathLike) -> str:
     return base
 
 
-def load_adapter_model(model_class: type, path: str | os.PathLike, **loading: object) -> tuple["PeftModel", dict]:
+def load_adapter_model(model_class: type, path: str | os.PathLike, **loading: object) -> "PeftModel":
     """The adapter folder `path` on its base (`adapter_base`), as the run that trained it held it: the base
-    loaded by `model_class.from_pretrained(base, **loading)`, then the adapters by PEFT (frozen). Returns the
-    model and the base's loading info (`missing_keys`, ...)."""
-    from peft import PeftModel  # imported when used, as in `recipes.arguments.LoraArguments.wrap`
+    loaded by `model_class.from_pretrained(base, **loading)`, then the adapters by PEFT (frozen). Fails
+    (`ConfigError`), naming them, on weights of the base or of the adapters that do not fit the model: PEFT
+    itself only warns of missing adapter weights and leaves them as initialised."""
+    from peft import PeftModel, get_peft_model_state_dict  # imported when used, as in `LoraArguments.wrap`
 
     base, loading_info = model_class.from_pretrained(adapter_base(path), output_loading_info=True, **loading)
-    return PeftModel.from_pretrained(base, str(path)), loading_info
+    model = PeftModel.from_pretrained(base, str(path))
+    with safe_open(Path(path) / ADAPTER_WEIGHTS, "pt") as weights:
+        saved = set(weights.keys())
+    expected = set(get_peft_model_state_dict(model))
+    kinds = ("missing_keys", "unexpected_keys", "mismatched_keys")
+    problems = {f"base {kind}": loading_info.get(kind) for kind in kinds}
+    problems |= {"adapter missing_keys": expected - saved, "adapter unexpected_keys": saved - expected}
+    problems = {kind: sorted(map(str, keys)) for kind, keys in problems.items() if keys}
+    if problems:
+        raise ConfigError(f"{path}: its weights do not fit {type(base).__name__} from {adapter_base(path)}: {problems}")
+    return model
 
 
 def name_or_save_base(trainer: Trainer, base_checkpoint: str | None) -> None:

@@ -42,7 +42,7 @@ def merge_adapter(adapter_dir: str | Path, output_dir: str | Path, *, trust_remo
     task_type = json.loads((adapter_dir / ADAPTER_CONFIG).read_text(encoding="utf-8")).get("task_type")
     if task_type not in AUTO_CLASSES:
         raise ConfigError(f"{adapter_dir}: task_type {task_type!r} in {ADAPTER_CONFIG}; merged: {list(AUTO_CLASSES)}")
-    model, _ = load_adapter_model(AUTO_CLASSES[task_type], adapter_dir, trust_remote_code=trust_remote_code)
+    model = load_adapter_model(AUTO_CLASSES[task_type], adapter_dir, trust_remote_code=trust_remote_code)
     merged = model.merge_and_unload()
     generation_config = adapter_dir / "generation_config.json"
     if generation_config.is_file():  # the recipe's, not the base checkpoint's

@@ -217,7 +217,8 @@ def load_trained_model(
     `ConfigError` naming the field, and a missing, unexpected or mis-shaped weight is one naming the weights.
     `model_class`: the recipe's model class or Auto class; `saved`: the folder's config when the recipe has
     already read it (`read_checkpoint_config`), else it is read here, once, for the check and the model. The
-    loading fields (dtype, attention, quantisation: `recipes.model_loading`) apply."""
+    loading fields (dtype, attention, quantisation: `recipes.model_loading`) apply. A folder of LoRA adapters
+    saved unmerged is loaded on its base, as its run held it (`recipes.adapters.load_adapter_model`)."""
     folder = model_args.model_name_or_path
     saved = read_checkpoint_config(model_args) if saved is None else saved
     differences = config_differences(saved, parse_overrides(model_args.config_overrides), where=folder)
@@ -226,12 +227,11 @@ def load_trained_model(
             f"config_overrides would change the trained model ({'; '.join(differences)}): evaluate and predict use "
             "the folder as saved; drop these config_overrides (--config_overrides '') or train with do_train true"
         )
-    if is_adapter_folder(folder):  # LoRA adapters saved unmerged, on their base (`recipes.adapters`)
-        model, loading_info = load_adapter_model(model_class, folder, config=saved, **pretrained_kwargs(model_args))
-    else:
-        model, loading_info = model_class.from_pretrained(
-            folder, config=saved, output_loading_info=True, **pretrained_kwargs(model_args)
-        )
+    if is_adapter_folder(folder):  # LoRA adapters saved unmerged, on their base (`recipes.adapters`), checked there
+        return load_adapter_model(model_class, folder, config=saved, **pretrained_kwargs(model_args))
+    model, loading_info = model_class.from_pretrained(
+        folder, config=saved, output_loading_info=True, **pretrained_kwargs(model_args)
+    )
     wrong = {kind: loading_info.get(kind) for kind in ("missing_keys", "unexpected_keys", "mismatched_keys")}
     wrong = {kind: sorted(map(str, keys)) for kind, keys in wrong.items() if keys}
     if wrong:

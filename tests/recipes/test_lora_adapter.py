@@ -8,6 +8,8 @@ then merged on save, with the same command)."""
 import importlib
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +22,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 
 from recipes.adapters import BASE_FOLDER, load_adapter_model
 from recipes.command_line import parse_config
+from recipes.errors import ConfigError
 from recipes.merge_adapter import main as merge_adapter_main
 from tests.recipes.kill_worker import kill_worker_command
 from tests.recipes.test_model_loading import save_tiny_checkpoint
@@ -137,6 +140,18 @@ def test_a_killed_adapter_run_resumes_and_its_rerun_evaluates_the_folder(runs, t
     assert {name: metrics[name] for name in names} == {name: run["metrics"][name] for name in names}
 
 
+@pytest.mark.slow
+def test_adapter_weights_that_do_not_fit_the_model_are_refused_naming_them(runs, tmp_path):
+    """PEFT only warns of a missing adapter weight and keeps it as initialised (lora_B: zeros), which would
+    evaluate a model other than the one trained."""
+    folder = shutil.copytree(runs("sentiment")["adapter"], tmp_path / "copy")
+    weights = load_file(folder / "adapter_model.safetensors")
+    dropped = sorted(key for key in weights if "lora_B" in key)[0]
+    save_file({key: value for key, value in weights.items() if key != dropped}, folder / "adapter_model.safetensors")
+    with pytest.raises(ConfigError, match=rf"adapter missing_keys.*{re.escape(dropped)}"):
+        load_adapter_model(AutoModelForSequenceClassification, folder)
+
+
 _PEFT_FORWARD = """
 import sys, peft, torch, transformers
 from safetensors.torch import load_file, save_file
@@ -160,7 +175,7 @@ PEFT_CLASSES = {
 def test_peft_auto_class_and_pipeline_load_the_adapter_folder_in_a_clean_process(task, runs, tmp_path, clean_process):
     adapter = runs(task)["adapter"]
     inputs = model_inputs(adapter)
-    model, _ = load_adapter_model(AUTO_CLASSES[task], adapter)  # as evaluate-only loads it
+    model = load_adapter_model(AUTO_CLASSES[task], adapter)  # as evaluate-only loads it
     base = AUTO_CLASSES[task].from_pretrained(
         json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
     )
