@@ -3,11 +3,11 @@
     python -m recipes.merge_adapter ADAPTER_DIR OUT_DIR [--trust_remote_code]
 
 `ADAPTER_DIR` is what a recipe writes with `merge_lora_on_save false` (`recipes.adapters`); `OUT_DIR` gets what
-the same run would have written with `merge_lora_on_save true`: the merged weights, config and model code
-(`save_pretrained`), and the adapter folder's tokenizer files, model card and generation config, copied. The
-merge is PEFT's `merge_and_unload` on the same base and adapters, the call `RecipeTrainer.merge_lora` makes, so
-the logits equal those of the folder merged on save. A folder that is not an adapter folder, or an `OUT_DIR`
-that holds files, is refused in one `error:` line.
+the same run would have written with `merge_lora_on_save true`: the merged weights, config, generation config
+(the run's, saved beside the adapters) and model code (`save_pretrained`), and the adapter folder's tokenizer
+files and model card, copied. The merge is PEFT's `merge_and_unload` on the same base and adapters, the call
+`RecipeTrainer.merge_lora` makes, so the weights and logits equal those of the folder merged on save. A folder
+that is not an adapter folder, or an `OUT_DIR` that holds files, is refused in one `error:` line.
 """
 
 import argparse
@@ -24,7 +24,7 @@ from recipes.errors import EXIT_STATUS, ConfigError, debug_requested, user_error
 
 #: The Auto class of the base model, by PEFT's `task_type` (those of the recipes with `use_lora`).
 AUTO_CLASSES = {"SEQ_CLS": AutoModelForSequenceClassification, "CAUSAL_LM": AutoModelForCausalLM}
-#: Files of the adapter folder copied as they are: the tokenizer's, the model card, the generation config.
+#: Files of the adapter folder copied as they are: the tokenizer's and the model card.
 COPIED = ("tokenizer*.json", "special_tokens_map.json", "vocab.*", "merges.txt", "*.model", "README.md")
 
 
