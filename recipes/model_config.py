@@ -12,6 +12,7 @@ import os
 
 from transformers import PretrainedConfig
 
+from recipes.adapters import adapter_base, is_adapter_folder
 from recipes.arguments import ModelArguments, parse_overrides
 from recipes.errors import ConfigError, naming_hub_id
 from recipes.model_loading import hub_kwargs
@@ -39,11 +40,11 @@ def read_checkpoint_config(model_args: ModelArguments, path: str | os.PathLike |
     """The config saved in `path` (default `model_name_or_path`) as the recipe reads it: by its `config_class`,
     then `as_recipe_config` (sentiment: an encoder's config becomes the encoder of a new classifier); at
     `model_revision`, running its code only with `trust_remote_code`. A Hub error becomes a `ConfigError` naming
-    `model_name_or_path`."""
+    `model_name_or_path`. A folder of LoRA adapters saved unmerged is read through its base (`recipes.adapters`)."""
+    path = path or model_args.model_name_or_path
     with naming_hub_id("model_name_or_path", model_args.model_name_or_path):
-        config = model_args.config_class.from_pretrained(
-            path or model_args.model_name_or_path, **hub_kwargs(model_args)
-        )
+        source = adapter_base(path) if is_adapter_folder(path) else path
+        config = model_args.config_class.from_pretrained(source, **hub_kwargs(model_args))
     return model_args.as_recipe_config(config)
 
 

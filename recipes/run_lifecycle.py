@@ -23,6 +23,7 @@ from safetensors import safe_open
 from transformers import PretrainedConfig, PreTrainedModel, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from recipes.adapters import is_adapter_folder, load_adapter_model
 from recipes.arguments import ModelArguments, parse_overrides
 from recipes.errors import ConfigError
 from recipes.model_config import config_with_fields, read_checkpoint_config
@@ -216,7 +217,8 @@ def load_trained_model(
     `ConfigError` naming the field, and a missing, unexpected or mis-shaped weight is one naming the weights.
     `model_class`: the recipe's model class or Auto class; `saved`: the folder's config when the recipe has
     already read it (`read_checkpoint_config`), else it is read here, once, for the check and the model. The
-    loading fields (dtype, attention, quantisation: `recipes.model_loading`) apply."""
+    loading fields (dtype, attention, quantisation: `recipes.model_loading`) apply. A folder of LoRA adapters
+    saved unmerged is loaded on its base, as its run held it (`recipes.adapters.load_adapter_model`)."""
     folder = model_args.model_name_or_path
     saved = read_checkpoint_config(model_args) if saved is None else saved
     differences = config_differences(saved, parse_overrides(model_args.config_overrides), where=folder)
@@ -225,6 +227,8 @@ def load_trained_model(
             f"config_overrides would change the trained model ({'; '.join(differences)}): evaluate and predict use "
             "the folder as saved; drop these config_overrides (--config_overrides '') or train with do_train true"
         )
+    if is_adapter_folder(folder):  # LoRA adapters saved unmerged, on their base (`recipes.adapters`), checked there
+        return load_adapter_model(model_class, folder, config=saved, **pretrained_kwargs(model_args))
     model, loading_info = model_class.from_pretrained(
         folder, config=saved, output_loading_info=True, **pretrained_kwargs(model_args)
     )

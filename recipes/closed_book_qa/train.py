@@ -22,6 +22,7 @@ from data.qa_features import (
     prompt_answer_texts,
     tokenize_qa_dataset,
 )
+from recipes.adapters import name_or_save_base
 from recipes.arguments import DataArguments, LoraArguments, ModelArguments, RecipeTrainingArguments
 from recipes.closed_book_qa.answer_loss import QATrainer
 from recipes.closed_book_qa.generation_eval import GenerationEvalTrainer, answer_stop_ids
@@ -180,6 +181,8 @@ def main(
     if training_args.do_train:
         if lora_args.use_lora and lora_args.merge_lora_on_save:
             trainer.merge_lora()
+        elif lora_args.use_lora:  # the adapters, naming the checkpoint loaded unchanged, else with base/
+            name_or_save_base(trainer, None if model_args.config_overrides else model_args.model_name_or_path)
         save_card_and_push(
             trainer,
             title="Closed-book QA",

@@ -33,6 +33,7 @@ from data.files import write_jsonl
 from data.loading import RowTexts
 from data.metrics import ClassificationMetric
 from data.sentiment import load_sentiment_dataset, tokenize_sentences
+from recipes.adapters import name_or_save_base
 from recipes.arguments import DataArguments, LoraArguments, ModelArguments, RecipeTrainingArguments
 from recipes.command_line import run_from_command_line
 from recipes.common import (
@@ -214,6 +215,8 @@ def main(
     if training_args.do_train:
         if lora_args.use_lora and lora_args.merge_lora_on_save:  # a plain model: loads without peft, code included
             trainer.merge_lora()
+        elif lora_args.use_lora:  # the adapters, their base saved in base/: no checkpoint has this head
+            name_or_save_base(trainer, base_checkpoint=None)
         save_card_and_push(
             trainer,
             title=f"{Path(training_args.output_dir).name}: encoder + MLP head for sentiment",

@@ -1,0 +1,100 @@
+"""LoRA adapters saved unmerged (`merge_lora_on_save false`): a folder that loads wherever a merged one does.
+
+Such a folder holds what PEFT saves (`adapter_config.json`, `adapter_model.safetensors`: the LoRA weights and,
+for sentiment, the trained head as `modules_to_save`), the tokenizer, the model's code and the card. The base
+model the adapters apply to is named by `base_model_name_or_path` in `adapter_config.json`:
+
+- the checkpoint the run loaded, when it loaded it unchanged (closed-book QA from a checkpoint without
+  `config_overrides`): its Hub id, or a local folder as an absolute path, so the folder stays small;
+- otherwise no checkpoint holds the base (a model built from a config, sentiment's encoder under a new head, a
+  config changed by `config_overrides`): it is saved in the folder's `base/` (weights, config, code, tokenizer),
+  named by its absolute path.
+
+So PEFT's `AutoPeftModelForSequenceClassification` / `AutoPeftModelForCausalLM` and `pipeline(model=DIR)` load
+it on this machine; the recipes (`--do_train false --model_name_or_path DIR`) and `python -m
+recipes.merge_adapter DIR OUT_DIR` read `base/` wherever the folder has been moved since.
+"""
+
+import copy
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from safetensors import safe_open
+from transformers import PreTrainedModel, Trainer
+
+from recipes.errors import ConfigError
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+
+#: The file that makes a folder an adapter folder (PEFT's `CONFIG_NAME`).
+ADAPTER_CONFIG = "adapter_config.json"
+#: The adapters' weights (PEFT's `SAFETENSORS_WEIGHTS_NAME`).
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+#: Where a base model that no checkpoint holds is saved, inside the adapter folder.
+BASE_FOLDER = "base"
+
+
+def is_adapter_folder(path: str | os.PathLike | None) -> bool:
+    """Whether `path` is a local folder of adapters without a model of its own (no `config.json`). A
+    checkpoint of a LoRA run also holds the base's `config.json` (`recipes.sharding.TokenizerInCheckpoints`)
+    and is read as a model folder by the run lifecycle."""
+    return bool(path) and (Path(path) / ADAPTER_CONFIG).is_file() and not (Path(path) / "config.json").is_file()
+
+
+def adapter_base(path: str | os.PathLike) -> str:
+    """The base model of the adapter folder `path`: its `base/` when it has one (wherever the folder now lies),
+    else the `base_model_name_or_path` it names."""
+    if (Path(path) / BASE_FOLDER / "config.json").is_file():
+        return str(Path(path) / BASE_FOLDER)
+    base = json.loads((Path(path) / ADAPTER_CONFIG).read_text(encoding="utf-8")).get("base_model_name_or_path")
+    if not base:
+        raise ConfigError(f"{path}: {ADAPTER_CONFIG} names no base model (base_model_name_or_path), and no base/")
+    return base
+
+
+def load_adapter_model(model_class: type, path: str | os.PathLike, **loading: object) -> "PeftModel":
+    """The adapter folder `path` on its base (`adapter_base`), as the run that trained it held it: the base
+    loaded by `model_class.from_pretrained(base, **loading)`, then the adapters by PEFT (frozen). Fails
+    (`ConfigError`), naming them, on weights of the base or of the adapters that do not fit the model: PEFT
+    itself only warns of missing adapter weights and leaves them as initialised."""
+    from peft import PeftModel, get_peft_model_state_dict  # imported when used, as in `LoraArguments.wrap`
+
+    base, loading_info = model_class.from_pretrained(adapter_base(path), output_loading_info=True, **loading)
+    model = PeftModel.from_pretrained(base, str(path))
+    with safe_open(Path(path) / ADAPTER_WEIGHTS, "pt") as weights:
+        saved = set(weights.keys())
+    expected = set(get_peft_model_state_dict(model))
+    kinds = ("missing_keys", "unexpected_keys", "mismatched_keys")
+    problems = {f"base {kind}": loading_info.get(kind) for kind in kinds}
+    problems |= {"adapter missing_keys": expected - saved, "adapter unexpected_keys": saved - expected}
+    problems = {kind: sorted(map(str, keys)) for kind, keys in problems.items() if keys}
+    if problems:
+        raise ConfigError(f"{path}: its weights do not fit {type(base).__name__} from {adapter_base(path)}: {problems}")
+    return model
+
+
+def name_or_save_base(trainer: Trainer, base_checkpoint: str | None) -> None:
+    """Before the adapters are saved (`recipes.common.save_card_and_push`): names their base in what PEFT will
+    write as `base_model_name_or_path`: `base_checkpoint` (a local folder made absolute) when the run loaded that
+    checkpoint unchanged, else `output_dir/base`, where the base is saved now with the tokenizer (the model without
+    its LoRA layers; its `modules_to_save` copies are the trained ones, which the adapters hold too). A model that
+    generates gets the run's `generation_config.json` beside the adapters (a named checkpoint has its own)."""
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    output_dir = trainer.args.output_dir
+    if base_checkpoint is not None:
+        name = os.path.abspath(base_checkpoint) if os.path.isdir(base_checkpoint) else base_checkpoint
+    else:
+        name = os.path.abspath(os.path.join(output_dir, BASE_FOLDER))
+    if trainer.args.should_save:  # one writer per folder
+        if base_checkpoint is None:
+            base: PreTrainedModel = copy.deepcopy(model).unload()  # the trainer's model keeps its adapters
+            base.save_pretrained(name)
+            if trainer.processing_class is not None:  # `pipeline(model=DIR)` reads the tokenizer from the base
+                trainer.processing_class.save_pretrained(name)
+        if model.get_base_model().can_generate():
+            model.get_base_model().generation_config.save_pretrained(output_dir)
+    for config in model.peft_config.values():
+        config.base_model_name_or_path = name
