@@ -190,9 +190,10 @@ def test_evaluation_scores_the_same_tokens_to_the_same_perplexity_on_1_2_and_4_p
     num_tokens = sum(len(line.split()) + 1 for line in lines)
     assert [m["eval_tokens"] for m in metrics.values()] == [3 * (num_tokens // 3 - 1)] * 3
     # Each row gets the same predictions on any number of processes; only the batches holding them differ
-    # (rows 0 and 1 together, or alone on 4 processes): float32 rounding of other matrix shapes, about 1e-7 of
-    # the loss, and float64 sums in another order. 1e-6 relative is 10x that; a row cut differently or a
-    # token scored twice or not at all moves the loss by far more (1-process vs 2-process on main: 9e-4).
+    # (rows 0 and 1 together, or alone on 4 processes): float32 rounding of other matrix shapes (at most about
+    # 1e-7 of a float32 mean; 3e-9 measured on 4 vs 1 process, 0 on 2 vs 1) and float64 sums in another order.
+    # A row cut differently, or a token scored twice or not at all, moves the loss by far more (the layout that
+    # depended on the process count: 9e-4 between 1 and 2 processes).
     for processes in (2, 4):
         for key in ("eval_loss", "eval_perplexity"):
             assert metrics[processes][key] == pytest.approx(metrics[1][key], rel=1e-6), (processes, key)
