@@ -222,6 +222,7 @@ def recipe_arguments(args: argparse.Namespace, *, mem_len: int, output_dir: str)
         validation_file=str(args.data_dir / "valid.txt"),
         tgt_len=args.tgt_len,
         eval_tgt_len=args.tgt_len,
+        eval_num_streams=10,  # the paper's 10 evaluation streams (the authors' eval.py)
     )
     training_args = TrainingArguments(
         output_dir=output_dir,
@@ -229,7 +230,7 @@ def recipe_arguments(args: argparse.Namespace, *, mem_len: int, output_dir: str)
         do_train=True,
         do_eval=True,
         per_device_train_batch_size=args.batch_size,
-        per_device_eval_batch_size=10,  # the paper's 10 evaluation streams
+        per_device_eval_batch_size=10,  # all 10 streams at once
         max_steps=args.max_steps,
         learning_rate=args.learning_rate,
         lr_scheduler_type="cosine",

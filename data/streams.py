@@ -7,14 +7,29 @@ one token stream, cut into `num_streams` contiguous rows (the paper's "batchify"
 `[t * tgt_len, (t + 1) * tgt_len)` of every row as inputs and the same columns shifted by one as
 targets (`target_ids`), so each token after a row's first is scored exactly once, across segment boundaries too.
 
-Under N processes each rank owns `num_streams / N` whole rows and walks them in order; no sampler
-touches them, so nothing (accelerate's batch sharding included) can interleave them. Shuffling, when
-asked for, only moves where the streams start (a new offset per epoch) and never breaks a stream.
+Under N processes each rank owns a contiguous block of whole rows (`num_streams / N` each when N divides
+it, as in training; else the first `num_streams % N` ranks hold one more, and a rank may hold none) and walks
+them in order; no sampler touches them, so nothing (accelerate's batch sharding included) can interleave
+them. The cut into rows never depends on N, so neither do the tokens scored nor the context each one sees.
+Shuffling, when asked for, only moves where the streams start (a new offset per epoch) and never breaks a
+stream.
 
 Worked example, 10 tokens, 2 streams, `tgt_len` 2:
     rows = [[0 1 2 3 4], [5 6 7 8 9]]
     batch 0: input_ids [[0 1], [5 6]], target_ids [[1 2], [6 7]]
     batch 1: input_ids [[2 3], [7 8]], target_ids [[3 4], [8 9]]   (4 and 9 are scored; nothing after)
+
+`max_rows_per_batch` (evaluation: a rank may hold more streams than fit in one batch) walks a rank's rows in
+groups of at most that many, one group after the other, each from its first segment (`segment_index` 0, so
+the memory is reset). Worked example, 14 tokens, 3 streams, `tgt_len` 2, 2 ranks, `max_rows_per_batch` 1:
+    rows = [[0 1 2 3], [4 5 6 7], [8 9 10 11]]   (12 and 13 left out: fewer than one per stream)
+    rank 0 owns rows 0 and 1, rank 1 row 2
+    rank 0, item 0: input_ids [[0 1]], target_ids [[1 2]], segment_index 0
+            item 1: input_ids [[2]],   target_ids [[3]],   segment_index 1
+            item 2: input_ids [[4 5]], target_ids [[5 6]], segment_index 0
+            item 3: input_ids [[6]],   target_ids [[7]],   segment_index 1
+    rank 1, item 0: input_ids [[8 9]], target_ids [[9 10]], segment_index 0
+            item 1: input_ids [[10]],  target_ids [[11]],   segment_index 1
 """
 
 import math
@@ -43,6 +58,8 @@ class StreamSegments(Dataset):
     `segment_index` is 0 at the start of the streams, which is where memory must be reset. Use with
     `DataLoader(dataset, batch_size=None)` so items are not batched again. `token_ids` may be a memory-mapped
     int32 stream (`data.token_cache`): the rows are views into it, and only each item is copied, as int64.
+    With `max_rows_per_batch`, the items are those of each group of at most that many rows in turn (see the
+    module docstring); a rank with no rows has no items.
     """
 
     def __init__(
@@ -55,11 +72,12 @@ class StreamSegments(Dataset):
         world_size: int = 1,
         shuffle_offset: bool = False,
         seed: int = 0,
+        max_rows_per_batch: int | None = None,
     ) -> None:
-        if num_streams < 1 or tgt_len < 1 or num_streams % world_size:
+        if num_streams < 1 or tgt_len < 1 or (max_rows_per_batch is not None and max_rows_per_batch < 1):
             raise ValueError(
-                f"need num_streams >= 1 divisible by world_size and tgt_len >= 1; got num_streams={num_streams}, "
-                f"world_size={world_size}, tgt_len={tgt_len}"
+                f"need num_streams, tgt_len and max_rows_per_batch (or None) >= 1; got num_streams={num_streams}, "
+                f"tgt_len={tgt_len}, max_rows_per_batch={max_rows_per_batch}"
             )
         if token_ids.numel() // num_streams < 2:
             raise ValueError(f"{token_ids.numel()} tokens are too few for {num_streams} streams")
@@ -67,6 +85,7 @@ class StreamSegments(Dataset):
         self.num_streams, self.tgt_len = num_streams, tgt_len
         self.rank, self.world_size = rank, world_size
         self.shuffle_offset, self.seed = shuffle_offset, seed
+        self.max_rows_per_batch = max_rows_per_batch
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
@@ -75,24 +94,32 @@ class StreamSegments(Dataset):
         stream = self.token_ids[offset:]
         row_len = stream.numel() // self.num_streams
         rows = stream[: row_len * self.num_streams].view(self.num_streams, row_len)
-        self.rows = rows.chunk(self.world_size, dim=0)[self.rank]  # this rank's own whole rows
+        self.rows = rows.tensor_split(self.world_size, dim=0)[self.rank]  # this rank's own whole rows
+        self.row_groups = self.rows.split(self.max_rows_per_batch or len(self.rows)) if len(self.rows) else ()
 
     @property
     def num_scored_tokens(self) -> int:
         """Tokens that get a prediction: all but the first of each row."""
         return self.rows.shape[0] * (self.rows.shape[1] - 1)
 
-    def __len__(self) -> int:
+    @property
+    def segments_per_row(self) -> int:
+        """Items per group of rows: the segments of `tgt_len` (the last one shorter) that score a row."""
         return math.ceil((self.rows.shape[1] - 1) / self.tgt_len)
 
-    def __getitem__(self, segment_index: int) -> dict[str, torch.Tensor | int]:
-        if not 0 <= segment_index < len(self):
-            raise IndexError(segment_index)
+    def __len__(self) -> int:
+        return len(self.row_groups) * self.segments_per_row
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        group, segment_index = divmod(index, self.segments_per_row)
+        rows = self.row_groups[group]
         start = segment_index * self.tgt_len
-        end = min(start + self.tgt_len, self.rows.shape[1] - 1)  # the last segment may be shorter
+        end = min(start + self.tgt_len, rows.shape[1] - 1)  # the last segment may be shorter
         return {
-            "input_ids": self.rows[:, start:end].long(),
-            "target_ids": self.rows[:, start + 1 : end + 1].long(),
+            "input_ids": rows[:, start:end].long(),
+            "target_ids": rows[:, start + 1 : end + 1].long(),
             "segment_index": segment_index,
         }
 

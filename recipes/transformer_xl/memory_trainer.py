@@ -13,9 +13,19 @@ steps. Here:
 Evaluation protocol (Dai et al. 2019, arXiv 1901.02860, as the authors' `run_wt103_*.sh` scripts evaluate);
 the one place this repository explains it, which the README and the recipe link to:
 - a split is one token stream (its lines, each followed by `<eos>` when the tokenizer has it), cut into
-  `per_device_eval_batch_size` x processes contiguous rows of equal length (the last tokens, fewer than the
-  number of rows, are left out) and walked in segments of `eval_tgt_len` tokens (default `tgt_len`); every
-  token after its row's first is scored once, segment boundaries included;
+  `eval_num_streams` contiguous rows of equal length (the last tokens, fewer than the number of rows, are
+  left out) and walked in segments of `eval_tgt_len` tokens (default `tgt_len`); every token after its row's
+  first is scored once, segment boundaries included: `eval_num_streams x (row length - 1)` tokens;
+- the cut does not depend on the number of processes: each process walks a contiguous share of the rows
+  (shares differ by at most one row; a process may have none, and still joins the final sums),
+  `per_device_eval_batch_size` rows at a time, each group from its first segment with no memory. So the
+  tokens scored and the context each one sees are the same on any number of processes, and so is the loss,
+  up to float rounding in batches of other sizes;
+- `eval_num_streams` defaults to 16, the count the authors evaluated their released WikiText-103 model with
+  (`tf/sota/wt103.sh`, test perplexity 18.3; their PyTorch `eval.py` uses 10). Fewer rows give more tokens
+  a full memory (only about the first `eval_mem_len` of each row see less: with 16 rows and memory 1600, a
+  tenth of WikiText-103's test split) but split over fewer processes; 16 splits evenly over 1, 2, 4, 8 or 16
+  processes. Another count is another evaluation: its perplexity differs a little (more rows, less context);
 - the memory is carried from segment to segment and never reset inside a row, so each prediction sees its
   own segment plus up to `mem_len` earlier positions per layer;
 - `eval_mem_len`, `eval_clamp_len` and `eval_same_length` replace the model's `mem_len`, `clamp_len` and

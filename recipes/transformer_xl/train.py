@@ -3,7 +3,8 @@
     accelerate launch recipes/transformer_xl/train.py recipes/transformer_xl/configs/tiny.yaml
 
 Memory only helps if batch t+1 continues batch t in every row, which plain `Trainer` batching breaks. So the
-corpus becomes one token stream cut into contiguous rows per process (`data.streams`), and the trainer of
+corpus becomes one token stream cut into contiguous rows (`data.streams`: per process in training,
+`eval_num_streams` in all for evaluation, whatever the number of processes), and the trainer of
 `recipes/transformer_xl/memory_trainer.py` carries the memory between steps, checkpoints it, and evaluates
 by the paper's protocol (explained there, once). `loss_type` picks the training loss (`full`, `chunked`,
 `adaptive`, `nce`, `ranking`); evaluation is exact whatever the loss. With `do_train false`,
@@ -32,6 +33,7 @@ from recipes.common import (
     start_run,
     train,
 )
+from recipes.errors import ConfigError
 from recipes.generation import GenerationArguments, predict_continuations
 from recipes.model_config import check_model_config, load_model_config
 from recipes.model_loading import new_model_kwargs, pretrained_kwargs
@@ -83,13 +85,20 @@ class TransformerXLDataArguments(TextCorpusArguments):
 
     tgt_len: int = field(default=128, metadata={"help": "Tokens per training segment."})
     eval_tgt_len: int | None = field(default=None, metadata={"help": "Segment length at evaluation."})
+    eval_num_streams: int = field(
+        default=16,
+        metadata={
+            "help": "Streams each evaluation split is cut into, whatever the number of processes (each evaluates "
+            "its share, per_device_eval_batch_size at a time); 16 as the paper's large-model evaluation."
+        },
+    )
     shuffle_stream_offset: bool = field(default=False, metadata={"help": "Start streams at a new offset each epoch."})
 
     def __post_init__(self) -> None:
-        for name in ("tgt_len", "eval_tgt_len"):
+        for name in ("tgt_len", "eval_tgt_len", "eval_num_streams"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
+                raise ConfigError(f"{name} must be >= 1, got {value}")
         super().__post_init__()
 
 
@@ -149,8 +158,9 @@ def main(
     eval_datasets = {
         prefix: StreamSegments(
             streams[split],
-            num_streams=training_args.per_device_eval_batch_size * training_args.world_size,
+            num_streams=data_args.eval_num_streams,  # the same cut on any number of processes
             tgt_len=data_args.eval_tgt_len or data_args.tgt_len,
+            max_rows_per_batch=training_args.per_device_eval_batch_size,
             **world,
         )
         for prefix, split in (("eval", "validation"), ("test", "test"))

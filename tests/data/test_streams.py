@@ -45,6 +45,48 @@ def test_ranks_own_disjoint_whole_rows_that_cover_the_global_streams():
     assert len(ranks[0]) == len(ranks[1]) == len(whole)
 
 
+def test_worked_example_of_uneven_ranks_and_row_groups_from_the_docstring():
+    def items(rank):
+        dataset = StreamSegments(
+            torch.arange(14), num_streams=3, tgt_len=2, rank=rank, world_size=2, max_rows_per_batch=1
+        )
+        return [(b["input_ids"].tolist(), b["target_ids"].tolist(), b["segment_index"]) for b in all_batches(dataset)]
+
+    assert items(0) == [([[0, 1]], [[1, 2]], 0), ([[2]], [[3]], 1), ([[4, 5]], [[5, 6]], 0), ([[6]], [[7]], 1)]
+    assert items(1) == [([[8, 9]], [[9, 10]], 0), ([[10]], [[11]], 1)]
+
+
+@pytest.mark.parametrize("world_size", [1, 2, 3, 4, 6])
+@pytest.mark.parametrize("max_rows_per_batch", [None, 1, 2])
+def test_any_number_of_ranks_scores_the_same_tokens_once(world_size, max_rows_per_batch):
+    """4 streams over 1..6 ranks: the rows do not depend on the ranks; each rank holds a contiguous block of
+    them (block sizes differ by at most one, some empty beyond 4 ranks) and scores each of its tokens after
+    a row's first once, restarting the memory (`segment_index` 0) at each row's first segment."""
+    tokens = torch.arange(103)
+    whole = StreamSegments(tokens, num_streams=4, tgt_len=5)
+    ranks = [
+        StreamSegments(
+            tokens, num_streams=4, tgt_len=5, rank=r, world_size=world_size, max_rows_per_batch=max_rows_per_batch
+        )
+        for r in range(world_size)
+    ]
+    assert torch.equal(torch.cat([r.rows for r in ranks]), whole.rows)
+    sizes = [len(r.rows) for r in ranks]
+    assert max(sizes) - min(sizes) <= 1 and sizes == sorted(sizes, reverse=True)
+    scored = []
+    for dataset in ranks:
+        batches = all_batches(dataset)
+        for before, after in zip(batches, batches[1:]):
+            if after["segment_index"]:  # the same rows continue; else a new group starts
+                assert torch.equal(after["input_ids"][:, 0], before["target_ids"][:, -1])
+            assert after["input_ids"].shape[0] <= (max_rows_per_batch or 4)
+        starts = [b["input_ids"][:, 0] for b in batches if b["segment_index"] == 0]
+        assert torch.equal(torch.cat(starts) if starts else torch.empty(0, dtype=torch.long), dataset.rows[:, 0])
+        scored += [t for b in batches for t in b["target_ids"].flatten().tolist()]
+    assert sorted(scored) == whole.rows[:, 1:].flatten().tolist()
+    assert len(scored) == sum(r.num_scored_tokens for r in ranks) == whole.num_scored_tokens == 4 * (103 // 4 - 1)
+
+
 def test_epoch_offset_moves_the_start_but_keeps_streams_contiguous():
     dataset = StreamSegments(torch.arange(200), num_streams=2, tgt_len=8, shuffle_offset=True, seed=1)
     first_epoch_rows = dataset.rows.clone()
@@ -56,8 +98,10 @@ def test_epoch_offset_moves_the_start_but_keeps_streams_contiguous():
 
 
 def test_invalid_settings_are_rejected():
-    with pytest.raises(ValueError, match="divisible by world_size"):
-        StreamSegments(torch.arange(100), num_streams=3, tgt_len=4, world_size=2)
+    with pytest.raises(ValueError, match="num_streams=0"):
+        StreamSegments(torch.arange(100), num_streams=0, tgt_len=4)
+    with pytest.raises(ValueError, match="max_rows_per_batch=0"):
+        StreamSegments(torch.arange(100), num_streams=3, tgt_len=4, max_rows_per_batch=0)
     with pytest.raises(ValueError, match="too few"):
         StreamSegments(torch.arange(3), num_streams=2, tgt_len=4)
 
