@@ -6,7 +6,7 @@ windows of the sample corpus: on 2 or 3 processes the last batches are short, an
 on 1, 2 and 3 processes (one launch of `evaluation_layout_worker.py` each, every recipe and batch size in it) at
 `per_device_eval_batch_size` 1, 7 and 64. The loss is the mean over examples (sentiment) or over scored tokens
 (the language model) whatever the layout; accuracy, macro F1, exact match, token F1 and the counts are exactly
-equal.
+equal. The log-partition statistics are reported for a model trained by a self-normalising loss only.
 """
 
 import csv
@@ -51,9 +51,10 @@ def recipe_main(task: str, argv: list[str]) -> dict[str, float]:
 
 
 def tiny_command_line(task: str, output_dir: Path, *flags: str) -> list[str]:
-    """`recipes/<task>/configs/tiny.yaml` writing into `output_dir`, the language model's token cache beside it."""
+    """`recipes/<task>/configs/tiny.yaml` writing into `output_dir`, a language model's token cache beside it."""
     argv = [str(REPO / "recipes" / task / "configs" / "tiny.yaml"), "--output_dir", str(output_dir), *flags]
-    return argv + (["--token_cache_dir", str(output_dir.parent / "token_cache")] if task == "nce_lm" else [])
+    language_model = task in ("nce_lm", "transformer_xl")
+    return argv + (["--token_cache_dir", str(output_dir.parent / "token_cache")] if language_model else [])
 
 
 @pytest.fixture(scope="module")
@@ -153,5 +154,22 @@ def test_nce_lm_loss_is_token_sums_over_counts_on_any_layout(evaluated):
         assert metrics["eval_tokens"] == NCE_TOKENS, layout
         for name in ("loss", "log_partition_mean", "log_partition_std"):
             assert metrics[f"eval_{name}"] == pytest.approx(first[f"eval_{name}"], abs=LOSS_TOLERANCE), (layout, name)
-        # a token is an outlier or not: a 1e-7 change of log Z moves none of these 4,399 across |log Z| = 1
+        # a count of tokens with |log Z| > 1: exact unless a log Z lies within ~1e-7 of the threshold
         assert metrics["eval_log_partition_outlier_fraction"] == first["eval_log_partition_outlier_fraction"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["nce_lm", "transformer_xl"])
+@pytest.mark.parametrize("loss_type", ["full", "nce"])
+def test_log_partition_statistics_are_reported_for_a_self_normalising_loss_only(tmp_path, task, loss_type):
+    flags = [*tiny_overrides(task), "--max_steps", "2", "--save_strategy", "no", "--loss_type", loss_type]
+    flags += ["--num_noise_samples", "16"] if loss_type == "nce" else []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        metrics = recipe_main(task, tiny_command_line(task, tmp_path / "out", *flags))
+    finally:
+        torch.set_num_threads(threads)
+    names = {"eval_log_partition_mean", "eval_log_partition_std", "eval_log_partition_outlier_fraction"}
+    assert "eval_loss" in metrics
+    assert names & metrics.keys() == (names if loss_type == "nce" else set()), sorted(metrics)
