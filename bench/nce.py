@@ -23,7 +23,7 @@ Four parts, (a)-(d), chosen by `--parts`:
     `--eval_every` seconds of training (evaluation pauses the clock), the exact perplexity of the first
     `--curve_tokens` validation tokens: the curve drawn to `bench/results/nce_wikitext2.png`
     (matplotlib, optional extra `plot`; without it the tables are printed all the same).
-(d) Self-normalisation of the models from (c): mean / std of log Z(h) and the fraction |log Z| > 1.
+(d) Self-normalisation of the `nce` / `ranking` models from (c): mean / std of log Z(h) and the fraction |log Z| > 1.
 (e) Memory of one `loss_type: full` training step (forward + backward, 2-layer backbone, hidden `--hidden`,
     `--e_tokens` tokens): the model's exact loss, fused with the output layer (`linear_cross_entropy.py`,
     default block size), against the loss as it was computed before, `F.cross_entropy` of the full
@@ -489,6 +489,8 @@ def main():
             print("| loss | mean log Z | std log Z | fraction abs(log Z) > 1 |")
             print("|---|---|---|---|")
             for loss, r in results.items():
+                if "eval_log_partition_mean" not in r:  # a softmax-trained model: no statistics reported
+                    continue
                 print(
                     f"| {loss} | {r['eval_log_partition_mean']:.3f} | {r['eval_log_partition_std']:.3f} | "
                     f"{r['eval_log_partition_outlier_fraction']:.3f} |"

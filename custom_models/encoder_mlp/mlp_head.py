@@ -68,9 +68,15 @@ class MLPHead(nn.Module):
         return self.out_proj(self.dropout(pooled))
 
 
-def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, config: PreTrainedConfig) -> torch.Tensor:
+def sequence_classification_loss(
+    logits: torch.Tensor, labels: torch.Tensor, config: PreTrainedConfig, reduction: str = "mean"
+) -> torch.Tensor:
     """Mean loss of `config.problem_type`, inferred as BERT does when unset: one label -> regression (MSE),
-    integer labels -> single-label cross-entropy, float labels [b, c] -> multi-label BCE with logits."""
+    integer labels -> single-label cross-entropy, float labels [b, c] -> multi-label BCE with logits.
+    `reduction="none"`: one loss per example, [b] (an example with several outputs: their mean), whose mean is
+    the `"mean"` loss; an evaluation averages them over a whole split, each example once, whatever its batches."""
+    if reduction not in ("mean", "none"):
+        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
     num_labels, problem_type = config.num_labels, config.problem_type
     if problem_type is None:
         if num_labels == 1:
@@ -81,10 +87,12 @@ def sequence_classification_loss(logits: torch.Tensor, labels: torch.Tensor, con
             problem_type = "multi_label_classification"
     if problem_type == "regression":
         predictions = logits.squeeze(-1) if num_labels == 1 else logits
-        return nn.functional.mse_loss(predictions, labels.to(logits.dtype))
-    if problem_type == "single_label_classification":
-        return nn.functional.cross_entropy(logits.view(-1, num_labels), labels.view(-1))
-    return nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+        losses = nn.functional.mse_loss(predictions, labels.to(logits.dtype), reduction=reduction)
+    elif problem_type == "single_label_classification":
+        losses = nn.functional.cross_entropy(logits.view(-1, num_labels), labels.view(-1), reduction=reduction)
+    else:
+        losses = nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), reduction=reduction)
+    return losses if reduction == "mean" else losses.view(logits.shape[0], -1).mean(dim=-1)  # [b, outputs] -> [b]
 
 
 class MLPClassifierForward:

@@ -1,7 +1,8 @@
 """The NCE recipe's `Trainer`: training runs `Trainer`'s own loop with the model's sampled loss on
 `data.streams.TokenBlocks`; evaluation scores `data.streams.SlidingWindows` (every token of the split after
 the first, once, with context) token-weighted with the model's exact softmax loss, one batch of
-full-vocabulary logits alive at a time, and reports the self-normalisation statistics of log Z(h).
+full-vocabulary logits alive at a time, and, for a model trained by `nce` or `ranking`, reports the
+self-normalisation statistics of log Z(h).
 """
 
 from torch.utils.data import DataLoader, Subset
@@ -20,7 +21,7 @@ class NCETrainer(OwnEvaluationTrainer):
         # Every rank scores its own windows, none twice (no padding of the last batch as a sharded loader does).
         shard = Subset(dataset, range(rank, len(dataset), world))
         loader = DataLoader(shard, batch_size=self.args.per_device_eval_batch_size, collate_fn=default_data_collator)
-        loss_sums, log_partition = TokenLossSums(self.args.device), LogPartitionSums(self.args.device)
+        loss_sums, log_partition = TokenLossSums(self.args.device), LogPartitionSums(self.args.device, model.config)
         for batch in loader:
             batch = self.on_device(batch)
             with self.autocast_smart_context_manager():

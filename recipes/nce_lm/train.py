@@ -5,10 +5,10 @@
 NCE (and its ranking variant) scores the data token against `num_noise_samples` ids drawn from the training
 unigram distribution instead of the whole vocabulary, so a step never builds full-vocabulary logits: the
 point of the recipe at large vocabularies. The logged training loss is therefore not a cross-entropy;
-evaluation computes the exact softmax (a true perplexity) and log Z(h), which shows how self-normalised the
-model is. The noise distribution is counted on the training tokens and saved with the weights; each process
-draws its own noise (seed + rank) and checkpoints its generator, so a resumed run draws what the
-uninterrupted run would have. Flags, modes and files: README.md, "NCE language model".
+evaluation computes the exact softmax (a true perplexity) and, for `nce` / `ranking`, log Z(h), which shows how
+self-normalised the model is. The noise distribution is counted on the training tokens and saved with the
+weights; each process draws its own noise (seed + rank) and checkpoints its generator, so a resumed run draws
+what the uninterrupted run would have. Flags, modes and files: README.md, "NCE language model".
 """
 
 import logging

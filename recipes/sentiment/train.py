@@ -29,6 +29,7 @@ from transformers import (
 
 import custom_models  # noqa: F401  (registers encoder-mlp and bert-mlp with the Auto classes)
 from custom_models.encoder_mlp import EncoderMLPConfig, EncoderMLPForSequenceClassification
+from custom_models.encoder_mlp.mlp_head import sequence_classification_loss
 from data.files import write_jsonl
 from data.loading import RowTexts
 from data.metrics import ClassificationMetric
@@ -192,7 +193,8 @@ def main(
     metric = ClassificationMetric()
 
     def compute_metrics(eval_pred: transformers.EvalPrediction) -> dict[str, float]:
-        return metric.compute(predictions=np.argmax(eval_pred.predictions, axis=-1), references=eval_pred.label_ids)
+        scores = metric.compute(predictions=np.argmax(eval_pred.predictions, axis=-1), references=eval_pred.label_ids)
+        return {"loss": mean_example_loss(eval_pred, model.config), **scores}
 
     trainer = RecipeTrainer(
         model=model,
@@ -264,6 +266,16 @@ def predict(trainer: Trainer, texts: datasets.Dataset, tokenized: datasets.Datas
         return {}
     trainer.save_metrics("predict", output.metrics)
     return output.metrics
+
+
+def mean_example_loss(eval_pred: transformers.EvalPrediction, config: PretrainedConfig) -> float:
+    """The model's loss averaged over the examples of a split, each counted once on any number of processes and
+    at any batch size. `Trainer` gathers the logits and labels of every process and drops the repeated tail of
+    the last batches; the mean of their per-example losses replaces `Trainer`'s own `eval_loss` (a `loss`
+    from compute_metrics overwrites it: `Trainer.evaluation_loop`), whose batch means, repeated batch-size
+    times, weigh the last batches of several processes wrongly."""
+    logits, labels = torch.from_numpy(eval_pred.predictions).float(), torch.from_numpy(eval_pred.label_ids)
+    return sequence_classification_loss(logits, labels, config, reduction="none").double().mean().item()
 
 
 def _class_names(model_args: SentimentModelArguments, trained_config: PretrainedConfig | None) -> list[str]:

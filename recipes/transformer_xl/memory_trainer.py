@@ -33,8 +33,9 @@ the one place this repository explains it, which the README and the recipe link 
   memory than it trains with, relative distances clamped to those seen in training, and `same_length` so
   every query attends to the same number of keys;
 - the loss is the mean over the scored tokens of all processes (token-weighted sums, not a mean of batch
-  means), reported with perplexity (exp loss) and bits per token (loss / ln 2); a model with a full output
-  table also reports the mean / std of log Z(h) and the fraction of tokens with |log Z| > 1;
+  means), reported with perplexity (exp loss) and bits per token (loss / ln 2); a model trained by a
+  self-normalising loss (`nce`, `ranking`) also reports the mean / std of log Z(h) and the fraction of tokens
+  with |log Z| > 1;
 - the `test` split, when there is one, is evaluated the same way (`test_*` metrics).
 """
 
@@ -108,7 +109,7 @@ class MemoryTrainer(OwnEvaluationTrainer):
     def evaluation_metrics(self, model, dataset, metric_key_prefix: str) -> dict[str, float]:
         """Token-weighted loss over the whole evaluation stream of every process, memory carried."""
         loss_sums = TokenLossSums(self.args.device)
-        log_partition = LogPartitionSums(self.args.device)  # models with a full output table report log Z
+        log_partition = LogPartitionSums(self.args.device, model.config)  # nce / ranking only
         mems = None
         with self._eval_memory_settings(model.config):
             for batch in self.get_eval_dataloader(dataset):

@@ -15,6 +15,7 @@ from transformers import (
 
 import custom_models  # noqa: F401  (registers the Auto classes)
 from custom_models.bert_mlp import BertMLPConfig, BertMLPForSequenceClassification, masked_mean
+from custom_models.bert_mlp.mlp_head import sequence_classification_loss
 from tests.tiny_models import BERT_NO_DROPOUT, bert_config, bert_mlp_config
 
 VOCAB = 60
@@ -89,6 +90,28 @@ def test_regression_and_multi_label_losses():
     targets = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
     output = multi(**batch(), labels=targets)
     assert torch.allclose(output.loss, F.binary_cross_entropy_with_logits(output.logits, targets))
+
+
+@pytest.mark.parametrize(
+    "fields, labels",
+    [
+        ({}, torch.tensor([0, 2, 1])),
+        ({"num_labels": 1}, torch.tensor([0.5, -1.0, 2.0])),
+        ({"problem_type": "multi_label_classification"}, torch.tensor([[1.0, 0, 1], [0, 0, 1], [1, 1, 0]])),
+    ],
+    ids=["single_label", "regression", "multi_label"],
+)
+def test_per_example_losses_are_each_examples_loss_and_average_to_the_batch_loss(fields, labels):
+    model, inputs = tiny_model(**fields), batch()
+    with torch.no_grad():
+        output = model(**inputs, labels=labels)
+        losses = sequence_classification_loss(output.logits, labels, model.config, reduction="none")
+        alone = [model(**{k: v[i : i + 1] for k, v in inputs.items()}, labels=labels[i : i + 1]).loss for i in range(3)]
+    assert losses.shape == (3,)
+    # float32: the batch mean and the mean of the three differ in summation order only (~1e-7).
+    torch.testing.assert_close(losses.mean(), output.loss, atol=1e-6, rtol=1e-6)
+    # each example through the model alone: the same function, float32 matmuls of another shape (~1e-7).
+    torch.testing.assert_close(losses, torch.stack(alone), atol=1e-6, rtol=1e-6)
 
 
 def test_trainer_step_with_gradient_accumulation_follows_the_gradient_of_the_mean_loss(tmp_path):
