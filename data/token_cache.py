@@ -27,8 +27,8 @@ file and the split is tokenised again into it. (A file of the right size whose i
 be noticed: checksumming the 400 MB of WikiText-103 ids would cost every process seconds at every start.)
 Tokenizers trained from the data are cached the same way (`train_tokenizer_once`), keyed by the training
 split (its files, as above, or the texts themselves when a recipe holds them in memory), kind and size, so
-every process of a machine and every later run use one tokenizer: WordPiece and BPE training breaks ties in
-hash order, so two processes that each trained their own would get different vocabularies.
+one process of a machine trains it and every other process and every later run loads it: training gives the
+same vocabulary in any process (`data.tokenizers`), but reading a large split again costs each of them time.
 """
 
 import hashlib

@@ -117,8 +117,9 @@ def accelerate_launch(
     return log
 
 
-# Recipes whose tokenizer trained on the fly is not reproducible between processes (WordPiece / BPE merges
-# break ties in hash order): runs that are compared with each other share one trained here instead.
+# Recipes whose tokenizer is trained on the fly (WordPiece / BPE): runs that are compared with each other load one
+# trained here. Each run would train the same vocabulary itself (`data.tokenizers` is deterministic); one shared
+# tokenizer keeps the comparison about the runs alone.
 _UNSTABLE_TOKENIZERS = {"sentiment": ("wordpiece", "sentiment/train.tsv"), "closed_book_qa": ("bpe", "lm/train.txt")}
 
 

@@ -151,8 +151,6 @@ class Reiterable:
 
 
 def test_texts_in_memory_stream_into_the_trainer_and_give_the_vocabulary_of_a_list(tmp_path, monkeypatch):
-    # BPE, not WordPiece: its merges come out the same on every training of the same texts (WordPiece breaks
-    # ties in hash order, so two trainings in one process can differ even from the same list).
     sentences = [f"{w} film {i % 7}" for i, w in enumerate(["fine", "dull", "bold", "wry", "lush"] * 40)]
     received = []
 
