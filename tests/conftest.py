@@ -210,18 +210,12 @@ def tiny_overrides(task: str, *, dropout: bool = True) -> list[str]:
     return ["--config_overrides", overrides]
 
 
-# The WordPiece vocabulary the sentiment recipe trains changes from process to process (ties broken in hash
-# order; the closed-book QA recipe's BPE vocabulary, measured, does not), and so do its losses: its tiny run
-# loads one vocabulary that recipe trained, kept here, so that its numbers can be pinned.
-_TINY_RUN_TOKENIZERS = {"sentiment": REPO / "tests" / "recipes" / "tokenizers" / "sentiment"}
-
-
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """`tiny_run(task) -> Path`: the output folder of the task's `tiny.yaml` run as shipped (plus
-    `--logging_steps 1`, so `trainer_state.json` holds every training loss, and sentiment's tokenizer from
-    `_TINY_RUN_TOKENIZERS`), trained in-process once per session on one thread. Read it, never write into
-    it: other tests share it."""
+    `--logging_steps 1`, so `trainer_state.json` holds every training loss; the tokenizer trained by the
+    recipe, as a user's run trains it), trained in-process once per session on one thread. Read it, never
+    write into it: other tests share it."""
     import importlib
 
     from recipes.command_line import parse_config
@@ -239,8 +233,6 @@ def tiny_run(tmp_path_factory):
                 "--logging_steps",
                 "1",
             ]
-            if task in _TINY_RUN_TOKENIZERS:
-                argv += ["--tokenizer_name", str(_TINY_RUN_TOKENIZERS[task])]
             threads = torch.get_num_threads()
             torch.set_num_threads(1)  # tiny models on a shared machine: more threads only fight other jobs
             try:

@@ -1,8 +1,8 @@
 """Every recipe's tiny.yaml, run as shipped by `tiny_run` (plus `--logging_steps 1`, which consumes no
-randomness and leaves the final metric unchanged; sentiment loads its tokenizer from tests/recipes/tokenizers,
-as the vocabulary it trains changes from process to process), logs the same first five training losses and
-ends at the same evaluation metric as when the values below were pinned, in fp32 on CPU. A change to the data
-path, a model, a loss or the training loop that moves any of them fails here, on purpose.
+randomness and leaves the final metric unchanged), tokenizer training included, logs the same first five
+training losses and ends at the same evaluation metric as when the values below were pinned, in fp32 on CPU.
+A change to the data path, a tokenizer trainer, a model, a loss or the training loop that moves any of them
+fails here, on purpose. (The trained vocabularies are the same in every process: `data.tokenizers`.)
 
 Tolerance: relative 1e-4. The same run repeated in another process matches bit for bit; a different thread
 count or kernel choice changes float sums in the last bits (about 1e-7 relative); a 1% change is 100x the
