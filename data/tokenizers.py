@@ -50,6 +50,9 @@ EOS_TOKEN = "<eos>"
 UNK_TOKEN = "<unk>"
 #: WordPiece's prefix of a symbol that continues a word.
 CONTINUING_PREFIX = "##"
+#: Part of the key of a cached trained tokenizer (`data.token_cache.train_tokenizer_once`): raised whenever the
+#: same texts would train another vocabulary, so that no run loads one an earlier trainer made. 2: our own merges.
+TRAINER_VERSION = 2
 
 
 def train_tokenizer(texts: Iterable[str], *, kind: TokenizerKind, vocab_size: int) -> PreTrainedTokenizerFast:
