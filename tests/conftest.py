@@ -120,17 +120,17 @@ def accelerate_launch(
 # Recipes whose tokenizer is trained on the fly (WordPiece / BPE): runs that are compared with each other load one
 # trained here. Each run would train the same vocabulary itself (`data.tokenizers` is deterministic); one shared
 # tokenizer keeps the comparison about the runs alone.
-_UNSTABLE_TOKENIZERS = {"sentiment": ("wordpiece", "sentiment/train.tsv"), "closed_book_qa": ("bpe", "lm/train.txt")}
+_SHARED_TOKENIZERS = {"sentiment": ("wordpiece", "sentiment/train.tsv"), "closed_book_qa": ("bpe", "lm/train.txt")}
 
 
 def shared_tokenizer_args(task: str, folder: Path) -> list[str]:
-    """`--tokenizer_name` flags pointing at one tokenizer trained for `task` in `folder` (none if the
-    recipe's own tokenizer is deterministic)."""
+    """`--tokenizer_name` flags pointing at one tokenizer trained for `task` in `folder` (none for the recipes
+    not in `_SHARED_TOKENIZERS`, whose tiny runs train a word-level one)."""
     from data.tokenizers import train_tokenizer
 
-    if task not in _UNSTABLE_TOKENIZERS:
+    if task not in _SHARED_TOKENIZERS:
         return []
-    kind, sample = _UNSTABLE_TOKENIZERS[task]
+    kind, sample = _SHARED_TOKENIZERS[task]
     lines = (REPO / "data" / "samples" / sample).read_text(encoding="utf-8").splitlines()
     train_tokenizer(lines, kind=kind, vocab_size=400).save_pretrained(folder / "tokenizer")
     return ["--tokenizer_name", str(folder / "tokenizer")]
