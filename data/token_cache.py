@@ -25,10 +25,11 @@ short by a full disk or a killed copy, or overwritten) is checked before it is m
 must read back and give the file's exact size (header + length x item size); if not, one warning names the
 file and the split is tokenised again into it. (A file of the right size whose ids were altered would not
 be noticed: checksumming the 400 MB of WikiText-103 ids would cost every process seconds at every start.)
-Tokenizers trained from the data are cached the same way (`train_tokenizer_once`), keyed by the training
-split (its files, as above, or the texts themselves when a recipe holds them in memory), kind and size, so
-every process of a machine and every later run use one tokenizer: WordPiece and BPE training breaks ties in
-hash order, so two processes that each trained their own would get different vocabularies.
+Tokenizers trained from the data are cached the same way (`train_tokenizer_once`), keyed by the training split
+(its files, as above, or the texts themselves when a recipe holds them in memory), kind, size and
+`data.tokenizers.TRAINER_VERSION` (a cache filled by an earlier trainer is not reused), so one process of a
+machine trains it and every other process and every later run loads it: training gives the same vocabulary in any
+process (`data.tokenizers`), but reading a large split again costs each of them time.
 """
 
 import hashlib
@@ -49,7 +50,7 @@ from transformers import PreTrainedTokenizerFast
 from .errors import DataError
 from .files import atomic_file, cache_root, file_identity
 from .lm_corpus import TextSplit
-from .tokenizers import EOS_TOKEN, TokenizerKind, train_tokenizer
+from .tokenizers import EOS_TOKEN, TRAINER_VERSION, TokenizerKind, train_tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ def train_tokenizer_once(
         raise TypeError("train_tokenizer_once reads the texts twice (key, then training): pass a re-iterable")
     else:
         source, lines = _content_digest(texts), (text for text in texts)
-    key = _key(source, kind, vocab_size)
+    key = _key(source, kind, vocab_size, TRAINER_VERSION)
     folder = Path(cache_dir or default_cache_dir()) / f"tokenizer-{kind}-{key}"
     if not folder.is_dir():
         tokenizer = train_tokenizer(lines, kind=kind, vocab_size=vocab_size)

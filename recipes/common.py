@@ -151,10 +151,12 @@ def load_or_train_tokenizer(
     the checkpoint; else one trained on `texts` (a `TextSplit`, read in batches, or texts in memory) once per
     machine, saved in `cache_dir` and loaded from there (`data.token_cache.train_tokenizer_once`). Call it
     inside `training_args.main_process_first()`, so that one process trains and every process loads the same
-    tokenizer: ranks that each trained their own would get different vocabularies (and DDP would fail).
+    tokenizer from the cache, rather than every rank reading the training split and training it again.
 
-    A resumed run must not retrain: the WordPiece and BPE trainers break frequency ties in hash order, which
-    changes between processes, so a retrained vocabulary would not match the checkpoint's weights.
+    A resumed run reloads the checkpoint's tokenizer rather than retraining: training is deterministic (the same
+    texts give the same vocabulary in any process), but the training split may have changed since the
+    checkpoint was saved (files edited, another `train_file`), and a vocabulary trained on other texts would not
+    match the checkpoint's weights.
     """
     if source:
         logger.info("tokenizer: loaded from %s", source)

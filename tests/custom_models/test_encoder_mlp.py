@@ -16,11 +16,10 @@ from custom_models.bert_mlp import BertMLPConfig, BertMLPForSequenceClassificati
 from custom_models.encoder_mlp import EncoderMLPConfig, EncoderMLPForSequenceClassification, encoder_has_pooler
 from recipes.command_line import parse_config
 from recipes.sentiment.train import CONFIG_CLASSES, main
-from tests.conftest import run_in_clean_process
+from tests.conftest import run_in_clean_process, sentiment_tokenizer_dir
 
 REPO = Path(__file__).resolve().parents[2]
-TOKENIZER = REPO / "tests" / "recipes" / "tokenizers" / "sentiment"  # the sentiment recipe's kept WordPiece
-VOCAB = 274  # its size; its [PAD] is id 0
+VOCAB = 274  # the size of the sentiment recipe's WordPiece (`sentiment_tokenizer_dir`); its [PAD] is id 0
 NO_DROPOUT = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
 #: A tiny encoder of each family (hidden 32, 2 layers), in each config class's own field names.
 FAMILIES = {
@@ -43,7 +42,7 @@ FAMILIES = {
         "local_attention": 16,
         "global_attn_every_n_layers": 2,
         "embedding_dropout": 0.0,
-        **{"cls_token_id": 2, "sep_token_id": 3, "bos_token_id": 2, "eos_token_id": 3},  # the kept tokenizer's
+        **{"cls_token_id": 2, "sep_token_id": 3, "bos_token_id": 2, "eos_token_id": 3},  # the sentiment tokenizer's
     },
 }
 SIZES = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
@@ -153,7 +152,7 @@ def test_from_encoder_pretrained_reads_any_save_of_the_encoder_and_initialises_o
 
 
 def tiny_run_args(output_dir: Path, encoder_dir: Path, *flags: str) -> tuple:
-    """tiny.yaml on `encoder_dir`'s encoder, 3 training steps, with the kept tokenizer."""
+    """tiny.yaml on `encoder_dir`'s encoder, 3 training steps, with the sentiment recipe's tokenizer."""
     return parse_config(
         *CONFIG_CLASSES,
         argv=[
@@ -161,7 +160,7 @@ def tiny_run_args(output_dir: Path, encoder_dir: Path, *flags: str) -> tuple:
             "--model_name_or_path",
             str(encoder_dir),
             "--tokenizer_name",
-            str(TOKENIZER),
+            str(sentiment_tokenizer_dir()),
             "--config_overrides",
             "",
             "--output_dir",
@@ -254,7 +253,7 @@ def test_each_family_trains_saves_and_classifies_in_a_clean_process(trained_fami
 
 def old_bert_mlp_folder(folder: Path) -> Path:
     """A classifier as `bert-mlp` saves it (config `model_type: bert-mlp`, weights under `bert.` and
-    `classifier.`, its own code beside them), on the kept tokenizer."""
+    `classifier.`, its own code beside them), on the sentiment recipe's tokenizer."""
     from transformers import AutoTokenizer
 
     torch.manual_seed(0)
@@ -262,7 +261,7 @@ def old_bert_mlp_folder(folder: Path) -> Path:
     labels = {"id2label": {0: "negative", 1: "positive"}, "label2id": {"negative": 0, "positive": 1}}
     config = BertMLPConfig(**{**bert.to_dict(), "mlp_hidden_sizes": [16], "pooling": "mean", **labels})
     BertMLPForSequenceClassification(config).save_pretrained(folder)
-    AutoTokenizer.from_pretrained(TOKENIZER).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(sentiment_tokenizer_dir()).save_pretrained(folder)
     return folder
 
 

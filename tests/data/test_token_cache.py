@@ -150,9 +150,21 @@ class Reiterable:
         yield from self.texts
 
 
+def test_a_tokenizer_cached_by_an_earlier_trainer_is_trained_again(tmp_path, monkeypatch):
+    # A cache filled before the trainer changed (the Rust merges, TRAINER_VERSION 1) holds another vocabulary.
+    sentences = ["a fine film", "a dull film", "the cast is fine"] * 10
+    monkeypatch.setattr("data.token_cache.TRAINER_VERSION", 1)
+    train_tokenizer_once(sentences, kind="wordpiece", vocab_size=60, cache_dir=tmp_path)
+    monkeypatch.undo()
+    trained = []
+    monkeypatch.setattr(
+        "data.token_cache.train_tokenizer", lambda *a, **k: trained.append(1) or train_tokenizer(*a, **k)
+    )
+    train_tokenizer_once(sentences, kind="wordpiece", vocab_size=60, cache_dir=tmp_path)
+    assert trained == [1] and len(list(tmp_path.glob("tokenizer-wordpiece-*"))) == 2
+
+
 def test_texts_in_memory_stream_into_the_trainer_and_give_the_vocabulary_of_a_list(tmp_path, monkeypatch):
-    # BPE, not WordPiece: its merges come out the same on every training of the same texts (WordPiece breaks
-    # ties in hash order, so two trainings in one process can differ even from the same list).
     sentences = [f"{w} film {i % 7}" for i, w in enumerate(["fine", "dull", "bold", "wry", "lush"] * 40)]
     received = []
 

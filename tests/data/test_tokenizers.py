@@ -1,4 +1,11 @@
-"""On-the-fly tokenizers: special tokens where models expect them, text back out, save and reload."""
+"""On-the-fly tokenizers: the same vocabulary in any process, the merge order of a worked example, special tokens
+where models expect them, text back out, save and reload."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -6,10 +13,97 @@ from transformers import AutoTokenizer, pipeline
 
 from custom_models.nce_lm import NCELMForCausalLM
 from custom_models.transfo_xl import TransformerXLForCausalLM
-from data.tokenizers import EOS_TOKEN, train_tokenizer, word_level_tokenizer
+from data.tokenizers import EOS_TOKEN, learn_merges, train_tokenizer, word_level_tokenizer
 from tests.tiny_models import nce_lm_config, transfo_xl_config
 
+REPO = Path(__file__).resolve().parents[2]
 TEXTS = ["the quiet cat sees the dog", "the busy city by the sea", "a young king paints the ship"] * 5
+# The shipped tiny configs' trainings: sentiment's WordPiece of 300 on its sample sentences, a BPE of 600 on the
+# sample LM corpus.
+SAMPLE_TRAININGS = {
+    "wordpiece": ("data/samples/sentiment/train.tsv", 300),
+    "bpe": ("data/samples/lm/train.txt", 600),
+}
+
+
+def sample_lines(path: str) -> list[str]:
+    """The text of a sample file's lines (a .tsv's first column, below its header)."""
+    lines = (REPO / path).read_text(encoding="utf-8").splitlines()
+    return [line.split("\t")[0] for line in lines[1:]] if path.endswith(".tsv") else lines
+
+
+_TRAIN_AND_SAVE = """
+import sys
+from tests.data.test_tokenizers import SAMPLE_TRAININGS, sample_lines
+from data.tokenizers import train_tokenizer
+
+for kind, (path, vocab_size) in SAMPLE_TRAININGS.items():
+    train_tokenizer(sample_lines(path), kind=kind, vocab_size=vocab_size).save_pretrained(f"{sys.argv[1]}/{kind}")
+"""
+
+
+@pytest.fixture(scope="module")
+def trained_in_two_processes(tmp_path_factory) -> list[Path]:
+    """Folders of the sample trainings (`SAMPLE_TRAININGS`), saved by two fresh processes whose string hashes
+    differ (PYTHONHASHSEED 1 and 2); the Rust trainers' hash maps are seeded afresh in every process anyway."""
+    folders = []
+    for seed in ("1", "2"):
+        folder = tmp_path_factory.mktemp(f"hash-seed-{seed}")
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(REPO)}
+        subprocess.run([sys.executable, "-c", _TRAIN_AND_SAVE, str(folder)], cwd=REPO, env=env, check=True, timeout=300)
+        folders.append(folder)
+    return folders
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", sorted(SAMPLE_TRAININGS))
+def test_the_same_texts_give_a_byte_identical_tokenizer_in_another_process(kind, trained_in_two_processes):
+    first, second = ((folder / kind / "tokenizer.json").read_bytes() for folder in trained_in_two_processes)
+    assert first == second
+
+
+def test_merges_go_by_count_then_by_the_pair_strings():
+    # The worked example of `learn_merges`: after u+g (20), u+n (16), h+ug (15) and p+un (12), the pairs hug+s
+    # and p+ug both count 5; ("hug", "s") sorts first. (The Rust trainer breaks ties by token id: p+ug first.)
+    lines = ["hug"] * 10 + ["pug"] * 5 + ["pun"] * 12 + ["bun"] * 4 + ["hugs"] * 5
+    expected = [["u", "g"], ["u", "n"], ["h", "ug"], ["p", "un"], ["hug", "s"], ["p", "ug"], ["b", "un"]]
+    tokenizer = train_tokenizer(lines, kind="bpe", vocab_size=1000)
+    model = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
+    assert model["merges"] == expected  # then every word is one token: no pair left to merge
+    assert len(tokenizer) == 1 + 256 + len(expected)  # <|endoftext|>, the byte alphabet, one token per merge
+    assert [model["vocab"][left + right] for left, right in expected] == list(range(257, 264))
+
+    # WordPiece: the same merges with ## on every symbol after a word's first, and its vocabulary in order.
+    vocab, merges = learn_merges(
+        {"hug": 10, "pug": 5, "pun": 12, "bun": 4, "hugs": 5}, vocab_size=1000, continuing_prefix="##"
+    )
+    assert merges == [
+        ("##u", "##g"),
+        ("##u", "##n"),
+        ("h", "##ug"),
+        ("p", "##un"),
+        ("hug", "##s"),
+        ("p", "##ug"),
+        ("b", "##un"),
+    ]
+    assert list(vocab) == [
+        *"bghnpsu", "##g", "##n", "##s", "##u", "##ug", "##un", "hug", "pun", "hugs", "pug", "bun"
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", sorted(SAMPLE_TRAININGS))
+def test_the_vocabulary_reaches_the_requested_size_when_the_texts_allow(kind):
+    # The samples allow 274 WordPiece tokens (sentiment) and 394 BPE tokens (LM corpus) at most.
+    path, _ = SAMPLE_TRAININGS[kind]
+    assert len(train_tokenizer(sample_lines(path), kind=kind, vocab_size=270)) == 270
+
+
+def test_training_stops_short_of_the_size_only_when_every_word_is_one_token():
+    lines = sample_lines("data/samples/sentiment/train.tsv")
+    tokenizer = train_tokenizer(lines, kind="wordpiece", vocab_size=300)
+    assert len(tokenizer) < 300  # the sample's words are fewer than the tokens it would take
+    words = {word for line in lines for word in line.lower().split()}
+    assert all(len(tokenizer.tokenize(word)) == 1 for word in words)
 
 
 def test_wordpiece_wraps_text_in_cls_and_sep_and_pads_with_id_zero():
@@ -20,10 +114,27 @@ def test_wordpiece_wraps_text_in_cls_and_sep_and_pads_with_id_zero():
     assert tokenizer.decode(ids, skip_special_tokens=True) == "the quiet sea"
 
 
+def test_wordpiece_lowercases_and_maps_unseen_characters_to_unk():
+    tokenizer = train_tokenizer(TEXTS, kind="wordpiece", vocab_size=200)
+    assert tokenizer.tokenize("The QUIET Sea") == ["the", "quiet", "sea"]
+    # "z" and "!" never occur in TEXTS: no symbol spells them, so the whole word becomes [UNK].
+    tokens = tokenizer.convert_ids_to_tokens(tokenizer("the zebra sees the dog!")["input_ids"])
+    assert tokens == ["[CLS]", "the", "[UNK]", "sees", "the", "dog", "[UNK]", "[SEP]"]
+
+
 def test_byte_level_bpe_round_trips_unseen_text():
     tokenizer = train_tokenizer(TEXTS, kind="bpe", vocab_size=300)
     text = "Zebras? 42 ünïcode"
     assert tokenizer.decode(tokenizer(text)["input_ids"]) == text
+
+
+def test_byte_level_bpe_round_trips_its_training_text_exactly():
+    lines = sample_lines("data/samples/lm/train.txt")
+    tokenizer = train_tokenizer(lines, kind="bpe", vocab_size=600)
+    text = "\n".join(lines[:200]) + "\n\t  two spaces, a tab, 😀 and CAPITALS  "
+    ids = tokenizer(text)["input_ids"]
+    assert len(ids) < len(text.encode()) / 2  # merges were learnt and used, not only bytes
+    assert tokenizer.decode(ids) == text
 
 
 def test_word_level_maps_unknown_words_to_unk_and_knows_eos(tmp_path):

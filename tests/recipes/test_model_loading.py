@@ -38,7 +38,7 @@ from recipes.model_loading import new_model_kwargs, prepare_for_kbit_training, p
 from recipes.sentiment import train as sentiment_recipe
 from recipes.transformer_xl import train as txl_recipe
 from tests import tiny_models
-from tests.conftest import tiny_overrides
+from tests.conftest import sentiment_tokenizer_dir, tiny_overrides
 
 REPO = Path(__file__).resolve().parents[2]
 QA_TINY = str(REPO / "recipes" / "closed_book_qa" / "configs" / "tiny.yaml")
@@ -393,7 +393,7 @@ def test_trust_remote_code_lets_the_qa_recipe_fine_tune_a_pushed_nce_lm(tmp_path
 def tiny_bert_checkpoint(tmp_path_factory) -> Path:
     """A pretrained encoder stand-in: a tiny BERT over the sentiment tests' WordPiece vocabulary, in float32."""
     folder = tmp_path_factory.mktemp("tiny-bert")
-    tokenizer = AutoTokenizer.from_pretrained(REPO / "tests" / "recipes" / "tokenizers" / "sentiment")
+    tokenizer = AutoTokenizer.from_pretrained(sentiment_tokenizer_dir())
     tokenizer.save_pretrained(folder)
     BertModel(tiny_models.bert_config(vocab_size=len(tokenizer))).save_pretrained(folder)
     return folder

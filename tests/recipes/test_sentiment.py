@@ -151,8 +151,9 @@ def test_lora_changes_only_attention_projections_and_head(tmp_path):
 @pytest.mark.slow
 def test_four_processes_train_with_one_tokenizer_trained_from_the_data(tmp_path, launch, monkeypatch):
     """tiny.yaml (a WordPiece tokenizer trained from the data) on 4 processes: one trains it, all load it, so
-    every rank has the same vocabulary and DDP builds one model. (Each rank training its own got different
-    vocabularies, and DDP failed on the embedding's size.)"""
+    every rank has the same vocabulary and DDP builds one model. (Each rank training its own with the Rust
+    trainer, whose ties went by hash order, got different vocabularies, and DDP failed on the embedding's size;
+    `data.tokenizers` now gives every rank the same one, and this test that only one rank trains.)"""
     monkeypatch.setenv("FINETUNE_RECIPES_CACHE", str(tmp_path / "cache"))  # nothing trained by another test
     output_dir = tmp_path / "out"
     flags = ["--max_steps", "2", "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false"]

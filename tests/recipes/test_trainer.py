@@ -9,24 +9,24 @@ import yaml
 from huggingface_hub import ModelCard
 from transformers import AutoTokenizer, TrainingArguments
 
+from data.tokenizers import train_tokenizer
 from recipes.command_line import parse_config
 from recipes.trainer import CardInfo, RecipeTrainer, model_card, resolved_configuration, typed_command
 from recipes.transformer_xl import train as transformer_xl
 from tests.custom_models.test_bert_mlp import tiny_model
 
 REPO = Path(__file__).resolve().parents[2]
-SENTIMENT_TOKENIZER = REPO / "tests" / "recipes" / "tokenizers" / "sentiment"
 
 
 def test_typed_command_makes_repository_paths_relative_and_hides_tokens():
     argv = [str(REPO / "recipes/sentiment/train.py"), str(REPO / "recipes/sentiment/configs/tiny.yaml")]
     argv += ["--output_dir", "/elsewhere/out", "--hub_token", "hf_secret", "--hub_token=hf_other", "--seed", "1"]
-    argv += ["--tokenizer_name", str(SENTIMENT_TOKENIZER)]
+    argv += ["--train_file", str(REPO / "data/samples/sentiment/train.tsv")]
     command = typed_command(argv)
     assert command.startswith("accelerate launch recipes/sentiment/train.py recipes/sentiment/configs/tiny.yaml ")
     assert "hf_secret" not in command and "hf_other" not in command
     assert "--output_dir /elsewhere/out" in command and "--seed 1" in command  # outside the repository: as typed
-    assert "--tokenizer_name tests/recipes/tokenizers/sentiment" in command
+    assert "--train_file data/samples/sentiment/train.tsv" in command
 
 
 def test_card_front_matter_is_hub_metadata_with_eval_results():
@@ -60,7 +60,8 @@ def test_resolved_configuration_reads_back_as_the_same_run(tmp_path):
 
 
 def test_saved_tokenizer_config_has_no_machine_local_keys(tmp_path):
-    tokenizer = AutoTokenizer.from_pretrained(SENTIMENT_TOKENIZER)  # offline (conftest): local_files_only recorded
+    train_tokenizer(["the quiet sea", "a busy city"], kind="wordpiece", vocab_size=50).save_pretrained(tmp_path / "tok")
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "tok")  # offline (conftest): local_files_only recorded
     assert "local_files_only" in tokenizer.init_kwargs  # what transformers would save
     trainer = RecipeTrainer(
         model=tiny_model(), args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True), processing_class=tokenizer
@@ -80,4 +81,4 @@ def test_tiny_run_card_and_metrics_name_the_best_checkpoint(tiny_run):
     card = ModelCard.load(output_dir / "README.md")
     assert card.data.pipeline_tag == "text-classification"
     assert {result.metric_type for result in card.data.eval_results} == {"eval_accuracy", "eval_loss", "eval_macro_f1"}
-    assert str(REPO) not in card.text and "tokenizer_name: tests/recipes/tokenizers/sentiment" in card.text
+    assert str(REPO) not in card.text and "train_file:\n- data/samples/sentiment/train.tsv" in card.text
