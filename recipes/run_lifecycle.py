@@ -6,6 +6,7 @@
 - Otherwise the run resumes from the last checkpoint that can be read (an unreadable one is named and
   skipped), after checking that its model config is the one this run would build.
 - A trained model with no checkpoint to continue from is refused: starting over is explicit.
+- `--resume_from_checkpoint` picks the checkpoint instead; it must be a folder, checked as above.
 
 Trainer itself would resume a checkpoint at `global_step == max_steps` and train one step past it (it
 skips the steps already done, then takes one before checking the limit), and a run whose epochs are all
@@ -45,7 +46,14 @@ def plan_run(model_args: ModelArguments, training_args: TrainingArguments) -> No
     output_dir = Path(training_args.output_dir)
     if getattr(training_args, "overwrite_output_dir", False):  # plain TrainingArguments (library use) lack it
         start_over(training_args, keep=model_args.model_name_or_path)
-    if not training_args.do_train or not output_dir.is_dir():
+    explicit = training_args.resume_from_checkpoint if training_args.do_train else None
+    if explicit and not Path(explicit).is_dir():
+        what = "is a file, not a checkpoint folder" if Path(explicit).exists() else "no such folder"
+        raise CheckpointError(
+            f"resume_from_checkpoint {explicit}: {what}; give a checkpoint-N folder of a run, or leave it out "
+            "(a run resumes from the last checkpoint in its output_dir by itself)"
+        )
+    if not training_args.do_train or not (output_dir.is_dir() or explicit):
         return
     target = requested_length(training_args)
     if has_final_model(output_dir):
@@ -64,7 +72,7 @@ def plan_run(model_args: ModelArguments, training_args: TrainingArguments) -> No
             training_args.do_train = False
             model_args.model_name_or_path, model_args.tokenizer_name = str(output_dir), None
             return
-    checkpoint = training_args.resume_from_checkpoint or last_readable_checkpoint(output_dir)
+    checkpoint = explicit or last_readable_checkpoint(output_dir)
     if checkpoint:
         check_readable(Path(checkpoint))
         check_same_config(Path(checkpoint), model_args)

@@ -27,6 +27,14 @@ REFUSALS = {
         [*TXL, "--model_name_or_path", "someone/not-downloaded", "--do_train", "false", "--output_dir", "{tmp}/out"],
         ["model_name_or_path 'someone/not-downloaded'", "HF_HUB_OFFLINE"],
     ),
+    "value_of_the_wrong_type": (
+        [*TXL, "--learning_rate", "abc", "--output_dir", "{tmp}/out"],
+        ["--learning_rate", "invalid float value: 'abc'", "--help"],
+    ),
+    "resume_from_missing_checkpoint": (
+        [*TXL, "--resume_from_checkpoint", "{tmp}/no_such_checkpoint", "--output_dir", "{tmp}/out"],
+        ["resume_from_checkpoint", "no_such_checkpoint", "no such folder"],
+    ),
     "convert_legacy_hub_id_offline": (
         ["-m", "custom_models.transfo_xl.convert_legacy", "someone/not-downloaded", "{tmp}/converted"],
         ["someone/not-downloaded", "HF_HUB_OFFLINE"],
@@ -51,6 +59,7 @@ def test_refusal_is_one_error_line_and_status_2(name, tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert result.returncode == 2, result.stderr[-3000:]
     assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert "usage:" not in result.stderr, result.stderr[-3000:]  # argparse's dump of every flag
     for words in REFUSALS[name][1]:
         assert words in errors[0], errors[0]
 
