@@ -30,6 +30,7 @@ from recipes.common import (
     load_tokenizer_and_streams,
     save_card_and_push,
     start_run,
+    stream_source,
     train,
 )
 from recipes.generation import GenerationArguments, predict_continuations
@@ -144,6 +145,8 @@ def main(
             tgt_len=data_args.tgt_len,
             shuffle_offset=data_args.shuffle_stream_offset,
             seed=training_args.seed,
+            source=stream_source(corpus, "train"),
+            num_streams_from="per_device_train_batch_size",
             **world,
         )
     eval_datasets = {
