@@ -20,6 +20,7 @@ from transformers.trainer_utils import IntervalStrategy
 from recipes.arguments import LoraArguments, ModelArguments
 from recipes.errors import EXIT_STATUS, ConfigError, debug_requested, hub_ids, user_error_message
 from recipes.model_loading import check_kbit_training
+from recipes.run_lock import output_dir_lock
 
 
 class OneLineParser(HfArgumentParser):
@@ -84,16 +85,18 @@ def run_from_command_line(main: Callable[..., dict], config_classes: tuple[type,
     process group. A process that exits with gloo's threads still alive can abort ("terminate called
     without an active exception") after all its work is done, failing the launch.
 
-    A failure the user can fix (`recipes.errors`: a configuration, data or Hub error, or an invalid value
-    found while parsing) prints `error: <message>` on stderr and exits with status 2; the traceback only
-    with `FINETUNE_RECIPES_DEBUG=1`."""
+    The run holds the lock of its `output_dir` (`recipes.run_lock`: one run per folder at a time). A failure the
+    user can fix (`recipes.errors`: a configuration, data or Hub error, or an invalid value found while parsing)
+    prints `error: <message>` on stderr and exits with status 2; the traceback only with
+    `FINETUNE_RECIPES_DEBUG=1`."""
     parsed: tuple = ()
     try:
         try:
             parsed = parse_config(*config_classes)
         except ValueError as error:  # the dataclasses' own checks: a value the user gave
             raise ConfigError(str(error)) from error
-        main(*parsed)
+        with output_dir_lock(next((args for args in parsed if isinstance(args, TrainingArguments)), None)):
+            main(*parsed)
     except Exception as error:
         message = user_error_message(error, hub_ids(parsed))
         if message is None or debug_requested():

@@ -15,7 +15,6 @@ done would "train" zero steps and overwrite `train_results.json` with a `train_l
 
 import json
 import logging
-import os
 import shutil
 import zipfile
 from pathlib import Path
@@ -28,6 +27,7 @@ from recipes.arguments import ModelArguments, parse_overrides
 from recipes.errors import ConfigError
 from recipes.model_config import config_with_fields, read_checkpoint_config
 from recipes.model_loading import pretrained_kwargs
+from recipes.run_lock import LOCK_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -93,15 +93,19 @@ def plan_run(model_args: ModelArguments, training_args: TrainingArguments) -> No
 
 
 def start_over(training_args: TrainingArguments, *, keep: str | None) -> None:
-    """Empties `output_dir` (one process per folder deletes; the others wait for it); refuses when that would
-    delete `keep`, the model the run starts from."""
+    """Empties `output_dir` but for this run's lock (`recipes.run_lock`; one process per folder deletes, the
+    others wait for it); refuses when that would delete `keep`, the model the run starts from."""
     output_dir = Path(training_args.output_dir).resolve()
     if keep and output_dir in (Path(keep).resolve(), *Path(keep).resolve().parents):
         raise ConfigError(f"overwrite_output_dir would delete model_name_or_path {keep}: give another output_dir")
     with training_args.main_process_first(local=training_args.save_on_each_node, desc="overwrite_output_dir"):
-        if training_args.should_save and os.path.isdir(training_args.output_dir):
+        if training_args.should_save and output_dir.is_dir():
             logger.info("overwrite_output_dir: removing %s and starting over", training_args.output_dir)
-            shutil.rmtree(training_args.output_dir)
+            for path in output_dir.iterdir():
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                elif path.name != LOCK_NAME:
+                    path.unlink()
 
 
 def requested_length(training_args: TrainingArguments) -> str:
