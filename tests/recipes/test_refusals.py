@@ -32,7 +32,8 @@ def _tiny_gpt2(folder: Path) -> None:
     lines = (REPO / "data" / "samples" / "lm" / "train.txt").read_text(encoding="utf-8").splitlines()
     tokenizer = train_tokenizer(lines, kind="bpe", vocab_size=300)
     tokenizer.save_pretrained(folder)
-    GPT2LMHeadModel(gpt2_config(vocab_size=len(tokenizer))).save_pretrained(folder)
+    special = {"bos_token_id": tokenizer.eos_token_id, "eos_token_id": tokenizer.eos_token_id}
+    GPT2LMHeadModel(gpt2_config(vocab_size=len(tokenizer), **special)).save_pretrained(folder)
 
 
 # What a refusal's command reads besides the shipped files, written into the test's folder: name -> writer.
