@@ -39,6 +39,7 @@ from collections.abc import Iterable
 import torch
 from torch.utils.data import Dataset
 
+from .errors import DataError
 from .tokenizers import EOS_TOKEN
 
 
@@ -60,6 +61,8 @@ class StreamSegments(Dataset):
     int32 stream (`data.token_cache`): the rows are views into it, and only each item is copied, as int64.
     With `max_rows_per_batch`, the items are those of each group of at most that many rows in turn (see the
     module docstring); a rank with no rows has no items.
+    A stream too short for `num_streams` rows of 2 tokens is a `DataError` naming `source` (the file the tokens
+    were read from), the count, and `num_streams_from` (the setting that sets the number of streams) to lower.
     """
 
     def __init__(
@@ -73,6 +76,8 @@ class StreamSegments(Dataset):
         shuffle_offset: bool = False,
         seed: int = 0,
         max_rows_per_batch: int | None = None,
+        source: str = "the token stream",
+        num_streams_from: str = "num_streams",
     ) -> None:
         if num_streams < 1 or tgt_len < 1 or (max_rows_per_batch is not None and max_rows_per_batch < 1):
             raise ValueError(
@@ -80,7 +85,10 @@ class StreamSegments(Dataset):
                 f"tgt_len={tgt_len}, max_rows_per_batch={max_rows_per_batch}"
             )
         if token_ids.numel() // num_streams < 2:
-            raise ValueError(f"{token_ids.numel()} tokens are too few for {num_streams} streams")
+            raise DataError(
+                f"{source}: {token_ids.numel()} tokens are too few for {num_streams} streams of 2 tokens or more: "
+                f"lower {num_streams_from}, or give more text"
+            )
         self.token_ids = token_ids
         self.num_streams, self.tgt_len = num_streams, tgt_len
         self.rank, self.world_size = rank, world_size
@@ -132,11 +140,16 @@ class TokenBlocks(Dataset):
 
     Worked example, 10 tokens, `block_size` 4:
         block 0: [0 1 2 3], block 1: [4 5 6 7]   (8 and 9 dropped; 0 and 4 are never targets)
+
+    A stream shorter than a block is a `DataError` naming `source` (the file the tokens were read from).
     """
 
-    def __init__(self, stream: torch.Tensor, *, block_size: int) -> None:
+    def __init__(self, stream: torch.Tensor, *, block_size: int, source: str = "the token stream") -> None:
         if stream.numel() < block_size:
-            raise ValueError(f"{stream.numel()} tokens: fewer than one block of block_size {block_size}")
+            raise DataError(
+                f"{source}: {stream.numel()} tokens: fewer than one block of block_size {block_size}: lower "
+                "block_size, or give more text"
+            )
         self.blocks = stream[: stream.numel() // block_size * block_size].view(-1, block_size)
 
     def __len__(self) -> int:
@@ -163,13 +176,17 @@ class SlidingWindows(Dataset):
         window 2: input_ids [4 5 6 7], labels [-- -- 6 7]
         window 3: input_ids [6 7 8 9], labels [-- -- 8 9]
         window 4: input_ids [7 8 9 10], labels [-- -- -- 10]   (tokens 1..10 each scored once: 10 = n - 1)
+
+    A stream of fewer than 2 tokens is a `DataError` naming `source` (the file the tokens were read from).
     """
 
-    def __init__(self, stream: torch.Tensor, *, block_size: int, stride: int) -> None:
+    def __init__(self, stream: torch.Tensor, *, block_size: int, stride: int, source: str = "the token stream") -> None:
         if not 1 <= stride < block_size:
             raise ValueError(f"need 1 <= stride < block_size; got stride={stride}, block_size={block_size}")
         if stream.numel() < 2:
-            raise ValueError(f"{stream.numel()} tokens: nothing to score (the first token is context only)")
+            raise DataError(
+                f"{source}: {stream.numel()} tokens: nothing to score (the first token is context only): give more text"
+            )
         self.stream, self.stride = stream, stride
         self.block_size = min(block_size, stream.numel())
 

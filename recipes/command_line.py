@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import yaml
@@ -20,6 +20,16 @@ from transformers.trainer_utils import IntervalStrategy
 from recipes.arguments import LoraArguments, ModelArguments
 from recipes.errors import EXIT_STATUS, ConfigError, debug_requested, hub_ids, user_error_message
 from recipes.model_loading import check_kbit_training
+from recipes.run_lock import output_dir_lock
+
+
+class OneLineParser(HfArgumentParser):
+    """`HfArgumentParser` whose own errors (a value of the wrong type, a flag without its value, a choice not
+    offered) raise `ConfigError`, which `run_from_command_line` prints as one line. argparse would print the
+    usage of every flag first: over a hundred lines with `TrainingArguments`, above the one that matters."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError(f"{message} (--help lists every flag with its type)")
 
 
 def check_training_values(training_args: TrainingArguments) -> None:
@@ -75,16 +85,18 @@ def run_from_command_line(main: Callable[..., dict], config_classes: tuple[type,
     process group. A process that exits with gloo's threads still alive can abort ("terminate called
     without an active exception") after all its work is done, failing the launch.
 
-    A failure the user can fix (`recipes.errors`: a configuration, data or Hub error, or an invalid value
-    found while parsing) prints `error: <message>` on stderr and exits with status 2; the traceback only
-    with `FINETUNE_RECIPES_DEBUG=1`."""
+    The run holds the lock of its `output_dir` (`recipes.run_lock`: one run per folder at a time). A failure the
+    user can fix (`recipes.errors`: a configuration, data or Hub error, or an invalid value found while parsing)
+    prints `error: <message>` on stderr and exits with status 2; the traceback only with
+    `FINETUNE_RECIPES_DEBUG=1`."""
     parsed: tuple = ()
     try:
         try:
             parsed = parse_config(*config_classes)
         except ValueError as error:  # the dataclasses' own checks: a value the user gave
             raise ConfigError(str(error)) from error
-        main(*parsed)
+        with output_dir_lock(next((args for args in parsed if isinstance(args, TrainingArguments)), None)):
+            main(*parsed)
     except Exception as error:
         message = user_error_message(error, hub_ids(parsed))
         if message is None or debug_requested():
@@ -107,16 +119,16 @@ def parse_config(*dataclass_types: type, argv: list[str] | None = None) -> tuple
     """Parses `[CONFIG.yaml] [--key value ...]` into instances of `dataclass_types`.
 
     Values from the YAML become the parser's defaults, so any `--key value` on the command line wins.
-    On a machine without an accelerator `use_cpu` defaults to true. Unknown YAML keys raise
-    `ConfigError`; invalid values raise from the dataclasses' own checks (`__post_init__`) and from
-    `check_training_values`, a `do_eval: false` the run cannot honour from `honour_do_eval`, a run with
-    nothing to do from `check_run`, and a quantised model trained without adapters from `check_kbit_training`,
-    before any data or model is loaded. Nothing is read here: a checkpoint's config is read, and
-    `config_overrides` checked against it, by `recipes.model_config.check_model_config`, the first step of every
-    recipe's `main`.
+    On a machine without an accelerator `use_cpu` defaults to true. Unknown YAML keys and values that argparse
+    cannot read (`--learning_rate abc`: `OneLineParser`) raise `ConfigError`; invalid values raise from the
+    dataclasses' own checks (`__post_init__`) and from `check_training_values`, a `do_eval: false` the run cannot
+    honour from `honour_do_eval`, a run with nothing to do from `check_run`, and a quantised model trained without
+    adapters from `check_kbit_training`, before any data or model is loaded. Nothing is read here: a checkpoint's
+    config is read, and `config_overrides` checked against it, by `recipes.model_config.check_model_config`, the
+    first step of every recipe's `main`.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = HfArgumentParser(dataclass_types)
+    parser = OneLineParser(dataclass_types)
     if any(issubclass(dtype, TrainingArguments) for dtype in dataclass_types):
         # With no accelerator, `use_cpu` is what makes a multi-process launch (`--multi_gpu`, gloo)
         # really distributed: without it accelerate sees no device and every process runs alone.

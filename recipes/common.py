@@ -36,6 +36,9 @@ from recipes.trainer import CardInfo, RecipeTrainer, is_quality, pipeline_tag
 
 logger = logging.getLogger(__name__)
 
+#: The files of a tokenizer saved by `save_pretrained`; a folder holding neither has none.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
 
 def load_task_splits(
     load_task: Callable[..., datasets.DatasetDict],
@@ -159,6 +162,7 @@ def load_or_train_tokenizer(
     match the checkpoint's weights.
     """
     if source:
+        check_tokenizer_files(source)
         logger.info("tokenizer: loaded from %s", source)
         return AutoTokenizer.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
     checkpoint = checkpoint_to_resume(training_args)
@@ -167,6 +171,17 @@ def load_or_train_tokenizer(
         return PreTrainedTokenizerFast.from_pretrained(checkpoint)
     logger.info("tokenizer: training a %s tokenizer of %d tokens on the training split", kind, vocab_size)
     return train_tokenizer_once(texts, kind=kind, vocab_size=vocab_size, cache_dir=cache_dir)
+
+
+def check_tokenizer_files(source: str) -> None:
+    """Fails, naming the folder and the files, when `source` is a local folder with no saved tokenizer (the files
+    that `save_pretrained` writes). `AutoTokenizer` would guess one from `config.json` instead: an error about
+    sentencepiece and tiktoken, or for a BERT config a tokenizer with an empty vocabulary."""
+    if os.path.isdir(source) and not any(os.path.isfile(os.path.join(source, name)) for name in TOKENIZER_FILES):
+        raise ConfigError(
+            f"{source} has no tokenizer (none of {', '.join(TOKENIZER_FILES)}): put back the files of the tokenizer "
+            "it was trained with, or give that tokenizer as tokenizer_name"
+        )
 
 
 def load_corpus(data_args: TextCorpusArguments, training_args: TrainingArguments) -> dict[str, TextSplit]:
@@ -225,6 +240,14 @@ def load_tokenizer_and_streams(
         streams["train"], streams["validation"] = carve_validation_tokens(streams["train"], percentage=percentage)
     logger.info("tokens: %s; vocabulary %d", {s: t.numel() for s, t in streams.items()}, len(tokenizer))
     return tokenizer, streams
+
+
+def stream_source(corpus: dict[str, TextSplit], split: str) -> str:
+    """Where the token stream of `split` was read from, for messages (`data.streams`): its files or Hub split; for a
+    validation split carved from the training stream (`validation_split_percentage`), the training files."""
+    if split in corpus:
+        return corpus[split].description
+    return f"{corpus['train'].description} (the held-out end, validation_split_percentage)"
 
 
 def save_model_code(model: PreTrainedModel, output_dir: str) -> None:

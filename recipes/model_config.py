@@ -82,3 +82,35 @@ def _check_override_keys(config: PretrainedConfig, overrides: dict) -> None:
     unknown = sorted(key for key in overrides if not hasattr(config, key))
     if unknown:
         raise ConfigError(f"config_overrides: {type(config).__name__} has no field(s) {unknown}")
+
+
+#: `model_type`s whose position ids start after the padding id (`RobertaEmbeddings`): `pad_token_id + 1` fewer
+#: positions than `max_position_embeddings` (514 in roberta-base: 512 tokens).
+POSITIONS_AFTER_PADDING = ("roberta", "xlm-roberta")
+
+
+def max_positions(config: PretrainedConfig) -> int | None:
+    """The most tokens the model (or, for a classifier, its `encoder`) has position embeddings for:
+    `max_position_embeddings` (GPT-2's `n_positions`), or None when it has no such limit (relative positions only:
+    Transformer-XL, DeBERTa-v2/v3 without `position_biased_input`)."""
+    config = getattr(config, "encoder", config)
+    limit = getattr(config, "max_position_embeddings", None)
+    if limit is None or not getattr(config, "position_biased_input", True):
+        return None
+    return limit - (config.pad_token_id + 1 if config.model_type in POSITIONS_AFTER_PADDING else 0)
+
+
+def check_sequence_length(config: PretrainedConfig, **lengths: int) -> None:
+    """Fails before training or evaluation, naming each setting and the model's limit, when the `lengths` settings
+    (`max_seq_length=256`) add up to more tokens than the model has positions for (`max_positions`): past them,
+    the position embedding lookup fails mid-run (BERT: "The expanded size of the tensor (256) must match the
+    existing size (64)"; GPT-2: "index out of range")."""
+    limit = max_positions(config)
+    if limit is not None and sum(lengths.values()) > limit:
+        config = getattr(config, "encoder", config)
+        field = config.attribute_map.get("max_position_embeddings", "max_position_embeddings")
+        asked = " + ".join(f"{name} {value}" for name, value in lengths.items())
+        raise ConfigError(
+            f"{asked} > {limit} tokens, the model's {field} (the longest input it has positions for): lower "
+            f"{' or '.join(lengths)}"
+        )

@@ -6,6 +6,7 @@
 - Otherwise the run resumes from the last checkpoint that can be read (an unreadable one is named and
   skipped), after checking that its model config is the one this run would build.
 - A trained model with no checkpoint to continue from is refused: starting over is explicit.
+- `--resume_from_checkpoint` picks the checkpoint instead; it must be a folder, checked as above.
 
 Trainer itself would resume a checkpoint at `global_step == max_steps` and train one step past it (it
 skips the steps already done, then takes one before checking the limit), and a run whose epochs are all
@@ -14,7 +15,6 @@ done would "train" zero steps and overwrite `train_results.json` with a `train_l
 
 import json
 import logging
-import os
 import shutil
 import zipfile
 from pathlib import Path
@@ -28,6 +28,7 @@ from recipes.arguments import ModelArguments, parse_overrides
 from recipes.errors import ConfigError
 from recipes.model_config import config_with_fields, read_checkpoint_config
 from recipes.model_loading import pretrained_kwargs
+from recipes.run_lock import LOCK_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,14 @@ def plan_run(model_args: ModelArguments, training_args: TrainingArguments) -> No
     output_dir = Path(training_args.output_dir)
     if getattr(training_args, "overwrite_output_dir", False):  # plain TrainingArguments (library use) lack it
         start_over(training_args, keep=model_args.model_name_or_path)
-    if not training_args.do_train or not output_dir.is_dir():
+    explicit = training_args.resume_from_checkpoint if training_args.do_train else None
+    if explicit and not Path(explicit).is_dir():
+        what = "is a file, not a checkpoint folder" if Path(explicit).exists() else "no such folder"
+        raise CheckpointError(
+            f"resume_from_checkpoint {explicit}: {what}; give a checkpoint-N folder of a run, or leave it out "
+            "(a run resumes from the last checkpoint in its output_dir by itself)"
+        )
+    if not training_args.do_train or not (output_dir.is_dir() or explicit):
         return
     target = requested_length(training_args)
     if has_final_model(output_dir):
@@ -65,7 +73,7 @@ def plan_run(model_args: ModelArguments, training_args: TrainingArguments) -> No
             training_args.do_train = False
             model_args.model_name_or_path, model_args.tokenizer_name = str(output_dir), None
             return
-    checkpoint = training_args.resume_from_checkpoint or last_readable_checkpoint(output_dir)
+    checkpoint = explicit or last_readable_checkpoint(output_dir)
     if checkpoint:
         check_readable(Path(checkpoint))
         check_same_config(Path(checkpoint), model_args)
@@ -86,15 +94,19 @@ def plan_run(model_args: ModelArguments, training_args: TrainingArguments) -> No
 
 
 def start_over(training_args: TrainingArguments, *, keep: str | None) -> None:
-    """Empties `output_dir` (one process per folder deletes; the others wait for it); refuses when that would
-    delete `keep`, the model the run starts from."""
+    """Empties `output_dir` but for this run's lock (`recipes.run_lock`; one process per folder deletes, the
+    others wait for it); refuses when that would delete `keep`, the model the run starts from."""
     output_dir = Path(training_args.output_dir).resolve()
     if keep and output_dir in (Path(keep).resolve(), *Path(keep).resolve().parents):
         raise ConfigError(f"overwrite_output_dir would delete model_name_or_path {keep}: give another output_dir")
     with training_args.main_process_first(local=training_args.save_on_each_node, desc="overwrite_output_dir"):
-        if training_args.should_save and os.path.isdir(training_args.output_dir):
+        if training_args.should_save and output_dir.is_dir():
             logger.info("overwrite_output_dir: removing %s and starting over", training_args.output_dir)
-            shutil.rmtree(training_args.output_dir)
+            for path in output_dir.iterdir():
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                elif path.name != LOCK_NAME:
+                    path.unlink()
 
 
 def requested_length(training_args: TrainingArguments) -> str:

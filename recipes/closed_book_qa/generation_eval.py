@@ -7,18 +7,23 @@ or sampling, stopping at EOS or a newline), and when the rows have `answers`, ex
 all of them are logged as `eval_exact_match` / `eval_f1`. The main process writes one jsonl row per question.
 """
 
+import logging
 from pathlib import Path
 
 import datasets
 import torch
-from transformers import GenerationConfig, PreTrainedTokenizerBase
+from transformers import GenerationConfig, PretrainedConfig, PreTrainedTokenizerBase
 from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 
 from data.files import write_jsonl
 from data.metrics import exact_match, token_f1
 from data.qa_features import clean_answer, left_padded_prompts
+from recipes.errors import ConfigError
 from recipes.evaluation import OwnEvaluationTrainer
 from recipes.generation import generate_in_order
+from recipes.model_config import max_positions
+
+logger = logging.getLogger(__name__)
 
 
 def answer_stop_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
@@ -28,6 +33,26 @@ def answer_stop_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     if len(newline) == 1 and newline[0] not in stop_ids:
         stop_ids.append(newline[0])
     return stop_ids
+
+
+def prompt_length_that_fits(config: PretrainedConfig, *, max_seq_length: int, max_new_tokens: int) -> int:
+    """The length prompts are cut to (on the left) for generation: `max_seq_length`, or fewer, said in one warning
+    line, so that a prompt and its `max_new_tokens` fit in the model's positions (`max_positions`; past them the
+    position lookup fails in the middle of an evaluation). A `ConfigError` when not even one prompt token fits."""
+    limit = max_positions(config)
+    if limit is None or max_seq_length + max_new_tokens <= limit:
+        return max_seq_length
+    if max_new_tokens >= limit:
+        raise ConfigError(f"max_new_tokens {max_new_tokens} leaves no prompt token in the model's {limit} positions")
+    logger.warning(
+        "prompts cut to their last %d tokens for generation: max_seq_length %d + max_new_tokens %d > %d, the model's "
+        "positions",
+        limit - max_new_tokens,
+        max_seq_length,
+        max_new_tokens,
+        limit,
+    )
+    return limit - max_new_tokens
 
 
 def score_predictions(predictions: list[str], gold_answers: list[list[str]]) -> tuple[list[dict], dict[str, float]]:

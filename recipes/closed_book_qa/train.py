@@ -25,7 +25,7 @@ from data.qa_features import (
 from recipes.adapters import name_or_save_base
 from recipes.arguments import DataArguments, LoraArguments, ModelArguments, RecipeTrainingArguments
 from recipes.closed_book_qa.answer_loss import QATrainer
-from recipes.closed_book_qa.generation_eval import GenerationEvalTrainer, answer_stop_ids
+from recipes.closed_book_qa.generation_eval import GenerationEvalTrainer, answer_stop_ids, prompt_length_that_fits
 from recipes.command_line import run_from_command_line
 from recipes.common import (
     ConfigError,
@@ -38,7 +38,7 @@ from recipes.common import (
     train,
 )
 from recipes.generation import GenerationArguments
-from recipes.model_config import check_model_config, load_model_config
+from recipes.model_config import check_model_config, check_sequence_length, load_model_config
 from recipes.model_loading import hub_kwargs, new_model_kwargs, prepare_for_kbit_training, pretrained_kwargs
 from recipes.run_lifecycle import load_trained_model, plan_run
 
@@ -147,6 +147,7 @@ def main(
         special = {name: getattr(tokenizer, name) for name in ("bos_token_id", "eos_token_id", "pad_token_id")}
         config = load_model_config(model_args, vocab_size=len(tokenizer), **special)
         model = AutoModelForCausalLM.from_config(config, **new_model_kwargs(model_args))
+    check_sequence_length(model.config, max_seq_length=data_args.max_seq_length)  # longer: fails mid-run
     model.generation_config = generation_args.generation_config(tokenizer, eos_token_id=answer_stop_ids(tokenizer))
     if training_args.do_train:  # a k-bit model is prepared for its adapters first (QLoRA)
         model = prepare_for_kbit_training(model, training_args)
@@ -163,7 +164,9 @@ def main(
         data_collator=QATrainingCollator(tokenizer.pad_token_id),
         processing_class=tokenizer,
         prompt_template=data_args.prompt_template,
-        max_prompt_length=data_args.max_seq_length,
+        max_prompt_length=prompt_length_that_fits(
+            model.config, max_seq_length=data_args.max_seq_length, max_new_tokens=generation_args.max_new_tokens
+        ),
         generation_config=model.generation_config,
     )
     # Train

@@ -28,10 +28,11 @@ from recipes.common import (
     load_tokenizer_and_streams,
     save_card_and_push,
     start_run,
+    stream_source,
     train,
 )
 from recipes.generation import GenerationArguments, predict_continuations
-from recipes.model_config import check_model_config, load_model_config
+from recipes.model_config import check_model_config, check_sequence_length, load_model_config
 from recipes.model_loading import new_model_kwargs, pretrained_kwargs
 from recipes.nce_lm.nce_trainer import NCETrainer
 from recipes.run_lifecycle import load_trained_model, plan_run
@@ -133,8 +134,7 @@ def main(
     # Each process draws its own noise: seeded with seed + rank (see the docstring); the generator is made
     # on first use, so setting the seed now is enough.
     model.config.noise_seed = training_args.seed + training_args.process_index
-    if data_args.block_size > model.config.n_positions:
-        raise ValueError(f"block_size {data_args.block_size} > the model's n_positions {model.config.n_positions}")
+    check_sequence_length(model.config, block_size=data_args.block_size)
     if training_args.do_train:
         # The noise distribution: unigram counts of the training tokens; the output bias starts at log q when new.
         counts = count_tokens(streams["train"].split(1 << 22), vocab_size=model.config.vocab_size)  # int64 chunks
@@ -146,10 +146,14 @@ def main(
     # Trainer
     train_dataset = None
     if training_args.do_train:
-        train_dataset = TokenBlocks(streams["train"], block_size=data_args.block_size)
+        train_dataset = TokenBlocks(
+            streams["train"], block_size=data_args.block_size, source=stream_source(corpus, "train")
+        )
     eval_stride = data_args.eval_stride or data_args.block_size // 2
     eval_datasets = {
-        prefix: SlidingWindows(streams[split], block_size=data_args.block_size, stride=eval_stride)
+        prefix: SlidingWindows(
+            streams[split], block_size=data_args.block_size, stride=eval_stride, source=stream_source(corpus, split)
+        )
         for prefix, split in (("eval", "validation"), ("test", "test"))
         if split in streams and training_args.do_eval
     }

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 import transformers
 from transformers import (
+    MODEL_FOR_CAUSAL_LM_MAPPING,
+    MODEL_FOR_MASKED_LM_MAPPING,
     AutoConfig,
     AutoModelForSequenceClassification,
     DataCollatorWithPadding,
@@ -47,7 +49,12 @@ from recipes.common import (
     start_run,
     train,
 )
-from recipes.model_config import check_model_config, load_model_config, read_checkpoint_config
+from recipes.model_config import (
+    check_model_config,
+    check_sequence_length,
+    load_model_config,
+    read_checkpoint_config,
+)
 from recipes.model_loading import hub_kwargs, new_model_kwargs, prepare_for_kbit_training, pretrained_kwargs
 from recipes.run_lifecycle import load_trained_model, plan_run
 from recipes.trainer import RecipeTrainer
@@ -110,7 +117,19 @@ class SentimentModelArguments(ModelArguments):
         `config_overrides` such as `hidden_size=32`) on the encoder's config."""
         if checkpoint_config.model_type in CLASSIFIER_MODEL_TYPES:
             return checkpoint_config
+        check_encoder(checkpoint_config, self.model_name_or_path)
         return EncoderMLPConfig(encoder=checkpoint_config)
+
+
+def check_encoder(config: PretrainedConfig, path: str | None) -> None:
+    """Fails, naming the checkpoint, when `config` is a decoder's (a causal LM without a masked-LM form: GPT-2,
+    Llama, ...): its tokenizer has no padding token and its first token sees nothing after it, so the `cls` and
+    `pooler` heads would read a vector that knows only that token."""
+    if type(config) in MODEL_FOR_CAUSAL_LM_MAPPING and type(config) not in MODEL_FOR_MASKED_LM_MAPPING:
+        raise ConfigError(
+            f"model_name_or_path {path}: a {config.model_type!r} model is a decoder (a causal language model); the "
+            "sentiment recipe trains an encoder: BERT, RoBERTa, XLM-R, DistilBERT, ELECTRA, DeBERTa-v2/v3, ModernBERT"
+        )
 
 
 @dataclass
@@ -182,6 +201,7 @@ def main(
     else:
         config = load_model_config(model_args, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
         model = AutoModelForSequenceClassification.from_config(config, **new_model_kwargs(model_args))
+    check_sequence_length(model.config, max_seq_length=data_args.max_seq_length)  # longer: fails mid-run
     if training_args.do_train:  # a k-bit encoder is prepared for its adapters first (QLoRA)
         model = prepare_for_kbit_training(model, training_args)
         model = lora_args.wrap(

@@ -31,6 +31,7 @@ from recipes.common import (
     load_tokenizer_and_streams,
     save_card_and_push,
     start_run,
+    stream_source,
     train,
 )
 from recipes.errors import ConfigError
@@ -153,6 +154,8 @@ def main(
             tgt_len=data_args.tgt_len,
             shuffle_offset=data_args.shuffle_stream_offset,
             seed=training_args.seed,
+            source=stream_source(corpus, "train"),
+            num_streams_from="per_device_train_batch_size",
             **world,
         )
     eval_datasets = {
@@ -161,6 +164,8 @@ def main(
             num_streams=data_args.eval_num_streams,  # the same cut on any number of processes
             tgt_len=data_args.eval_tgt_len or data_args.tgt_len,
             max_rows_per_batch=training_args.per_device_eval_batch_size,
+            source=stream_source(corpus, split),
+            num_streams_from="eval_num_streams",
             **world,
         )
         for prefix, split in (("eval", "validation"), ("test", "test"))

@@ -4,6 +4,7 @@ and evaluation windows of models without memory."""
 import pytest
 import torch
 
+from data.errors import DataError
 from data.streams import SlidingWindows, StreamSegments, TokenBlocks, encode_stream
 from data.tokenizers import EOS_TOKEN, train_tokenizer
 
@@ -113,6 +114,17 @@ def test_encode_stream_adds_one_eos_per_line():
     assert (
         ids.tolist() == tokenizer(f"a b {EOS_TOKEN} {EOS_TOKEN} c {EOS_TOKEN}")["input_ids"] and (ids == eos).sum() == 3
     )
+
+
+def test_a_stream_too_short_to_cut_is_a_data_error_naming_its_source_and_what_to_lower():
+    with pytest.raises(DataError, match=r"^a\.txt: 3 tokens are too few for 8 streams .*: lower per_device_train_"):
+        StreamSegments(
+            torch.arange(3), num_streams=8, tgt_len=2, source="a.txt", num_streams_from="per_device_train_batch_size"
+        )
+    with pytest.raises(DataError, match=r"^a\.txt: 3 tokens: fewer than one block of block_size 4: lower block_size"):
+        TokenBlocks(torch.arange(3), block_size=4, source="a.txt")
+    with pytest.raises(DataError, match=r"^a\.txt: 1 tokens: nothing to score"):
+        SlidingWindows(torch.arange(1), block_size=4, stride=2, source="a.txt")
 
 
 def test_token_blocks_worked_example_from_the_docstring():

@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2LMHeadModel, p
 from data import files
 from data.errors import DataError
 from data.tokenizers import train_tokenizer
-from recipes.closed_book_qa.generation_eval import generate_answers, score_predictions
+from recipes.closed_book_qa.generation_eval import generate_answers, prompt_length_that_fits, score_predictions
 from recipes.closed_book_qa.train import CONFIG_CLASSES, main
 from recipes.command_line import parse_config
 from tests.conftest import tiny_overrides
@@ -126,6 +126,25 @@ def test_batched_generation_equals_one_question_at_a_time(memorised):
     batched = generate_answers(model, tokenizer, questions, **kwargs)
     single = [generate_answers(model, tokenizer, [q], **kwargs)[0] for q in questions]
     assert batched == single
+
+
+def test_long_prompts_are_cut_so_that_the_answer_fits_in_the_positions(caplog):
+    questions = [r["question"] for r in sample_rows("train", 64)]
+    tokenizer = train_tokenizer(questions, kind="bpe", vocab_size=300)
+    tokenizer.pad_token = tokenizer.eos_token
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(gpt2_config(vocab_size=len(tokenizer), n_positions=32)).eval()
+    # 8 new tokens whatever the model says: with the whole 32-token prompt, positions 32..39 do not exist
+    generation = model.generation_config
+    generation.update(max_new_tokens=8, min_new_tokens=8, pad_token_id=tokenizer.eos_token_id)
+    long_question = " ".join(questions[:8])  # well over 32 tokens
+    max_prompt_length = prompt_length_that_fits(model.config, max_seq_length=32, max_new_tokens=8)
+    assert max_prompt_length == 24
+    assert "cut to their last 24 tokens for generation: max_seq_length 32 + max_new_tokens 8 > 32" in caplog.text
+    kwargs = {"template": TEMPLATE, "generation_config": generation}
+    generate_answers(model, tokenizer, [long_question], max_prompt_length=max_prompt_length, **kwargs)
+    with pytest.raises(IndexError):  # what evaluation met before: the prompt cut to max_seq_length alone
+        generate_answers(model, tokenizer, [long_question], max_prompt_length=32, **kwargs)
 
 
 @pytest.mark.slow

@@ -14,6 +14,7 @@ from recipes.arguments import LoraArguments
 from recipes.command_line import parse_config
 from recipes.common import ConfigError
 from recipes.model_config import check_model_config, load_model_config
+from recipes.run_lock import LOCK_NAME
 from recipes.sentiment.train import CONFIG_CLASSES, SentimentDataArguments, SentimentModelArguments, main
 from tests.tiny_models import bert_config
 
@@ -163,6 +164,7 @@ def test_four_processes_train_with_one_tokenizer_trained_from_the_data(tmp_path,
     assert all(report["vocab"] == reports[0]["vocab"] for report in reports)
     assert len(list((tmp_path / "cache").rglob("tokenizer-wordpiece-*"))) == 1  # trained once
     assert json.loads((output_dir / "tokenizer.json").read_text())["model"]["vocab"] == reports[0]["vocab"]
+    assert not (output_dir / LOCK_NAME).exists()  # one lock for the launch, taken by rank 0, released at its end
 
 
 @pytest.mark.parametrize(
