@@ -57,7 +57,11 @@ def run_tiny(task: str, workdir: Path, *, cache: Path, hash_seed: int) -> Path:
         **os.environ,
         "FINETUNE_RECIPES_CACHE": str(cache),
         "PYTHONHASHSEED": str(hash_seed),
-        "OMP_NUM_THREADS": "1",  # two runs at once on two cores
+        # Two threads, as on any multi-core machine (accelerate launch alone sets one): a kernel whose result
+        # depends on how threads interleave shows only with several. Two runs at once share two cores, so the
+        # threads wait asleep rather than spinning.
+        "OMP_NUM_THREADS": "2",
+        "OMP_WAIT_POLICY": "PASSIVE",
         "CUDA_VISIBLE_DEVICES": "",
     }
     result = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
