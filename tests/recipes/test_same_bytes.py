@@ -2,11 +2,11 @@
 shipped), run in fresh processes on this machine, writes the same weights, tokenizer, card, predictions and
 metrics (timings aside).
 
-Three runs per recipe, each a fresh `python recipes/<task>/train.py` (one process: what `accelerate launch`
-starts for it, without the launcher's second interpreter) with its own `PYTHONHASHSEED`, on one thread, with the
-same relative `--output_dir` in a folder of its own (paths written into the files then match):
+Three runs per recipe, each a fresh `python recipes/<task>/train.py` (one process, as `accelerate launch` starts
+it, without the launcher's second interpreter) with its own `PYTHONHASHSEED`, on two threads, with the same relative
+`--output_dir` in a folder of its own (paths written into the files then match):
 - `first` and `fresh` start from empty caches (`FINETUNE_RECIPES_CACHE`): each trains its tokenizer and
-  tokenises the data itself, so anything left to hash order or to the clock differs between them;
+  tokenises the data itself, so anything left to hash order, the clock or thread timing differs between them;
 - `repeat` reruns `first`'s command with `first`'s cache, as a user's second run does: tokenizer, rows and
   features come from the cache, so any state that only the first run's tokenising sets shows here.
 
@@ -141,7 +141,7 @@ def _tensor_differences(a: Path, b: Path, shown: int = 3) -> str:
 @pytest.mark.slow
 @pytest.mark.parametrize("task", sorted(SHORTER))
 def test_the_same_command_twice_writes_the_same_bytes(task, tmp_path):
-    with ThreadPoolExecutor(max_workers=2) as pool:  # the two cold runs at once, one core each
+    with ThreadPoolExecutor(max_workers=2) as pool:  # the two cold runs at once
         first, fresh = pool.map(
             lambda name, seed: run_tiny(task, tmp_path / name, cache=tmp_path / f"cache-{name}", hash_seed=seed),
             ("first", "fresh"),
