@@ -23,6 +23,7 @@ error of the generator in `DatasetGenerationError`; rows converted here raise ou
 `CACHE_VERSION` is bumped when the conversion or tokenising code changes what it writes.
 """
 
+import contextlib
 import hashlib
 import itertools
 import json
@@ -94,17 +95,43 @@ def tokenize_once(
 
     `settings` must hold everything besides the tokenizer's definition that `function` depends on (lengths,
     templates, token ids it adds from Python); call it under `TrainingArguments.main_process_first()` so one
-    process per machine writes the result and the others load it.
+    process per machine writes the result and the others load it. The tokenizer comes back as it was given
+    (`per_call_settings_kept`), whether `function` ran or the result came from the cache.
     """
     fingerprint = cache_key(dataset._fingerprint, tokenizer_definition(tokenizer), settings)
-    return dataset.map(
-        function,
-        batched=True,
-        remove_columns=remove_columns,
-        num_proc=num_proc,
-        new_fingerprint=fingerprint,
-        desc="tokenizing",
-    )
+    with per_call_settings_kept(tokenizer):
+        return dataset.map(
+            function,
+            batched=True,
+            remove_columns=remove_columns,
+            num_proc=num_proc,
+            new_fingerprint=fingerprint,
+            desc="tokenizing",
+        )
+
+
+@contextlib.contextmanager
+def per_call_settings_kept(tokenizer: PreTrainedTokenizerBase) -> Iterator[None]:
+    """Puts back the truncation and padding (`_PER_CALL`) of `tokenizer`'s Rust tokenizer that calls inside the
+    block set (`truncation=True, max_length=64` stays there after the call). They are saved with it in
+    `tokenizer.json` and a folder loads them as its defaults: without this, a run that tokenised saved another
+    `tokenizer.json` than the same run reading its features from the cache (measured on the sentiment tiny run)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:  # a Python tokenizer keeps no such settings
+        yield
+        return
+    truncation, padding = backend.truncation, backend.padding
+    try:
+        yield
+    finally:
+        if truncation is None:
+            backend.no_truncation()
+        else:
+            backend.enable_truncation(**truncation)
+        if padding is None:
+            backend.no_padding()
+        else:
+            backend.enable_padding(**padding)
 
 
 def tokenizer_definition(tokenizer: PreTrainedTokenizerBase) -> str:

@@ -40,6 +40,7 @@ from .sampled_losses import (
     normalised_noise_log_probs,
     ranking_loss,
     sampled_loss,
+    table_rows,
 )
 
 # transformers 5.24 renamed the key/value cache (`forward` argument and output field) from
@@ -181,14 +182,14 @@ class NCELMForCausalLM(NCELMPreTrainedModel, GenerationMixin):
         hidden `[n, d]`; `per_row=True`: ids `[n]` (one id per row, the targets) -> `[n]`, or ids
         `[n, k]` (per-token noise) -> `[n, k]`; `per_row=False`: ids `[k]` shared by every row
         -> `[n, k]` through one `[n, d] x [d, k]` product."""
-        weight = self.lm_head.weight
-        offset = self.lm_head.bias[ids].float() - self.log_partition.float()  # like ids
+        rows = table_rows(self.lm_head.weight, ids)  # like ids, plus d
+        offset = table_rows(self.lm_head.bias, ids).float() - self.log_partition.float()  # like ids
         if not per_row:  # [n, d] x [d, k] -> [n, k], bias added inside the GEMM
-            return torch.addmm(offset.to(hidden.dtype), hidden, weight[ids].T).float()
+            return torch.addmm(offset.to(hidden.dtype), hidden, rows.T).float()
         if ids.dim() == 1:
-            scores = (hidden * weight[ids]).sum(-1)  # [n]
+            scores = (hidden * rows).sum(-1)  # [n]
         else:
-            scores = torch.bmm(weight[ids], hidden.unsqueeze(-1)).squeeze(-1)  # [n, k, d] x [n, d, 1]
+            scores = torch.bmm(rows, hidden.unsqueeze(-1)).squeeze(-1)  # [n, k, d] x [n, d, 1]
         return scores.float() + offset
 
     def sampled_token_losses(self, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

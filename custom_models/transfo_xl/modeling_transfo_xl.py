@@ -45,6 +45,7 @@ from .sampled_losses import (
     log_partition_statistics,
     normalised_noise_log_probs,
     sampled_loss,
+    table_rows,
 )
 
 Mems = tuple[torch.Tensor, ...]
@@ -881,8 +882,9 @@ class TransformerXLForCausalLM(TransformerXLPreTrainedModel, GenerationMixin):
         layer = self.crit.out_layers[0]
         if len(self.crit.out_projs):
             hidden = hidden @ self.crit.out_projs[0]  # [n, d_embed]
-        target_scores = (hidden * layer.weight[targets]).sum(-1).float() + layer.bias[targets].float()  # [n]
-        noise_scores = torch.addmm(layer.bias[noise], hidden, layer.weight[noise].T).float()  # [n, k]
+        target_rows, target_bias = table_rows(layer.weight, targets), table_rows(layer.bias, targets)  # [n, d], [n]
+        target_scores = (hidden * target_rows).sum(-1).float() + target_bias.float()  # [n]
+        noise_scores = torch.addmm(table_rows(layer.bias, noise), hidden, table_rows(layer.weight, noise).T).float()
         hits = noise == targets[:, None] if self.config.loss_type == "ranking" else None  # [n, k]
         return sampled_loss(self.config.loss_type, target_scores, noise_scores, log_q[targets], log_q[noise], k, hits)
 

@@ -255,6 +255,30 @@ def _loss_with_reset_generator(model, input_ids, labels):
     return model(input_ids=input_ids, labels=labels).loss
 
 
+@pytest.mark.slow
+def test_training_gradients_repeat_bit_for_bit_on_two_threads():
+    # Gathering the rows of repeated ids as `weight[ids]` differentiates through index_put_(accumulate=True), whose
+    # CPU threads add a repeated id's gradients with atomics in an order that changes from call to call (measured:
+    # the first repeat already differed). 2048 tokens x d 32 gives both threads work (index_put_'s grain is 32768
+    # elements); 50 ids repeat often.
+    model = tiny_model(num_noise_samples=64)
+    model.set_noise_distribution(zipf_log_q())
+    ids = torch.randint(0, VOCAB, (32, 64), generator=torch.Generator().manual_seed(0))
+
+    def gradients() -> torch.Tensor:
+        model.zero_grad()
+        _loss_with_reset_generator(model, ids, ids).backward()
+        return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        first = gradients()
+        assert all(torch.equal(first, gradients()) for _ in range(3))
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_accidental_hits_removed_by_nce_are_exactly_the_hit_terms():
     """With q concentrated on a few ids many noise samples equal the target. "remove" drops
     precisely the hit (token, noise) terms: loss_keep - loss_remove = mean over tokens of the

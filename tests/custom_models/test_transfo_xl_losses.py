@@ -204,6 +204,29 @@ def test_sampled_loss_draws_one_shared_slab_of_k_noise_ids_per_step():
     assert model.crit.out_layers[0].weight is model.transformer.word_emb.emb_layers[0].weight
 
 
+@pytest.mark.slow
+def test_sampled_training_gradients_repeat_bit_for_bit_on_two_threads():
+    # As test_nce_lm.py's test of the same name: rows of repeated ids gathered by `weight[ids]` get their gradients
+    # added by atomics from both CPU threads, in another order each call. 2048 tokens x d 32 over 50 ids. (Ranking
+    # scores the same gathered rows.)
+    model = tiny_model("nce").train()
+    ids = torch.randint(0, 50, (32, 64), generator=torch.Generator().manual_seed(0))
+
+    def gradients() -> torch.Tensor:
+        model.zero_grad()
+        model.noise_generator.manual_seed(3)
+        model(input_ids=ids, labels=ids).loss.backward()
+        return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        first = gradients()
+        assert all(torch.equal(first, gradients()) for _ in range(3))
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_set_noise_distribution_sets_log_q_and_the_output_bias():
     model = tiny_model("nce")
     model.set_noise_distribution(zipf_log_q() + 3.0)  # normalised on the way in

@@ -138,6 +138,21 @@ def test_a_repeat_tokenisation_loads_the_cache_without_calling_the_tokenizer(tmp
     assert calls and max(map(len, longer["input_ids"])) == 6
 
 
+def test_tokenising_leaves_the_saved_tokenizer_as_it_was(tmp_path, tokenizer):
+    # A call with truncation=True leaves it set on the Rust tokenizer, and tokenizer.json saves it: a run that
+    # tokenised saved another file than the same run loading its features from the cache.
+    rows = load_sentiment_dataset(train_file=write_sentences(tmp_path / "train.tsv", 40))["train"]
+    before = tokenizer.backend_tokenizer.to_str()
+    tokenize_sentences(rows, tokenizer, max_seq_length=4)
+    assert tokenizer.backend_tokenizer.to_str() == before
+    own = train_tokenizer(WORDS * 10, kind="wordpiece", vocab_size=60)
+    own.backend_tokenizer.enable_truncation(max_length=7)  # a tokenizer's own setting is kept
+    own.backend_tokenizer.enable_padding(pad_id=0, pad_token="[PAD]", length=7)
+    before = own.backend_tokenizer.to_str()
+    tokenize_sentences(rows, own, max_seq_length=4)
+    assert own.backend_tokenizer.to_str() == before
+
+
 def test_the_collated_batch_is_the_one_the_tokenizer_pads(tmp_path, tokenizer):
     lines = "".join(f"{' '.join(WORDS[: 1 + i])}\t{i % 2}\n" for i in range(8))  # 1 to 8 words
     (tmp_path / "train.tsv").write_text("sentence\tlabel\n" + lines, encoding="utf-8")
