@@ -71,6 +71,18 @@ def run_in_clean_process(script: str, *args: str, cwd: Path) -> subprocess.Compl
     return result
 
 
+def repeats_bit_for_bit_on_two_threads(gradients, *, repeats: int = 3) -> bool:
+    """Whether `gradients()` (a fresh backward pass, its gradients as one tensor) gives the same bits `repeats` more
+    times on two CPU threads: an op that adds repeated ids' gradients with atomics changes them between calls."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        first = gradients()
+        return all(torch.equal(first, gradients()) for _ in range(repeats))
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

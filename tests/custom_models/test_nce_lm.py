@@ -23,6 +23,7 @@ from custom_models.nce_lm import (
     nce_loss,
     noise_log_probs_from_counts,
 )
+from tests.conftest import repeats_bit_for_bit_on_two_threads
 from tests.tiny_models import GPT2_NO_DROPOUT, gpt2_config, nce_lm_config
 
 VOCAB = 50
@@ -270,13 +271,7 @@ def test_training_gradients_repeat_bit_for_bit_on_two_threads():
         _loss_with_reset_generator(model, ids, ids).backward()
         return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        first = gradients()
-        assert all(torch.equal(first, gradients()) for _ in range(3))
-    finally:
-        torch.set_num_threads(threads)
+    assert repeats_bit_for_bit_on_two_threads(gradients)
 
 
 def test_accidental_hits_removed_by_nce_are_exactly_the_hit_terms():

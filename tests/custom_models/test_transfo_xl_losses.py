@@ -20,6 +20,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausalLM
 from custom_models.transfo_xl.sampled_losses import noise_log_probs_from_counts
+from tests.conftest import repeats_bit_for_bit_on_two_threads
 from tests.custom_models.test_linear_cross_entropy import TableSizedTensors
 from tests.tiny_models import TRANSFO_XL_NO_DROPOUT, transfo_xl_config
 
@@ -218,13 +219,7 @@ def test_sampled_training_gradients_repeat_bit_for_bit_on_two_threads():
         model(input_ids=ids, labels=ids).loss.backward()
         return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        first = gradients()
-        assert all(torch.equal(first, gradients()) for _ in range(3))
-    finally:
-        torch.set_num_threads(threads)
+    assert repeats_bit_for_bit_on_two_threads(gradients)
 
 
 def test_set_noise_distribution_sets_log_q_and_the_output_bias():
