@@ -9,7 +9,8 @@ from torch.utils.data import DataLoader, Subset
 from transformers import default_data_collator
 
 from data.streams import SlidingWindows
-from recipes.evaluation import LogPartitionSums, OwnEvaluationTrainer, TokenLossSums
+from recipes.evaluation import OwnEvaluationTrainer
+from recipes.language_model_metrics import LogPartitionSums, TokenLossSums
 
 
 class NCETrainer(OwnEvaluationTrainer):

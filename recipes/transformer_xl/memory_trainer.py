@@ -49,7 +49,8 @@ from transformers import TrainerCallback
 
 from data.metrics import perplexity_metrics
 from recipes.checkpoint_state import RankStateCallback
-from recipes.evaluation import LogPartitionSums, OwnEvaluationTrainer, TokenLossSums
+from recipes.evaluation import OwnEvaluationTrainer
+from recipes.language_model_metrics import LogPartitionSums, TokenLossSums
 
 
 @dataclass

@@ -40,7 +40,6 @@ FLAGS = {
         *SHORT,
         *["--save_strategy", "steps", "--save_steps", "2"],
         *["--load_best_model_at_end", "false", "--learning_rate", "0.02", *EVAL_FLAGS["sentiment"]],
-        *["--tokenizer_name", str(REPO / "tests" / "recipes" / "tokenizers" / "sentiment")],
     ],
     "closed_book_qa": [*SHORT, "--learning_rate", "0.01", *EVAL_FLAGS["closed_book_qa"]],
 }
