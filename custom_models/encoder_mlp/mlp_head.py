@@ -1,8 +1,8 @@
 """The MLP classification head shared by `encoder_mlp` and `bert_mlp`: its config checks, pooling, layers and loss.
 
-One file, two packages: this is `custom_models/encoder_mlp/mlp_head.py`, and `custom_models/bert_mlp/mlp_head.py`
-is a symbolic link to it. `save_pretrained` copies the file (not the link) next to each model's weights, so a
-saved folder imports it as a plain sibling.
+One file, two packages: `custom_models/encoder_mlp/mlp_head.py` is the source, `custom_models/bert_mlp/mlp_head.py`
+its copy, kept equal by `python -m custom_models.check_copies` (`--fix` rewrites it). `save_pretrained` copies
+the file next to each model's weights, so a saved folder imports it as a plain sibling.
 
 Axis names: b = batch, t = tokens, d = the encoder's hidden size, c = num_labels.
 """

@@ -1,8 +1,8 @@
 """Fused linear cross-entropy: the exact softmax loss of `F.linear(hidden, weight, bias)` without its logits.
 
 A model package ships flat and self-contained with its weights (trust_remote_code), so both packages hold
-this file: here, and `custom_models/transfo_xl/linear_cross_entropy.py`, a symbolic link to it (as
-`sampled_losses.py`). Tests: tests/custom_models/test_linear_cross_entropy.py.
+this file: `custom_models/nce_lm/linear_cross_entropy.py` is the source, `custom_models/transfo_xl/` holds its
+copy (as `sampled_losses.py`). Tests: tests/custom_models/test_linear_cross_entropy.py.
 
 Why: with a large vocabulary V the `[tokens, V]` logits, their softmax and their gradient dominate a
 training step's memory. Here the tokens are taken `chunk_size` at a time; each block's logits, log-sum-exp,

@@ -1,9 +1,9 @@
 """Noise-contrastive losses and their noise distribution, shared by the NCE GPT-2 and Transformer-XL.
 
 A model package ships flat and self-contained with its weights (trust_remote_code), so both packages hold
-this file: here, and `custom_models/transfo_xl/sampled_losses.py`, a symbolic link to it. `save_pretrained`
-copies the content (not the link) into every saved folder. One implementation, one set of tests
-(tests/custom_models/test_nce_lm.py, the k -> inf limit included).
+this file: `custom_models/nce_lm/sampled_losses.py` is the source, `custom_models/transfo_xl/sampled_losses.py`
+its copy, kept equal by `python -m custom_models.check_copies` (`--fix` rewrites it). One implementation, one
+set of tests (tests/custom_models/test_nce_lm.py, the k -> inf limit included).
 
 Notation: scores `s(w, h)` (log Z already subtracted), noise `q`, k noise ids `n_j`,
 `delta(w) = s(w, h) - log k - log q(w)`.

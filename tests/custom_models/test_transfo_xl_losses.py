@@ -2,7 +2,7 @@
 
 The NCE maths itself (`sampled_losses.nce_loss` / `ranking_loss`, the k -> inf expected-gradient limit and
 its broken variants) is tested once, in test_nce_lm.py: the Transformer-XL package's `sampled_losses.py` is a
-symbolic link to the NCE package's file. Here: that the model feeds the right
+copy of the NCE package's file (custom_models/check_copies.py). Here: that the model feeds the right
 scores, noise and corrections into it, that the exact losses are exact, and that training with
 `chunked`, `adaptive`, `nce` or `ranking` never allocates a `[tokens, vocab]` tensor.
 Tolerances: float32; the exact losses agree with log_softmax to rounding (~1e-7 of a ~6.2 loss), so 1e-5
@@ -25,7 +25,7 @@ from tests.custom_models.test_linear_cross_entropy import TableSizedTensors
 from tests.tiny_models import TRANSFO_XL_NO_DROPOUT, transfo_xl_config
 
 VOCAB, BATCH, LENGTH = 500, 3, 21
-NCE_SAMPLED_LOSSES = Path(__file__).resolve().parents[2] / "custom_models" / "nce_lm" / "sampled_losses.py"
+PACKAGE = Path(__file__).resolve().parents[2] / "custom_models" / "transfo_xl"
 CUTOFFS = [50, 200]
 
 
@@ -311,8 +311,9 @@ def test_nce_model_saves_its_noise_and_code_and_evaluates_exactly_in_a_clean_pro
 ):
     model = tiny_model("nce").eval()
     model.save_pretrained(tmp_path / "model")
-    shipped = tmp_path / "model" / "sampled_losses.py"  # the sibling the modeling file imports
-    assert not shipped.is_symlink() and shipped.read_bytes() == NCE_SAMPLED_LOSSES.read_bytes()  # content, not a link
+    for sibling in ("sampled_losses.py", "linear_cross_entropy.py"):  # the copies the modeling file imports
+        shipped = tmp_path / "model" / sibling
+        assert not shipped.is_symlink() and shipped.read_bytes() == (PACKAGE / sibling).read_bytes()  # not a link
     assert torch.equal(load_file(tmp_path / "model" / "model.safetensors")["noise_log_probs"], zipf_log_q())
     ids, labels = batch()
     with torch.no_grad():

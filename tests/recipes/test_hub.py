@@ -39,7 +39,13 @@ RECIPES = {
     "transformer_xl": (
         "AutoModelForCausalLM",
         True,
-        ["modeling_transfo_xl.py", "configuration_transfo_xl.py", "generation_config.json"],
+        [
+            "modeling_transfo_xl.py",
+            "configuration_transfo_xl.py",
+            "sampled_losses.py",  # with linear_cross_entropy.py, copies of the NCE package's files
+            "linear_cross_entropy.py",
+            "generation_config.json",
+        ],
         ["--tgt_len", "16", "--mem_len", "16"],
     ),
 }
