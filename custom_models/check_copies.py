@@ -3,7 +3,7 @@
 Why copies: a model package ships flat and self-contained next to its weights (trust_remote_code), so a file
 two packages import sits in both folders. A symbolic link would do on Linux, but a Windows checkout turns it
 into a one-line text file and the package stops importing. So, as `transformers` keeps its copies honest, one
-package holds the source and the other a copy: the source under a `# Copied from` header. Without `--fix`,
+package holds the source and the other a copy of it under a `# Copied from` header. Without `--fix`,
 one line per copy that differs and exit status 1 (CI, tests/custom_models/test_check_copies.py); with it, the
 copies are rewritten from their sources.
 """
