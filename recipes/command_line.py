@@ -6,6 +6,7 @@ name before anything runs (as in alignment-handbook).
 """
 
 import dataclasses
+import gc
 import os
 import sys
 from collections.abc import Callable
@@ -109,8 +110,12 @@ def run_from_command_line(main: Callable[..., dict], config_classes: tuple[type,
 def leave_process_group() -> None:
     """Every process waits for the others (a barrier), then leaves the process group, if there is one. A rank
     that tore its connections down while a peer was still finishing made gloo abort that peer ("terminate
-    called without an active exception", once in a CI run) after all its work was done."""
+    called without an active exception", once in a CI run) after all its work was done. The abort recurred
+    with the barrier (in one of four CI runs of 2026-12-04): a finished `Trainer` is kept alive by reference
+    cycles, and with it the DDP reducer holding the group, until some later garbage collection destroys them
+    after the group is gone. So they are collected first, while every peer is still connected."""
     if torch.distributed.is_initialized():
+        gc.collect()
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
 
