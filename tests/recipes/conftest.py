@@ -3,9 +3,21 @@
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.conftest import accelerate_launch, shared_tokenizer_args
 from tests.recipes.two_process_runs import run_recipe
+
+
+@pytest.fixture(scope="module")
+def one_thread_per_module():
+    """One torch thread for the module's tests (`pytestmark = pytest.mark.usefixtures("one_thread_per_module")`):
+    tiny models on a shared 2-core machine, where two OpenMP threads fighting another job ran ~50x slower
+    (test_nce_lm) and 97 sentences one at a time took 9.7 s instead of 0.4 s (test_evaluation_layout)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ import os
 import runpy
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import transformers
@@ -38,17 +39,28 @@ def kill_worker_command(task: str, output_dir: Path, kill_at_step: int, flags: l
     ]
 
 
-def run_and_die_at(kill_at_step: int, train_py: str, recipe_argv: list[str]) -> None:
+def run_with_step_hook(
+    before_step: Callable[[transformers.Trainer], None], train_py: str, recipe_argv: list[str]
+) -> None:
+    """Runs the recipe `train_py` as its command line would, calling `before_step(trainer)` before every training
+    step (the test workers: die at a step, wait for a file)."""
     training_step = transformers.Trainer.training_step
 
-    def training_step_or_die(self, *args, **kwargs):
-        if self.state.global_step == kill_at_step:
-            os.kill(os.getpid(), signal.SIGKILL)
+    def hooked_training_step(self, *args, **kwargs):
+        before_step(self)
         return training_step(self, *args, **kwargs)
 
-    transformers.Trainer.training_step = training_step_or_die
+    transformers.Trainer.training_step = hooked_training_step
     sys.argv = [train_py, *recipe_argv]
     runpy.run_path(train_py, run_name="__main__")
+
+
+def run_and_die_at(kill_at_step: int, train_py: str, recipe_argv: list[str]) -> None:
+    def die_at_step(trainer: transformers.Trainer) -> None:
+        if trainer.state.global_step == kill_at_step:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    run_with_step_hook(die_at_step, train_py, recipe_argv)
 
 
 if __name__ == "__main__":

@@ -58,14 +58,7 @@ def tiny_command_line(task: str, output_dir: Path, *flags: str) -> list[str]:
     return argv + (["--token_cache_dir", str(output_dir.parent / "token_cache")] if language_model else [])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny models on a shared 2-core machine: a second thread only fights other jobs (measured: 97 sentences one
-    # at a time took 9.7 s on two threads under load, 0.4 s on one).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_per_module")
 
 
 @pytest.fixture(scope="module")

@@ -22,13 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 TINY_YAML = REPO / "recipes" / "nce_lm" / "configs" / "tiny.yaml"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Tiny models on a shared 2-core machine: two OpenMP threads fighting another job run ~50x slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_per_module")
 
 
 def tiny_args(

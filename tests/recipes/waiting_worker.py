@@ -4,26 +4,23 @@ is surely still running, holding its `output_dir`, while a test starts another o
 Usage: waiting_worker.py GO_FILE RECIPE_TRAIN_PY [recipe arguments ...]   (waits 10 minutes at most)
 """
 
-import runpy
 import sys
 import time
 from pathlib import Path
 
 import transformers
 
+from tests.recipes.kill_worker import run_with_step_hook
+
 
 def run_waiting_for(go_file: Path, train_py: str, recipe_argv: list[str]) -> None:
-    training_step = transformers.Trainer.training_step
+    deadline = time.monotonic() + 600
 
-    def wait_then_step(self, *args, **kwargs):
-        deadline = time.monotonic() + 600
+    def wait_for_go_file(trainer: transformers.Trainer) -> None:
         while not go_file.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
-        return training_step(self, *args, **kwargs)
 
-    transformers.Trainer.training_step = wait_then_step
-    sys.argv = [train_py, *recipe_argv]
-    runpy.run_path(train_py, run_name="__main__")
+    run_with_step_hook(wait_for_go_file, train_py, recipe_argv)
 
 
 if __name__ == "__main__":
