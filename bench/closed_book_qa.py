@@ -51,7 +51,7 @@ from data.qa_features import DEFAULT_PROMPT_TEMPLATE, QATrainingCollator, tokeni
 from data.tokenizers import train_tokenizer
 from recipes.closed_book_qa.answer_loss import answer_only_loss
 from recipes.closed_book_qa.generation_eval import answer_stop_ids, generate_answers
-from recipes.generation import GenerationArguments
+from recipes.kit.generation import GenerationArguments
 
 NQ_OPEN = Path(__file__).resolve().parents[1].parent / "shared/data/nq_open"
 SAMPLES = Path(__file__).resolve().parents[1] / "data/samples/closed_book_qa"

@@ -72,7 +72,7 @@ from data.metrics import ClassificationMetric
 from data.samples import SAMPLES_DIR
 from data.sentiment import load_sentiment_dataset
 from data.tokenizers import train_tokenizer
-from recipes.command_line import parse_config
+from recipes.kit.command_line import parse_config
 from recipes.sentiment import train as sentiment_recipe
 
 REPO = Path(__file__).resolve().parents[1]

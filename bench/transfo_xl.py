@@ -273,7 +273,7 @@ def evaluate_saved(output_dir: str, args: argparse.Namespace, *, mem_len: int, c
 
 
 def part_wikitext2(args: argparse.Namespace) -> None:
-    from recipes.generation import GenerationArguments
+    from recipes.kit.generation import GenerationArguments
     from recipes.transformer_xl.train import main as train_main
 
     missing = [name for name in ("train.txt", "valid.txt") if not (args.data_dir / name).is_file()]

@@ -12,7 +12,7 @@ else a Hub data set (or a local data set folder); `split` (default `train`) and 
 Hub data sets only. A source keeps `floor(weight * rows)` of its rows, drawn with the run's seed and the
 source's position in the list, in their original order; the mixture is the sources' kept rows one after the
 other (the trainer shuffles them). The entries' values are checked when the configuration is parsed
-(`recipes.arguments.parse_dataset_mixture`); this module reads the sources.
+(`recipes.kit.arguments.parse_dataset_mixture`); this module reads the sources.
 """
 
 import dataclasses

@@ -18,12 +18,12 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from .arrow_cache import tokenize_once
+from .labels import IGNORE_INDEX
 from .loading import RowTexts
 
 DEFAULT_PROMPT_TEMPLATE = "question: {question}\nanswer:"
 #: Put between the prompt and the answer (and stripped from generated text): "answer:" + " paris".
 ANSWER_PREFIX = " "
-IGNORE_INDEX = -100
 #: Tokenizer options for ids alone: the collators build the attention masks, so none is converted here.
 IDS_ONLY = {"return_attention_mask": False, "return_token_type_ids": False}
 

@@ -40,6 +40,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .errors import DataError
+from .labels import IGNORE_INDEX
 from .tokenizers import EOS_TOKEN
 
 
@@ -206,5 +207,5 @@ class SlidingWindows(Dataset):
         first_scored = 1 if k == 0 else self.block_size + (k - 1) * self.stride  # where window k - 1 ended
         input_ids = self.stream[start:end].long()
         labels = input_ids.clone()
-        labels[: first_scored - start] = -100
+        labels[: first_scored - start] = IGNORE_INDEX
         return {"input_ids": input_ids, "labels": labels}

@@ -2,7 +2,7 @@
 
     python -m recipes.merge_adapter ADAPTER_DIR OUT_DIR [--trust_remote_code]
 
-`ADAPTER_DIR` is what a recipe writes with `merge_lora_on_save false` (`recipes.adapters`); `OUT_DIR` gets what
+`ADAPTER_DIR` is what a recipe writes with `merge_lora_on_save false` (`recipes.kit.adapters`); `OUT_DIR` gets what
 the same run would have written with `merge_lora_on_save true`: the merged weights, config, generation config
 (the run's, saved beside the adapters) and model code (`save_pretrained`), and the adapter folder's tokenizer
 files and model card, copied. The merge is PEFT's `merge_and_unload` on the same base and adapters, the call
@@ -19,8 +19,8 @@ from pathlib import Path
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 import custom_models  # noqa: F401  (registers this project's models with the Auto classes)
-from recipes.adapters import ADAPTER_CONFIG, is_adapter_folder, load_adapter_model
-from recipes.errors import EXIT_STATUS, ConfigError, debug_requested, user_error_message
+from recipes.kit.adapters import ADAPTER_CONFIG, is_adapter_folder, load_adapter_model
+from recipes.kit.errors import EXIT_STATUS, ConfigError, debug_requested, user_error_message
 
 #: The Auto class of the base model, by PEFT's `task_type` (those of the recipes with `use_lora`).
 AUTO_CLASSES = {"SEQ_CLS": AutoModelForSequenceClassification, "CAUSAL_LM": AutoModelForCausalLM}

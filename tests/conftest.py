@@ -244,7 +244,7 @@ def tiny_run(tmp_path_factory):
     write into it: other tests share it."""
     import importlib
 
-    from recipes.command_line import parse_config
+    from recipes.kit.command_line import parse_config
 
     folders: dict[str, Path] = {}
 

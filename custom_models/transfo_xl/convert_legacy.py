@@ -306,7 +306,7 @@ def main(argv: list[str] | None = None) -> None:
     except (ValueError, FileExistsError, pickle.UnpicklingError) as error:  # the input's fault, named by the message
         if os.environ.get("FINETUNE_RECIPES_DEBUG", "") not in ("", "0"):
             raise
-        sys.stderr.write(f"error: {error}\n")  # one line and status 2, as the recipes (recipes/errors.py)
+        sys.stderr.write(f"error: {error}\n")  # one line and status 2, as the recipes (recipes/kit/errors.py)
         sys.exit(2)
 
 

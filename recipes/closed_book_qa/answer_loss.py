@@ -15,9 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from data.labels import IGNORE_INDEX
 from recipes.closed_book_qa.generation_eval import GenerationEvalTrainer
-
-IGNORE_INDEX = -100
 
 
 def answer_only_loss(

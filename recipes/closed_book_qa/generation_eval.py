@@ -1,7 +1,7 @@
 """Evaluation by generation for decoder-only QA models: `Trainer.evaluate` that answers and scores questions.
 
 `Trainer` has no `predict_with_generate` for causal LMs, so `GenerationEvalTrainer` does it: the `question`
-rows of its data set are shared out over the processes (`recipes.generation.generate_in_order`: each question
+rows of its data set are shared out over the processes (`recipes.kit.generation.generate_in_order`: each question
 answered exactly once, in order), each batch of prompts is left-padded and passed to `generate` (greedy, beam
 or sampling, stopping at EOS or a newline), and when the rows have `answers`, exact match / token F1 against
 all of them are logged as `eval_exact_match` / `eval_f1`. The main process writes one jsonl row per question.
@@ -18,10 +18,10 @@ from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 from data.files import write_jsonl
 from data.metrics import exact_match, token_f1
 from data.qa_features import clean_answer, left_padded_prompts
-from recipes.errors import ConfigError
-from recipes.evaluation import OwnEvaluationTrainer
-from recipes.generation import generate_in_order
-from recipes.model_config import max_positions
+from recipes.kit.errors import ConfigError
+from recipes.kit.generation import generate_in_order
+from recipes.kit.model_config import max_positions
+from recipes.kit.trainers import OwnEvaluationTrainer
 
 logger = logging.getLogger(__name__)
 

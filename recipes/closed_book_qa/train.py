@@ -12,7 +12,8 @@ processes. Flags, modes and files: README.md, "Closed-book QA: a causal LM answe
 import logging
 from dataclasses import dataclass, field
 
-from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, TrainingArguments
+import datasets
+from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, PreTrainedTokenizerBase, TrainingArguments
 
 from data.closed_book_qa import load_qa_dataset
 from data.qa_features import (
@@ -22,25 +23,16 @@ from data.qa_features import (
     prompt_answer_texts,
     tokenize_qa_dataset,
 )
-from recipes.adapters import name_or_save_base
-from recipes.arguments import DataArguments, LoraArguments, ModelArguments, RecipeTrainingArguments
 from recipes.closed_book_qa.answer_loss import QATrainer
 from recipes.closed_book_qa.generation_eval import GenerationEvalTrainer, answer_stop_ids, prompt_length_that_fits
-from recipes.command_line import run_from_command_line
-from recipes.common import (
-    ConfigError,
-    describe_data,
-    evaluate,
-    load_or_train_tokenizer,
-    load_task_splits,
-    save_card_and_push,
-    start_run,
-    train,
-)
-from recipes.generation import GenerationArguments
-from recipes.model_config import check_model_config, check_sequence_length, load_model_config
-from recipes.model_loading import hub_kwargs, new_model_kwargs, prepare_for_kbit_training, pretrained_kwargs
-from recipes.run_lifecycle import load_trained_model, plan_run
+from recipes.kit.adapters import add_lora_adapters
+from recipes.kit.arguments import DataArguments, LoraArguments, ModelArguments, RecipeTrainingArguments
+from recipes.kit.command_line import run_from_command_line
+from recipes.kit.data_steps import describe_data, load_task_splits, load_tokenizer
+from recipes.kit.errors import ConfigError
+from recipes.kit.generation import GenerationArguments
+from recipes.kit.model_loading import load_model
+from recipes.kit.run_steps import evaluate_splits, save_card_and_push, start_run, train
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +71,7 @@ class QADataArguments(DataArguments):
         if self.max_seq_length < 2:  # one prompt token and the answer's first at least
             raise ConfigError(f"max_seq_length must be at least 2, got {self.max_seq_length}")
         if not (self.dataset_name or self.dataset_mixture or self.train_file or self.validation_file or self.test_file):
-            raise ValueError(
+            raise ConfigError(
                 "give dataset_name, dataset_mixture or local files (train_file, validation_file, test_file)"
             )
         super().__post_init__()
@@ -95,65 +87,28 @@ def main(
     generation_args: GenerationArguments,
     training_args: TrainingArguments,
 ) -> dict[str, float]:
-    start_run(training_args)
-    check_model_config(model_args)  # before anything loads: a bad config_overrides fails here
-    plan_run(model_args, training_args)
+    # Run
+    start_run(model_args, training_args)
     # Data
-    with training_args.main_process_first(desc="data"):  # one process writes the Arrow cache; the others read it
-        raw = load_task_splits(
-            load_qa_dataset,
-            data_args,
-            training_args,
-            question_column=data_args.question_column,
-            answer_column=data_args.answer_column,
-        )
+    columns = {"question_column": data_args.question_column, "answer_column": data_args.answer_column}
+    raw = load_task_splits(load_qa_dataset, data_args, training_args, **columns)
     # Tokenizer
     # (the checkpoint's own, or byte-level BPE trained on the training prompts and answers)
     texts = prompt_answer_texts(raw["train"], data_args.prompt_template) if training_args.do_train else ()
-    with training_args.main_process_first(desc="tokenizer"):  # one process trains it; every process loads it
-        tokenizer = load_or_train_tokenizer(
-            training_args,
-            model_args.tokenizer_name or model_args.model_name_or_path,
-            texts,
-            kind="bpe",
-            vocab_size=model_args.tokenizer_vocab_size,
-            **hub_kwargs(model_args),
-        )
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.padding_side = "left"  # for generation, here and in the pipeline of the saved folder
-    train_dataset = None
-    if training_args.do_train:
-        with training_args.main_process_first(desc="tokenizing"):
-            train_dataset = tokenize_qa_dataset(
-                raw["train"],
-                tokenizer,
-                template=data_args.prompt_template,
-                max_seq_length=data_args.max_seq_length,
-                all_answers=data_args.train_on_all_answers,
-                num_proc=data_args.preprocessing_num_workers,
-            )
-        logger.info("train: %d examples from %d questions", len(train_dataset), len(raw["train"]))
+    tokenizer = prepare_for_generation(load_tokenizer(model_args, training_args, texts, kind="bpe"))
+    train_dataset = tokenize_training_split(raw, tokenizer, data_args, training_args)
     # Model
     # (pretrained, or GPT-2 from a config sized to the tokenizer)
-    if not training_args.do_train:  # evaluate / predict with the folder as saved
-        model = load_trained_model(AutoModelForCausalLM, model_args)
-    elif model_args.model_name_or_path:  # dtype, attention, revision, remote code, k-bit: recipes.model_loading
-        config = load_model_config(model_args)
-        model = AutoModelForCausalLM.from_pretrained(
-            model_args.model_name_or_path, config=config, **pretrained_kwargs(model_args)
-        )
-    else:
-        special = {name: getattr(tokenizer, name) for name in ("bos_token_id", "eos_token_id", "pad_token_id")}
-        config = load_model_config(model_args, vocab_size=len(tokenizer), **special)
-        model = AutoModelForCausalLM.from_config(config, **new_model_kwargs(model_args))
-    check_sequence_length(model.config, max_seq_length=data_args.max_seq_length)  # longer: fails mid-run
+    special = {name: getattr(tokenizer, name) for name in ("bos_token_id", "eos_token_id", "pad_token_id")}
+    model = load_model(
+        AutoModelForCausalLM,
+        model_args,
+        training_args,
+        new_model_fields={"vocab_size": len(tokenizer), **special},
+        lengths={"max_seq_length": data_args.max_seq_length},
+    )
     model.generation_config = generation_args.generation_config(tokenizer, eos_token_id=answer_stop_ids(tokenizer))
-    if training_args.do_train:  # a k-bit model is prepared for its adapters first (QLoRA)
-        model = prepare_for_kbit_training(model, training_args)
-        model = lora_args.wrap(model, task_type="CAUSAL_LM", default_targets=["c_attn"])
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    logger.info("model: %d parameters, %d trainable", sum(p.numel() for p in model.parameters()), trainable)
+    model = add_lora_adapters(model, lora_args, training_args, task_type="CAUSAL_LM", default_targets=["c_attn"])
     # Trainer
     trainer_class = QATrainer if model_args.answer_only_loss else GenerationEvalTrainer
     trainer = trainer_class(
@@ -173,19 +128,12 @@ def main(
     if training_args.do_train:
         train(trainer)
     # Evaluate
-    metrics = evaluate(trainer, {"eval": raw["validation"]}) if training_args.do_eval else {}
+    metrics = evaluate_splits(trainer, {"eval": raw["validation"]}) if training_args.do_eval else {}
     # Predict
     if training_args.do_predict:
-        predict_metrics = trainer.evaluate(raw["test"], metric_key_prefix="predict")
-        if "answers" in raw["test"].column_names:  # scored only against gold answers
-            trainer.save_metrics("predict", predict_metrics)
-            metrics |= predict_metrics
+        metrics |= predict_answers(trainer, raw["test"])
     # Save, card, push
     if training_args.do_train:
-        if lora_args.use_lora and lora_args.merge_lora_on_save:
-            trainer.merge_lora()
-        elif lora_args.use_lora:  # the adapters, naming the checkpoint loaded unchanged, else with base/
-            name_or_save_base(trainer, None if model_args.config_overrides else model_args.model_name_or_path)
         save_card_and_push(
             trainer,
             title="Closed-book QA",
@@ -195,6 +143,48 @@ def main(
             arguments=(model_args, data_args, lora_args, generation_args, training_args),
         )
     return metrics
+
+
+def prepare_for_generation(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    """`tokenizer` padding on the left, for generation here and in the pipeline of the saved folder, with EOS as
+    its padding token when it has none (GPT-2)."""
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    return tokenizer
+
+
+def tokenize_training_split(
+    raw: datasets.DatasetDict,
+    tokenizer: PreTrainedTokenizerBase,
+    data_args: QADataArguments,
+    training_args: TrainingArguments,
+) -> datasets.Dataset | None:
+    """The training examples (`data.qa_features.tokenize_qa_dataset`: prompt, answer, EOS; one per question, or per
+    gold answer), tokenised once per machine by the local main process first; None without `do_train`."""
+    if not training_args.do_train:
+        return None
+    with training_args.main_process_first(desc="tokenizing"):
+        train_dataset = tokenize_qa_dataset(
+            raw["train"],
+            tokenizer,
+            template=data_args.prompt_template,
+            max_seq_length=data_args.max_seq_length,
+            all_answers=data_args.train_on_all_answers,
+            num_proc=data_args.preprocessing_num_workers,
+        )
+    logger.info("train: %d examples from %d questions", len(train_dataset), len(raw["train"]))
+    return train_dataset
+
+
+def predict_answers(trainer: GenerationEvalTrainer, test: datasets.Dataset) -> dict[str, float]:
+    """The `do_predict` step: answers the test questions (`predictions.jsonl`); when they have gold answers, their
+    exact match and F1, written as `predict_results.json` and returned (else nothing is returned)."""
+    predict_metrics = trainer.evaluate(test, metric_key_prefix="predict")
+    if "answers" not in test.column_names:
+        return {}
+    trainer.save_metrics("predict", predict_metrics)
+    return predict_metrics
 
 
 if __name__ == "__main__":

@@ -8,9 +8,10 @@ self-normalisation statistics of log Z(h).
 from torch.utils.data import DataLoader, Subset
 from transformers import default_data_collator
 
+from data.labels import IGNORE_INDEX
 from data.streams import SlidingWindows
-from recipes.evaluation import OwnEvaluationTrainer
-from recipes.language_model_metrics import LogPartitionSums, TokenLossSums
+from recipes.kit.language_models import LogPartitionSums, TokenLossSums
+from recipes.kit.trainers import OwnEvaluationTrainer
 
 
 class NCETrainer(OwnEvaluationTrainer):
@@ -27,7 +28,7 @@ class NCETrainer(OwnEvaluationTrainer):
             batch = self.on_device(batch)
             with self.autocast_smart_context_manager():
                 output = model(**batch)
-            num_tokens = batch["labels"][:, 1:].ne(-100).sum()
+            num_tokens = batch["labels"][:, 1:].ne(IGNORE_INDEX).sum()
             if num_tokens > 0:
                 loss_sums.add(output.loss, num_tokens)
                 log_partition.add(output, num_tokens)

@@ -14,28 +14,23 @@ what the uninterrupted run would have. Flags, modes and files: README.md, "NCE l
 import logging
 from dataclasses import dataclass, field
 
-from transformers import AutoModelForCausalLM, TrainingArguments, default_data_collator
+import torch
+from transformers import AutoModelForCausalLM, PretrainedConfig, TrainingArguments, default_data_collator
 
-from custom_models.nce_lm import NCELMConfig, NCELMForCausalLM, count_tokens, noise_log_probs_from_counts
+from custom_models.nce_lm import NCELMConfig
+from data.lm_corpus import TextSplit
 from data.streams import SlidingWindows, TokenBlocks
-from recipes.arguments import ModelArguments, RecipeTrainingArguments, TextCorpusArguments
-from recipes.checkpoint_state import noise_generator_state
-from recipes.command_line import run_from_command_line
-from recipes.common import (
-    describe_data,
-    evaluate,
-    load_corpus,
-    load_tokenizer_and_streams,
-    save_card_and_push,
-    start_run,
-    stream_source,
-    train,
-)
-from recipes.generation import GenerationArguments, predict_continuations
-from recipes.model_config import check_model_config, check_sequence_length, load_model_config
-from recipes.model_loading import new_model_kwargs, pretrained_kwargs
+from recipes.kit.arguments import ModelArguments, RecipeTrainingArguments, TextCorpusArguments
+from recipes.kit.callbacks import noise_generator_state
+from recipes.kit.command_line import run_from_command_line
+from recipes.kit.data_steps import describe_data, load_corpus, load_tokenizer_and_streams, stream_source
+from recipes.kit.errors import ConfigError
+from recipes.kit.generation import GenerationArguments, predict_continuations
+from recipes.kit.language_models import set_training_noise
+from recipes.kit.loading_options import hub_kwargs
+from recipes.kit.model_loading import load_model
+from recipes.kit.run_steps import evaluate_splits, save_card_and_push, start_run, train
 from recipes.nce_lm.nce_trainer import NCETrainer
-from recipes.run_lifecycle import load_trained_model, plan_run
 
 logger = logging.getLogger(__name__)
 
@@ -61,9 +56,9 @@ class NCELMModelArguments(ModelArguments):
 
     def __post_init__(self) -> None:
         if self.tokenizer_kind not in ("word", "bpe"):
-            raise ValueError(f"tokenizer_kind must be 'word' or 'bpe', got {self.tokenizer_kind!r}")
+            raise ConfigError(f"tokenizer_kind must be 'word' or 'bpe', got {self.tokenizer_kind!r}")
         if not self.noise_smoothing > 0:
-            raise ValueError(f"noise_smoothing must be > 0, got {self.noise_smoothing}")
+            raise ConfigError(f"noise_smoothing must be > 0, got {self.noise_smoothing}")
         super().__post_init__()  # the NCE fields and config_overrides, checked by NCELMConfig
 
     def recipe_config_fields(self) -> dict:
@@ -92,9 +87,9 @@ class NCELMDataArguments(TextCorpusArguments):
 
     def __post_init__(self) -> None:
         if self.block_size < 2:
-            raise ValueError(f"block_size must be >= 2, got {self.block_size}")
+            raise ConfigError(f"block_size must be >= 2, got {self.block_size}")
         if self.eval_stride is not None and not 1 <= self.eval_stride < self.block_size:
-            raise ValueError(f"eval_stride must be >= 1 and < block_size ({self.block_size}), got {self.eval_stride}")
+            raise ConfigError(f"eval_stride must be >= 1 and < block_size ({self.block_size}), got {self.eval_stride}")
         super().__post_init__()
 
 
@@ -107,9 +102,8 @@ def main(
     generation_args: GenerationArguments,
     training_args: TrainingArguments,
 ) -> dict[str, float]:
-    start_run(training_args)
-    check_model_config(model_args)  # before anything loads: a bad config_overrides fails here
-    plan_run(model_args, training_args)
+    # Run
+    start_run(model_args, training_args)
     # Data
     corpus = load_corpus(data_args, training_args)
     # Tokenizer
@@ -117,52 +111,29 @@ def main(
         model_args, data_args, corpus, training_args, kind=model_args.tokenizer_kind
     )
     # Model
-    if not training_args.do_train:  # evaluate / predict with the folder as saved
-        model, new_bias = load_trained_model(NCELMForCausalLM, model_args), False
-    elif model_args.model_name_or_path:
-        model, loading_info = NCELMForCausalLM.from_pretrained(
-            model_args.model_name_or_path,
-            config=load_model_config(model_args),
-            output_loading_info=True,
-            **pretrained_kwargs(model_args),
-        )
-        new_bias = "lm_head.bias" in loading_info["missing_keys"]  # a GPT-2 checkpoint: no output bias
-    else:
-        special = {"bos_token_id": tokenizer.eos_token_id, "eos_token_id": tokenizer.eos_token_id}
-        config = load_model_config(model_args, vocab_size=len(tokenizer), **special)
-        model, new_bias = AutoModelForCausalLM.from_config(config, **new_model_kwargs(model_args)), True
-    # Each process draws its own noise: seeded with seed + rank (see the docstring); the generator is made
-    # on first use, so setting the seed now is enough.
-    model.config.noise_seed = training_args.seed + training_args.process_index
-    check_sequence_length(model.config, block_size=data_args.block_size)
+    special = {"bos_token_id": tokenizer.eos_token_id, "eos_token_id": tokenizer.eos_token_id}
+    model = load_model(
+        AutoModelForCausalLM,
+        model_args,
+        training_args,
+        new_model_fields={"vocab_size": len(tokenizer), **special},
+        lengths={"block_size": data_args.block_size},
+    )
+    model.config.noise_seed = training_args.seed + training_args.process_index  # each process draws its own noise
     if training_args.do_train:
-        # The noise distribution: unigram counts of the training tokens; the output bias starts at log q when new.
-        counts = count_tokens(streams["train"].split(1 << 22), vocab_size=model.config.vocab_size)  # int64 chunks
-        log_q = noise_log_probs_from_counts(
-            counts, noise_power=model_args.noise_power, smoothing=model_args.noise_smoothing
+        set_training_noise(
+            model,
+            streams["train"],
+            noise_power=model_args.noise_power,
+            smoothing=model_args.noise_smoothing,
+            reset_output_bias=output_bias_is_new(model_args),
         )
-        model.set_noise_distribution(log_q, reset_output_bias=new_bias)
-    logger.info("parameters: %.2fM; loss_type %s", model.num_parameters() / 1e6, model.config.loss_type)
     # Trainer
-    train_dataset = None
-    if training_args.do_train:
-        train_dataset = TokenBlocks(
-            streams["train"], block_size=data_args.block_size, source=stream_source(corpus, "train")
-        )
-    eval_stride = data_args.eval_stride or data_args.block_size // 2
-    eval_datasets = {
-        prefix: SlidingWindows(
-            streams[split], block_size=data_args.block_size, stride=eval_stride, source=stream_source(corpus, split)
-        )
-        for prefix, split in (("eval", "validation"), ("test", "test"))
-        if split in streams and training_args.do_eval
-    }
-    sizes = {"train": train_dataset and len(train_dataset)} | {k: len(v) for k, v in eval_datasets.items()}
-    logger.info("blocks / windows of %d tokens (evaluation stride %d): %s", data_args.block_size, eval_stride, sizes)
+    eval_datasets = evaluation_windows(streams, corpus, data_args, training_args)
     trainer = NCETrainer(
         model=model,
         args=training_args,
-        train_dataset=train_dataset,
+        train_dataset=training_blocks(streams, corpus, data_args, training_args),
         eval_dataset=eval_datasets.get("eval"),
         data_collator=default_data_collator,  # equal-length blocks: stack, no padding
         processing_class=tokenizer,
@@ -172,7 +143,7 @@ def main(
     if training_args.do_train:
         train(trainer)
     # Evaluate
-    metrics = evaluate(trainer, eval_datasets) if training_args.do_eval else {}
+    metrics = evaluate_splits(trainer, eval_datasets) if training_args.do_eval else {}
     # Predict
     if training_args.do_predict:
         predict_continuations(trainer, corpus["test"], generation_args.generation_config(tokenizer))
@@ -190,6 +161,49 @@ def main(
             arguments=(model_args, data_args, generation_args, training_args),
         )
     return metrics
+
+
+def training_blocks(
+    streams: dict[str, torch.Tensor],
+    corpus: dict[str, TextSplit],
+    data_args: NCELMDataArguments,
+    training_args: TrainingArguments,
+) -> TokenBlocks | None:
+    """The training stream cut into blocks of `block_size` tokens (`data.streams.TokenBlocks`); None without
+    `do_train`."""
+    if not training_args.do_train:
+        return None
+    return TokenBlocks(streams["train"], block_size=data_args.block_size, source=stream_source(corpus, "train"))
+
+
+def evaluation_windows(
+    streams: dict[str, torch.Tensor],
+    corpus: dict[str, TextSplit],
+    data_args: NCELMDataArguments,
+    training_args: TrainingArguments,
+) -> dict[str, SlidingWindows]:
+    """With `do_eval`, the validation and test streams (metric prefixes `eval`, `test`) as sliding windows of
+    `block_size` tokens that score `eval_stride` new tokens each (default half a block), the rest context."""
+    if not training_args.do_eval:
+        return {}
+    stride = data_args.eval_stride or data_args.block_size // 2
+    return {
+        prefix: SlidingWindows(
+            streams[split], block_size=data_args.block_size, stride=stride, source=stream_source(corpus, split)
+        )
+        for prefix, split in (("eval", "validation"), ("test", "test"))
+        if split in streams
+    }
+
+
+def output_bias_is_new(model_args: NCELMModelArguments) -> bool:
+    """Whether the output bias of the model being trained starts here: a new model's, or a GPT-2 checkpoint's (GPT-2
+    has no output bias); such a bias starts at log q (`set_training_noise`). A checkpoint of this model keeps its
+    trained bias."""
+    if not model_args.model_name_or_path:
+        return True
+    saved = PretrainedConfig.get_config_dict(model_args.model_name_or_path, **hub_kwargs(model_args))[0]
+    return saved.get("model_type") != NCELMConfig.model_type
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ trust_remote_code=True)` anywhere. Flags, modes and files: README.md, "Sentiment
 """
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from transformers import (
     DataCollatorWithPadding,
     PretrainedConfig,
     PreTrainedModel,
+    PreTrainedTokenizerBase,
     Trainer,
 )
 
@@ -36,28 +38,16 @@ from data.files import write_jsonl
 from data.loading import RowTexts
 from data.metrics import ClassificationMetric
 from data.sentiment import load_sentiment_dataset, tokenize_sentences
-from recipes.adapters import name_or_save_base
-from recipes.arguments import DataArguments, LoraArguments, ModelArguments, RecipeTrainingArguments
-from recipes.command_line import run_from_command_line
-from recipes.common import (
-    ConfigError,
-    describe_data,
-    evaluate,
-    load_or_train_tokenizer,
-    load_task_splits,
-    save_card_and_push,
-    start_run,
-    train,
-)
-from recipes.model_config import (
-    check_model_config,
-    check_sequence_length,
-    load_model_config,
-    read_checkpoint_config,
-)
-from recipes.model_loading import hub_kwargs, new_model_kwargs, prepare_for_kbit_training, pretrained_kwargs
-from recipes.run_lifecycle import load_trained_model, plan_run
-from recipes.trainer import RecipeTrainer
+from recipes.kit.adapters import add_lora_adapters
+from recipes.kit.arguments import DataArguments, LoraArguments, ModelArguments, RecipeTrainingArguments
+from recipes.kit.command_line import run_from_command_line
+from recipes.kit.data_steps import describe_data, load_task_splits, load_tokenizer
+from recipes.kit.errors import ConfigError
+from recipes.kit.loading_options import hub_kwargs, pretrained_kwargs
+from recipes.kit.model_config import read_checkpoint_config
+from recipes.kit.model_loading import load_model
+from recipes.kit.run_steps import evaluate_splits, save_card_and_push, start_run, train
+from recipes.kit.trainers import RecipeTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +90,7 @@ class SentimentModelArguments(ModelArguments):
 
     def __post_init__(self) -> None:
         if len(self.class_names) < 2 or len(set(self.class_names)) != len(self.class_names):
-            raise ValueError(f"class_names must hold at least two distinct names, got {self.class_names!r}")
+            raise ConfigError(f"class_names must hold at least two distinct names, got {self.class_names!r}")
         super().__post_init__()  # the head fields and config_overrides, checked by the config classes
 
     def recipe_config_fields(self) -> dict:
@@ -156,33 +146,79 @@ def main(
     lora_args: LoraArguments,
     training_args: transformers.TrainingArguments,
 ) -> dict[str, float]:
-    start_run(training_args)
-    check_model_config(model_args)  # before anything loads: a bad config_overrides fails here
-    plan_run(model_args, training_args)
-    evaluate_only = not training_args.do_train  # evaluate / predict with a trained model, as it was saved
-    trained_config = read_checkpoint_config(model_args) if evaluate_only else None  # its head and label names
+    # Run
+    start_run(model_args, training_args)
+    trained_config = None if training_args.do_train else read_checkpoint_config(model_args)  # its label names
     # Data
-    with training_args.main_process_first(desc="data"):  # one process writes the Arrow cache; the others read it
-        raw = load_task_splits(
-            load_sentiment_dataset,
-            data_args,
-            training_args,
-            text_column=data_args.text_column,
-            label_column=data_args.label_column,
-            label_names=_class_names(model_args, trained_config),
-        )
+    raw = load_task_splits(
+        load_sentiment_dataset,
+        data_args,
+        training_args,
+        text_column=data_args.text_column,
+        label_column=data_args.label_column,
+        label_names=_class_names(model_args, trained_config),
+    )
     # Tokenizer
-    with training_args.main_process_first(desc="tokenizer"):  # one process trains it; every process loads it
-        tokenizer = load_or_train_tokenizer(
-            training_args,
-            model_args.tokenizer_name or model_args.model_name_or_path,
-            RowTexts(raw["train"], ["text"]) if training_args.do_train else (),
-            kind="wordpiece",
-            vocab_size=model_args.tokenizer_vocab_size,
-            **hub_kwargs(model_args),
+    texts = RowTexts(raw["train"], ["text"]) if training_args.do_train else ()
+    tokenizer = load_tokenizer(model_args, training_args, texts, kind="wordpiece")
+    tokenized = tokenize_splits(raw, tokenizer, data_args, training_args)
+    # Model
+    model = load_model(
+        AutoModelForSequenceClassification,
+        model_args,
+        training_args,
+        new_model_fields={"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id},
+        lengths={"max_seq_length": data_args.max_seq_length},
+        saved_config=trained_config,
+        load_checkpoint=load_checkpoint,
+    )
+    targets = lora_targets(model.config)
+    model = add_lora_adapters(
+        model, lora_args, training_args, task_type="SEQ_CLS", default_targets=targets, modules_to_save=["classifier"]
+    )
+    # Trainer
+    trainer = RecipeTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=tokenized.get("train"),
+        eval_dataset=tokenized.get("validation"),
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=classification_metrics(model.config),
+    )
+    # Train
+    if training_args.do_train:
+        train(trainer)
+    # Evaluate
+    metrics = evaluate_splits(trainer, {"eval": tokenized["validation"]}) if training_args.do_eval else {}
+    # Predict
+    if training_args.do_predict:
+        metrics |= predict(trainer, raw["test"], tokenized["test"])
+    # Save, card, push
+    if training_args.do_train:
+        save_card_and_push(
+            trainer,
+            title=f"{Path(training_args.output_dir).name}: encoder + MLP head for sentiment",
+            data=f"{describe_data(data_args)}: {len(raw['train'])} training sentences, "
+            f"labels {model_args.class_names}.",
+            metrics=metrics,
+            notes=f"Encoder: `{model_args.model_name_or_path or 'built from config'}`; head: "
+            f"{model_args.recipe_config_fields()}; LoRA: {lora_args.use_lora}. Load with `trust_remote_code=True`.",
+            arguments=(model_args, data_args, lora_args, training_args),
         )
-    with training_args.main_process_first(desc="tokenizing"):  # once per machine, cached for later runs
-        tokenized = datasets.DatasetDict(
+    return metrics
+
+
+def tokenize_splits(
+    raw: datasets.DatasetDict,
+    tokenizer: PreTrainedTokenizerBase,
+    data_args: SentimentDataArguments,
+    training_args: transformers.TrainingArguments,
+) -> datasets.DatasetDict:
+    """Every split of `raw` tokenised (`data.sentiment.tokenize_sentences`), truncated to `max_seq_length`: once per
+    machine, by the local main process first, into the Arrow cache the others then read."""
+    with training_args.main_process_first(desc="tokenizing"):
+        return datasets.DatasetDict(
             {
                 split: tokenize_sentences(
                     rows,
@@ -193,70 +229,25 @@ def main(
                 for split, rows in raw.items()
             }
         )
-    # Model
-    if evaluate_only:  # the folder's own head and label names
-        model = load_trained_model(AutoModelForSequenceClassification, model_args, trained_config)
-    elif model_args.model_name_or_path:  # encoder from the checkpoint, head newly initialised (unless it has one)
-        model = load_checkpoint(model_args, load_model_config(model_args))
-    else:
-        config = load_model_config(model_args, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
-        model = AutoModelForSequenceClassification.from_config(config, **new_model_kwargs(model_args))
-    check_sequence_length(model.config, max_seq_length=data_args.max_seq_length)  # longer: fails mid-run
-    if training_args.do_train:  # a k-bit encoder is prepared for its adapters first (QLoRA)
-        model = prepare_for_kbit_training(model, training_args)
-        model = lora_args.wrap(
-            model, task_type="SEQ_CLS", default_targets=lora_targets(model.config), modules_to_save=["classifier"]
-        )
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    logger.info("parameters: %d, trainable: %d", sum(p.numel() for p in model.parameters()), trainable)
-    # Trainer
+
+
+def classification_metrics(config: PretrainedConfig) -> Callable[[transformers.EvalPrediction], dict[str, float]]:
+    """`compute_metrics` of the classifier of `config`: accuracy and macro F1 (`data.metrics.ClassificationMetric`),
+    and the loss as the mean over examples (`mean_example_loss`)."""
     metric = ClassificationMetric()
 
     def compute_metrics(eval_pred: transformers.EvalPrediction) -> dict[str, float]:
         scores = metric.compute(predictions=np.argmax(eval_pred.predictions, axis=-1), references=eval_pred.label_ids)
-        return {"loss": mean_example_loss(eval_pred, model.config), **scores}
+        return {"loss": mean_example_loss(eval_pred, config), **scores}
 
-    trainer = RecipeTrainer(
-        model=model,
-        args=training_args,
-        train_dataset=tokenized.get("train"),
-        eval_dataset=tokenized.get("validation"),
-        processing_class=tokenizer,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        compute_metrics=compute_metrics,
-    )
-    # Train
-    if training_args.do_train:
-        train(trainer)
-    # Evaluate
-    metrics = evaluate(trainer, {"eval": tokenized["validation"]}) if training_args.do_eval else {}
-    # Predict
-    if training_args.do_predict:
-        metrics |= predict(trainer, raw["test"], tokenized["test"])
-    # Save, card, push
-    if training_args.do_train:
-        if lora_args.use_lora and lora_args.merge_lora_on_save:  # a plain model: loads without peft, code included
-            trainer.merge_lora()
-        elif lora_args.use_lora:  # the adapters, their base saved in base/: no checkpoint has this head
-            name_or_save_base(trainer, base_checkpoint=None)
-        save_card_and_push(
-            trainer,
-            title=f"{Path(training_args.output_dir).name}: encoder + MLP head for sentiment",
-            data=f"{describe_data(data_args)}: {len(raw['train'])} training sentences, "
-            f"labels {model_args.class_names}.",
-            metrics=metrics,
-            notes=f"Encoder: `{model_args.model_name_or_path or 'built from config'}`; "
-            f"head: {model_args.recipe_config_fields()}; LoRA: {lora_args.use_lora}. "
-            "Load with `trust_remote_code=True`.",
-            arguments=(model_args, data_args, lora_args, training_args),
-        )
-    return metrics
+    return compute_metrics
 
 
 def load_checkpoint(model_args: SentimentModelArguments, config: PretrainedConfig) -> PreTrainedModel:
     """The model to train from `model_name_or_path` under `config` (with the loading fields:
-    `recipes.model_loading`): a classifier this recipe saved keeps its head; any other checkpoint is read by
-    `AutoModel` (from any of its saves: `BertModel`, `BertForMaskedLM`, ...) as the encoder of a new classifier."""
+    `recipes.kit.loading_options`), the recipe's reader for `load_model`: a classifier this recipe saved keeps its
+    head; any other checkpoint is read by `AutoModel` (from any of its saves: `BertModel`, `BertForMaskedLM`, ...)
+    as the encoder of a new classifier."""
     path, loading = model_args.model_name_or_path, pretrained_kwargs(model_args)
     if PretrainedConfig.get_config_dict(path, **hub_kwargs(model_args))[0].get("model_type") in CLASSIFIER_MODEL_TYPES:
         return AutoModelForSequenceClassification.from_pretrained(path, config=config, **loading)

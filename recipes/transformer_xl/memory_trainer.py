@@ -7,7 +7,7 @@ steps. Here:
   the micro-batches of gradient accumulation;
 - the detached memory returned by one step is fed to the next, and reset where a stream starts
   (`segment_index == 0`: every epoch start);
-- the memory is saved with each checkpoint (one file per rank, `recipes.checkpoint_state`) and restored
+- the memory is saved with each checkpoint (one file per rank, `recipes.kit.callbacks`) and restored
   on resume, so a resumed run continues exactly where it stopped.
 
 Evaluation protocol (Dai et al. 2019, arXiv 1901.02860, as the authors' `run_wt103_*.sh` scripts evaluate);
@@ -47,10 +47,11 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import TrainerCallback
 
+from data.labels import IGNORE_INDEX
 from data.metrics import perplexity_metrics
-from recipes.checkpoint_state import RankStateCallback
-from recipes.evaluation import OwnEvaluationTrainer
-from recipes.language_model_metrics import LogPartitionSums, TokenLossSums
+from recipes.kit.callbacks import RankStateCallback
+from recipes.kit.language_models import LogPartitionSums, TokenLossSums
+from recipes.kit.trainers import OwnEvaluationTrainer
 
 
 @dataclass
@@ -120,7 +121,7 @@ class MemoryTrainer(OwnEvaluationTrainer):
                 with self.autocast_smart_context_manager():
                     outputs = model(**batch, mems=mems)
                 mems = outputs.mems
-                num_tokens = batch["target_ids"].ne(-100).sum()
+                num_tokens = batch["target_ids"].ne(IGNORE_INDEX).sum()
                 if num_tokens > 0:
                     loss_sums.add(outputs.loss, num_tokens)
                     if outputs.get("log_partition_mean") is not None:

@@ -16,29 +16,22 @@ by the paper's protocol (explained there, once). `loss_type` picks the training 
 import logging
 from dataclasses import dataclass, field
 
+import torch
 from transformers import AutoModelForCausalLM, TrainingArguments
 
-from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausalLM
-from custom_models.transfo_xl.sampled_losses import SAMPLED_LOSS_TYPES, count_tokens, noise_log_probs_from_counts
+from custom_models.transfo_xl import TransformerXLConfig
+from custom_models.transfo_xl.sampled_losses import SAMPLED_LOSS_TYPES
+from data.lm_corpus import TextSplit
 from data.streams import StreamSegments
-from recipes.arguments import ModelArguments, RecipeTrainingArguments, TextCorpusArguments
-from recipes.checkpoint_state import noise_generator_state
-from recipes.command_line import run_from_command_line
-from recipes.common import (
-    describe_data,
-    evaluate,
-    load_corpus,
-    load_tokenizer_and_streams,
-    save_card_and_push,
-    start_run,
-    stream_source,
-    train,
-)
-from recipes.errors import ConfigError
-from recipes.generation import GenerationArguments, predict_continuations
-from recipes.model_config import check_model_config, load_model_config
-from recipes.model_loading import new_model_kwargs, pretrained_kwargs
-from recipes.run_lifecycle import load_trained_model, plan_run
+from recipes.kit.arguments import ModelArguments, RecipeTrainingArguments, TextCorpusArguments
+from recipes.kit.callbacks import noise_generator_state
+from recipes.kit.command_line import run_from_command_line
+from recipes.kit.data_steps import describe_data, load_corpus, load_tokenizer_and_streams, stream_source
+from recipes.kit.errors import ConfigError
+from recipes.kit.generation import GenerationArguments, predict_continuations
+from recipes.kit.language_models import set_training_noise
+from recipes.kit.model_loading import load_model
+from recipes.kit.run_steps import evaluate_splits, save_card_and_push, start_run, train
 from recipes.transformer_xl.memory_trainer import EvalMemory, MemoryTrainer
 
 logger = logging.getLogger(__name__)
@@ -66,9 +59,9 @@ class TransformerXLModelArguments(ModelArguments):
         for name in ("mem_len", "eval_mem_len", "eval_clamp_len"):
             value = getattr(self, name)
             if value is not None and value < 0:
-                raise ValueError(f"{name} must be >= 0, got {value}")
+                raise ConfigError(f"{name} must be >= 0, got {value}")
         if self.attn_implementation not in (None, "eager"):  # its relative-position attention is its own code
-            raise ValueError(
+            raise ConfigError(
                 f"attn_implementation {self.attn_implementation}: Transformer-XL computes its own relative-position "
                 "attention; use eager (or null)"
             )
@@ -117,64 +110,27 @@ def main(
     generation_args: GenerationArguments,
     training_args: TrainingArguments,
 ) -> dict[str, float]:
-    start_run(training_args)
-    check_model_config(model_args)  # before anything loads: a bad config_overrides fails here
-    plan_run(model_args, training_args)
+    # Run
+    start_run(model_args, training_args)
     # Data
     corpus = load_corpus(data_args, training_args)
     # Tokenizer
     tokenizer, streams = load_tokenizer_and_streams(model_args, data_args, corpus, training_args, kind="word")
     # Model
-    if not training_args.do_train:  # evaluate / predict with the folder as saved
-        model = load_trained_model(TransformerXLForCausalLM, model_args)
-    elif model_args.model_name_or_path:
-        model = TransformerXLForCausalLM.from_pretrained(
-            model_args.model_name_or_path, config=load_model_config(model_args), **pretrained_kwargs(model_args)
-        )
-    else:
-        config = load_model_config(model_args, vocab_size=len(tokenizer))
-        model = AutoModelForCausalLM.from_config(config, **new_model_kwargs(model_args))
-    # Each process draws its own noise (nce / ranking): seeded with seed + rank, as in the NCE recipe; the
-    # generator is made on first use, so setting the seed now is enough.
-    model.config.noise_seed = training_args.seed + training_args.process_index
-    if training_args.do_train and model.config.loss_type in SAMPLED_LOSS_TYPES:
-        # The noise: unigram counts of the training stream, saved with the weights (`noise_log_probs`);
-        # a new model's output bias starts at log q (self-normalised).
-        counts = count_tokens(streams["train"].split(1 << 22), vocab_size=model.config.vocab_size)  # int64 chunks
-        log_q = noise_log_probs_from_counts(counts, noise_power=model.config.noise_power)
-        model.set_noise_distribution(log_q, reset_output_bias=not model_args.model_name_or_path)
-    logger.info("parameters: %.2fM; loss_type %s", model.num_parameters() / 1e6, model.config.loss_type)
+    model = load_model(
+        AutoModelForCausalLM, model_args, training_args, new_model_fields={"vocab_size": len(tokenizer)}, lengths={}
+    )
+    model.config.noise_seed = training_args.seed + training_args.process_index  # each process: its own noise
+    samples_noise = model.config.loss_type in SAMPLED_LOSS_TYPES
+    if training_args.do_train and samples_noise:
+        new_bias = not model_args.model_name_or_path
+        set_training_noise(model, streams["train"], noise_power=model.config.noise_power, reset_output_bias=new_bias)
     # Trainer
-    world = {"rank": training_args.process_index, "world_size": training_args.world_size}
-    train_dataset = None
-    if training_args.do_train:
-        train_dataset = StreamSegments(
-            streams["train"],
-            num_streams=training_args.per_device_train_batch_size * training_args.world_size,
-            tgt_len=data_args.tgt_len,
-            shuffle_offset=data_args.shuffle_stream_offset,
-            seed=training_args.seed,
-            source=stream_source(corpus, "train"),
-            num_streams_from="per_device_train_batch_size",
-            **world,
-        )
-    eval_datasets = {
-        prefix: StreamSegments(
-            streams[split],
-            num_streams=data_args.eval_num_streams,  # the same cut on any number of processes
-            tgt_len=data_args.eval_tgt_len or data_args.tgt_len,
-            max_rows_per_batch=training_args.per_device_eval_batch_size,
-            source=stream_source(corpus, split),
-            num_streams_from="eval_num_streams",
-            **world,
-        )
-        for prefix, split in (("eval", "validation"), ("test", "test"))
-        if split in streams and training_args.do_eval
-    }
+    eval_datasets = evaluation_segments(streams, corpus, data_args, training_args)
     trainer = MemoryTrainer(
         model=model,
         args=training_args,
-        train_dataset=train_dataset,
+        train_dataset=training_segments(streams, corpus, data_args, training_args),
         eval_dataset=eval_datasets.get("eval"),
         processing_class=tokenizer,
         eval_memory=EvalMemory(
@@ -182,13 +138,13 @@ def main(
             clamp_len=model_args.eval_clamp_len,
             same_length=model_args.eval_same_length,
         ),
-        callbacks=[noise_generator_state(model)] if model.config.loss_type in SAMPLED_LOSS_TYPES else None,
+        callbacks=[noise_generator_state(model)] if samples_noise else None,
     )
     # Train
     if training_args.do_train:
         train(trainer)
     # Evaluate
-    metrics = evaluate(trainer, eval_datasets) if training_args.do_eval else {}
+    metrics = evaluate_splits(trainer, eval_datasets) if training_args.do_eval else {}
     # Predict
     if training_args.do_predict:
         predict_continuations(trainer, corpus["test"], generation_args.generation_config(tokenizer))
@@ -203,6 +159,56 @@ def main(
             arguments=(model_args, data_args, generation_args, training_args),
         )
     return metrics
+
+
+def training_segments(
+    streams: dict[str, torch.Tensor],
+    corpus: dict[str, TextSplit],
+    data_args: TransformerXLDataArguments,
+    training_args: TrainingArguments,
+) -> StreamSegments | None:
+    """The training stream cut into `per_device_train_batch_size` rows per process, each row a contiguous stream
+    read `tgt_len` tokens a step (`data.streams.StreamSegments`); None without `do_train`."""
+    if not training_args.do_train:
+        return None
+    return StreamSegments(
+        streams["train"],
+        num_streams=training_args.per_device_train_batch_size * training_args.world_size,
+        tgt_len=data_args.tgt_len,
+        shuffle_offset=data_args.shuffle_stream_offset,
+        seed=training_args.seed,
+        source=stream_source(corpus, "train"),
+        num_streams_from="per_device_train_batch_size",
+        rank=training_args.process_index,
+        world_size=training_args.world_size,
+    )
+
+
+def evaluation_segments(
+    streams: dict[str, torch.Tensor],
+    corpus: dict[str, TextSplit],
+    data_args: TransformerXLDataArguments,
+    training_args: TrainingArguments,
+) -> dict[str, StreamSegments]:
+    """With `do_eval`, the validation and test streams (metric prefixes `eval`, `test`), each cut into
+    `eval_num_streams` rows in all, whatever the number of processes (each process evaluates its share,
+    `per_device_eval_batch_size` rows at a time), so the metrics do not depend on the launch."""
+    if not training_args.do_eval:
+        return {}
+    return {
+        prefix: StreamSegments(
+            streams[split],
+            num_streams=data_args.eval_num_streams,
+            tgt_len=data_args.eval_tgt_len or data_args.tgt_len,
+            max_rows_per_batch=training_args.per_device_eval_batch_size,
+            source=stream_source(corpus, split),
+            num_streams_from="eval_num_streams",
+            rank=training_args.process_index,
+            world_size=training_args.world_size,
+        )
+        for prefix, split in (("eval", "validation"), ("test", "test"))
+        if split in streams
+    }
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassificati
 import custom_models  # noqa: F401  (registers the Auto classes)
 from custom_models.bert_mlp import BertMLPConfig, BertMLPForSequenceClassification
 from custom_models.encoder_mlp import EncoderMLPConfig, EncoderMLPForSequenceClassification, encoder_has_pooler
-from recipes.command_line import parse_config
+from recipes.kit.command_line import parse_config
 from recipes.sentiment.train import CONFIG_CLASSES, main
 from tests.conftest import run_in_clean_process, sentiment_tokenizer_dir
 

@@ -13,8 +13,9 @@ from transformers import TrainingArguments
 import data.token_cache as token_cache
 from data.lm_corpus import text_corpus_splits
 from data.streams import StreamSegments
-from recipes.command_line import leave_process_group
-from recipes.common import load_or_train_tokenizer
+from recipes.kit.arguments import ModelArguments
+from recipes.kit.data_steps import load_or_train_tokenizer
+from recipes.kit.distributed import leave_process_group
 
 train_file, cache_dir, report_dir = sys.argv[1:]
 args = TrainingArguments(output_dir=str(Path(report_dir) / "out"), use_cpu=True, report_to="none")
@@ -30,7 +31,8 @@ def recording_encode(split, *rest, **kwargs):
 token_cache._encode_batches = recording_encode
 corpus = text_corpus_splits(train_file=train_file)
 with args.main_process_first():
-    tokenizer = load_or_train_tokenizer(args, None, corpus["train"], kind="word", vocab_size=100, cache_dir=cache_dir)
+    model_args = ModelArguments(tokenizer_vocab_size=100)  # no tokenizer given: one is trained
+    tokenizer = load_or_train_tokenizer(model_args, args, corpus["train"], kind="word", cache_dir=cache_dir)
     streams = token_cache.prepare_token_streams(corpus, tokenizer, add_eos=True, cache_dir=cache_dir)
 segments = StreamSegments(streams["train"], num_streams=4, tgt_len=5, rank=args.process_index, world_size=2)
 report = {

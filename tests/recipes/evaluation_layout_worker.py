@@ -13,7 +13,8 @@ from pathlib import Path
 
 from accelerate import PartialState
 
-from recipes.command_line import leave_process_group, parse_config
+from recipes.kit.command_line import parse_config
+from recipes.kit.distributed import leave_process_group
 
 
 def run(task: str, argv: list[str]) -> dict[str, float]:

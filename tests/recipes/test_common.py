@@ -9,9 +9,9 @@ import yaml
 from accelerate.commands.config.config_args import load_config_from_file
 from transformers import TrainingArguments
 
-from recipes.arguments import DataArguments, TextCorpusArguments, parse_overrides
-from recipes.command_line import parse_config
-from recipes.common import ConfigError
+from recipes.kit.arguments import DataArguments, TextCorpusArguments, parse_overrides
+from recipes.kit.command_line import parse_config
+from recipes.kit.errors import ConfigError
 
 RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
 

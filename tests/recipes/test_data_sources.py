@@ -12,8 +12,9 @@ import torch
 from data.closed_book_qa import load_qa_dataset
 from recipes import closed_book_qa, sentiment, transformer_xl
 from recipes.closed_book_qa.train import CONFIG_CLASSES as QA_CLASSES
-from recipes.command_line import parse_config
-from recipes.common import ConfigError, load_corpus, load_task_splits, load_tokenizer_and_streams
+from recipes.kit.command_line import parse_config
+from recipes.kit.data_steps import load_corpus, load_task_splits, load_tokenizer_and_streams
+from recipes.kit.errors import ConfigError
 from recipes.sentiment.train import CONFIG_CLASSES as SENTIMENT_CLASSES
 from recipes.sentiment.train import main as sentiment_main
 from recipes.transformer_xl.train import CONFIG_CLASSES as TXL_CLASSES

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from recipes.command_line import parse_config
-from recipes.common import ConfigError
+from recipes.kit.command_line import parse_config
+from recipes.kit.errors import ConfigError
 from recipes.sentiment.train import CONFIG_CLASSES, main
 
 TINY_YAML = Path(__file__).resolve().parents[2] / "recipes" / "sentiment" / "configs" / "tiny.yaml"
@@ -27,7 +27,7 @@ def test_a_metric_that_stops_improving_stops_training_after_patience_evaluations
     # ends at step 3 of 10.
     flags = ["--learning_rate", "0", "--max_steps", "10", "--max_train_samples", "64", "--max_eval_samples", "16"]
     flags += ["--per_device_train_batch_size", "8", "--metric_for_best_model", "loss", "--greater_is_better", "false"]
-    caplog.set_level(logging.INFO, logger="recipes.early_stopping")
+    caplog.set_level(logging.INFO, logger="recipes.kit.callbacks")
     main(*parse(tmp_path / "out", *flags, *EVERY_STEP, "--early_stopping_patience", "2"))
     state = json.loads((tmp_path / "out" / "trainer_state.json").read_text())
     assert state["global_step"] == 3

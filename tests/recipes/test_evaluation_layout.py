@@ -19,7 +19,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 import custom_models  # noqa: F401  (registers the Auto classes)
-from recipes.command_line import parse_config
+from recipes.kit.command_line import parse_config
 from tests.conftest import accelerate_launch, tiny_overrides
 
 REPO = Path(__file__).resolve().parents[2]

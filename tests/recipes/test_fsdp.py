@@ -48,7 +48,7 @@ print("compared", len(model.state_dict()))
 
 
 def parameters_held(log: str) -> tuple[list[int], int]:
-    """The per-process parameter counts `recipes.sharding.ParameterShareLogger` logged, and the total."""
+    """The per-process parameter counts `recipes.kit.callbacks.ParameterShareLogger` logged, and the total."""
     match = re.search(r"parameters held per process: \[([\d, ]+)\] of (\d+)", log)
     assert match, "no 'parameters held per process' line in the log"
     return [int(n) for n in match.group(1).split(",")], int(match.group(2))
@@ -97,7 +97,7 @@ def test_fsdp_trains_like_ddp_on_half_the_parameters(
 
 
 # NCE: dropout on and noise drawn per process every step, so the resumed run must restore both RNG streams
-# and each process's noise generator (recipes/checkpoint_state.py); the output table is tied to the input one.
+# and each process's noise generator (recipes/kit/callbacks.py); the output table is tied to the input one.
 RESUME_FLAGS = ["--max_steps", "6", "--save_steps", "2", "--do_eval", "false", "--per_device_train_batch_size", "4"]
 
 

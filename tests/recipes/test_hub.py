@@ -9,7 +9,7 @@ import pytest
 import torch
 import transformers
 
-from recipes.command_line import parse_config
+from recipes.kit.command_line import parse_config
 from tests.conftest import tiny_overrides
 
 REPO = Path(__file__).resolve().parents[2]

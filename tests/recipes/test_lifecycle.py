@@ -1,4 +1,4 @@
-"""The run lifecycle (`recipes.run_lifecycle`): a rerun of a finished run trains nothing, a longer one continues,
+"""The run lifecycle (`recipes.kit.lifecycle`): a rerun of a finished run trains nothing, a longer one continues,
 a checkpoint of another model or one cut short is named, starting over is explicit, and evaluate-only uses the
 folder as saved. Each run is the Transformer-XL tiny config at its smallest (2 steps of 2 x 8 tokens)."""
 
@@ -13,8 +13,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from recipes.command_line import parse_config
-from recipes.common import ConfigError
+from recipes.kit.command_line import parse_config
+from recipes.kit.errors import ConfigError
 from recipes.transformer_xl import train as recipe
 
 REPO = Path(__file__).resolve().parents[2]

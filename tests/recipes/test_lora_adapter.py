@@ -1,4 +1,4 @@
-"""A folder of LoRA adapters saved unmerged (`merge_lora_on_save false`, recipes/adapters.py) works wherever a
+"""A folder of LoRA adapters saved unmerged (`merge_lora_on_save false`, recipes/kit/adapters.py) works wherever a
 merged folder does: evaluate-only and predict give the metrics of the run that wrote it, PEFT's Auto classes and
 `pipeline` load it in a process that cannot import this repository, and `python -m recipes.merge_adapter` writes
 the folder the same run merged on save. Sentiment is built from a config (its base saved in `base/`); closed-book
@@ -20,9 +20,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
-from recipes.adapters import BASE_FOLDER, load_adapter_model
-from recipes.command_line import parse_config
-from recipes.errors import ConfigError
+from recipes.kit.adapters import BASE_FOLDER, load_adapter_model
+from recipes.kit.command_line import parse_config
+from recipes.kit.errors import ConfigError
 from recipes.merge_adapter import main as merge_adapter_main
 from tests.recipes.kill_worker import kill_worker_command
 from tests.recipes.test_model_loading import save_tiny_checkpoint

@@ -4,8 +4,8 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModel
 
-from recipes.errors import ConfigError
-from recipes.model_config import check_sequence_length, max_positions
+from recipes.kit.errors import ConfigError
+from recipes.kit.model_config import check_sequence_length, max_positions
 
 SIZES = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
 # family -> its fields, with 16 position embeddings (RoBERTa: two of them before the first token's position)

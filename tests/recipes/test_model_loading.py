@@ -1,4 +1,4 @@
-"""The loading fields of `ModelArguments` (`recipes.model_loading`): bad values and impossible combinations fail
+"""The loading fields of `ModelArguments` (`recipes.kit.loading_options`): bad values and impossible combinations fail
 when the arguments are parsed, naming the field; set values reach transformers' loaders."""
 
 import hashlib
@@ -31,10 +31,10 @@ from transformers.utils import is_flash_attn_2_available
 from custom_models.nce_lm import NCELMForCausalLM
 from data.tokenizers import train_tokenizer
 from recipes.closed_book_qa import train as qa_recipe
-from recipes.command_line import parse_config
-from recipes.errors import ConfigError, hub_ids, user_error_message
-from recipes.model_config import load_model_config
-from recipes.model_loading import new_model_kwargs, prepare_for_kbit_training, pretrained_kwargs
+from recipes.kit.command_line import parse_config
+from recipes.kit.errors import ConfigError, hub_ids, user_error_message
+from recipes.kit.loading_options import new_model_kwargs, prepare_for_kbit_training, pretrained_kwargs
+from recipes.kit.model_config import load_model_config
 from recipes.sentiment import train as sentiment_recipe
 from recipes.transformer_xl import train as txl_recipe
 from tests import tiny_models

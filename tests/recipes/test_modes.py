@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from data.errors import DataError
-from recipes.command_line import parse_config
+from recipes.kit.command_line import parse_config
 
 REPO = Path(__file__).resolve().parents[2]
 TASKS = ("sentiment", "closed_book_qa", "nce_lm", "transformer_xl")

@@ -13,8 +13,8 @@ import custom_models  # noqa: F401  (registers the Auto classes)
 from custom_models.nce_lm import NCELMForCausalLM, count_tokens, noise_log_probs_from_counts
 from data.lm_corpus import load_text_corpus
 from data.streams import SlidingWindows, encode_stream
-from recipes.command_line import parse_config
-from recipes.generation import GenerationArguments
+from recipes.kit.command_line import parse_config
+from recipes.kit.generation import GenerationArguments
 from recipes.nce_lm.train import CONFIG_CLASSES, NCELMDataArguments, NCELMModelArguments, main
 from tests.tiny_models import GPT2, as_config_overrides
 

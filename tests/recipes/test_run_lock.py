@@ -1,4 +1,4 @@
-"""One run per `output_dir` at a time (`recipes.run_lock`), with real processes: a second run started while the
+"""One run per `output_dir` at a time (`recipes.kit.run_lock`), with real processes: a second run started while the
 first runs is refused in one line naming it; a lock left by a killed run is taken over; the lock goes at the end."""
 
 import json
@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from recipes.run_lock import LOCK_NAME
+from recipes.kit.run_lock import LOCK_NAME
 from tests.recipes.kill_worker import kill_worker_command
 
 REPO = Path(__file__).resolve().parents[2]

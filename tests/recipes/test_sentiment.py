@@ -10,11 +10,11 @@ from transformers import BertConfig, BertForMaskedLM, RobertaConfig, TrainingArg
 
 from data.errors import DataError
 from data.tokenizers import train_tokenizer
-from recipes.arguments import LoraArguments
-from recipes.command_line import parse_config
-from recipes.common import ConfigError
-from recipes.model_config import check_model_config, load_model_config
-from recipes.run_lock import LOCK_NAME
+from recipes.kit.arguments import LoraArguments
+from recipes.kit.command_line import parse_config
+from recipes.kit.errors import ConfigError
+from recipes.kit.model_config import check_checkpoint_config, load_model_config
+from recipes.kit.run_lock import LOCK_NAME
 from recipes.sentiment.train import CONFIG_CLASSES, SentimentDataArguments, SentimentModelArguments, main
 from tests.tiny_models import bert_config
 
@@ -190,17 +190,12 @@ def test_unknown_yaml_key_fails_by_name(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "arguments, field, value",
-    [
-        (SentimentModelArguments, "pooling", "max"),
-        (SentimentModelArguments, "mlp_dropout", 1.5),
-        (SentimentDataArguments, "max_seq_length", 0),
-        (SentimentModelArguments, "class_names", ["only"]),
-    ],
+    "field, value", [("pooling", "max"), ("mlp_dropout", "1.5"), ("max_seq_length", "0"), ("class_names", "only")]
 )
-def test_invalid_recipe_value_fails_naming_the_field(arguments, field, value):
-    with pytest.raises(ValueError, match=field):
-        arguments(**{field: value})
+def test_invalid_recipe_value_fails_naming_the_field_at_parse_time(tmp_path, field, value):
+    """A value of the head (checked by its config class, built in memory) or of the data fails before the run."""
+    with pytest.raises(ConfigError, match=field):
+        parse_config(*CONFIG_CLASSES, argv=[str(TINY_YAML), "--output_dir", str(tmp_path), f"--{field}", value])
 
 
 def test_config_overrides_apply_on_top_of_a_checkpoint_and_unknown_keys_fail_by_name(tmp_path):
@@ -212,7 +207,9 @@ def test_config_overrides_apply_on_top_of_a_checkpoint_and_unknown_keys_fail_by_
     assert (config.encoder.hidden_size, config.encoder.hidden_dropout_prob) == (32, 0.0)
     assert (config.model_type, config.encoder.model_type) == ("encoder-mlp", "bert")
     with pytest.raises(ValueError, match=r"have no field\(s\) \['hiden_size'\]"):
-        check_model_config(SentimentModelArguments(model_name_or_path=str(tmp_path), config_overrides="hiden_size=16"))
+        check_checkpoint_config(
+            SentimentModelArguments(model_name_or_path=str(tmp_path), config_overrides="hiden_size=16")
+        )
 
 
 def test_a_checkpoint_of_any_encoder_becomes_the_encoder_of_the_classifier(tmp_path):

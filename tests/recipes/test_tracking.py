@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from recipes.command_line import parse_config
+from recipes.kit.command_line import parse_config
 
 REPO = Path(__file__).resolve().parents[2]
 

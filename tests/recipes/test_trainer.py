@@ -10,8 +10,9 @@ from huggingface_hub import ModelCard
 from transformers import AutoTokenizer, TrainingArguments
 
 from data.tokenizers import train_tokenizer
-from recipes.command_line import parse_config
-from recipes.trainer import CardInfo, RecipeTrainer, model_card, resolved_configuration, typed_command
+from recipes.kit.command_line import parse_config
+from recipes.kit.model_card import CardInfo, model_card, resolved_configuration, typed_command
+from recipes.kit.trainers import RecipeTrainer
 from recipes.transformer_xl import train as transformer_xl
 from tests.custom_models.test_bert_mlp import tiny_model
 

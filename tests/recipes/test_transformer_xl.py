@@ -15,10 +15,11 @@ from custom_models.transfo_xl import TransformerXLForCausalLM
 from custom_models.transfo_xl.sampled_losses import count_tokens, noise_log_probs_from_counts
 from data.streams import StreamSegments, encode_stream
 from data.synthetic import long_range_documents
-from recipes.command_line import parse_config
-from recipes.common import ConfigError, load_corpus
-from recipes.generation import GenerationArguments
-from recipes.model_config import load_model_config
+from recipes.kit.command_line import parse_config
+from recipes.kit.data_steps import load_corpus
+from recipes.kit.errors import ConfigError
+from recipes.kit.generation import GenerationArguments
+from recipes.kit.model_config import load_model_config
 from recipes.transformer_xl.memory_trainer import EvalMemory, MemoryTrainer
 from recipes.transformer_xl.train import (
     CONFIG_CLASSES,

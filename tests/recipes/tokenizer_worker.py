@@ -9,15 +9,15 @@ import sys
 from pathlib import Path
 
 import recipes.sentiment.train as recipe
-from recipes.command_line import run_from_command_line
+from recipes.kit.command_line import run_from_command_line
 
 report_dir = Path(sys.argv.pop(1))
 loaded = []
-load_or_train_tokenizer = recipe.load_or_train_tokenizer
+load_tokenizer = recipe.load_tokenizer
 
 
-def recording_load_or_train_tokenizer(*args, **kwargs):
-    loaded.append(load_or_train_tokenizer(*args, **kwargs))
+def recording_load_tokenizer(*args, **kwargs):
+    loaded.append(load_tokenizer(*args, **kwargs))
     return loaded[-1]
 
 
@@ -30,5 +30,5 @@ def main_then_report(*args):
     return metrics
 
 
-recipe.load_or_train_tokenizer = recording_load_or_train_tokenizer
+recipe.load_tokenizer = recording_load_tokenizer
 run_from_command_line(main_then_report, recipe.CONFIG_CLASSES)

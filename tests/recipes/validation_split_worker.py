@@ -15,8 +15,10 @@ from accelerate import PartialState
 
 from data.closed_book_qa import load_qa_dataset
 from data.sentiment import load_sentiment_dataset
-from recipes.command_line import leave_process_group, parse_config
-from recipes.common import load_corpus, load_task_splits, load_tokenizer_and_streams, start_run
+from recipes.kit.command_line import parse_config
+from recipes.kit.data_steps import load_corpus, load_task_splits, load_tokenizer_and_streams
+from recipes.kit.distributed import leave_process_group
+from recipes.kit.run_steps import start_run
 
 
 def carved_splits(task: str, argv: list[str]) -> dict[str, list]:
@@ -25,7 +27,7 @@ def carved_splits(task: str, argv: list[str]) -> dict[str, list]:
     recipe = importlib.import_module(f"recipes.{task}.train")
     parsed = parse_config(*recipe.CONFIG_CLASSES, argv=argv)
     model_args, data_args, training_args = parsed[0], parsed[1], parsed[-1]
-    start_run(training_args)
+    start_run(model_args, training_args)
     if task in ("nce_lm", "transformer_xl"):
         corpus = load_corpus(data_args, training_args)
         kind = getattr(model_args, "tokenizer_kind", "word")  # Transformer-XL: always a word-level vocabulary
@@ -38,8 +40,7 @@ def carved_splits(task: str, argv: list[str]) -> dict[str, list]:
     else:
         load_task = load_qa_dataset
         task_arguments = {"question_column": data_args.question_column, "answer_column": data_args.answer_column}
-    with training_args.main_process_first(desc="data"):
-        splits = load_task_splits(load_task, data_args, training_args, **task_arguments)
+    splits = load_task_splits(load_task, data_args, training_args, **task_arguments)
     return {split: rows.to_list() for split, rows in splits.items()}
 
 

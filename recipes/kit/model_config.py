@@ -4,29 +4,52 @@
 One rule in every recipe: the checkpoint's config when `model_name_or_path` is given, else a new one from what
 the data decides (vocabulary size, special tokens); then the recipe's own fields (`recipe_config_fields()`: a
 head, a loss, memory lengths); then `config_overrides`, whose keys must be fields of the config. The config
-class validates the result. `check_model_config` applies the rule first in `main`, before any data or
-tokenizer is loaded, so a bad key or value fails at once.
+class validates the result. It is checked once per run, as early as it can be: in memory when the arguments are
+parsed (`check_config_values`), or, when it needs a checkpoint's config, as the first step of `main`
+(`check_checkpoint_config`), before any data or tokenizer is loaded. `config_differences` compares a saved config with
+the fields a run would set (the run lifecycle and evaluate-only loading refuse a mismatch).
 """
 
 import os
 
 from transformers import PretrainedConfig
 
-from recipes.adapters import adapter_base, is_adapter_folder
-from recipes.arguments import ModelArguments, parse_overrides
-from recipes.errors import ConfigError, naming_hub_id
-from recipes.model_loading import hub_kwargs
+from recipes.kit.adapters import adapter_base, is_adapter_folder
+from recipes.kit.arguments import ModelArguments, parse_overrides
+from recipes.kit.errors import ConfigError, naming_hub_id
+from recipes.kit.loading_options import hub_kwargs
 
 
-def check_model_config(model_args: ModelArguments) -> None:
-    """Builds the run's model config from the arguments alone, to fail before anything else loads. A Hub
-    checkpoint given without `config_overrides` is not downloaded for this (it comes with the model): the
-    recipe's fields are checked on a new config instead."""
-    hub_checkpoint = model_args.model_name_or_path and not os.path.isdir(model_args.model_name_or_path)
-    if hub_checkpoint and not model_args.config_overrides:
+def check_config_values(model_args: ModelArguments) -> None:
+    """The parse-time half of the model-config check, which reads nothing: a new model's config (or, for a Hub
+    checkpoint given without `config_overrides`, the recipe's fields on a new config: the checkpoint is not
+    downloaded for this, it comes with the model) is built in memory, so a bad recipe field or `config_overrides`
+    fails before the run starts. A local checkpoint, or a Hub one with `config_overrides`, is left to
+    `check_checkpoint_config`.
+
+    Raises:
+        ConfigError: a field or key the config class refuses, naming it.
+    """
+    if not _reads_checkpoint_config(model_args):
         build_model_config(model_args, None)
-    else:
+
+
+def check_checkpoint_config(model_args: ModelArguments) -> None:
+    """The other half (`check_config_values`), first in `main`: the checkpoint's config read, with the recipe's
+    fields and `config_overrides` applied, before any data or tokenizer loads.
+
+    Raises:
+        ConfigError: a key that is no field of the checkpoint's config, a value it refuses, or a checkpoint that
+            cannot be found (naming `model_name_or_path`).
+    """
+    if _reads_checkpoint_config(model_args):
         load_model_config(model_args)
+
+
+def _reads_checkpoint_config(model_args: ModelArguments) -> bool:
+    """Whether checking the run's config needs the checkpoint's: a local folder, or a Hub id with overrides."""
+    path = model_args.model_name_or_path
+    return bool(path) and (os.path.isdir(path) or bool(model_args.config_overrides))
 
 
 def load_model_config(model_args: ModelArguments, **new_model_fields: object) -> PretrainedConfig:
@@ -40,7 +63,7 @@ def read_checkpoint_config(model_args: ModelArguments, path: str | os.PathLike |
     """The config saved in `path` (default `model_name_or_path`) as the recipe reads it: by its `config_class`,
     then `as_recipe_config` (sentiment: an encoder's config becomes the encoder of a new classifier); at
     `model_revision`, running its code only with `trust_remote_code`. A Hub error becomes a `ConfigError` naming
-    `model_name_or_path`. A folder of LoRA adapters saved unmerged is read through its base (`recipes.adapters`)."""
+    `model_name_or_path`. A folder of LoRA adapters saved unmerged is read through its base (`recipes.kit.adapters`)."""
     path = path or model_args.model_name_or_path
     with naming_hub_id("model_name_or_path", model_args.model_name_or_path):
         source = adapter_base(path) if is_adapter_folder(path) else path
@@ -51,20 +74,30 @@ def read_checkpoint_config(model_args: ModelArguments, path: str | os.PathLike |
 def build_model_config(
     model_args: ModelArguments, checkpoint: PretrainedConfig | None, **new_model_fields: object
 ) -> PretrainedConfig:
-    """The rule of the module docstring on an already read `checkpoint` config (None: a new model); reads nothing."""
+    """The rule of the module docstring on an already read `checkpoint` config (None: a new model); reads nothing.
+
+    Raises:
+        ConfigError: an override key the config lacks, or a value its class refuses (its `ValueError`, which
+            names the field, re-raised as the recipes' one configuration error).
+    """
     overrides = parse_overrides(model_args.config_overrides)
     fields = {**model_args.recipe_config_fields(), **overrides}
-    if checkpoint is not None:
-        _check_override_keys(checkpoint, overrides)
-        return config_with_fields(checkpoint, fields)
-    config_class = model_args.new_config_class or model_args.config_class
-    default = config_class()
-    _check_override_keys(default, overrides)
-    if hasattr(default, "with_fields"):
-        return default.with_fields(**{**new_model_fields, **fields})
-    # Built from the fields, not from a default config's dict: fields a config derives from others (the
-    # adaptive softmax's per-cluster settings from `cutoffs`) must be derived from the given values.
-    return config_class(**{**new_model_fields, **fields})
+    try:
+        if checkpoint is not None:
+            _check_override_keys(checkpoint, overrides)
+            return config_with_fields(checkpoint, fields)
+        config_class = model_args.new_config_class or model_args.config_class
+        default = config_class()
+        _check_override_keys(default, overrides)
+        if hasattr(default, "with_fields"):
+            return default.with_fields(**{**new_model_fields, **fields})
+        # Built from the fields, not from a default config's dict: fields a config derives from others (the
+        # adaptive softmax's per-cluster settings from `cutoffs`) must be derived from the given values.
+        return config_class(**{**new_model_fields, **fields})
+    except ConfigError:
+        raise
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
 
 
 def config_with_fields(config: PretrainedConfig, fields: dict) -> PretrainedConfig:
@@ -74,6 +107,25 @@ def config_with_fields(config: PretrainedConfig, fields: dict) -> PretrainedConf
     if hasattr(config, "with_fields"):
         return config.with_fields(**fields)
     return type(config)(**{**config.to_dict(), **fields})
+
+
+def config_differences(saved: PretrainedConfig, requested: dict, *, where: str) -> list[str]:
+    """`"d_model: 32 in checkpoint-4, 64 requested"` for each field of `requested` whose value differs from
+    `saved`'s, compared after the config class has normalised both (`0` and `0.0`, derived fields). A
+    composite config (an encoder with a head) answers for its encoder's fields through its `encoder` sub-config."""
+    candidate = config_with_fields(saved, requested)
+    return [
+        f"{key}: {_field(saved, key)!r} in {where}, {_field(candidate, key)!r} requested"
+        for key in requested
+        if _field(saved, key) != _field(candidate, key)
+    ]
+
+
+def _field(config: PretrainedConfig, key: str) -> object:
+    """`config`'s value of `key`, looked up in its `encoder` sub-config when it has one and `key` is not its own."""
+    if hasattr(config, key) or not hasattr(config, "encoder"):
+        return getattr(config, key, None)
+    return getattr(config.encoder, key, None)
 
 
 def _check_override_keys(config: PretrainedConfig, overrides: dict) -> None:

@@ -18,6 +18,7 @@ from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerB
 
 from data.files import write_jsonl
 from data.lm_corpus import TextSplit, prompt_lines
+from recipes.kit.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -35,11 +36,11 @@ class GenerationArguments:
     def __post_init__(self) -> None:
         for name in ("max_new_tokens", "num_beams"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must lie in (0, 1], got {self.top_p}")
+            raise ConfigError(f"top_p must lie in (0, 1], got {self.top_p}")
 
     def generation_config(self, tokenizer: PreTrainedTokenizerBase, **kwargs: Any) -> GenerationConfig:
         """These settings, with the tokenizer's special tokens; `kwargs` (e.g. extra stop ids) win."""

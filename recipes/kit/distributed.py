@@ -1,4 +1,5 @@
-"""Fully sharded training (FSDP2) under `Trainer`: on CPU processes too, and a final model in one piece.
+"""Runs on several processes: fully sharded training (FSDP2) on CPU processes too, a final model in one piece,
+and a clean exit from the process group.
 
 CPU: `accelerate launch` with `distributed_type: FSDP` and `use_cpu: true` starts the processes over gloo,
 but accelerate (1.15) files them as `MULTI_CPU` and only upgrades GPU-like process groups to FSDP, so
@@ -7,12 +8,8 @@ but accelerate (1.15) files them as `MULTI_CPU` and only upgrades GPU-like proce
 `Trainer` builds its `Accelerator`, which then takes its FSDP path: `fully_shard` per layer, sharded
 checkpoints. Any other launch is left as it is.
 
-Checkpoints: with sharded state, `Trainer` writes no tokenizer and no config into a checkpoint (they come
-with the weights `save_model` skips); `TokenizerInCheckpoints` writes them, so a resumed run finds the
-tokenizer it trained with (`recipes.common.load_or_train_tokenizer`).
-
-`ParameterShareLogger` logs, as training starts, how many parameter values each process holds: the
-whole model under DDP, about 1/N of it under FSDP.
+Checkpoints: with sharded state, `Trainer` writes no tokenizer and no config into a checkpoint;
+`recipes.kit.callbacks.TokenizerInCheckpoints` writes them.
 
 Saving: with `fsdp_state_dict_type: SHARDED_STATE_DICT` (each process writes its own shard of every
 checkpoint) `Trainer.save_model` writes no weights at all. `save_full_model` gathers them into one
@@ -21,16 +18,15 @@ code: `fully_shard` gives the model a class `FSDP<Class>` defined in torch, whos
 `save_pretrained` would otherwise ship as the model's code (and name in `auto_map`).
 """
 
+import gc
 import logging
 import os
 
 import torch
 from accelerate import PartialState
-from accelerate.utils import DistributedType, gather_object
+from accelerate.utils import DistributedType
 from torch.distributed.fsdp import FSDPModule
-from torch.distributed.tensor import DTensor
-from transformers import Trainer, TrainerCallback
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers import Trainer
 
 logger = logging.getLogger(__name__)
 
@@ -66,24 +62,14 @@ def _name_as_model_class(sharded_class: type) -> None:
     sharded_class.__name__, sharded_class.__qualname__ = model_class.__name__, model_class.__qualname__
 
 
-class ParameterShareLogger(TrainerCallback):
-    """Logs, once the model is prepared for training, the parameter values each process holds (a sharded
-    parameter counts its local shard) and the model's total, e.g. `parameters held per process: [14577,
-    14577] of 29154`."""
-
-    def on_train_begin(self, args, state, control, model: torch.nn.Module | None = None, **kwargs):
-        parameters = list(model.parameters())  # a tied weight is one parameter
-        held = sum(p.to_local().numel() if isinstance(p, DTensor) else p.numel() for p in parameters)
-        logger.info("parameters held per process: %s of %d", gather_object([held]), sum(p.numel() for p in parameters))
-
-
-class TokenizerInCheckpoints(TrainerCallback):
-    """Saves the tokenizer and the model's config into each checkpoint that lacks them (an FSDP checkpoint
-    with sharded state), from the main process."""
-
-    def on_save(self, args, state, control, model=None, processing_class=None, **kwargs):
-        checkpoint_dir = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
-        if args.should_save and not os.path.isfile(os.path.join(checkpoint_dir, "config.json")):
-            model.config.save_pretrained(checkpoint_dir)
-            if processing_class is not None:
-                processing_class.save_pretrained(checkpoint_dir)
+def leave_process_group() -> None:
+    """Every process waits for the others (a barrier), then leaves the process group, if there is one. A rank
+    that tore its connections down while a peer was still finishing made gloo abort that peer ("terminate
+    called without an active exception", once in a CI run) after all its work was done. The abort recurred
+    with the barrier (in one of four CI runs of 2026-12-04): a finished `Trainer` is kept alive by reference
+    cycles, and with it the DDP reducer holding the group, until some later garbage collection destroys them
+    after the group is gone. So they are collected first, while every peer is still connected."""
+    if torch.distributed.is_initialized():
+        gc.collect()
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()

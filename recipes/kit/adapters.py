@@ -13,18 +13,25 @@ model the adapters apply to is named by `base_model_name_or_path` in `adapter_co
 So PEFT's `AutoPeftModelForSequenceClassification` / `AutoPeftModelForCausalLM` and `pipeline(model=DIR)` load
 it on this machine; the recipes (`--do_train false --model_name_or_path DIR`) and `python -m
 recipes.merge_adapter DIR OUT_DIR` read `base/` wherever the folder has been moved since.
+
+The adapters are added by `add_lora_adapters` (the Model step of the recipes that fine-tune a pretrained model)
+and settled by `settle_adapters` before the final save: merged into the base weights (`merge_lora_on_save`, a
+plain model that loads without peft) or saved as such a folder.
 """
 
 import copy
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import torch
 from safetensors import safe_open
-from transformers import PreTrainedModel, Trainer
+from transformers import PreTrainedModel, Trainer, TrainingArguments
 
-from recipes.errors import ConfigError
+from recipes.kit.arguments import LoraArguments, ModelArguments
+from recipes.kit.errors import ConfigError
+from recipes.kit.loading_options import prepare_for_kbit_training
 
 if TYPE_CHECKING:
     from peft import PeftModel
@@ -39,7 +46,7 @@ BASE_FOLDER = "base"
 
 def is_adapter_folder(path: str | os.PathLike | None) -> bool:
     """Whether `path` is a local folder of adapters without a model of its own (no `config.json`). A
-    checkpoint of a LoRA run also holds the base's `config.json` (`recipes.sharding.TokenizerInCheckpoints`)
+    checkpoint of a LoRA run also holds the base's `config.json` (`recipes.kit.callbacks.TokenizerInCheckpoints`)
     and is read as a model folder by the run lifecycle."""
     return bool(path) and (Path(path) / ADAPTER_CONFIG).is_file() and not (Path(path) / "config.json").is_file()
 
@@ -60,7 +67,7 @@ def load_adapter_model(model_class: type, path: str | os.PathLike, **loading: ob
     loaded by `model_class.from_pretrained(base, **loading)`, then the adapters by PEFT (frozen). Fails
     (`ConfigError`), naming them, on weights of the base or of the adapters that do not fit the model: PEFT
     itself only warns of missing adapter weights and leaves them as initialised."""
-    from peft import PeftModel, get_peft_model_state_dict  # imported when used, as in `LoraArguments.wrap`
+    from peft import PeftModel, get_peft_model_state_dict  # imported when used: peft is needed only with LoRA
 
     base, loading_info = model_class.from_pretrained(adapter_base(path), output_loading_info=True, **loading)
     model = PeftModel.from_pretrained(base, str(path))
@@ -76,8 +83,50 @@ def load_adapter_model(model_class: type, path: str | os.PathLike, **loading: ob
     return model
 
 
+def add_lora_adapters(
+    model: PreTrainedModel,
+    lora_args: LoraArguments,
+    training_args: TrainingArguments,
+    *,
+    task_type: str,
+    default_targets: list[str] | str,
+    **lora_kwargs: Any,
+) -> torch.nn.Module:
+    """`model` with LoRA adapters when the run trains with `use_lora` (a k-bit model prepared for them first:
+    `prepare_for_kbit_training`), else `model` unchanged. `task_type`: PEFT's (`SEQ_CLS`, `CAUSAL_LM`);
+    `default_targets`: the modules that get adapters when `lora_target_modules` is empty; `lora_kwargs` go to
+    `peft.LoraConfig` (`modules_to_save`)."""
+    if not (training_args.do_train and lora_args.use_lora):
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        task_type=task_type,
+        r=lora_args.lora_r,
+        lora_alpha=lora_args.lora_alpha,
+        lora_dropout=lora_args.lora_dropout,
+        target_modules=lora_args.lora_target_modules or default_targets,
+        **lora_kwargs,
+    )
+    return get_peft_model(prepare_for_kbit_training(model, training_args), lora)
+
+
+def settle_adapters(trainer: Trainer, lora_args: LoraArguments, model_args: ModelArguments) -> None:
+    """Before the final save of a run with `use_lora`: with `merge_lora_on_save`, the adapters are folded into the
+    base weights (`trainer.model` and `trainer.model_wrapped` both replaced: `save_model` reads one or the other
+    depending on how the run was launched); else their base is named or saved (`name_or_save_base`): the checkpoint
+    itself when the run loaded it unchanged (no recipe field, no `config_overrides`). Does nothing without LoRA."""
+    if not lora_args.use_lora:
+        return
+    if lora_args.merge_lora_on_save:
+        trainer.model = trainer.model_wrapped = trainer.model.merge_and_unload()
+        return
+    loaded_unchanged = not model_args.recipe_config_fields() and not model_args.config_overrides
+    name_or_save_base(trainer, model_args.model_name_or_path if loaded_unchanged else None)
+
+
 def name_or_save_base(trainer: Trainer, base_checkpoint: str | None) -> None:
-    """Before the adapters are saved (`recipes.common.save_card_and_push`): names their base in what PEFT will
+    """Before the adapters are saved (`settle_adapters`): names their base in what PEFT will
     write as `base_model_name_or_path`: `base_checkpoint` (a local folder made absolute) when the run loaded that
     checkpoint unchanged, else `output_dir/base`, where the base is saved now with the tokenizer (the model without
     its LoRA layers; its `modules_to_save` copies are the trained ones, which the adapters hold too). A model that

@@ -1,7 +1,7 @@
 """How every recipe loads what `model_name_or_path` and `tokenizer_name` name: the loading fields of
 `ModelArguments` (`dtype`, `attn_implementation`, `model_revision`, `trust_remote_code`, `load_in_4bit` /
-`load_in_8bit` and the 4-bit settings) turned into the keyword arguments of transformers' loaders, checked
-before anything loads.
+`load_in_8bit` and the 4-bit settings) turned into the keyword arguments of transformers' loaders, and the checks
+of those fields against this machine and the run, made when the arguments are parsed.
 
 k-bit loading quantises the base weights with bitsandbytes (an optional extra: `pip install
 ".[quantization]"`) and trains LoRA adapters on top of them: QLoRA. A quantised model cannot be trained
@@ -9,54 +9,34 @@ without adapters, so such a run is refused when the arguments are parsed.
 """
 
 import importlib.util
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from transformers import BitsAndBytesConfig, PreTrainedModel, TrainingArguments
 from transformers.utils import is_flash_attn_2_available
 
-from recipes.errors import ConfigError
-
-if TYPE_CHECKING:  # arguments.py calls `check_loading_fields` from ModelArguments.__post_init__
-    from recipes.arguments import LoraArguments, ModelArguments
-
-DTYPES = ("auto", "bfloat16", "float16", "float32")
-ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2")
-BNB_4BIT_QUANT_TYPES = ("nf4", "fp4")
-COMPUTE_DTYPES = ("bfloat16", "float16", "float32")
+from recipes.kit.arguments import COMPUTE_DTYPES, LoraArguments, ModelArguments
+from recipes.kit.errors import ConfigError
 
 
-def check_loading_fields(model_args: "ModelArguments") -> None:
-    """Fails, naming the field, on a loading value no loader accepts or this machine cannot honour."""
-    choices = {
-        "dtype": DTYPES,
-        "attn_implementation": ATTN_IMPLEMENTATIONS,
-        "bnb_4bit_quant_type": BNB_4BIT_QUANT_TYPES,
-        "bnb_4bit_compute_dtype": COMPUTE_DTYPES,
-    }
-    for name, allowed in choices.items():
-        value = getattr(model_args, name)
-        if value is not None and value not in allowed:
-            raise ValueError(f"{name} must be one of {list(allowed)} (or null), got {value!r}")
+def check_loading_environment(model_args: ModelArguments) -> None:
+    """Raises `ConfigError`, naming the field and the package, when this machine lacks what a loading field
+    needs: flash-attn for `attn_implementation flash_attention_2`, bitsandbytes for `load_in_4bit` / `load_in_8bit`."""
     if model_args.attn_implementation == "flash_attention_2" and not is_flash_attn_2_available():
-        raise ValueError(
+        raise ConfigError(
             "attn_implementation flash_attention_2: the flash-attn package is not installed (it needs a CUDA GPU); "
             "use sdpa or eager"
         )
-    if model_args.load_in_4bit and model_args.load_in_8bit:
-        raise ValueError("load_in_4bit and load_in_8bit are both true: choose one")
-    flag = kbit_flag(model_args)
+    flag = model_args.kbit_flag
     if flag and importlib.util.find_spec("bitsandbytes") is None:
-        raise ValueError(f"{flag} needs bitsandbytes: pip install '.[quantization]' (or pip install bitsandbytes)")
-    if flag and not model_args.model_name_or_path:
-        raise ValueError(f"{flag} quantises a pretrained checkpoint: give model_name_or_path")
+        raise ConfigError(f"{flag} needs bitsandbytes: pip install '.[quantization]' (or pip install bitsandbytes)")
 
 
-def check_kbit_training(model_args: "ModelArguments", lora_args: "LoraArguments | None", *, do_train: bool) -> None:
-    """Fails when a k-bit model would be trained without LoRA adapters (its quantised weights cannot learn;
-    `lora_args` None: the recipe has no adapters), or would be merged with them on save (merging re-quantises
-    the sum, losing the adapters' precision, and the folder would need bitsandbytes to load)."""
-    flag = kbit_flag(model_args)
+def check_kbit_training(model_args: ModelArguments, lora_args: LoraArguments | None, *, do_train: bool) -> None:
+    """Raises `ConfigError` when a k-bit model would be trained without LoRA adapters (its quantised weights cannot
+    learn; `lora_args` None: the recipe has no adapters), or would be merged with them on save (merging
+    re-quantises the sum, losing the adapters' precision, and the folder would need bitsandbytes to load)."""
+    flag = model_args.kbit_flag
     if flag is None or not do_train:
         return
     if lora_args is None or not lora_args.use_lora:
@@ -69,18 +49,13 @@ def check_kbit_training(model_args: "ModelArguments", lora_args: "LoraArguments 
         )
 
 
-def kbit_flag(model_args: "ModelArguments") -> str | None:
-    """`"load_in_4bit"` or `"load_in_8bit"`, whichever is set, for messages; None without quantisation."""
-    return "load_in_4bit" if model_args.load_in_4bit else "load_in_8bit" if model_args.load_in_8bit else None
-
-
-def hub_kwargs(model_args: "ModelArguments") -> dict[str, Any]:
+def hub_kwargs(model_args: ModelArguments) -> dict[str, Any]:
     """What every read of a checkpoint, its config or its tokenizer takes: the revision, and whether the code
     in the repository may run (`trust_remote_code`)."""
     return {"revision": model_args.model_revision, "trust_remote_code": model_args.trust_remote_code}
 
 
-def pretrained_kwargs(model_args: "ModelArguments") -> dict[str, Any]:
+def pretrained_kwargs(model_args: ModelArguments) -> dict[str, Any]:
     """The keyword arguments of a model's `from_pretrained`: `hub_kwargs`, then `dtype`,
     `attn_implementation` and `quantization_config` when set (else transformers' defaults: float32, the
     model's own attention, no quantisation)."""
@@ -93,7 +68,7 @@ def pretrained_kwargs(model_args: "ModelArguments") -> dict[str, Any]:
     return kwargs
 
 
-def new_model_kwargs(model_args: "ModelArguments") -> dict[str, Any]:
+def new_model_kwargs(model_args: ModelArguments) -> dict[str, Any]:
     """The keyword arguments of `from_config` for a model built from a config: `dtype` (`auto`: float32, as
     there is no checkpoint to follow) and `attn_implementation`, when set."""
     kwargs: dict[str, Any] = {}
@@ -104,7 +79,7 @@ def new_model_kwargs(model_args: "ModelArguments") -> dict[str, Any]:
     return kwargs
 
 
-def quantization_config(model_args: "ModelArguments") -> BitsAndBytesConfig | None:
+def quantization_config(model_args: ModelArguments) -> BitsAndBytesConfig | None:
     """The bitsandbytes config of `load_in_4bit` / `load_in_8bit`, or None. The 4-bit matmuls compute in
     `bnb_4bit_compute_dtype`, by default the `dtype` of the rest of the model (float32 without one)."""
     if model_args.load_in_8bit:

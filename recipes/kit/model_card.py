@@ -1,15 +1,12 @@
-"""`RecipeTrainer`: the `Trainer` every recipe's trainer extends, for what the recipes publish.
+"""The model card of a recipe's output folder (README.md of `output_dir`, pushed with the model).
 
-- The model card (README.md of `output_dir`, pushed with the model) is the recipe's: front matter through
+- The card is the recipe's: front matter through
   `huggingface_hub.ModelCardData` (`base_model`, `datasets`, `library_name`, `pipeline_tag`, `tags`, the
   final metrics as model-index `eval_results`), what the model is, its data, its metrics, the command as
   typed (paths inside the repository written relative to it, token values hidden) and the resolved
-  configuration of the run as YAML. It is written by the public `create_model_card`, the method
-  `Trainer.push_to_hub` calls, so a push uploads this card rather than transformers' generic one.
-- The saved `tokenizer_config.json` holds no key that only describes this machine's loading
-  (`local_files_only`, `is_local`, ...: transformers records them when a tokenizer is loaded offline).
-- After `load_best_model_at_end`, the metrics files (`train_results.json`, `eval_results.json`, ...) name
-  the step of the checkpoint whose weights were kept and evaluated (`best_global_step`).
+  configuration of the run as YAML. `recipes.kit.trainers.RecipeTrainer` writes it from the public
+  `create_model_card`, the method `Trainer.push_to_hub` calls, so a push uploads this card rather than
+  transformers' generic one.
 """
 
 import dataclasses
@@ -21,13 +18,11 @@ from typing import Any
 
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
-from transformers import Trainer, TrainingArguments
+from transformers import TrainingArguments
 
 #: The Hub's pipeline tag of a model, by the ending of its class name.
 PIPELINE_TAGS = {"ForSequenceClassification": "text-classification", "ForCausalLM": "text-generation"}
-#: `tokenizer_config.json` keys that transformers records from how a tokenizer was loaded here.
-MACHINE_LOCAL_TOKENIZER_KEYS = ("is_local", "local_files_only", "cache_dir", "token")
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 _HIDDEN = "***"
 
 
@@ -46,41 +41,6 @@ class CardInfo:
     base_model: str | None = None
     dataset_id: str | None = None
     tags: list[str] = dataclasses.field(default_factory=lambda: ["finetune-recipes"])
-
-
-class RecipeTrainer(Trainer):
-    """A `Trainer` that writes the recipe's model card, saves publishable tokenizer files and names the
-    best checkpoint in its metrics; see the module docstring. Set `card_info` before the card is made."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.card_info: CardInfo | None = None
-        init_kwargs = getattr(self.processing_class, "init_kwargs", None)
-        for key in MACHINE_LOCAL_TOKENIZER_KEYS if init_kwargs is not None else ():
-            init_kwargs.pop(key, None)
-
-    def create_model_card(self, tags: str | list[str] | None = None, **kwargs: Any) -> None:
-        """Writes README.md from `card_info` (transformers' generic card when the recipe set none); `tags`
-        (from `push_to_hub`) are added to the card's."""
-        if self.card_info is None:
-            return super().create_model_card(tags=tags, **kwargs)
-        if not self.is_world_process_zero():
-            return None
-        extra = [tags] if isinstance(tags, str) else list(tags or [])
-        card = model_card(self.card_info, extra_tags=extra, model_name=kwargs.get("model_name"))
-        card.save(Path(self.args.output_dir) / "README.md")
-        return None
-
-    def merge_lora(self) -> None:
-        """Folds LoRA adapters into the base weights, so the saved folder is a plain model that loads without
-        peft. `model` and `model_wrapped` are both replaced: `save_model` reads one or the other depending on
-        how the run was launched."""
-        self.model = self.model_wrapped = self.model.merge_and_unload()
-
-    def save_metrics(self, split: str, metrics: dict[str, float], combined: bool = True) -> None:
-        if self.args.load_best_model_at_end and self.state.best_global_step:
-            metrics = {**metrics, "best_global_step": self.state.best_global_step}
-        super().save_metrics(split, metrics, combined=combined)
 
 
 def is_quality(metric: str) -> bool:

@@ -1,12 +1,12 @@
-"""A recipe's configuration: YAML + command line -> dataclasses, checked before anything runs.
+"""A recipe's configuration as dataclasses: the values, and the checks of each field on its own.
 
-A recipe is launched as `accelerate launch recipes/<task>/train.py CONFIG.yaml [--flag value ...]`:
-the YAML gives the values, flags on the command line override them, and a key that no dataclass
-knows fails by name before anything runs (as in alignment-handbook). The fields the recipes share are
-declared once here: `ModelArguments`, `DataArguments` (and `TextCorpusArguments`, the language-model recipes'
-data), `LoraArguments`; each recipe extends them with its own fields. The dataclasses hold values and check
-them; loading (data, tokenizers, model configs) is done by plain functions that each recipe's `main` calls.
-Parsing (YAML + command line) and the checks across dataclasses: `recipes.command_line`.
+A recipe is launched as `accelerate launch recipes/<task>/train.py CONFIG.yaml [--flag value ...]`; the fields
+the recipes share are declared once here: `ModelArguments`, `DataArguments` (and `TextCorpusArguments`, the
+language-model recipes' data), `LoraArguments`, `RecipeTrainingArguments`; each recipe extends them with its own
+fields. A value no run can use raises `ConfigError`, naming the field, when the dataclass is built. Nothing here
+reads a file, imports a loader or looks at the machine: what needs more than one dataclass, the installed
+packages or a model config is checked by `recipes.kit.command_line` (parsing, which builds a new model's config
+in memory) and `recipes.kit.model_config.check_checkpoint_config` (a checkpoint's, the first step of every `main`).
 """
 
 import dataclasses
@@ -15,13 +15,17 @@ import os
 import re
 from typing import Any, ClassVar
 
-import torch
 import yaml
-from transformers import PretrainedConfig, PreTrainedModel, TrainingArguments
+from transformers import PretrainedConfig, TrainingArguments
 from transformers.trainer_utils import IntervalStrategy
 
-from recipes.errors import ConfigError
-from recipes.model_loading import check_loading_fields
+from recipes.kit.errors import ConfigError
+
+#: The values of the loading fields that transformers' loaders accept (null: the loader's default).
+DTYPES = ("auto", "bfloat16", "float16", "float32")
+ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2")
+BNB_4BIT_QUANT_TYPES = ("nf4", "fp4")
+COMPUTE_DTYPES = ("bfloat16", "float16", "float32")
 
 
 @dataclasses.dataclass
@@ -75,7 +79,7 @@ class DataArguments:
         for name in ("max_train_samples", "max_eval_samples", "preprocessing_num_workers"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise ValueError(f"{name} must be at least 1, got {value}")
+                raise ConfigError(f"{name} must be at least 1, got {value}")
         for name in ("train_file", "validation_file", "test_file"):  # a YAML string or a list: one type
             files = getattr(self, name)
             files = [files] if isinstance(files, (str, os.PathLike)) else files
@@ -147,12 +151,12 @@ class TextCorpusArguments(DataArguments):
             )
         for name in ("max_train_samples", "max_eval_samples"):
             if getattr(self, name) is not None:
-                raise ValueError(
+                raise ConfigError(
                     f"{name}: a language-model corpus is read as one token stream, not as examples; shorten "
                     "training with max_steps, or give a shorter file"
                 )
         if self.preprocessing_num_workers is not None:
-            raise ValueError(
+            raise ConfigError(
                 "preprocessing_num_workers: a language-model corpus is tokenised once per machine by the tokenizer's "
                 "own threads (data.token_cache); remove it"
             )
@@ -165,10 +169,10 @@ class ModelArguments:
     model (`config_class`, which reads checkpoints; `new_config_class` when a new model is another class) and
     return their own config fields (head, loss, memory) from `recipe_config_fields`.
 
-    `config_overrides` follows one rule in every recipe (`recipes.model_config`): its keys must be fields of
+    `config_overrides` follows one rule in every recipe (`recipes.kit.model_config`): its keys must be fields of
     the model's config, and it is applied last, on top of the checkpoint's config when `model_name_or_path` is
-    given (else on a new config). Parsing checks its syntax, and a new model's whole config (built in memory);
-    against a checkpoint's config, its keys and values are checked by `check_model_config`, first in `main`.
+    given (else on a new config). Its syntax is checked here; its keys and values, on the config they change, by
+    `recipes.kit.model_config` (`check_config_values` when parsing, `check_checkpoint_config` first in `main`).
     """
 
     config_class: ClassVar[type[PretrainedConfig]]
@@ -186,7 +190,7 @@ class ModelArguments:
     tokenizer_vocab_size: int = dataclasses.field(
         default=32000, metadata={"help": "Vocabulary of a tokenizer trained here (no tokenizer or checkpoint)."}
     )
-    # Loading (recipes.model_loading)
+    # Loading (recipes.kit.loading_options)
     dtype: str | None = dataclasses.field(
         default=None,
         metadata={"help": "Weights' dtype: auto (the checkpoint's), bfloat16, float16, float32; null: float32."},
@@ -216,14 +220,28 @@ class ModelArguments:
     )
 
     def __post_init__(self) -> None:
-        check_loading_fields(self)
+        choices = {
+            "dtype": DTYPES,
+            "attn_implementation": ATTN_IMPLEMENTATIONS,
+            "bnb_4bit_quant_type": BNB_4BIT_QUANT_TYPES,
+            "bnb_4bit_compute_dtype": COMPUTE_DTYPES,
+        }
+        for name, allowed in choices.items():
+            value = getattr(self, name)
+            if value is not None and value not in allowed:
+                raise ConfigError(f"{name} must be one of {list(allowed)} (or null), got {value!r}")
+        if self.load_in_4bit and self.load_in_8bit:
+            raise ConfigError("load_in_4bit and load_in_8bit are both true: choose one")
+        if self.kbit_flag and not self.model_name_or_path:
+            raise ConfigError(f"{self.kbit_flag} quantises a pretrained checkpoint: give model_name_or_path")
         if self.tokenizer_vocab_size < 2:
-            raise ValueError(f"tokenizer_vocab_size must be >= 2, got {self.tokenizer_vocab_size}")
+            raise ConfigError(f"tokenizer_vocab_size must be >= 2, got {self.tokenizer_vocab_size}")
         parse_overrides(self.config_overrides)  # its syntax
-        if not self.model_name_or_path:  # a new model: its config is built in memory and checked now
-            from recipes.model_config import build_model_config  # builds from values, reads nothing
 
-            build_model_config(self, None)
+    @property
+    def kbit_flag(self) -> str | None:
+        """`"load_in_4bit"` or `"load_in_8bit"`, whichever is set, for messages; None without quantisation."""
+        return "load_in_4bit" if self.load_in_4bit else "load_in_8bit" if self.load_in_8bit else None
 
     def recipe_config_fields(self) -> dict[str, Any]:
         """Config fields the recipe sets from its own flags (a head, a loss, memory lengths)."""
@@ -252,33 +270,15 @@ class LoraArguments:
     def __post_init__(self) -> None:
         for name in ("lora_r", "lora_alpha"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.lora_dropout < 1.0:
-            raise ValueError(f"lora_dropout must lie in [0, 1), got {self.lora_dropout}")
-
-    def wrap(
-        self, model: PreTrainedModel, *, task_type: str, default_targets: list[str], **kwargs: Any
-    ) -> torch.nn.Module:
-        """`model` with LoRA adapters (unchanged without `use_lora`); `kwargs` go to `peft.LoraConfig`."""
-        if not self.use_lora:
-            return model
-        from peft import LoraConfig, get_peft_model
-
-        lora = LoraConfig(
-            task_type=task_type,
-            r=self.lora_r,
-            lora_alpha=self.lora_alpha,
-            lora_dropout=self.lora_dropout,
-            target_modules=self.lora_target_modules or default_targets,
-            **kwargs,
-        )
-        return get_peft_model(model, lora)
+            raise ConfigError(f"lora_dropout must lie in [0, 1), got {self.lora_dropout}")
 
 
 @dataclasses.dataclass
 class RecipeTrainingArguments(TrainingArguments):
     """`transformers.TrainingArguments` plus the one flag of the run lifecycle that 5.x removed
-    (`recipes.run_lifecycle`)."""
+    (`recipes.kit.lifecycle`)."""
 
     overwrite_output_dir: bool = dataclasses.field(
         default=False,

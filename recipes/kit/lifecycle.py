@@ -20,24 +20,18 @@ import zipfile
 from pathlib import Path
 
 from safetensors import safe_open
-from transformers import PretrainedConfig, PreTrainedModel, TrainingArguments
+from transformers import TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from recipes.adapters import is_adapter_folder, load_adapter_model
-from recipes.arguments import ModelArguments, parse_overrides
-from recipes.errors import ConfigError
-from recipes.model_config import config_with_fields, read_checkpoint_config
-from recipes.model_loading import pretrained_kwargs
-from recipes.run_lock import LOCK_NAME
+from recipes.kit.arguments import ModelArguments, parse_overrides
+from recipes.kit.errors import CheckpointError, ConfigError
+from recipes.kit.model_config import config_differences, read_checkpoint_config
+from recipes.kit.run_lock import LOCK_NAME
 
 logger = logging.getLogger(__name__)
 
 #: Files that hold a saved model's weights (a full model, a sharded one, LoRA adapters).
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
-
-
-class CheckpointError(ConfigError):
-    """A checkpoint or saved model that this run cannot use; the message names it and what is wrong."""
 
 
 def plan_run(model_args: ModelArguments, training_args: TrainingArguments) -> None:
@@ -94,7 +88,7 @@ def plan_run(model_args: ModelArguments, training_args: TrainingArguments) -> No
 
 
 def start_over(training_args: TrainingArguments, *, keep: str | None) -> None:
-    """Empties `output_dir` but for this run's lock (`recipes.run_lock`; one process per folder deletes, the
+    """Empties `output_dir` but for this run's lock (`recipes.kit.run_lock`; one process per folder deletes, the
     others wait for it); refuses when that would delete `keep`, the model the run starts from."""
     output_dir = Path(training_args.output_dir).resolve()
     if keep and output_dir in (Path(keep).resolve(), *Path(keep).resolve().parents):
@@ -125,9 +119,9 @@ def reached(state: dict, training_args: TrainingArguments) -> bool:
 
 
 def stopped_early(state: dict) -> bool:
-    """Whether a saved `trainer_state.json` ended by early stopping (`recipes.early_stopping`): the count of
-    evaluations without improvement saved with it had reached the patience. Such a run is finished: resumed, it
-    would train one more step before the callback stopped it again."""
+    """Whether a saved `trainer_state.json` ended by early stopping (`recipes.kit.callbacks.LoggedEarlyStopping`):
+    the count of evaluations without improvement saved with it had reached the patience. Such a run is finished:
+    resumed, it would train one more step before the callback stopped it again."""
     for saved in (state.get("stateful_callbacks") or {}).values():
         if isinstance(saved, dict) and "early_stopping_patience_counter" in saved.get("attributes", {}):
             return saved["attributes"]["early_stopping_patience_counter"] >= saved["args"]["early_stopping_patience"]
@@ -200,55 +194,6 @@ def check_same_config(folder: Path, model_args: ModelArguments) -> None:
             f"{folder} was trained with another model config ({'; '.join(differences)}): use the same settings "
             "to continue, or --overwrite_output_dir true (or another output_dir) to train the new model"
         )
-
-
-def config_differences(saved: PretrainedConfig, requested: dict, *, where: str) -> list[str]:
-    """`"d_model: 32 in checkpoint-4, 64 requested"` for each field of `requested` whose value differs from
-    `saved`'s, compared after the config class has normalised both (`0` and `0.0`, derived fields). A
-    composite config (an encoder with a head) answers for its encoder's fields through its `encoder` sub-config."""
-    candidate = config_with_fields(saved, requested)
-    return [
-        f"{key}: {_field(saved, key)!r} in {where}, {_field(candidate, key)!r} requested"
-        for key in requested
-        if _field(saved, key) != _field(candidate, key)
-    ]
-
-
-def _field(config: PretrainedConfig, key: str) -> object:
-    """`config`'s value of `key`, looked up in its `encoder` sub-config when it has one and `key` is not its own."""
-    if hasattr(config, key) or not hasattr(config, "encoder"):
-        return getattr(config, key, None)
-    return getattr(config.encoder, key, None)
-
-
-def load_trained_model(
-    model_class: type, model_args: ModelArguments, saved: PretrainedConfig | None = None
-) -> PreTrainedModel:
-    """The trained folder `model_args.model_name_or_path` exactly as saved, for evaluation and prediction:
-    no recipe field is applied, a `config_overrides` value that differs from the saved config is a
-    `ConfigError` naming the field, and a missing, unexpected or mis-shaped weight is one naming the weights.
-    `model_class`: the recipe's model class or Auto class; `saved`: the folder's config when the recipe has
-    already read it (`read_checkpoint_config`), else it is read here, once, for the check and the model. The
-    loading fields (dtype, attention, quantisation: `recipes.model_loading`) apply. A folder of LoRA adapters
-    saved unmerged is loaded on its base, as its run held it (`recipes.adapters.load_adapter_model`)."""
-    folder = model_args.model_name_or_path
-    saved = read_checkpoint_config(model_args) if saved is None else saved
-    differences = config_differences(saved, parse_overrides(model_args.config_overrides), where=folder)
-    if differences:
-        raise ConfigError(
-            f"config_overrides would change the trained model ({'; '.join(differences)}): evaluate and predict use "
-            "the folder as saved; drop these config_overrides (--config_overrides '') or train with do_train true"
-        )
-    if is_adapter_folder(folder):  # LoRA adapters saved unmerged, on their base (`recipes.adapters`), checked there
-        return load_adapter_model(model_class, folder, config=saved, **pretrained_kwargs(model_args))
-    model, loading_info = model_class.from_pretrained(
-        folder, config=saved, output_loading_info=True, **pretrained_kwargs(model_args)
-    )
-    wrong = {kind: loading_info.get(kind) for kind in ("missing_keys", "unexpected_keys", "mismatched_keys")}
-    wrong = {kind: sorted(map(str, keys)) for kind, keys in wrong.items() if keys}
-    if wrong:
-        raise CheckpointError(f"{folder}: its weights do not fit {type(model).__name__}: {wrong}")
-    return model
 
 
 def _read_state(path: Path) -> dict | None:

@@ -1,12 +1,12 @@
-"""A recipe's command line: `CONFIG.yaml [--flag value ...]` -> the recipe's dataclasses (`recipes.arguments`),
-checked across them before anything runs, then `main`, with one `error:` line for a failure the user can fix.
+"""A recipe's command line: `CONFIG.yaml [--flag value ...]` -> the recipe's dataclasses (`recipes.kit.arguments`),
+checked across them and against this machine before anything runs, then `main`, with one `error:` line for a
+failure the user can fix.
 
 The YAML gives the values, flags on the command line override them, and a key that no dataclass knows fails by
 name before anything runs (as in alignment-handbook).
 """
 
 import dataclasses
-import gc
 import os
 import sys
 from collections.abc import Callable
@@ -18,10 +18,12 @@ import yaml
 from transformers import HfArgumentParser, TrainingArguments
 from transformers.trainer_utils import IntervalStrategy
 
-from recipes.arguments import LoraArguments, ModelArguments
-from recipes.errors import EXIT_STATUS, ConfigError, debug_requested, hub_ids, user_error_message
-from recipes.model_loading import check_kbit_training
-from recipes.run_lock import output_dir_lock
+from recipes.kit.arguments import LoraArguments, ModelArguments
+from recipes.kit.distributed import leave_process_group
+from recipes.kit.errors import EXIT_STATUS, ConfigError, debug_requested, hub_ids, user_error_message
+from recipes.kit.loading_options import check_kbit_training, check_loading_environment
+from recipes.kit.model_config import check_config_values
+from recipes.kit.run_lock import output_dir_lock
 
 
 class OneLineParser(HfArgumentParser):
@@ -86,15 +88,15 @@ def run_from_command_line(main: Callable[..., dict], config_classes: tuple[type,
     process group. A process that exits with gloo's threads still alive can abort ("terminate called
     without an active exception") after all its work is done, failing the launch.
 
-    The run holds the lock of its `output_dir` (`recipes.run_lock`: one run per folder at a time). A failure the
-    user can fix (`recipes.errors`: a configuration, data or Hub error, or an invalid value found while parsing)
+    The run holds the lock of its `output_dir` (`recipes.kit.run_lock`: one run per folder at a time). A failure the
+    user can fix (`recipes.kit.errors`: a configuration, data or Hub error, or an invalid value found while parsing)
     prints `error: <message>` on stderr and exits with status 2; the traceback only with
     `FINETUNE_RECIPES_DEBUG=1`."""
     parsed: tuple = ()
     try:
         try:
             parsed = parse_config(*config_classes)
-        except ValueError as error:  # the dataclasses' own checks: a value the user gave
+        except ValueError as error:  # TrainingArguments' own checks (ours raise ConfigError): a value the user gave
             raise ConfigError(str(error)) from error
         with output_dir_lock(next((args for args in parsed if isinstance(args, TrainingArguments)), None)):
             main(*parsed)
@@ -107,19 +109,6 @@ def run_from_command_line(main: Callable[..., dict], config_classes: tuple[type,
     leave_process_group()
 
 
-def leave_process_group() -> None:
-    """Every process waits for the others (a barrier), then leaves the process group, if there is one. A rank
-    that tore its connections down while a peer was still finishing made gloo abort that peer ("terminate
-    called without an active exception", once in a CI run) after all its work was done. The abort recurred
-    with the barrier (in one of four CI runs of 2026-12-04): a finished `Trainer` is kept alive by reference
-    cycles, and with it the DDP reducer holding the group, until some later garbage collection destroys them
-    after the group is gone. So they are collected first, while every peer is still connected."""
-    if torch.distributed.is_initialized():
-        gc.collect()
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
-
-
 def parse_config(*dataclass_types: type, argv: list[str] | None = None) -> tuple:
     """Parses `[CONFIG.yaml] [--key value ...]` into instances of `dataclass_types`.
 
@@ -127,10 +116,11 @@ def parse_config(*dataclass_types: type, argv: list[str] | None = None) -> tuple
     On a machine without an accelerator `use_cpu` defaults to true. Unknown YAML keys and values that argparse
     cannot read (`--learning_rate abc`: `OneLineParser`) raise `ConfigError`; invalid values raise from the
     dataclasses' own checks (`__post_init__`) and from `check_training_values`, a `do_eval: false` the run cannot
-    honour from `honour_do_eval`, a run with nothing to do from `check_run`, and a quantised model trained without
-    adapters from `check_kbit_training`, before any data or model is loaded. Nothing is read here: a checkpoint's
-    config is read, and `config_overrides` checked against it, by `recipes.model_config.check_model_config`, the
-    first step of every recipe's `main`.
+    honour from `honour_do_eval`, a run with nothing to do from `check_run`, a loading field this machine cannot
+    honour from `check_loading_environment`, a new model's config from `check_config_values`, and a quantised
+    model trained without adapters from `check_kbit_training`, before any data or model is loaded. Nothing is
+    read here: a checkpoint's config is read, and `config_overrides` checked against it, by
+    `recipes.kit.model_config.check_checkpoint_config`, the first step of every recipe's `main`.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = OneLineParser(dataclass_types)
@@ -149,6 +139,9 @@ def parse_config(*dataclass_types: type, argv: list[str] | None = None) -> tuple
     if training_args:
         check_training_values(training_args[0])
         honour_do_eval(training_args[0], _given_value("do_eval", parser, yaml_values, argv))
+    if model_args:
+        check_loading_environment(model_args[0])
+        check_config_values(model_args[0])
     if model_args and training_args:
         check_run(model_args[0], training_args[0])
         lora_args = next((args for args in parsed if isinstance(args, LoraArguments)), None)

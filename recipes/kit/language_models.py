@@ -1,4 +1,10 @@
-"""The sums behind a language model's evaluation metrics, gathered over every process: the loss (hence
+"""What the two language-model recipes (NCE LM, Transformer-XL) share: the noise distribution of a sampled loss,
+and the sums behind their evaluation metrics.
+
+Noise (`set_training_noise`): the unigram distribution of the training tokens, raised to `noise_power`, saved
+with the weights; a new output bias starts at log q, so training starts self-normalised.
+
+Metrics: the sums are gathered over every process: the loss (hence
 perplexity and bits per token) is summed negative log-likelihood over scored tokens, never a mean of batch
 means, so it does not depend on the batch layout or the process count.
 
@@ -9,11 +15,30 @@ unnormalised, and log Z(h) says how far they are from it). A model trained by th
 """
 
 import torch
-from transformers import PretrainedConfig, Trainer
+from transformers import PretrainedConfig, PreTrainedModel, Trainer
 from transformers.utils import ModelOutput
 
-from custom_models.nce_lm.sampled_losses import SAMPLED_LOSS_TYPES
+from custom_models.nce_lm.sampled_losses import SAMPLED_LOSS_TYPES, count_tokens, noise_log_probs_from_counts
 from data.metrics import perplexity_metrics
+
+#: Tokens counted at a time: int64 chunks of the training stream, so counting holds no large copy.
+COUNT_CHUNK_TOKENS = 1 << 22
+
+
+def set_training_noise(
+    model: PreTrainedModel,
+    train_stream: torch.Tensor,
+    *,
+    noise_power: float,
+    smoothing: float = 1.0,
+    reset_output_bias: bool,
+) -> None:
+    """Sets the noise distribution of `model` (a model trained by a sampled loss: its `set_noise_distribution`)
+    to the unigram counts of `train_stream` (token ids), plus `smoothing`, raised to `noise_power`; with
+    `reset_output_bias` (a new output bias) the bias starts at log q."""
+    counts = count_tokens(train_stream.split(COUNT_CHUNK_TOKENS), vocab_size=model.config.vocab_size)
+    log_q = noise_log_probs_from_counts(counts, noise_power=noise_power, smoothing=smoothing)
+    model.set_noise_distribution(log_q, reset_output_bias=reset_output_bias)
 
 
 class TokenLossSums:

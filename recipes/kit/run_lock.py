@@ -23,7 +23,7 @@ from pathlib import Path
 import psutil
 from transformers import TrainingArguments
 
-from recipes.errors import ConfigError
+from recipes.kit.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -39,6 +39,10 @@ class ConfigError(ValueError):
     """A recipe configuration that cannot run; the message names the file and the key."""
 
 
+class CheckpointError(ConfigError):
+    """A checkpoint or saved model that this run cannot use; the message names it and what is wrong."""
+
+
 def debug_requested() -> bool:
     """Whether `FINETUNE_RECIPES_DEBUG` asks for tracebacks."""
     return os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")

@@ -1,0 +1,127 @@
+"""The run steps of every recipe, written once: start (seed, logging, the model config checked, the run
+lifecycle), train, evaluate, and save with a model card and push. The data steps are `recipes.kit.data_steps`, the
+Model step `recipes.kit.model_loading`.
+"""
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import datasets
+import transformers
+from transformers import PreTrainedModel, Trainer, TrainingArguments
+from transformers.dynamic_module_utils import custom_object_save
+
+from recipes.kit.adapters import settle_adapters
+from recipes.kit.arguments import DataArguments, LoraArguments, ModelArguments
+from recipes.kit.distributed import save_full_model, shard_on_cpu_processes
+from recipes.kit.lifecycle import plan_run
+from recipes.kit.model_card import CardInfo, is_quality, pipeline_tag
+from recipes.kit.model_config import check_checkpoint_config
+from recipes.kit.trainers import RecipeTrainer
+
+logger = logging.getLogger(__name__)
+
+
+def start_run(model_args: ModelArguments, training_args: TrainingArguments) -> None:
+    """The first step of every recipe, before any data or model loads: the seed (`set_seed`, every library's
+    generator); logging; an FSDP launch on CPU processes made to shard (`recipes.kit.distributed`, logged when it
+    does); the model config checked against the checkpoint's when it needs it (`check_checkpoint_config`: a bad
+    `config_overrides` fails here; a new model's was checked at parse time); then the run lifecycle
+    (`recipes.kit.lifecycle.plan_run`: resume, finish, or start over), which may change `training_args` and
+    `model_args`.
+
+    Raises:
+        ConfigError: a model config or an `output_dir` the run cannot use (`CheckpointError` for a checkpoint).
+    """
+    transformers.set_seed(training_args.seed)
+    setup_logging(training_args)
+    shard_on_cpu_processes()
+    check_checkpoint_config(model_args)
+    plan_run(model_args, training_args)
+
+
+def setup_logging(training_args: TrainingArguments) -> None:
+    """The recipe's own messages at INFO on the main process (WARNING elsewhere); transformers and datasets
+    at `--log_level` / `--log_level_replica` (warnings by default, so their progress chatter stays out)."""
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        handlers=[logging.StreamHandler()],
+    )
+    logging.getLogger().setLevel(logging.INFO if training_args.should_log else logging.WARNING)
+    for library in (transformers, datasets):
+        library.utils.logging.set_verbosity(training_args.get_process_log_level())
+    logger.info(
+        "process %d of %d, device %s, bf16 %s",
+        training_args.process_index,
+        training_args.world_size,
+        training_args.device,
+        training_args.bf16,
+    )
+
+
+def train(trainer: Trainer) -> None:
+    """The `do_train` step: writes the model's code first (`save_model_code`), trains (resuming from the
+    checkpoint the run lifecycle chose, `resume_from_checkpoint`), then writes `train_results.json` and
+    `trainer_state.json` (every logged loss)."""
+    if trainer.args.should_save:  # one writer per folder
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        save_model_code(getattr(model, "get_base_model", lambda: model)(), trainer.args.output_dir)  # LoRA: base
+    train_result = trainer.train(resume_from_checkpoint=trainer.args.resume_from_checkpoint)
+    trainer.save_metrics("train", train_result.metrics)
+    trainer.save_state()
+
+
+def evaluate_splits(trainer: Trainer, eval_datasets: Mapping[str, Any]) -> dict[str, float]:
+    """The `do_eval` step: evaluates each of `eval_datasets` (metric prefix -> data set), writing
+    `<prefix>_results.json`; returns the metrics of all of them."""
+    metrics = {}
+    for prefix, dataset in eval_datasets.items():
+        split_metrics = trainer.evaluate(dataset, metric_key_prefix=prefix)
+        trainer.save_metrics(prefix, split_metrics)
+        metrics |= split_metrics
+    return metrics
+
+
+def save_model_code(model: PreTrainedModel, output_dir: str) -> None:
+    """Writes the model's own code (for `trust_remote_code`) into `output_dir` before training starts.
+
+    `Trainer` pushes during training upload config and weights but not the modeling files, so without
+    this a Hub copy made mid-training cannot be loaded until the final push.
+    """
+    if getattr(type(model), "_auto_class", None) is not None:
+        os.makedirs(output_dir, exist_ok=True)
+        custom_object_save(model, output_dir, config=model.config)
+
+
+def save_card_and_push(
+    trainer: RecipeTrainer, *, title: str, data: str, metrics: dict[str, Any], notes: str, arguments: tuple
+) -> None:
+    """The end of every training run: settles LoRA adapters (`recipes.kit.adapters.settle_adapters`: merged, or
+    saved with their base named), saves the model (and its tokenizer) to `output_dir`, writes the model card
+    (`RecipeTrainer.create_model_card`: front matter, data, metrics, the command as typed and the resolved
+    configuration of `arguments`, the run's parsed dataclasses) as its README.md and, with `--push_to_hub`, pushes
+    the folder (`Trainer.push_to_hub` writes the same card again before uploading)."""
+    model_args = next(args for args in arguments if isinstance(args, ModelArguments))
+    data_args = next(args for args in arguments if isinstance(args, DataArguments))
+    lora_args = next((args for args in arguments if isinstance(args, LoraArguments)), None)
+    if lora_args is not None:
+        settle_adapters(trainer, lora_args, model_args)
+    save_full_model(trainer)
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    checkpoint = model_args.model_name_or_path
+    trainer.card_info = CardInfo(
+        title=title,
+        data=data,
+        notes=notes,
+        task_type=pipeline_tag(model),
+        metrics={name: value for name, value in metrics.items() if isinstance(value, float) and is_quality(name)},
+        arguments=arguments,
+        base_model=checkpoint if checkpoint and not os.path.exists(checkpoint) else None,
+        dataset_id=None if data_args.train_file or data_args.dataset_mixture else data_args.dataset_name,
+    )
+    trainer.create_model_card()
+    if trainer.args.push_to_hub:
+        trainer.push_to_hub()
