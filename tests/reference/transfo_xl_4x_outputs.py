@@ -64,6 +64,12 @@ def empty_mems(config: TransfoXLConfig) -> list[torch.Tensor]:
     return [torch.zeros(0, BATCH, config.d_model)] * config.n_layer
 
 
+def raw_logits(model: TransfoXLLMHeadModel, last_hidden: torch.Tensor) -> torch.Tensor:
+    """The one-cluster output layer before its log-softmax, `h @ W.T + b` (4.x returns only log-probs)."""
+    output_layer = model.crit.out_layers[0]
+    return torch.nn.functional.linear(last_hidden, output_layer.weight, output_layer.bias)
+
+
 @torch.no_grad()
 def plain_segments(model: TransfoXLLMHeadModel, ids: torch.Tensor) -> dict[str, torch.Tensor]:
     """Three segments in order, each given the mems the previous one returned, the first none."""
@@ -72,8 +78,7 @@ def plain_segments(model: TransfoXLLMHeadModel, ids: torch.Tensor) -> dict[str, 
         segment = ids[:, k * SEGMENT : (k + 1) * SEGMENT]
         out = model(segment, mems=mems, output_hidden_states=True)
         last_hidden = model.transformer(segment, mems=mems).last_hidden_state
-        output_layer = model.crit.out_layers[0]
-        parts["logits"].append(torch.nn.functional.linear(last_hidden, output_layer.weight, output_layer.bias))
+        parts["logits"].append(raw_logits(model, last_hidden))
         parts["log_probs"].append(out.prediction_scores)
         parts["last_hidden"].append(last_hidden)
         for i, hidden in enumerate(out.hidden_states):
@@ -94,12 +99,13 @@ def plain_full_pass(model: TransfoXLLMHeadModel, ids: torch.Tensor) -> dict[str,
     out = model(ids, output_hidden_states=True)
     last_hidden = model.transformer(ids).last_hidden_state
     model.reset_memory_length(model.config.mem_len)
-    output_layer = model.crit.out_layers[0]
-    logits = torch.nn.functional.linear(last_hidden, output_layer.weight, output_layer.bias)
-    return {"logits": logits, **{f"hidden_states_{i}": h for i, h in enumerate(out.hidden_states)}}
+    return {
+        "logits": raw_logits(model, last_hidden),
+        **{f"hidden_states_{i}": h for i, h in enumerate(out.hidden_states)},
+    }
 
 
-def write_plain(folder: Path) -> dict:
+def write_plain(folder: Path) -> dict[str, float]:
     """Writes `reference/`; returns its self-checks for meta.json."""
     config = TransfoXLConfig(**PLAIN)
     model = random_model(config)
@@ -190,7 +196,7 @@ def adaptive_log_probs(model: TransfoXLLMHeadModel, ids: torch.Tensor) -> dict[s
     return {"log_probs": log_probs, "nll_next_token": nll, "loss_labels_within_segment": torch.stack(losses)}
 
 
-def write_legacy(folder: Path) -> dict:
+def write_legacy(folder: Path) -> dict[str, float]:
     """Writes `legacy/`; returns its self-checks for meta.json."""
     config = TransfoXLConfig(**WT103_LAYOUT)
     model = random_model(config)
@@ -235,10 +241,11 @@ def switched_off(model: TransfoXLLMHeadModel, ids: torch.Tensor, log_probs: torc
 
 
 def max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The largest absolute elementwise difference."""
     return (a - b).abs().max().item()
 
 
-def write_meta(folder: Path, config: dict, checks: dict) -> None:
+def write_meta(folder: Path, config: dict, checks: dict[str, float]) -> None:
     """meta.json: versions, seed, config, self-checks, and the sha256 of every other file of `folder`."""
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name != "meta.json")
     meta = {
@@ -257,6 +264,7 @@ def write_meta(folder: Path, config: dict, checks: dict) -> None:
 
 
 def main(output_dir: Path) -> None:
+    """Writes `output_dir/reference` and `output_dir/legacy`, each with its meta.json; both must not exist."""
     torch.set_num_threads(1)  # one reduction order
     for name, config, write in (("reference", PLAIN, write_plain), ("legacy", WT103_LAYOUT, write_legacy)):
         folder = output_dir / name
