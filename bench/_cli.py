@@ -4,7 +4,7 @@ import argparse
 import sys
 
 import torch
-from _reference import machine_line
+from _machine import machine_line
 
 
 def add_run_flags(parser: argparse.ArgumentParser, *, seed: int = 42) -> None:

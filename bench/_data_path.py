@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from _cli import met
-from _reference import machine_line
+from _machine import machine_line
 
 REPO = Path(__file__).resolve().parents[1]
 #: "Fused linear cross-entropy: a block's scores are freed ...": main just before the Arrow data path landed.

@@ -65,9 +65,9 @@ from pathlib import Path
 import torch
 from _cli import add_run_flags, begin, met
 from _plot import save_plot
-from _reference import default_reference_python, ensure_reference
 from _train_step import measure_steps
 
+from custom_models.reference_env import default_reference_python, ensure_reference
 from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausalLM
 
 WIKITEXT2_DIR = Path(__file__).resolve().parents[1].parent / "shared/data/wikitext2"

@@ -37,7 +37,9 @@ import time
 from pathlib import Path
 
 import torch
-from _reference import CACHE_DIR, default_reference_python, ensure_reference, machine_line
+from _machine import machine_line
+
+from custom_models.reference_env import CACHE_DIR, default_reference_python, ensure_reference
 
 REFERENCE_VERSION = "4.34.1"
 TARGET_ATOL = 1e-4

@@ -17,7 +17,7 @@ from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausal
 from custom_models.transfo_xl.modeling_transfo_xl import causal_memory_mask, relative_position_index
 from tests.tiny_models import transfo_xl_config
 
-FIXTURE = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "txl_reference"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "transfo_xl" / "reference"  # see its README
 VOCAB = 50
 ATOL = 1e-5  # float32 rounding between equivalent computations is ~1e-6 here
 
@@ -252,41 +252,34 @@ def test_shared_biases_live_on_the_model_when_untie_r_is_false():
 
 
 @pytest.fixture(scope="module")
-def fixture_dir() -> Path:
-    if not FIXTURE.is_dir():
-        pytest.skip(f"reference fixture not found at {FIXTURE}")
-    return FIXTURE
-
-
-@pytest.fixture(scope="module")
-def reference_model(fixture_dir) -> TransformerXLForCausalLM:
-    return TransformerXLForCausalLM.from_pretrained(fixture_dir / "hf_checkpoint").eval()
+def reference_model() -> TransformerXLForCausalLM:
+    return TransformerXLForCausalLM.from_pretrained(FIXTURE / "hf_checkpoint").eval()
 
 
 REF_ATOL = 1e-4  # the fixture README's bound; we measure ~2e-6
 
 
-def test_fixture_checkpoint_restores_tied_output_weight(reference_model, fixture_dir):
+def test_fixture_checkpoint_restores_tied_output_weight(reference_model):
     output_weight = reference_model.crit.out_layers[0].weight
     assert output_weight is reference_model.transformer.word_emb.emb_layers[0].weight
-    full_state = load_file(fixture_dir / "model.safetensors")
+    full_state = load_file(FIXTURE / "model.safetensors")
     torch.testing.assert_close(output_weight, full_state["crit.out_layers.0.weight"], atol=0, rtol=0)
     assert reference_model.config.model_type == "transformer-xl"
 
 
-def test_fixture_full_state_dict_has_identical_names(fixture_dir, reference_model):
-    full_state = load_file(fixture_dir / "model.safetensors")
+def test_fixture_full_state_dict_has_identical_names(reference_model):
+    full_state = load_file(FIXTURE / "model.safetensors")
     model = TransformerXLForCausalLM(reference_model.config).eval()
     assert set(model.state_dict()) == set(full_state)
     model.load_state_dict(full_state, strict=True)
-    ids = load_file(fixture_dir / "input_ids.safetensors")["input_ids"]
+    ids = load_file(FIXTURE / "input_ids.safetensors")["input_ids"]
     with torch.no_grad():
         torch.testing.assert_close(model(ids).logits, reference_model(ids).logits, atol=0, rtol=0)
 
 
-def test_fixture_segments_with_memory(reference_model, fixture_dir):
-    ids = load_file(fixture_dir / "input_ids.safetensors")["input_ids"]
-    ref = load_file(fixture_dir / "segments_with_mems.safetensors")
+def test_fixture_segments_with_memory(reference_model):
+    ids = load_file(FIXTURE / "input_ids.safetensors")["input_ids"]
+    ref = load_file(FIXTURE / "segments_with_mems.safetensors")
     logits, outputs = run_segments(reference_model, ids, [8, 8, 8], output_hidden_states=True)
     torch.testing.assert_close(logits, ref["logits"], atol=REF_ATOL, rtol=0)
     torch.testing.assert_close(torch.log_softmax(logits, -1), ref["log_probs"], atol=REF_ATOL, rtol=0)
@@ -300,9 +293,9 @@ def test_fixture_segments_with_memory(reference_model, fixture_dir):
             torch.testing.assert_close(mem, expected, atol=REF_ATOL, rtol=0)
 
 
-def test_fixture_labels_shifted_within_segment_loss(reference_model, fixture_dir):
-    ids = load_file(fixture_dir / "input_ids.safetensors")["input_ids"]
-    per_token = load_file(fixture_dir / "segments_with_mems.safetensors")["losses_labels_shifted_within_segment"]
+def test_fixture_labels_shifted_within_segment_loss(reference_model):
+    ids = load_file(FIXTURE / "input_ids.safetensors")["input_ids"]
+    per_token = load_file(FIXTURE / "segments_with_mems.safetensors")["losses_labels_shifted_within_segment"]
     mems = None
     with torch.no_grad():
         for segment in range(3):
@@ -312,17 +305,17 @@ def test_fixture_labels_shifted_within_segment_loss(reference_model, fixture_dir
             mems = out.mems
 
 
-def test_fixture_segments_with_mem_len_24(fixture_dir):
-    model = TransformerXLForCausalLM.from_pretrained(fixture_dir / "hf_checkpoint", mem_len=24).eval()
-    ids = load_file(fixture_dir / "input_ids.safetensors")["input_ids"]
-    ref = load_file(fixture_dir / "segments_mem_len_24.safetensors")
+def test_fixture_segments_with_mem_len_24():
+    model = TransformerXLForCausalLM.from_pretrained(FIXTURE / "hf_checkpoint", mem_len=24).eval()
+    ids = load_file(FIXTURE / "input_ids.safetensors")["input_ids"]
+    ref = load_file(FIXTURE / "segments_mem_len_24.safetensors")
     logits, _ = run_segments(model, ids, [8, 8, 8])
     torch.testing.assert_close(logits, ref["logits"], atol=REF_ATOL, rtol=0)
 
 
-def test_fixture_full_pass_without_memory(reference_model, fixture_dir):
-    ids = load_file(fixture_dir / "input_ids.safetensors")["input_ids"]
-    ref = load_file(fixture_dir / "full_pass_no_mem.safetensors")
+def test_fixture_full_pass_without_memory(reference_model):
+    ids = load_file(FIXTURE / "input_ids.safetensors")["input_ids"]
+    ref = load_file(FIXTURE / "full_pass_no_mem.safetensors")
     with torch.no_grad():
         out = reference_model(ids, output_hidden_states=True)
     torch.testing.assert_close(out.logits, ref["logits"], atol=REF_ATOL, rtol=0)
@@ -359,8 +352,8 @@ def test_invalid_config_raises_value_error_naming_field(field, value, extra):
         tiny_config(**{field: value, **extra})
 
 
-def test_legacy_config_loads_under_our_model_type(fixture_dir):
-    config = TransformerXLConfig.from_pretrained(fixture_dir / "hf_checkpoint")
+def test_legacy_config_loads_under_our_model_type():
+    config = TransformerXLConfig.from_pretrained(FIXTURE / "hf_checkpoint")
     assert config.model_type == "transformer-xl"
     assert config.architectures == ["TransformerXLForCausalLM"]
     assert (config.mem_len, config.n_layer, config.untie_r) == (8, 2, True)

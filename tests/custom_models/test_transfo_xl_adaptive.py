@@ -1,7 +1,7 @@
 """Transformer-XL with adaptive input and adaptive softmax: the 4.x wt103 layout, and properties of the rest.
 
 The wt103 layout (`div_val 4`, untied first projection, `same_length`, `clamp_len`) is checked against
-`../shared/fixtures/txl_legacy`, a tiny model written and run by transformers 4.34.1. Other combinations
+`tests/fixtures/transfo_xl/legacy`, a tiny model written and run by transformers 4.34.1. Other combinations
 (one table with projections, untied output layer, shared r-biases with pre-norm, two clusters) have no
 reference here, so they are checked against properties that a wrong cluster offset, projection or tie
 breaks: segment equivalence, the loss equals the gathered log-probabilities (value and gradient),
@@ -21,10 +21,10 @@ from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausal
 from custom_models.transfo_xl.modeling_transfo_xl import tied_parameter_names
 from tests.tiny_models import transfo_xl_config
 
-LEGACY = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "txl_legacy"
+LEGACY = Path(__file__).resolve().parents[1] / "fixtures" / "transfo_xl" / "legacy"  # see its README
 VOCAB = 60
 ATOL = 1e-5
-REF_ATOL = 1e-4  # the fixture README's bound; we measure ~4e-6
+REF_ATOL = 1e-4  # the fixture README's bound; we measure ~6e-6
 
 VARIANTS = {
     "wt103_layout": dict(cutoffs=[10, 25, 40], div_val=2, tie_projs=[False, True, True, True]),
@@ -70,31 +70,24 @@ def segment_log_probs(model, ids: torch.Tensor, lengths: list[int]) -> torch.Ten
 
 
 @pytest.fixture(scope="module")
-def legacy_dir() -> Path:
-    if not (LEGACY / "legacy_checkpoint").is_dir():
-        pytest.skip(f"legacy fixture not found at {LEGACY}")
-    return LEGACY
+def legacy_model() -> TransformerXLForCausalLM:
+    return TransformerXLForCausalLM.from_pretrained(LEGACY / "legacy_checkpoint").eval()
 
 
-@pytest.fixture(scope="module")
-def legacy_model(legacy_dir) -> TransformerXLForCausalLM:
-    return TransformerXLForCausalLM.from_pretrained(legacy_dir / "legacy_checkpoint").eval()
-
-
-def check_reference_log_probs(model, legacy_dir: Path) -> None:
+def check_reference_log_probs(model) -> None:
     """Three segments of 8 in order, memory carried, the first with none: 4.34.1's `prediction_scores`."""
-    ids = load_file(legacy_dir / "input_ids.safetensors")["input_ids"]
-    expected = load_file(legacy_dir / "reference.safetensors")["log_probs"]
+    ids = load_file(LEGACY / "input_ids.safetensors")["input_ids"]
+    expected = load_file(LEGACY / "reference.safetensors")["log_probs"]
     torch.testing.assert_close(segment_log_probs(model, ids, [8, 8, 8]), expected, atol=REF_ATOL, rtol=0)
 
 
-def test_legacy_folder_reproduces_reference_log_probs(legacy_model, legacy_dir):
-    check_reference_log_probs(legacy_model, legacy_dir)
+def test_legacy_folder_reproduces_reference_log_probs(legacy_model):
+    check_reference_log_probs(legacy_model)
 
 
-def test_legacy_folder_reproduces_losses_with_labels_shifted_within_segment(legacy_model, legacy_dir):
-    ids = load_file(legacy_dir / "input_ids.safetensors")["input_ids"]
-    expected = json.loads((legacy_dir / "meta.json").read_text())["loss_labels_within_segment"]
+def test_legacy_folder_reproduces_losses_with_labels_shifted_within_segment(legacy_model):
+    ids = load_file(LEGACY / "input_ids.safetensors")["input_ids"]
+    expected = load_file(LEGACY / "reference.safetensors")["loss_labels_within_segment"].tolist()
     mems, losses = None, []
     with torch.no_grad():
         for start in (0, 8, 16):
@@ -106,10 +99,10 @@ def test_legacy_folder_reproduces_losses_with_labels_shifted_within_segment(lega
     assert losses == pytest.approx(expected, abs=REF_ATOL)
 
 
-def test_legacy_folder_stream_targets_score_next_tokens_across_segments(legacy_model, legacy_dir):
+def test_legacy_folder_stream_targets_score_next_tokens_across_segments(legacy_model):
     """`target_ids` (the recipe's stream convention) reproduce 4.34.1's next-token NLL, boundaries included."""
-    ids = load_file(legacy_dir / "input_ids.safetensors")["input_ids"]
-    nll = load_file(legacy_dir / "reference.safetensors")["nll_next_token"]
+    ids = load_file(LEGACY / "input_ids.safetensors")["input_ids"]
+    nll = load_file(LEGACY / "reference.safetensors")["nll_next_token"]
     targets = torch.cat([ids[:, 1:], torch.full((2, 1), -100)], dim=1)
     mems = None
     with torch.no_grad():
@@ -129,35 +122,35 @@ def test_legacy_folder_ties_as_4x_did(legacy_model):
     assert all(crit.out_projs[i] is word_emb.emb_projs[i] for i in (1, 2, 3))
 
 
-def legacy_copy(legacy_dir: Path, destination: Path, *, config_edit=None, state_dict_writer=None) -> Path:
+def legacy_copy(destination: Path, *, config_edit=None, state_dict_writer=None) -> Path:
     """A copy of the legacy checkpoint with its config edited or its weights rewritten in another format."""
     destination.mkdir()
-    config = json.loads((legacy_dir / "legacy_checkpoint" / "config.json").read_text())
+    config = json.loads((LEGACY / "legacy_checkpoint" / "config.json").read_text())
     if config_edit:
         config = config_edit(config)
     (destination / "config.json").write_text(json.dumps(config))
     if state_dict_writer:
-        state_dict = torch.load(legacy_dir / "legacy_checkpoint" / "pytorch_model.bin", weights_only=True)
+        state_dict = torch.load(LEGACY / "legacy_checkpoint" / "pytorch_model.bin", weights_only=True)
         state_dict_writer(state_dict, destination)
     else:
-        shutil.copy(legacy_dir / "legacy_checkpoint" / "pytorch_model.bin", destination)
+        shutil.copy(LEGACY / "legacy_checkpoint" / "pytorch_model.bin", destination)
     return destination
 
 
-def test_legacy_config_without_model_type_loads_by_architecture(legacy_dir, tmp_path):
+def test_legacy_config_without_model_type_loads_by_architecture(tmp_path):
     def pre_model_type_config(config: dict) -> dict:
         config.pop("model_type")
         return {**config, "architectures": ["TransfoXLLMHeadModel"]}
 
-    folder = legacy_copy(legacy_dir, tmp_path / "old", config_edit=pre_model_type_config)
+    folder = legacy_copy(tmp_path / "old", config_edit=pre_model_type_config)
     model = TransformerXLForCausalLM.from_pretrained(folder).eval()
     assert model.config.architectures == ["TransformerXLForCausalLM"]
-    check_reference_log_probs(model, legacy_dir)
+    check_reference_log_probs(model)
 
 
-def test_legacy_config_omitting_4x_defaults_gets_them(legacy_dir, tmp_path):
+def test_legacy_config_omitting_4x_defaults_gets_them(tmp_path):
     """A 4.x file leaves out fields at their 4.x default: the adaptive wt103 clusters, div_val 4."""
-    config = json.loads((legacy_dir / "legacy_checkpoint" / "config.json").read_text())
+    config = json.loads((LEGACY / "legacy_checkpoint" / "config.json").read_text())
     for key in ("cutoffs", "div_val", "adaptive"):
         config.pop(key)
     (tmp_path / "config.json").write_text(json.dumps({**config, "vocab_size": 267735}))
@@ -165,31 +158,29 @@ def test_legacy_config_omitting_4x_defaults_gets_them(legacy_dir, tmp_path):
     assert (loaded.cutoffs, loaded.div_val, loaded.adaptive) == ([20000, 40000, 200000], 4, True)
 
 
-def test_legacy_weights_in_zip_format_load(legacy_dir, tmp_path):
-    folder = legacy_copy(
-        legacy_dir, tmp_path / "zip", state_dict_writer=lambda sd, dst: torch.save(sd, dst / "pytorch_model.bin")
-    )
-    check_reference_log_probs(TransformerXLForCausalLM.from_pretrained(folder).eval(), legacy_dir)
+def test_legacy_weights_in_zip_format_load(tmp_path):
+    folder = legacy_copy(tmp_path / "zip", state_dict_writer=lambda sd, dst: torch.save(sd, dst / "pytorch_model.bin"))
+    check_reference_log_probs(TransformerXLForCausalLM.from_pretrained(folder).eval())
 
 
-def test_legacy_safetensors_without_tied_duplicates_load(legacy_dir, tmp_path):
+def test_legacy_safetensors_without_tied_duplicates_load(tmp_path):
     def write_without_tied(state_dict: dict, destination: Path) -> None:
-        tied = tied_parameter_names(TransformerXLConfig.from_pretrained(legacy_dir / "legacy_checkpoint"))
+        tied = tied_parameter_names(TransformerXLConfig.from_pretrained(LEGACY / "legacy_checkpoint"))
         kept = {name: tensor.contiguous() for name, tensor in state_dict.items() if name not in tied}
         save_file(kept, destination / "model.safetensors", metadata={"format": "pt"})
 
-    folder = legacy_copy(legacy_dir, tmp_path / "st", state_dict_writer=write_without_tied)
+    folder = legacy_copy(tmp_path / "st", state_dict_writer=write_without_tied)
     assert not (folder / "pytorch_model.bin").exists()
-    check_reference_log_probs(TransformerXLForCausalLM.from_pretrained(folder).eval(), legacy_dir)
+    check_reference_log_probs(TransformerXLForCausalLM.from_pretrained(folder).eval())
 
 
-def test_save_pretrained_round_trip_keeps_ties_and_outputs(legacy_model, legacy_dir, tmp_path):
+def test_save_pretrained_round_trip_keeps_ties_and_outputs(legacy_model, tmp_path):
     legacy_model.save_pretrained(tmp_path)
     saved = load_file(tmp_path / "model.safetensors")
     assert "crit.out_projs.0" in saved and "crit.out_projs.1" not in saved  # tied copies are not stored
     reloaded = TransformerXLForCausalLM.from_pretrained(tmp_path).eval()
     assert reloaded.crit.out_projs[1] is reloaded.transformer.word_emb.emb_projs[1]
-    check_reference_log_probs(reloaded, legacy_dir)
+    check_reference_log_probs(reloaded)
 
 
 # --------------------------------------------------------------------------------------------------

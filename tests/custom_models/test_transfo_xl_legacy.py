@@ -1,10 +1,10 @@
 """Converting a transformers 4.x Transformer-XL folder (`convert_legacy`): the vocabulary pickle is read
 without running code, and the converted folder reproduces 4.34.1 in a process that cannot import this repo.
 
-Fixture: `../shared/fixtures/txl_legacy` (a tiny wt103-like adaptive model made and run by transformers
-4.34.1; see its README). Tolerance for log-probabilities: 1e-4, as for the non-adaptive reference; float32
-rounding between two implementations of the same sums is ~1e-6 here, and a wrong cluster, projection or
-memory moves log-probabilities by 0.1 or more.
+Fixture: `tests/fixtures/transfo_xl/legacy` (a tiny wt103-like adaptive model made and run by transformers
+4.34.1, with a synthetic vocabulary; see tests/fixtures/transfo_xl/README.md). Tolerance for log-probabilities:
+1e-4, as for the non-adaptive reference; float32 rounding between two implementations of the same sums is
+~1e-6 here, and a wrong cluster, projection or memory moves log-probabilities by 0.1 or more.
 """
 
 import json
@@ -20,9 +20,8 @@ from transformers import AutoTokenizer
 
 from custom_models.transfo_xl.convert_legacy import UnsafePickleError, convert, main, read_legacy_vocab
 
-FIXTURE = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "txl_legacy"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "transfo_xl" / "legacy"
 LEGACY = FIXTURE / "legacy_checkpoint"
-pytestmark = pytest.mark.skipif(not FIXTURE.is_dir(), reason=f"fixture {FIXTURE} is absent")
 SEGMENT = 8  # the fixture ran three segments of 8, the first with no memory
 FORBIDDEN = f"{os.system.__module__}.system"  # "posix.system" on Linux
 DROP = object()  # marks a key to remove from a vocabulary dict
@@ -188,10 +187,12 @@ def test_lower_cased_vocabulary_lowercases_input(tmp_path, converted):
     vocab = read_legacy_vocab(LEGACY / "vocab.pkl")
     write_vocab({**vocab, "lower_case": True}, source / "vocab.pkl", "legacy torch.save")
     lowered = AutoTokenizer.from_pretrained(convert(source, tmp_path / "converted"))
-    the, of, unk = (vocab["sym2idx"][word] for word in ("the", "of", "<unk>"))
-    assert "THE" not in vocab["sym2idx"] and "OF" not in vocab["sym2idx"]
-    assert lowered("THE OF the")["input_ids"] == [the, of, the]
-    assert AutoTokenizer.from_pretrained(converted)("THE OF the")["input_ids"] == [unk, unk, the]  # case-sensitive
+    one, two = [word for word in vocab["idx2sym"] if word.isalpha() and word.islower() and len(word) > 1][:2]
+    text = f"{one.upper()} {two.upper()} {one}"
+    assert one.upper() not in vocab["sym2idx"] and two.upper() not in vocab["sym2idx"]
+    ids = {word: vocab["sym2idx"][word] for word in (one, two, "<unk>")}
+    assert lowered(text)["input_ids"] == [ids[one], ids[two], ids[one]]
+    assert AutoTokenizer.from_pretrained(converted)(text)["input_ids"] == [ids["<unk>"], ids["<unk>"], ids[one]]
 
 
 def test_hub_source_is_downloaded_at_the_asked_revision(tmp_path, monkeypatch):
