@@ -297,6 +297,16 @@ class RecipeTrainingArguments(TrainingArguments):
     early_stopping_threshold: float = dataclasses.field(
         default=0.0, metadata={"help": "How much metric_for_best_model must beat the best so far to count as better."}
     )
+    dry_run: bool = dataclasses.field(
+        default=False,
+        metadata={
+            "help": "Do everything up to the first training step (data, tokenizer, model, Trainer), print the resolved "
+            "configuration, what the run would do with output_dir, its sizes and two decoded training examples, and "
+            "stop: nothing is written into output_dir."
+        },
+    )
+    #: What the run lifecycle decided for `output_dir` (`recipes.kit.lifecycle.plan_run`), in a line; not a flag.
+    run_plan: str = dataclasses.field(default="", init=False)
 
     def __post_init__(self) -> None:
         metric_given = self.metric_for_best_model is not None  # TrainingArguments defaults it to "loss"

@@ -20,8 +20,10 @@ from transformers.trainer_utils import IntervalStrategy
 
 from recipes.kit.arguments import LoraArguments, ModelArguments
 from recipes.kit.distributed import leave_process_group
+from recipes.kit.dry_run import DryRunFinished
 from recipes.kit.errors import EXIT_STATUS, ConfigError, debug_requested, hub_ids, user_error_message
 from recipes.kit.loading_options import check_kbit_training, check_loading_environment
+from recipes.kit.model_card import resolved_configuration
 from recipes.kit.model_config import check_config_values
 from recipes.kit.run_lock import output_dir_lock
 
@@ -91,15 +93,24 @@ def run_from_command_line(main: Callable[..., dict], config_classes: tuple[type,
     The run holds the lock of its `output_dir` (`recipes.kit.run_lock`: one run per folder at a time). A failure the
     user can fix (`recipes.kit.errors`: a configuration, data or Hub error, or an invalid value found while parsing)
     prints `error: <message>` on stderr and exits with status 2; the traceback only with
-    `FINETUNE_RECIPES_DEBUG=1`."""
+    `FINETUNE_RECIPES_DEBUG=1`. A dry run (`--dry_run true`, `recipes.kit.dry_run`) takes no lock, prints the
+    resolved configuration and the run's report on the main process, and exits 0."""
     parsed: tuple = ()
     try:
         try:
             parsed = parse_config(*config_classes)
         except ValueError as error:  # TrainingArguments' own checks (ours raise ConfigError): a value the user gave
             raise ConfigError(str(error)) from error
-        with output_dir_lock(next((args for args in parsed if isinstance(args, TrainingArguments)), None)):
+        training_args = next((args for args in parsed if isinstance(args, TrainingArguments)), None)
+        dry_run = getattr(training_args, "dry_run", False)
+        configuration = (
+            resolved_configuration(parsed, leave_out=("dry_run",)) if dry_run else ""
+        )  # before the lifecycle
+        with output_dir_lock(None if dry_run else training_args):
             main(*parsed)
+    except DryRunFinished as finished:
+        if training_args.process_index == 0:
+            sys.stdout.write(f"# dry run: resolved configuration\n{configuration}# dry run: plan\n{finished.report}\n")
     except Exception as error:
         message = user_error_message(error, hub_ids(parsed))
         if message is None or debug_requested():

@@ -34,13 +34,25 @@ logger = logging.getLogger(__name__)
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
 
 
-def plan_run(model_args: ModelArguments, training_args: TrainingArguments) -> None:
+def plan_run(model_args: ModelArguments, training_args: TrainingArguments) -> str:
     """The run lifecycle (module docstring), applied to the parsed arguments: may empty `output_dir`, turn a
     rerun of a finished run into evaluate / predict with the saved folder (`do_train` false,
-    `model_name_or_path` = `output_dir`), or set `resume_from_checkpoint` to the checkpoint to resume."""
+    `model_name_or_path` = `output_dir`), or set `resume_from_checkpoint` to the checkpoint to resume. With
+    `dry_run`, `output_dir` is only read: what `overwrite_output_dir` would delete is left in place.
+
+    Returns:
+        what the run does with `output_dir`, in a line (`resume from .../checkpoint-4 (step 4)`).
+    Raises:
+        CheckpointError: a checkpoint or saved model the run cannot use, or a finished model with no checkpoint.
+        ConfigError: `overwrite_output_dir` that would delete `model_name_or_path`.
+    """
     output_dir = Path(training_args.output_dir)
     if getattr(training_args, "overwrite_output_dir", False):  # plain TrainingArguments (library use) lack it
         start_over(training_args, keep=model_args.model_name_or_path)
+        if getattr(training_args, "dry_run", False) and training_args.do_train:
+            return "start over: overwrite_output_dir empties it (not in a dry run), then a new run trains"
+    if not training_args.do_train:
+        return "no training (do_train false): evaluate / predict with model_name_or_path"
     explicit = training_args.resume_from_checkpoint if training_args.do_train else None
     if explicit and not Path(explicit).is_dir():
         what = "is a file, not a checkpoint folder" if Path(explicit).exists() else "no such folder"
@@ -48,8 +60,8 @@ def plan_run(model_args: ModelArguments, training_args: TrainingArguments) -> No
             f"resume_from_checkpoint {explicit}: {what}; give a checkpoint-N folder of a run, or leave it out "
             "(a run resumes from the last checkpoint in its output_dir by itself)"
         )
-    if not training_args.do_train or not (output_dir.is_dir() or explicit):
-        return
+    if not (output_dir.is_dir() or explicit):
+        return "a new run: trains from the start"
     target = requested_length(training_args)
     if has_final_model(output_dir):
         check_readable(output_dir, checkpoint=False)
@@ -66,7 +78,7 @@ def plan_run(model_args: ModelArguments, training_args: TrainingArguments) -> No
             )
             training_args.do_train = False
             model_args.model_name_or_path, model_args.tokenizer_name = str(output_dir), None
-            return
+            return f"a finished run ({state['global_step']} steps, {how}): nothing to train; evaluate / predict with it"
     checkpoint = explicit or last_readable_checkpoint(output_dir)
     if checkpoint:
         check_readable(Path(checkpoint))
@@ -80,19 +92,24 @@ def plan_run(model_args: ModelArguments, training_args: TrainingArguments) -> No
             )
         logger.info("resuming from %s (step %d)", checkpoint, state["global_step"])
         training_args.resume_from_checkpoint = str(checkpoint)
-    elif has_final_model(output_dir):
+        return f"resume from {checkpoint} (step {state['global_step']})"
+    if has_final_model(output_dir):
         raise CheckpointError(
             f"{output_dir} holds a trained model but no checkpoint to continue from ({target} requested): "
             "--overwrite_output_dir true to start over, or another output_dir"
         )
+    return "a new run: trains from the start"
 
 
 def start_over(training_args: TrainingArguments, *, keep: str | None) -> None:
     """Empties `output_dir` but for this run's lock (`recipes.kit.run_lock`; one process per folder deletes, the
-    others wait for it); refuses when that would delete `keep`, the model the run starts from."""
+    others wait for it; nothing is deleted in a dry run); refuses when that would delete `keep`, the model the run
+    starts from."""
     output_dir = Path(training_args.output_dir).resolve()
     if keep and output_dir in (Path(keep).resolve(), *Path(keep).resolve().parents):
         raise ConfigError(f"overwrite_output_dir would delete model_name_or_path {keep}: give another output_dir")
+    if getattr(training_args, "dry_run", False):
+        return
     with training_args.main_process_first(local=training_args.save_on_each_node, desc="overwrite_output_dir"):
         if training_args.should_save and output_dir.is_dir():
             logger.info("overwrite_output_dir: removing %s and starting over", training_args.output_dir)

@@ -101,16 +101,19 @@ def typed_command(argv: list[str] | None = None) -> str:
     return "accelerate launch " + " ".join(argv)
 
 
-def resolved_configuration(arguments: tuple[Any, ...]) -> str:
+def resolved_configuration(arguments: tuple[Any, ...], *, leave_out: tuple[str, ...] = ()) -> str:
     """The run's configuration as YAML that the recipe reads back: every field of the recipe's own argument
     classes, and the `TrainingArguments` fields that differ from their defaults (the rest are
-    transformers' defaults); paths relative to the repository, tokens left out."""
+    transformers' defaults); paths relative to the repository, tokens and the fields named in `leave_out` left
+    out."""
     values: dict[str, Any] = {}
     for args in arguments:
         only_changed = isinstance(args, TrainingArguments)
         for field in dataclasses.fields(args):
             value = _plain(getattr(args, field.name))
-            if field.init and not _is_secret(field.name) and not (only_changed and value == _declared_default(field)):
+            if field.name in leave_out or not field.init or _is_secret(field.name):
+                continue
+            if not (only_changed and value == _declared_default(field)):
                 values[field.name] = value
     return yaml.safe_dump(values, sort_keys=False, allow_unicode=True)
 

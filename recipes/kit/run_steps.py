@@ -14,7 +14,7 @@ from transformers import PreTrainedModel, Trainer, TrainingArguments
 from transformers.dynamic_module_utils import custom_object_save
 
 from recipes.kit.adapters import settle_adapters
-from recipes.kit.arguments import DataArguments, LoraArguments, ModelArguments
+from recipes.kit.arguments import DataArguments, LoraArguments, ModelArguments, RecipeTrainingArguments
 from recipes.kit.distributed import save_full_model, shard_on_cpu_processes
 from recipes.kit.lifecycle import plan_run
 from recipes.kit.model_card import CardInfo, is_quality, pipeline_tag
@@ -39,7 +39,9 @@ def start_run(model_args: ModelArguments, training_args: TrainingArguments) -> N
     setup_logging(training_args)
     shard_on_cpu_processes()
     check_checkpoint_config(model_args)
-    plan_run(model_args, training_args)
+    plan = plan_run(model_args, training_args)
+    if isinstance(training_args, RecipeTrainingArguments):
+        training_args.run_plan = plan
 
 
 def setup_logging(training_args: TrainingArguments) -> None:

@@ -20,6 +20,7 @@ and the loggers see them as they see `Trainer`'s own).
 """
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ import torch
 from transformers import Trainer
 
 from recipes.kit.callbacks import training_callbacks
+from recipes.kit.dry_run import DryRunFinished, describe_run
 from recipes.kit.model_card import CardInfo, model_card
 
 logger = logging.getLogger(__name__)
@@ -41,6 +43,11 @@ class RecipeTrainer(Trainer):
     is made (`recipes.kit.run_steps.save_card_and_push`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        training_args = kwargs.get("args")
+        dry_run = getattr(training_args, "dry_run", False)
+        made_output_dir = dry_run and not os.path.exists(training_args.output_dir)
+        if dry_run:  # `Trainer` would create the Hub repository on construction
+            training_args.push_to_hub = False
         super().__init__(*args, **kwargs)
         self.card_info: CardInfo | None = None
         init_kwargs = getattr(self.processing_class, "init_kwargs", None)
@@ -57,6 +64,11 @@ class RecipeTrainer(Trainer):
             sum(map(torch.numel, parameters)),
             trainable,
         )
+        if dry_run:
+            report = describe_run(self)
+            if made_output_dir and not os.listdir(self.args.output_dir):  # `Trainer` makes it on construction
+                os.rmdir(self.args.output_dir)
+            raise DryRunFinished(report)
 
     def create_model_card(self, tags: str | list[str] | None = None, **kwargs: Any) -> None:
         """Writes README.md from `card_info` (transformers' generic card when the recipe set none); `tags`
