@@ -4,6 +4,10 @@ Every process generates for its own share of the prompts (`accelerator.prepare` 
 few to even out the last batch); `gather_for_metrics` collects the results and drops the repeats, and the
 prompts' indices put them back in input order, so every prompt is answered exactly once, in order,
 whatever the number of processes.
+
+A language model continues one prompt at a time (`continue_prompts`): a prompt is run whole (a Transformer-XL
+carries its memory through it) and never padded, which a model without an attention mask (Transformer-XL) could not
+ignore.
 """
 
 import dataclasses
@@ -61,7 +65,11 @@ def generate_in_order(
     trainer: Trainer, prompts: Sequence[str], generate_batch: Callable[[list[str]], list[str]]
 ) -> list[str]:
     """`generate_batch` applied to `prompts` in batches of `per_device_eval_batch_size`, spread over the
-    processes; every process gets all the outputs, in the order of `prompts`."""
+    processes (module docstring); every process gets all the outputs, in the order of `prompts`.
+
+    Raises:
+        RuntimeError: the gathered outputs are not one per prompt.
+    """
     indexed = [{"index": i, "prompt": prompt} for i, prompt in enumerate(prompts)]
     loader = DataLoader(indexed, batch_size=trainer.args.per_device_eval_batch_size, collate_fn=_as_columns)
     done: list[tuple[int, str]] = []
@@ -81,9 +89,8 @@ def continue_prompts(
     prompts: list[str],
     generation_config: GenerationConfig,
 ) -> list[str]:
-    """Each prompt's generated continuation, decoded without special tokens. One prompt at a time: a
-    prompt is run whole (a Transformer-XL carries its memory through it) and never padded, which a model
-    without an attention mask (Transformer-XL) could not ignore."""
+    """Each prompt's generated continuation, decoded without special tokens, one prompt at a time (module
+    docstring)."""
     continuations = []
     for prompt in prompts:
         input_ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"].to(model.device)
@@ -95,7 +102,11 @@ def continue_prompts(
 def predict_continuations(trainer: Trainer, split: TextSplit, generation_config: GenerationConfig) -> None:
     """`do_predict` of the language-model recipes: each line of `split` is a prompt; its continuation
     (`continue_prompts`) goes to `output_dir/predictions.jsonl`, one `{"prompt", "continuation"}` per line,
-    in input order."""
+    in input order. Every process must call it.
+
+    Raises:
+        DataError: an empty prompt line.
+    """
     prompts = prompt_lines(split)
     model = trainer.accelerator.unwrap_model(trainer.model).eval()
     continuations = generate_in_order(
