@@ -41,7 +41,12 @@ COMPUTE_DTYPES = ("bfloat16", "float16", "float32")
 class DataArguments:
     """Where a recipe reads its data: a Hub data set or local files (which win when given), and how many examples
     of each split it keeps. Every recipe's data arguments extend this class; a recipe whose default data set
-    differs overrides the field's default."""
+    differs overrides the field's default.
+
+    Raises:
+        ConfigError: a count below 1, a `validation_split_percentage` outside 1..99, a malformed `dataset_mixture`
+            (`parse_dataset_mixture`), or both `train_file` and `dataset_mixture`.
+    """
 
     dataset_name: str | None = dataclasses.field(
         default=None, metadata={"help": "Hub data set (local files win when given)."}
@@ -146,7 +151,12 @@ def parse_dataset_mixture(value: str | list | None) -> list[dict[str, Any]] | No
 
 @dataclasses.dataclass
 class TextCorpusArguments(DataArguments):
-    """The data of the language-model recipes: a text corpus read as one token stream per split."""
+    """The data of the language-model recipes: a text corpus read as one token stream per split.
+
+    Raises:
+        ConfigError: a field that has no meaning for a token stream (`dataset_mixture`, `max_train_samples`,
+            `max_eval_samples`, `preprocessing_num_workers`), saying what to use instead; as `DataArguments`.
+    """
 
     text_column: str = dataclasses.field(default="text", metadata={"help": "Column holding the text."})
     token_cache_dir: str | None = dataclasses.field(

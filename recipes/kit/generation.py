@@ -29,7 +29,11 @@ logger = logging.getLogger(__name__)
 
 @dataclasses.dataclass
 class GenerationArguments:
-    """How the recipes that generate text decode it (evaluation of closed-book QA, `do_predict` of the LMs)."""
+    """How the recipes that generate text decode it (evaluation of closed-book QA, `do_predict` of the LMs).
+
+    Raises:
+        ConfigError: `max_new_tokens` or `num_beams` below 1, `temperature` not > 0, or `top_p` outside (0, 1].
+    """
 
     max_new_tokens: int = dataclasses.field(default=16, metadata={"help": "Most tokens generated per prompt."})
     num_beams: int = dataclasses.field(default=1, metadata={"help": "1: greedy or sampling; more: beam search."})
