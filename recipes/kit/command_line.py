@@ -9,7 +9,7 @@ the usage of every flag first, over a hundred lines with `TrainingArguments`, ab
 machine without an accelerator `use_cpu` defaults to true: it is what makes a multi-process launch (`--multi_gpu`,
 gloo) really distributed.
 
-Checked at parse time, before any data or model is loaded and without reading a file: values `TrainingArguments`
+Checked at parse time, before any data, model or checkpoint is read: values `TrainingArguments`
 accepts but that cannot train (`max_steps` 0, with which Trainer would take one step, or below -1; batch sizes
 below 1); a run with nothing to do or an untrained model to evaluate (as in transformers' example scripts, every
 recipe trains with `do_train`, evaluates with `do_eval`, predicts with `do_predict`); what a loading field needs
