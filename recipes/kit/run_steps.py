@@ -95,7 +95,7 @@ def evaluate_splits(trainer: Trainer, eval_datasets: Mapping[str, Any]) -> dict[
 
 def save_model_code(model: PreTrainedModel, output_dir: str) -> None:
     """Writes the model's own code (for `trust_remote_code`) into `output_dir` (module docstring); nothing for a
-    model class transformers has."""
+    model class not registered with the Auto classes (no `_auto_class`)."""
     if getattr(type(model), "_auto_class", None) is not None:
         os.makedirs(output_dir, exist_ok=True)
         custom_object_save(model, output_dir, config=model.config)
@@ -109,7 +109,7 @@ def save_card_and_push(
     `--push_to_hub`, pushes the folder.
 
     Args:
-        title, data, notes: the card's title, data line (`describe_data`) and paragraph (`recipes.kit.model_card`).
+        title, data, notes: the card's title, data line (`recipes.kit.data_steps.describe_data`) and paragraph.
         metrics: the final metrics; the card keeps the float ones that measure the model (`is_quality`).
         arguments: the run's parsed dataclasses, for the card's resolved configuration.
     """
