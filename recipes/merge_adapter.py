@@ -6,8 +6,8 @@
 the same run would have written with `merge_lora_on_save true`: the merged weights, config, generation config
 (the run's, saved beside the adapters) and model code (`save_pretrained`), and the adapter folder's tokenizer
 files and model card, copied. The merge is PEFT's `merge_and_unload` on the same base and adapters, the call
-`RecipeTrainer.merge_lora` makes, so the weights and logits equal those of the folder merged on save. A folder
-that is not an adapter folder, or an `OUT_DIR` that holds files, is refused in one `error:` line.
+`recipes.kit.adapters.settle_adapters` makes, so the weights and logits equal those of the folder merged on save. A
+folder that is not an adapter folder, or an `OUT_DIR` that holds files, is refused in one `error:` line.
 """
 
 import argparse
@@ -29,8 +29,14 @@ COPIED = ("tokenizer*.json", "special_tokens_map.json", "vocab.*", "merges.txt",
 
 
 def merge_adapter(adapter_dir: str | Path, output_dir: str | Path, *, trust_remote_code: bool = False) -> None:
-    """Writes the merged model of `adapter_dir` into `output_dir` (module docstring); `trust_remote_code` runs
-    the base's own code when this project does not define its class."""
+    """Writes the merged model of `adapter_dir` into `output_dir` (module docstring).
+
+    Args:
+        trust_remote_code: run the base checkpoint's own code (a model class this project does not define).
+    Raises:
+        ConfigError: `adapter_dir` is not an adapter folder, names no base, or its weights do not fit the base; its
+            `task_type` is not one of `AUTO_CLASSES`; or `output_dir` already holds files.
+    """
     adapter_dir, output_dir = Path(adapter_dir), Path(output_dir)
     if not is_adapter_folder(adapter_dir):
         raise ConfigError(

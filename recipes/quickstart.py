@@ -22,7 +22,11 @@ def tiny_recipes() -> list[str]:
 
 
 def run_recipe(task: str, output_root: Path) -> dict:
-    """Launches one recipe's tiny config and returns its `eval_results.json`."""
+    """Launches one recipe's tiny config into `output_root/task` and returns its `eval_results.json`.
+
+    Raises:
+        subprocess.CalledProcessError: the recipe failed (its exit code).
+    """
     output_dir = output_root / task
     command = [
         sys.executable,

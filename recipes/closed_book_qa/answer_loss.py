@@ -23,7 +23,11 @@ def answer_only_loss(
     model: nn.Module, inputs: dict[str, torch.Tensor], *, num_items_in_batch: torch.Tensor | int | None = None
 ) -> torch.Tensor:
     """transformers' causal-LM loss (labels shifted inside, -100 ignored, float32; summed and divided by
-    `num_items_in_batch` when given, else the mean) with logits computed only where a label counts."""
+    `num_items_in_batch` when given, else the mean) with logits computed only where a label counts.
+
+    Raises:
+        RuntimeError: the model ignored `logits_to_keep` as a mask (logits not one per scored position).
+    """
     labels = inputs["labels"]
     scored = labels[:, 1:] != IGNORE_INDEX  # [b, t-1]: position i predicts token i+1
     keep = F.pad(scored, (0, 1), value=False)  # [b, t]: the positions whose next token is scored

@@ -5,6 +5,10 @@ rows of its data set are shared out over the processes (`recipes.kit.generation.
 answered exactly once, in order), each batch of prompts is left-padded and passed to `generate` (greedy, beam
 or sampling, stopping at EOS or a newline), and when the rows have `answers`, exact match / token F1 against
 all of them are logged as `eval_exact_match` / `eval_f1`. The main process writes one jsonl row per question.
+
+A prompt and its `max_new_tokens` must fit in the model's positions (`recipes.kit.model_config.max_positions`):
+past them the position lookup fails in the middle of an evaluation. So prompts are cut on the left to
+`max_seq_length`, or fewer, said in one warning line (`prompt_length_that_fits`).
 """
 
 import logging
@@ -36,9 +40,12 @@ def answer_stop_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
 
 
 def prompt_length_that_fits(config: PretrainedConfig, *, max_seq_length: int, max_new_tokens: int) -> int:
-    """The length prompts are cut to (on the left) for generation: `max_seq_length`, or fewer, said in one warning
-    line, so that a prompt and its `max_new_tokens` fit in the model's positions (`max_positions`; past them the
-    position lookup fails in the middle of an evaluation). A `ConfigError` when not even one prompt token fits."""
+    """The length prompts are cut to (on the left) for generation: `max_seq_length`, or fewer, so that a prompt and
+    its `max_new_tokens` fit in the model's positions (module docstring).
+
+    Raises:
+        ConfigError: not even one prompt token fits beside `max_new_tokens`.
+    """
     limit = max_positions(config)
     if limit is None or max_seq_length + max_new_tokens <= limit:
         return max_seq_length

@@ -12,11 +12,20 @@ model the adapters apply to is named by `base_model_name_or_path` in `adapter_co
 
 So PEFT's `AutoPeftModelForSequenceClassification` / `AutoPeftModelForCausalLM` and `pipeline(model=DIR)` load
 it on this machine; the recipes (`--do_train false --model_name_or_path DIR`) and `python -m
-recipes.merge_adapter DIR OUT_DIR` read `base/` wherever the folder has been moved since.
+recipes.merge_adapter DIR OUT_DIR` read `base/` wherever the folder has been moved since. A base saved in `base/`
+is the model without its LoRA layers, with the tokenizer (`pipeline(model=DIR)` reads it there); its
+`modules_to_save` copies are the trained ones, which the adapters hold too. A model that generates gets the run's
+`generation_config.json` beside the adapters (a named checkpoint has its own).
+
+An adapter folder has no `config.json` of its own; a checkpoint of a LoRA run does (the base's, written by
+`recipes.kit.callbacks.TokenizerInCheckpoints`) and is read as a model folder by the run lifecycle.
+`load_adapter_model` refuses weights of the base or of the adapters that do not fit the model: PEFT itself only
+warns of missing adapter weights and leaves them as initialised.
 
 The adapters are added by `add_lora_adapters` (the Model step of the recipes that fine-tune a pretrained model)
 and settled by `settle_adapters` before the final save: merged into the base weights (`merge_lora_on_save`, a
-plain model that loads without peft) or saved as such a folder.
+plain model that loads without peft; `trainer.model` and `trainer.model_wrapped` are both replaced, as
+`save_model` reads one or the other depending on how the run was launched) or saved as such a folder.
 """
 
 import copy
@@ -45,15 +54,17 @@ BASE_FOLDER = "base"
 
 
 def is_adapter_folder(path: str | os.PathLike | None) -> bool:
-    """Whether `path` is a local folder of adapters without a model of its own (no `config.json`). A
-    checkpoint of a LoRA run also holds the base's `config.json` (`recipes.kit.callbacks.TokenizerInCheckpoints`)
-    and is read as a model folder by the run lifecycle."""
+    """Whether `path` is a local folder of adapters without a model of its own (no `config.json`)."""
     return bool(path) and (Path(path) / ADAPTER_CONFIG).is_file() and not (Path(path) / "config.json").is_file()
 
 
 def adapter_base(path: str | os.PathLike) -> str:
     """The base model of the adapter folder `path`: its `base/` when it has one (wherever the folder now lies),
-    else the `base_model_name_or_path` it names."""
+    else the `base_model_name_or_path` it names.
+
+    Raises:
+        ConfigError: the folder has neither.
+    """
     if (Path(path) / BASE_FOLDER / "config.json").is_file():
         return str(Path(path) / BASE_FOLDER)
     base = json.loads((Path(path) / ADAPTER_CONFIG).read_text(encoding="utf-8")).get("base_model_name_or_path")
@@ -64,9 +75,12 @@ def adapter_base(path: str | os.PathLike) -> str:
 
 def load_adapter_model(model_class: type, path: str | os.PathLike, **loading: object) -> "PeftModel":
     """The adapter folder `path` on its base (`adapter_base`), as the run that trained it held it: the base
-    loaded by `model_class.from_pretrained(base, **loading)`, then the adapters by PEFT (frozen). Fails
-    (`ConfigError`), naming them, on weights of the base or of the adapters that do not fit the model: PEFT
-    itself only warns of missing adapter weights and leaves them as initialised."""
+    loaded by `model_class.from_pretrained(base, **loading)`, then the adapters by PEFT (frozen).
+
+    Raises:
+        ConfigError: the folder names no base, or weights of the base or of the adapters do not fit the model
+            (missing, unexpected or mis-shaped), naming them.
+    """
     from peft import PeftModel, get_peft_model_state_dict  # imported when used: peft is needed only with LoRA
 
     base, loading_info = model_class.from_pretrained(adapter_base(path), output_loading_info=True, **loading)
@@ -112,10 +126,9 @@ def add_lora_adapters(
 
 
 def settle_adapters(trainer: Trainer, lora_args: LoraArguments, model_args: ModelArguments) -> None:
-    """Before the final save of a run with `use_lora`: with `merge_lora_on_save`, the adapters are folded into the
-    base weights (`trainer.model` and `trainer.model_wrapped` both replaced: `save_model` reads one or the other
-    depending on how the run was launched); else their base is named or saved (`name_or_save_base`): the checkpoint
-    itself when the run loaded it unchanged (no recipe field, no `config_overrides`). Does nothing without LoRA."""
+    """Prepares the adapters of a run with `use_lora` for the final save (module docstring): merged into the base
+    weights with `merge_lora_on_save`, else their base named or saved (`name_or_save_base`): the checkpoint itself
+    when the run loaded it unchanged (no recipe field, no `config_overrides`). Does nothing without LoRA."""
     if not lora_args.use_lora:
         return
     if lora_args.merge_lora_on_save:
@@ -126,11 +139,8 @@ def settle_adapters(trainer: Trainer, lora_args: LoraArguments, model_args: Mode
 
 
 def name_or_save_base(trainer: Trainer, base_checkpoint: str | None) -> None:
-    """Before the adapters are saved (`settle_adapters`): names their base in what PEFT will
-    write as `base_model_name_or_path`: `base_checkpoint` (a local folder made absolute) when the run loaded that
-    checkpoint unchanged, else `output_dir/base`, where the base is saved now with the tokenizer (the model without
-    its LoRA layers; its `modules_to_save` copies are the trained ones, which the adapters hold too). A model that
-    generates gets the run's `generation_config.json` beside the adapters (a named checkpoint has its own)."""
+    """Sets the adapters' `base_model_name_or_path` (what PEFT will write) to `base_checkpoint` (a local folder
+    made absolute), or, when it is None, to `output_dir/base`, saving the base there now (module docstring)."""
     model = trainer.accelerator.unwrap_model(trainer.model)
     output_dir = trainer.args.output_dir
     if base_checkpoint is not None:

@@ -7,6 +7,15 @@ fields. A value no run can use raises `ConfigError`, naming the field, when the 
 reads a file, imports a loader or looks at the machine: what needs more than one dataclass, the installed
 packages or a model config is checked by `recipes.kit.command_line` (parsing, which builds a new model's config
 in memory) and `recipes.kit.model_config.check_checkpoint_config` (a checkpoint's, the first step of every `main`).
+
+`config_overrides` (`"n_layer=2,cutoffs=[20,40],pre_lnorm=true"`) is read here for its syntax only: its values as
+YAML (scalars, or `[...]` lists, whose commas do not separate items), so numbers, booleans and lists get their
+types; the model's config class then validates them (`recipes.kit.model_config`), so a bad value fails before
+training starts, naming the field.
+
+Early stopping (`early_stopping_patience`) needs `metric_for_best_model` given (the metric that decides must be
+chosen, not defaulted to the loss), `load_best_model_at_end` (transformers' `EarlyStoppingCallback` reads the best
+metric it keeps) and evaluation during training; `RecipeTrainingArguments` checks them when parsed.
 """
 
 import dataclasses
@@ -32,7 +41,12 @@ COMPUTE_DTYPES = ("bfloat16", "float16", "float32")
 class DataArguments:
     """Where a recipe reads its data: a Hub data set or local files (which win when given), and how many examples
     of each split it keeps. Every recipe's data arguments extend this class; a recipe whose default data set
-    differs overrides the field's default."""
+    differs overrides the field's default.
+
+    Raises:
+        ConfigError: a count below 1, a `validation_split_percentage` outside 1..99, a malformed `dataset_mixture`
+            (`parse_dataset_mixture`), or both `train_file` and `dataset_mixture`.
+    """
 
     dataset_name: str | None = dataclasses.field(
         default=None, metadata={"help": "Hub data set (local files win when given)."}
@@ -99,7 +113,12 @@ MIXTURE_ENTRY_DEFAULTS = {"path": None, "weight": 1.0, "split": None, "dataset_c
 
 def parse_dataset_mixture(value: str | list | None) -> list[dict[str, Any]] | None:
     """`dataset_mixture` as given (a YAML list of mappings, or the same as a JSON string) -> its entries with every
-    key (`MIXTURE_ENTRY_DEFAULTS`); `ConfigError` naming the entry (`dataset_mixture[1]`) and the problem."""
+    key (`MIXTURE_ENTRY_DEFAULTS`); None -> None.
+
+    Raises:
+        ConfigError: a value that is not a non-empty list of entries, or an entry with an unknown key, no path or a
+            weight outside (0, 1], naming the entry (`dataset_mixture[1]`) and the problem.
+    """
     if value is None:
         return None
     if isinstance(value, str):
@@ -132,7 +151,12 @@ def parse_dataset_mixture(value: str | list | None) -> list[dict[str, Any]] | No
 
 @dataclasses.dataclass
 class TextCorpusArguments(DataArguments):
-    """The data of the language-model recipes: a text corpus read as one token stream per split."""
+    """The data of the language-model recipes: a text corpus read as one token stream per split.
+
+    Raises:
+        ConfigError: a field that has no meaning for a token stream (`dataset_mixture`, `max_train_samples`,
+            `max_eval_samples`, `preprocessing_num_workers`), saying what to use instead; as `DataArguments`.
+    """
 
     text_column: str = dataclasses.field(default="text", metadata={"help": "Column holding the text."})
     token_cache_dir: str | None = dataclasses.field(
@@ -167,12 +191,12 @@ class TextCorpusArguments(DataArguments):
 class ModelArguments:
     """The model fields every recipe shares. A recipe's model arguments extend it, name the config class of its
     model (`config_class`, which reads checkpoints; `new_config_class` when a new model is another class) and
-    return their own config fields (head, loss, memory) from `recipe_config_fields`.
+    return their own config fields (head, loss, memory) from `recipe_config_fields`. `config_overrides` is checked
+    here for its syntax only; its keys and values by `recipes.kit.model_config`, which applies it last.
 
-    `config_overrides` follows one rule in every recipe (`recipes.kit.model_config`): its keys must be fields of
-    the model's config, and it is applied last, on top of the checkpoint's config when `model_name_or_path` is
-    given (else on a new config). Its syntax is checked here; its keys and values, on the config they change, by
-    `recipes.kit.model_config` (`check_config_values` when parsing, `check_checkpoint_config` first in `main`).
+    Raises:
+        ConfigError: a loading field out of its choices, both k-bit flags, a k-bit flag without
+            `model_name_or_path`, a `tokenizer_vocab_size` below 2, or a `config_overrides` that cannot be read.
     """
 
     config_class: ClassVar[type[PretrainedConfig]]
@@ -277,8 +301,12 @@ class LoraArguments:
 
 @dataclasses.dataclass
 class RecipeTrainingArguments(TrainingArguments):
-    """`transformers.TrainingArguments` plus the one flag of the run lifecycle that 5.x removed
-    (`recipes.kit.lifecycle`)."""
+    """`transformers.TrainingArguments` plus `overwrite_output_dir`, the flag of the run lifecycle that 5.x removed
+    (`recipes.kit.lifecycle`), and the early-stopping flags (`recipes.kit.callbacks.LoggedEarlyStopping`).
+
+    Raises:
+        ConfigError: early-stopping flags that cannot work (`check_early_stopping`).
+    """
 
     overwrite_output_dir: bool = dataclasses.field(
         default=False,
@@ -315,10 +343,13 @@ class RecipeTrainingArguments(TrainingArguments):
 
 
 def check_early_stopping(training_args: RecipeTrainingArguments, *, metric_given: bool) -> None:
-    """Fails, naming the flags, when `early_stopping_patience` cannot work: a patience below 1 or a negative
-    threshold; no `metric_for_best_model` given (the metric that decides must be chosen, not defaulted); no
-    `load_best_model_at_end` (transformers' callback reads the best metric it keeps) or no evaluation during
-    training (`eval_strategy` no)."""
+    """Checks the early-stopping flags (module docstring); `metric_given`: whether the user gave
+    `metric_for_best_model` (TrainingArguments defaults it to "loss").
+
+    Raises:
+        ConfigError: a patience below 1 or a negative threshold; or a patience without `metric_for_best_model`
+            given, `load_best_model_at_end` or evaluation during training (`eval_strategy` no), naming the flags.
+    """
     patience, threshold = training_args.early_stopping_patience, training_args.early_stopping_threshold
     if threshold < 0:
         raise ConfigError(f"early_stopping_threshold must be >= 0, got {threshold}")
@@ -343,11 +374,11 @@ def check_early_stopping(training_args: RecipeTrainingArguments, *, metric_given
 
 
 def parse_overrides(overrides: str | None) -> dict:
-    """`"n_layer=2,cutoffs=[20,40],pre_lnorm=true"` -> `{"n_layer": 2, "cutoffs": [20, 40], "pre_lnorm": True}`.
+    """`"n_layer=2,cutoffs=[20,40],pre_lnorm=true"` -> `{"n_layer": 2, "cutoffs": [20, 40], "pre_lnorm": True}`,
+    each value read as YAML (module docstring); None or "" -> `{}`.
 
-    Values are read as YAML (scalars, or `[...]` lists, whose commas do not separate items), so numbers,
-    booleans and lists get their types; the model's config class then validates them, so a bad value
-    fails before training starts, naming the field.
+    Raises:
+        ConfigError: an item that is not `key=value`, or a value YAML cannot read.
     """
     result = {}
     items = re.split(r",(?![^\[]*\])", overrides or "")  # commas outside brackets

@@ -145,9 +145,8 @@ class RankStateCallback(TrainerCallback):
 
 
 def noise_generator_state(model: torch.nn.Module) -> RankStateCallback:
-    """Checkpoints the private noise generator of a model trained with sampled noise (`model.noise_generator`,
-    the NCE LM and Transformer-XL with `nce` / `ranking`), so a resumed run draws the noise the
-    uninterrupted run would have drawn."""
+    """A `RankStateCallback` for the private noise generator (`model.noise_generator`) of a model trained with
+    sampled noise (the NCE LM, Transformer-XL with `nce` / `ranking`): module docstring."""
     return RankStateCallback(
         "noise_generator",
         get_state=lambda: {"state": model.noise_generator.get_state()},

@@ -3,7 +3,25 @@ checked across them and against this machine before anything runs, then `main`, 
 failure the user can fix.
 
 The YAML gives the values, flags on the command line override them, and a key that no dataclass knows fails by
-name before anything runs (as in alignment-handbook).
+name before anything runs (as in alignment-handbook). argparse's own errors (a value of the wrong type, a flag
+without its value, a choice not offered) become one `ConfigError` line too (`OneLineParser`): argparse would print
+the usage of every flag first, over a hundred lines with `TrainingArguments`, above the one that matters. On a
+machine without an accelerator `use_cpu` defaults to true: it is what makes a multi-process launch (`--multi_gpu`,
+gloo) really distributed.
+
+Checked at parse time, before any data, model or checkpoint is read: values `TrainingArguments`
+accepts but that cannot train (`max_steps` 0, with which Trainer would take one step, or below -1; batch sizes
+below 1); a run with nothing to do or an untrained model to evaluate (as in transformers' example scripts, every
+recipe trains with `do_train`, evaluates with `do_eval`, predicts with `do_predict`); what a loading field needs
+from this machine; a new model's config; a quantised model trained without adapters. A checkpoint's config is read,
+and `config_overrides` checked against it, by `recipes.kit.model_config.check_checkpoint_config`, the first step of
+every recipe's `main`.
+
+`do_eval: false`, when given, means no evaluation, although `TrainingArguments` turns `do_eval` on whenever
+`eval_strategy` is not "no" (so a YAML's `eval_strategy: epoch` would win over `--do_eval false`). Without training
+`eval_strategy` has no effect, so it is set to "no" (which Trainer requires without an evaluation set); with
+training it decides what Trainer evaluates (and `load_best_model_at_end` which weights are kept), so changing it
+silently would change the trained model: such a run is refused, naming the flag to set.
 """
 
 import dataclasses
@@ -29,18 +47,19 @@ from recipes.kit.run_lock import output_dir_lock
 
 
 class OneLineParser(HfArgumentParser):
-    """`HfArgumentParser` whose own errors (a value of the wrong type, a flag without its value, a choice not
-    offered) raise `ConfigError`, which `run_from_command_line` prints as one line. argparse would print the
-    usage of every flag first: over a hundred lines with `TrainingArguments`, above the one that matters."""
+    """`HfArgumentParser` whose own errors raise `ConfigError` (module docstring)."""
 
     def error(self, message: str) -> NoReturn:
         raise ConfigError(f"{message} (--help lists every flag with its type)")
 
 
 def check_training_values(training_args: TrainingArguments) -> None:
-    """Fails, naming the flag, on values that `TrainingArguments` accepts but that cannot train or evaluate:
-    `max_steps` 0 (Trainer would take one step) or below -1 (-1 means: train `num_train_epochs`), and batch
-    sizes below 1."""
+    """Checks the values that `TrainingArguments` accepts but that cannot train or evaluate.
+
+    Raises:
+        ConfigError: `max_steps` 0 or below -1 (-1: train `num_train_epochs`), or a batch size or
+            `gradient_accumulation_steps` below 1, naming the flag.
+    """
     if training_args.max_steps == 0 or training_args.max_steps < -1:
         raise ConfigError(
             f"max_steps={training_args.max_steps}: give a positive number of steps, or -1 (the default) to "
@@ -52,12 +71,12 @@ def check_training_values(training_args: TrainingArguments) -> None:
 
 
 def honour_do_eval(training_args: TrainingArguments, requested: bool | None) -> None:
-    """`do_eval: false`, when given, means no evaluation. `TrainingArguments` turns `do_eval` on whenever
-    `eval_strategy` is not "no" (so a YAML's `eval_strategy: epoch` would win over `--do_eval false`).
-    Without training `eval_strategy` has no effect, so `do_eval` is set back to false (and `eval_strategy` to
-    "no", which Trainer requires without an evaluation set); with training,
-    `eval_strategy` decides what Trainer evaluates (and `load_best_model_at_end` which weights are kept), so
-    changing it silently would change the trained model: the run is refused, naming the flag to set."""
+    """Applies `do_eval false` when the user gave it (`requested`; None: not given) (module docstring): without
+    training, sets `do_eval` false and `eval_strategy` "no".
+
+    Raises:
+        ConfigError: a run that trains with an `eval_strategy` that evaluates, naming the flags to set.
+    """
     if requested is not False or not training_args.do_eval:
         return
     if training_args.do_train:
@@ -69,9 +88,12 @@ def honour_do_eval(training_args: TrainingArguments, requested: bool | None) -> 
 
 
 def check_run(model_args: ModelArguments, training_args: TrainingArguments) -> None:
-    """Fails, naming the fields, when a run would do nothing or use an untrained model (as transformers'
-    example scripts, every recipe trains with `do_train`, evaluates with `do_eval`, predicts with
-    `do_predict`)."""
+    """Checks that the run has something to do, and a model to do it with.
+
+    Raises:
+        ConfigError: none of `do_train`, `do_eval`, `do_predict`; `do_train` false without `model_name_or_path`;
+            an `output_dir` that is a file; or a training run of no steps and no epochs, naming the fields.
+    """
     if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
         raise ConfigError("nothing to do: set do_train, do_eval and/or do_predict to true")
     if not training_args.do_train and not model_args.model_name_or_path:
@@ -86,15 +108,16 @@ def check_run(model_args: ModelArguments, training_args: TrainingArguments) -> N
 
 
 def run_from_command_line(main: Callable[..., dict], config_classes: tuple[type, ...]) -> None:
-    """A recipe's command-line entry: parse `CONFIG.yaml [--flag value ...]`, run `main`, then leave the
-    process group. A process that exits with gloo's threads still alive can abort ("terminate called
-    without an active exception") after all its work is done, failing the launch.
+    """A recipe's command-line entry: parses `CONFIG.yaml [--flag value ...]` into `config_classes`, runs `main`
+    holding the lock of `output_dir` (`recipes.kit.run_lock`), then leaves the process group
+    (`recipes.kit.distributed.leave_process_group`). A dry run (`--dry_run true`, `recipes.kit.dry_run`) takes no
+    lock, prints the resolved configuration and the run's report on the main process, and returns.
 
-    The run holds the lock of its `output_dir` (`recipes.kit.run_lock`: one run per folder at a time). A failure the
-    user can fix (`recipes.kit.errors`: a configuration, data or Hub error, or an invalid value found while parsing)
-    prints `error: <message>` on stderr and exits with status 2; the traceback only with
-    `FINETUNE_RECIPES_DEBUG=1`. A dry run (`--dry_run true`, `recipes.kit.dry_run`) takes no lock, prints the
-    resolved configuration and the run's report on the main process, and exits 0."""
+    Raises:
+        SystemExit: status 2 (`EXIT_STATUS`) after printing `error: <message>` on stderr, for a failure the user can
+            fix (`recipes.kit.errors`: a configuration, data or Hub error, or an invalid value found while
+            parsing); with `FINETUNE_RECIPES_DEBUG=1` the error itself is raised. Any other error is raised as is.
+    """
     parsed: tuple = ()
     try:
         try:
@@ -121,23 +144,22 @@ def run_from_command_line(main: Callable[..., dict], config_classes: tuple[type,
 
 
 def parse_config(*dataclass_types: type, argv: list[str] | None = None) -> tuple:
-    """Parses `[CONFIG.yaml] [--key value ...]` into instances of `dataclass_types`.
+    """Parses `[CONFIG.yaml] [--key value ...]` (`argv`, default `sys.argv[1:]`) into instances of
+    `dataclass_types`, in their order: the YAML's values become the parser's defaults, so any `--key value` wins;
+    then the parse-time checks of the module docstring.
 
-    Values from the YAML become the parser's defaults, so any `--key value` on the command line wins.
-    On a machine without an accelerator `use_cpu` defaults to true. Unknown YAML keys and values that argparse
-    cannot read (`--learning_rate abc`: `OneLineParser`) raise `ConfigError`; invalid values raise from the
-    dataclasses' own checks (`__post_init__`) and from `check_training_values`, a `do_eval: false` the run cannot
-    honour from `honour_do_eval`, a run with nothing to do from `check_run`, a loading field this machine cannot
-    honour from `check_loading_environment`, a new model's config from `check_config_values`, and a quantised
-    model trained without adapters from `check_kbit_training`, before any data or model is loaded. Nothing is
-    read here: a checkpoint's config is read, and `config_overrides` checked against it, by
-    `recipes.kit.model_config.check_checkpoint_config`, the first step of every recipe's `main`.
+    Raises:
+        ConfigError: a missing or malformed YAML file, an unknown key, a value argparse cannot read
+            (`--learning_rate abc`), or a value refused by the dataclasses' `__post_init__`, `check_training_values`,
+            `honour_do_eval`, `check_run`, `check_loading_environment`, `check_config_values` or
+            `check_kbit_training`.
+        ValueError: a value `TrainingArguments`' own checks refuse (`run_from_command_line` reports it as a
+            `ConfigError`).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = OneLineParser(dataclass_types)
     if any(issubclass(dtype, TrainingArguments) for dtype in dataclass_types):
-        # With no accelerator, `use_cpu` is what makes a multi-process launch (`--multi_gpu`, gloo)
-        # really distributed: without it accelerate sees no device and every process runs alone.
+        # Without it, on a machine with no accelerator, accelerate sees no device and every process runs alone.
         parser.set_defaults(use_cpu=not torch.accelerator.is_available())
     yaml_values = {}
     if argv and argv[0].endswith((".yaml", ".yml")):

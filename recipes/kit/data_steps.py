@@ -2,9 +2,22 @@
 files or a mixture (with a validation split carved when asked), and the tokenizer, loaded or trained here; for the
 language-model recipes, the corpus and its token streams.
 
-One process per machine reads, trains and tokenises first, into the caches (Arrow, `data.token_cache`); the
-others then read the same files, so every process sees the same rows and the same vocabulary. A tokenizer trained
-here is deterministic (the same texts give the same vocabulary in any process: `data.tokenizers`).
+One process per machine (the local main one) reads, trains and tokenises first, into the caches (Arrow,
+`data.token_cache`); the others then read the same files, so every process sees the same rows and the same
+vocabulary. A tokenizer trained here is deterministic (the same texts give the same vocabulary in any process:
+`data.tokenizers`). A validation split carved from the training data (`validation_split_percentage`) is drawn with
+the run's seed (`data.splits`, the same on every process); for a token stream it is the stream's held-out end,
+contiguous, as the models read the corpus in order (a tokenizer trained here has read the whole training split).
+
+Tokenizer: `tokenizer_name`, else `model_name_or_path`, else, when resuming, the one saved in the checkpoint, else
+one trained here. A resumed run reloads the checkpoint's tokenizer rather than retraining: training is
+deterministic, but the training split may have changed since the checkpoint was saved (files edited, another
+`train_file`), and a vocabulary trained on other texts would not match the checkpoint's weights. A local folder
+with no saved tokenizer is refused: `AutoTokenizer` would guess one from `config.json` instead (an error about
+sentencepiece and tiktoken, or for a BERT config a tokenizer with an empty vocabulary).
+
+Token streams: each line ends in `<eos>` when the tokenizer has one (word level); other tokenizers read the lines as
+given, and raw WikiText rows keep their own newline.
 """
 
 import logging
@@ -37,12 +50,18 @@ def load_task_splits(
     training_args: TrainingArguments,
     **task_arguments: Any,
 ) -> datasets.DatasetDict:
-    """The `# Data` step of the recipes that read rows (sentiment, QA): `load_task` (`load_sentiment_dataset`,
-    `load_qa_dataset`, given `task_arguments`: columns, label names) reads the files of the run's modes, or the
-    Hub data set; with `dataset_mixture`, the training rows are the mixture's (`data.mixtures`) and the Hub data
-    set is not read; with `validation_split_percentage` and no validation split in the data, one is carved from
-    the training rows with the run's seed (`data.splits`, the same on every process); then `select_splits`. The
-    local main process reads first (writing the Arrow cache); the others then read the cache."""
+    """The `# Data` step of the recipes that read rows (sentiment, QA): the splits of the run's modes
+    (`select_splits`), read by `load_task` from the local files or the Hub data set, the training rows from
+    `dataset_mixture` when given (`data.mixtures`; the Hub data set is then not read), a validation split carved
+    when asked (module docstring).
+
+    Args:
+        load_task: the task's reader (`load_sentiment_dataset`, `load_qa_dataset`).
+        task_arguments: passed to `load_task` (columns, label names).
+    Raises:
+        ConfigError: a split the run's modes need is missing (`select_splits`).
+        DataError: a bad file or row (`load_task`).
+    """
     percentage = data_args.validation_split_percentage
     carve = percentage is not None and not data_args.validation_file
     read_train = training_args.do_train or (training_args.do_eval and carve)
@@ -88,8 +107,11 @@ def select_splits(
     splits: Mapping[str, datasets.Dataset], training_args: TrainingArguments, *, max_samples: dict[str, int | None]
 ) -> datasets.DatasetDict:
     """The splits the run's modes use (`do_train`: `train`, `do_eval`: `validation`, `do_predict`: `test`),
-    each cut to its first `max_samples[split]` rows (`None` or absent: all); fails, naming the flag to set,
-    when one is missing."""
+    each cut to its first `max_samples[split]` rows (`None` or absent: all).
+
+    Raises:
+        ConfigError: a split the run needs is missing, naming the flag to set.
+    """
     used = datasets.DatasetDict()
     for mode, split in (("do_train", "train"), ("do_eval", "validation"), ("do_predict", "test")):
         if getattr(training_args, mode):
@@ -112,8 +134,12 @@ def load_tokenizer(
     kind: TokenizerKind,
     cache_dir: str | None = None,
 ) -> PreTrainedTokenizerBase:
-    """The `# Tokenizer` step of the recipes that read rows: `load_or_train_tokenizer` on the local main process
-    first, so that one process trains it into the cache and every process then loads the same one."""
+    """The `# Tokenizer` step of the recipes that read rows: `load_or_train_tokenizer`, on the local main process
+    first (module docstring).
+
+    Raises:
+        ConfigError: as `load_or_train_tokenizer`.
+    """
     with training_args.main_process_first(desc="tokenizer"):
         return load_or_train_tokenizer(model_args, training_args, texts, kind=kind, cache_dir=cache_dir)
 
@@ -126,16 +152,14 @@ def load_or_train_tokenizer(
     kind: TokenizerKind,
     cache_dir: str | None = None,
 ) -> PreTrainedTokenizerBase:
-    """The run's tokenizer: `tokenizer_name`, else `model_name_or_path` (a Hub name or folder, read at
-    `model_revision`, its code run only with `trust_remote_code`) if given; else, when resuming
-    (`resume_from_checkpoint`, set by the run lifecycle), the one saved in the checkpoint; else one of
-    `tokenizer_vocab_size` tokens trained on `texts` (a `TextSplit`, read in batches, or texts in memory), saved in
-    `cache_dir` and loaded from there (`data.token_cache.train_tokenizer_once`).
+    """The run's tokenizer (module docstring): `tokenizer_name`, else `model_name_or_path` (read at
+    `model_revision`, its code run only with `trust_remote_code`); else, when resuming (`resume_from_checkpoint`),
+    the checkpoint's; else one of `tokenizer_vocab_size` tokens trained on `texts`, saved in `cache_dir` and loaded
+    from there (`data.token_cache.train_tokenizer_once`).
 
-    A resumed run reloads the checkpoint's tokenizer rather than retraining: training is deterministic, but the
-    training split may have changed since the checkpoint was saved (files edited, another `train_file`), and a
-    vocabulary trained on other texts would not match the checkpoint's weights.
-
+    Args:
+        texts: the training texts: a `TextSplit`, read in batches, or texts in memory.
+        kind: the kind of tokenizer trained here (`data.tokenizers`).
     Raises:
         ConfigError: a local folder with no saved tokenizer (`check_tokenizer_files`).
     """
@@ -154,9 +178,11 @@ def load_or_train_tokenizer(
 
 
 def check_tokenizer_files(source: str) -> None:
-    """Fails, naming the folder and the files, when `source` is a local folder with no saved tokenizer (the files
-    that `save_pretrained` writes). `AutoTokenizer` would guess one from `config.json` instead: an error about
-    sentencepiece and tiktoken, or for a BERT config a tokenizer with an empty vocabulary."""
+    """Checks that `source`, when it is a local folder, holds a saved tokenizer (module docstring).
+
+    Raises:
+        ConfigError: none of `TOKENIZER_FILES` is there, naming the folder and the files.
+    """
     if os.path.isdir(source) and not any(os.path.isfile(os.path.join(source, name)) for name in TOKENIZER_FILES):
         raise ConfigError(
             f"{source} has no tokenizer (none of {', '.join(TOKENIZER_FILES)}): put back the files of the tokenizer "
@@ -166,7 +192,11 @@ def check_tokenizer_files(source: str) -> None:
 
 def load_corpus(data_args: TextCorpusArguments, training_args: TrainingArguments) -> dict[str, TextSplit]:
     """The language-model recipes' `# Data` step: the corpus's splits, not yet read (`data.lm_corpus`); progress
-    bars on the local main process only."""
+    bars on the local main process only.
+
+    Raises:
+        DataError: no data given, a missing file, or a Hub data set without the splits.
+    """
     return text_corpus_splits(
         dataset_name=data_args.dataset_name,
         dataset_config_name=data_args.dataset_config_name,
@@ -187,13 +217,18 @@ def load_tokenizer_and_streams(
     *,
     kind: TokenizerKind,
 ) -> tuple[PreTrainedTokenizerBase, dict[str, torch.Tensor]]:
-    """The language-model recipes' `# Tokenizer` step: the tokenizer (loaded, or trained on the training split)
-    and the token stream of every split the run trains on (`do_train`) or scores (`do_eval`: validation and
-    test), each line ending in `<eos>` when the tokenizer has one (word level; other tokenizers read the lines
-    as given, and raw WikiText rows keep their own newline). One process per machine trains and tokenises into
-    the cache (`data.token_cache`); the others then memory-map its files. `corpus`: `load_corpus`. With
-    `validation_split_percentage` and no validation split, the last part of the training stream becomes it (a
-    tokenizer trained here has read the whole training split)."""
+    """The language-model recipes' `# Tokenizer` step: the tokenizer (`load_or_train_tokenizer`, trained on the
+    training split) and the token stream of every split the run trains on (`do_train`) or scores (`do_eval`:
+    validation and test), tokenised into the cache by one process per machine and memory-mapped by the others;
+    with `validation_split_percentage` and no validation split, the end of the training stream becomes it (module
+    docstring).
+
+    Args:
+        corpus: the splits of `load_corpus`.
+    Raises:
+        ConfigError: as `load_or_train_tokenizer`.
+        DataError: a bad file, or a split with no tokens.
+    """
     percentage = data_args.validation_split_percentage
     carve = percentage is not None and "validation" not in corpus
     used = {

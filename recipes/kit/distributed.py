@@ -16,6 +16,13 @@ checkpoint) `Trainer.save_model` writes no weights at all. `save_full_model` gat
 `model.safetensors` that the Auto classes load, as transformers' FSDP guide advises, with the model's own
 code: `fully_shard` gives the model a class `FSDP<Class>` defined in torch, whose module file
 `save_pretrained` would otherwise ship as the model's code (and name in `auto_map`).
+
+Leaving: a rank that tore its connections down while a peer was still finishing made gloo abort that peer
+("terminate called without an active exception", once in a CI run) after all its work was done, failing the launch.
+The abort recurred with a barrier alone (in one of four CI runs of 2026-12-04): a finished `Trainer` is kept alive by
+reference cycles, and with it the DDP reducer holding the group, until some later garbage collection destroys them
+after the group is gone. So `leave_process_group` collects them first, while every peer is still connected, then
+waits at a barrier, then leaves.
 """
 
 import gc
@@ -32,9 +39,13 @@ logger = logging.getLogger(__name__)
 
 
 def shard_on_cpu_processes() -> bool:
-    """Lets a CPU process group launched with an FSDP config (`ACCELERATE_USE_FSDP=true`, set by
-    `accelerate launch`) train with FSDP instead of DDP. Call after `TrainingArguments` exists and before
-    `Trainer` is built. Returns whether it switched."""
+    """Files a CPU process group launched with an FSDP config (`ACCELERATE_USE_FSDP=true`, set by `accelerate
+    launch`) as a data-parallel one, so that `Trainer` shards it (module docstring). Call after `TrainingArguments`
+    exists and before `Trainer` is built.
+
+    Returns:
+        Whether it switched; any other launch is left as it is.
+    """
     state = PartialState()
     if os.environ.get("ACCELERATE_USE_FSDP", "false").lower() != "true":
         return False
@@ -63,12 +74,8 @@ def _name_as_model_class(sharded_class: type) -> None:
 
 
 def leave_process_group() -> None:
-    """Every process waits for the others (a barrier), then leaves the process group, if there is one. A rank
-    that tore its connections down while a peer was still finishing made gloo abort that peer ("terminate
-    called without an active exception", once in a CI run) after all its work was done. The abort recurred
-    with the barrier (in one of four CI runs of 2026-12-04): a finished `Trainer` is kept alive by reference
-    cycles, and with it the DDP reducer holding the group, until some later garbage collection destroys them
-    after the group is gone. So they are collected first, while every peer is still connected."""
+    """Leaves the process group, if there is one, once every process has got there: garbage collected first, then a
+    barrier (module docstring)."""
     if torch.distributed.is_initialized():
         gc.collect()
         torch.distributed.barrier()

@@ -65,7 +65,10 @@ def hub_ids(parsed: Iterable[object]) -> dict[str, str]:
 
 def user_error_message(error: BaseException, hub_sources: dict[str, str]) -> str | None:
     """The one-line message for an error the user can fix, or None for any other (a bug: keep its traceback).
-    `hub_sources`: the run's Hub ids (`hub_ids`), one of which a Hub error is about."""
+
+    Args:
+        hub_sources: the run's Hub ids (`hub_ids`), one of which a Hub error is about.
+    """
     chain = list(_causes(error))
     refused = next(filter(None, (REMOTE_CODE_REFUSED.search(str(cause)) for cause in chain)), None)
     if refused:
@@ -107,8 +110,12 @@ def user_error_message(error: BaseException, hub_sources: dict[str, str]) -> str
 
 @contextmanager
 def naming_hub_id(field: str, value: str | None) -> Iterator[None]:
-    """Turns a Hub error raised inside into a `ConfigError` naming `field` and its `value`: for loads made
-    while the arguments are parsed, before `run_from_command_line` knows them."""
+    """For loads made while the arguments are parsed, before `run_from_command_line` knows the Hub ids: a Hub
+    error raised inside becomes a `ConfigError` naming `field` and its `value`; any other error passes unchanged.
+
+    Raises:
+        ConfigError: a Hub error (or a refused `trust_remote_code`) inside.
+    """
     try:
         yield
     except Exception as error:

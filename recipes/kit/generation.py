@@ -4,6 +4,10 @@ Every process generates for its own share of the prompts (`accelerator.prepare` 
 few to even out the last batch); `gather_for_metrics` collects the results and drops the repeats, and the
 prompts' indices put them back in input order, so every prompt is answered exactly once, in order,
 whatever the number of processes.
+
+A language model continues one prompt at a time (`continue_prompts`): a prompt is run whole (a Transformer-XL
+carries its memory through it) and never padded, which a model without an attention mask (Transformer-XL) could not
+ignore.
 """
 
 import dataclasses
@@ -25,7 +29,11 @@ logger = logging.getLogger(__name__)
 
 @dataclasses.dataclass
 class GenerationArguments:
-    """How the recipes that generate text decode it (evaluation of closed-book QA, `do_predict` of the LMs)."""
+    """How the recipes that generate text decode it (evaluation of closed-book QA, `do_predict` of the LMs).
+
+    Raises:
+        ConfigError: `max_new_tokens` or `num_beams` below 1, `temperature` not > 0, or `top_p` outside (0, 1].
+    """
 
     max_new_tokens: int = dataclasses.field(default=16, metadata={"help": "Most tokens generated per prompt."})
     num_beams: int = dataclasses.field(default=1, metadata={"help": "1: greedy or sampling; more: beam search."})
@@ -61,7 +69,11 @@ def generate_in_order(
     trainer: Trainer, prompts: Sequence[str], generate_batch: Callable[[list[str]], list[str]]
 ) -> list[str]:
     """`generate_batch` applied to `prompts` in batches of `per_device_eval_batch_size`, spread over the
-    processes; every process gets all the outputs, in the order of `prompts`."""
+    processes (module docstring); every process gets all the outputs, in the order of `prompts`.
+
+    Raises:
+        RuntimeError: the gathered outputs are not one per prompt.
+    """
     indexed = [{"index": i, "prompt": prompt} for i, prompt in enumerate(prompts)]
     loader = DataLoader(indexed, batch_size=trainer.args.per_device_eval_batch_size, collate_fn=_as_columns)
     done: list[tuple[int, str]] = []
@@ -81,9 +93,8 @@ def continue_prompts(
     prompts: list[str],
     generation_config: GenerationConfig,
 ) -> list[str]:
-    """Each prompt's generated continuation, decoded without special tokens. One prompt at a time: a
-    prompt is run whole (a Transformer-XL carries its memory through it) and never padded, which a model
-    without an attention mask (Transformer-XL) could not ignore."""
+    """Each prompt's generated continuation, decoded without special tokens, one prompt at a time (module
+    docstring)."""
     continuations = []
     for prompt in prompts:
         input_ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"].to(model.device)
@@ -95,7 +106,11 @@ def continue_prompts(
 def predict_continuations(trainer: Trainer, split: TextSplit, generation_config: GenerationConfig) -> None:
     """`do_predict` of the language-model recipes: each line of `split` is a prompt; its continuation
     (`continue_prompts`) goes to `output_dir/predictions.jsonl`, one `{"prompt", "continuation"}` per line,
-    in input order."""
+    in input order. Every process must call it.
+
+    Raises:
+        DataError: an empty prompt line.
+    """
     prompts = prompt_lines(split)
     model = trainer.accelerator.unwrap_model(trainer.model).eval()
     continuations = generate_in_order(

@@ -10,7 +10,10 @@
 
 Trainer itself would resume a checkpoint at `global_step == max_steps` and train one step past it (it
 skips the steps already done, then takes one before checking the limit), and a run whose epochs are all
-done would "train" zero steps and overwrite `train_results.json` with a `train_loss` of 0.0.
+done would "train" zero steps and overwrite `train_results.json` with a `train_loss` of 0.0. A run stopped early
+(`recipes.kit.callbacks.LoggedEarlyStopping`: its saved count of evaluations without improvement reached the
+patience) is finished too: resumed, it would train one more step before the callback stopped it again. Trainer
+ends an epoch at exactly +1.0, so a finished epoch count is `epoch >= num_train_epochs`.
 """
 
 import json
@@ -35,16 +38,18 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "adapter_mo
 
 
 def plan_run(model_args: ModelArguments, training_args: TrainingArguments) -> str:
-    """The run lifecycle (module docstring), applied to the parsed arguments: may empty `output_dir`, turn a
-    rerun of a finished run into evaluate / predict with the saved folder (`do_train` false,
-    `model_name_or_path` = `output_dir`), or set `resume_from_checkpoint` to the checkpoint to resume. With
-    `dry_run`, `output_dir` is only read: what `overwrite_output_dir` would delete is left in place.
+    """Applies the run lifecycle (module docstring) to the parsed arguments, in place: may empty `output_dir`, turn
+    a rerun of a finished run into evaluate / predict with the saved folder (`do_train` false, `model_name_or_path`
+    = `output_dir`), or set `resume_from_checkpoint` to the checkpoint to resume. With `dry_run`, `output_dir` is
+    only read: what `overwrite_output_dir` would delete is left in place.
 
     Returns:
         what the run does with `output_dir`, in a line (`resume from .../checkpoint-4 (step 4)`).
     Raises:
-        CheckpointError: a checkpoint or saved model the run cannot use, or a finished model with no checkpoint.
-        ConfigError: `overwrite_output_dir` that would delete `model_name_or_path`.
+        ConfigError: `overwrite_output_dir` would delete `model_name_or_path`.
+        CheckpointError: a `resume_from_checkpoint` that is no folder; a checkpoint or final model that cannot be
+            read, or whose config differs from this run's; a checkpoint that has trained the requested length with
+            no final model; a trained model with no checkpoint to continue from.
     """
     output_dir = Path(training_args.output_dir)
     if getattr(training_args, "overwrite_output_dir", False):  # plain TrainingArguments (library use) lack it
@@ -102,9 +107,14 @@ def plan_run(model_args: ModelArguments, training_args: TrainingArguments) -> st
 
 
 def start_over(training_args: TrainingArguments, *, keep: str | None) -> None:
-    """Empties `output_dir` but for this run's lock (`recipes.kit.run_lock`; one process per folder deletes, the
-    others wait for it; nothing is deleted in a dry run); refuses when that would delete `keep`, the model the run
-    starts from."""
+    """Empties `output_dir` but for this run's lock (`recipes.kit.run_lock`); one process per folder deletes, the
+    others wait for it. Nothing is deleted in a dry run.
+
+    Args:
+        keep: the model the run starts from (`model_name_or_path`).
+    Raises:
+        ConfigError: `keep` lies inside `output_dir`.
+    """
     output_dir = Path(training_args.output_dir).resolve()
     if keep and output_dir in (Path(keep).resolve(), *Path(keep).resolve().parents):
         raise ConfigError(f"overwrite_output_dir would delete model_name_or_path {keep}: give another output_dir")
@@ -129,16 +139,14 @@ def requested_length(training_args: TrainingArguments) -> str:
 
 def reached(state: dict, training_args: TrainingArguments) -> bool:
     """Whether a saved `trainer_state.json` has trained as long as this run asks: `global_step` at least
-    `max_steps`, or (epochs) `epoch` at least `num_train_epochs` (Trainer ends an epoch at exactly +1.0)."""
+    `max_steps`, or (epochs) `epoch` at least `num_train_epochs`."""
     if training_args.max_steps > 0:
         return state["global_step"] >= training_args.max_steps
     return (state.get("epoch") or 0.0) >= training_args.num_train_epochs
 
 
 def stopped_early(state: dict) -> bool:
-    """Whether a saved `trainer_state.json` ended by early stopping (`recipes.kit.callbacks.LoggedEarlyStopping`):
-    the count of evaluations without improvement saved with it had reached the patience. Such a run is finished:
-    resumed, it would train one more step before the callback stopped it again."""
+    """Whether a saved `trainer_state.json` ended by early stopping (module docstring)."""
     for saved in (state.get("stateful_callbacks") or {}).values():
         if isinstance(saved, dict) and "early_stopping_patience_counter" in saved.get("attributes", {}):
             return saved["attributes"]["early_stopping_patience_counter"] >= saved["args"]["early_stopping_patience"]
@@ -151,8 +159,12 @@ def has_final_model(folder: Path) -> bool:
 
 
 def last_readable_checkpoint(output_dir: Path) -> str | None:
-    """The newest `checkpoint-N` of `output_dir` that can be read; each unreadable one is named in a
-    warning and skipped. Fails, naming them, when there are checkpoints but none can be read."""
+    """The newest `checkpoint-N` of `output_dir` that can be read (None: no checkpoint); each unreadable one is
+    named in a warning and skipped.
+
+    Raises:
+        CheckpointError: there are checkpoints but none can be read, naming them.
+    """
     steps = sorted(
         (int(path.name.rsplit("-", 1)[1]), path)
         for path in output_dir.glob(f"{PREFIX_CHECKPOINT_DIR}-*")
@@ -177,9 +189,13 @@ def last_readable_checkpoint(output_dir: Path) -> str | None:
 
 
 def check_readable(folder: Path, *, checkpoint: bool = True) -> None:
-    """Fails, naming the file, when a checkpoint or saved model cannot be read whole: no weights, no
-    `trainer_state.json` (a `checkpoint`), or a weights, state or JSON file cut short or corrupt. Reads only
-    headers (safetensors) and the zip directory at the end of torch files, not the tensors."""
+    """Checks that a checkpoint (or, `checkpoint` false, a saved model) can be read whole. Reads only headers
+    (safetensors) and the zip directory at the end of torch files, not the tensors.
+
+    Raises:
+        CheckpointError: no weights, no `trainer_state.json` (a checkpoint), or a weights, state or JSON file cut
+            short or corrupt, naming the file.
+    """
     if not has_final_model(folder) and not any(folder.glob("pytorch_model_fsdp*")):
         raise CheckpointError(f"{folder}: no model weights (none of {', '.join(WEIGHT_FILES)})")
     if checkpoint and not (folder / "trainer_state.json").is_file():
@@ -198,9 +214,13 @@ def check_readable(folder: Path, *, checkpoint: bool = True) -> None:
 
 
 def check_same_config(folder: Path, model_args: ModelArguments) -> None:
-    """Fails before anything loads when the model config saved in `folder` differs from the one this run
-    would build, in any field the run sets (its recipe fields and `config_overrides`), naming each one:
-    `d_model: 32 in checkpoint-4, 64 requested`. Folders without `config.json` (LoRA adapters) pass."""
+    """Checks that the model config saved in `folder` has the values this run sets (its recipe fields and
+    `config_overrides`). Folders without `config.json` (LoRA adapters) pass.
+
+    Raises:
+        CheckpointError: a field differs, naming each one (`d_model: 32 in checkpoint-4, 64 requested`).
+        ConfigError: the saved config cannot be read.
+    """
     if not (folder / "config.json").is_file():
         return
     saved = read_checkpoint_config(model_args, folder)

@@ -5,7 +5,10 @@ of those fields against this machine and the run, made when the arguments are pa
 
 k-bit loading quantises the base weights with bitsandbytes (an optional extra: `pip install
 ".[quantization]"`) and trains LoRA adapters on top of them: QLoRA. A quantised model cannot be trained
-without adapters, so such a run is refused when the arguments are parsed.
+without adapters (its quantised weights cannot learn), so such a run is refused when the arguments are parsed; nor
+can its adapters be merged on save: merging re-quantises the sum, losing the adapters' precision, and the folder
+would need bitsandbytes to load. The 4-bit matmuls compute in `bnb_4bit_compute_dtype`, by default the `dtype` of
+the rest of the model (float32 without one).
 """
 
 import importlib.util
@@ -20,8 +23,12 @@ from recipes.kit.errors import ConfigError
 
 
 def check_loading_environment(model_args: ModelArguments) -> None:
-    """Raises `ConfigError`, naming the field and the package, when this machine lacks what a loading field
-    needs: flash-attn for `attn_implementation flash_attention_2`, bitsandbytes for `load_in_4bit` / `load_in_8bit`."""
+    """Checks that this machine has what the loading fields need.
+
+    Raises:
+        ConfigError: no flash-attn for `attn_implementation flash_attention_2`, or no bitsandbytes for
+            `load_in_4bit` / `load_in_8bit`, naming the field and the package.
+    """
     if model_args.attn_implementation == "flash_attention_2" and not is_flash_attn_2_available():
         raise ConfigError(
             "attn_implementation flash_attention_2: the flash-attn package is not installed (it needs a CUDA GPU); "
@@ -33,9 +40,13 @@ def check_loading_environment(model_args: ModelArguments) -> None:
 
 
 def check_kbit_training(model_args: ModelArguments, lora_args: LoraArguments | None, *, do_train: bool) -> None:
-    """Raises `ConfigError` when a k-bit model would be trained without LoRA adapters (its quantised weights cannot
-    learn; `lora_args` None: the recipe has no adapters), or would be merged with them on save (merging
-    re-quantises the sum, losing the adapters' precision, and the folder would need bitsandbytes to load)."""
+    """Checks that a k-bit model is trained with LoRA adapters, saved unmerged (module docstring).
+
+    Args:
+        lora_args: None for a recipe without adapters.
+    Raises:
+        ConfigError: a k-bit model trained without `use_lora`, or with `merge_lora_on_save`.
+    """
     flag = model_args.kbit_flag
     if flag is None or not do_train:
         return
@@ -80,8 +91,7 @@ def new_model_kwargs(model_args: ModelArguments) -> dict[str, Any]:
 
 
 def quantization_config(model_args: ModelArguments) -> BitsAndBytesConfig | None:
-    """The bitsandbytes config of `load_in_4bit` / `load_in_8bit`, or None. The 4-bit matmuls compute in
-    `bnb_4bit_compute_dtype`, by default the `dtype` of the rest of the model (float32 without one)."""
+    """The bitsandbytes config of `load_in_4bit` / `load_in_8bit` (module docstring), or None."""
     if model_args.load_in_8bit:
         return BitsAndBytesConfig(load_in_8bit=True)
     if not model_args.load_in_4bit:

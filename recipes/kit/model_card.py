@@ -1,12 +1,12 @@
 """The model card of a recipe's output folder (README.md of `output_dir`, pushed with the model).
 
-- The card is the recipe's: front matter through
-  `huggingface_hub.ModelCardData` (`base_model`, `datasets`, `library_name`, `pipeline_tag`, `tags`, the
-  final metrics as model-index `eval_results`), what the model is, its data, its metrics, the command as
-  typed (paths inside the repository written relative to it, token values hidden) and the resolved
-  configuration of the run as YAML. `recipes.kit.trainers.RecipeTrainer` writes it from the public
-  `create_model_card`, the method `Trainer.push_to_hub` calls, so a push uploads this card rather than
-  transformers' generic one.
+The card is the recipe's: front matter through `huggingface_hub.ModelCardData` (`base_model`, `datasets`,
+`library_name`, `pipeline_tag`, `tags`, the final metrics as model-index `eval_results`), what the model is, its
+data, its metrics, the command as typed (paths inside the repository written relative to it, token values hidden)
+and the resolved configuration of the run as YAML that the recipe reads back (every field of the recipe's own
+argument classes; of `TrainingArguments` only the fields that differ from their declared defaults).
+`recipes.kit.trainers.RecipeTrainer` writes it from the public `create_model_card`, the method
+`Trainer.push_to_hub` calls, so a push uploads this card rather than transformers' generic one.
 """
 
 import dataclasses
@@ -102,10 +102,8 @@ def typed_command(argv: list[str] | None = None) -> str:
 
 
 def resolved_configuration(arguments: tuple[Any, ...], *, leave_out: tuple[str, ...] = ()) -> str:
-    """The run's configuration as YAML that the recipe reads back: every field of the recipe's own argument
-    classes, and the `TrainingArguments` fields that differ from their defaults (the rest are
-    transformers' defaults); paths relative to the repository, tokens and the fields named in `leave_out` left
-    out."""
+    """The run's configuration of `arguments` (the parsed dataclasses) as YAML (module docstring); paths relative
+    to the repository, tokens and the fields named in `leave_out` left out."""
     values: dict[str, Any] = {}
     for args in arguments:
         only_changed = isinstance(args, TrainingArguments)

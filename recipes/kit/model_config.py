@@ -4,10 +4,20 @@
 One rule in every recipe: the checkpoint's config when `model_name_or_path` is given, else a new one from what
 the data decides (vocabulary size, special tokens); then the recipe's own fields (`recipe_config_fields()`: a
 head, a loss, memory lengths); then `config_overrides`, whose keys must be fields of the config. The config
-class validates the result. It is checked once per run, as early as it can be: in memory when the arguments are
-parsed (`check_config_values`), or, when it needs a checkpoint's config, as the first step of `main`
-(`check_checkpoint_config`), before any data or tokenizer is loaded. `config_differences` compares a saved config with
-the fields a run would set (the run lifecycle and evaluate-only loading refuse a mismatch).
+class validates the result; its `ValueError` (which names the field) becomes the recipes' one configuration error,
+`ConfigError`. A composite config (an encoder with a head: `with_fields`) places each field in the part that has it.
+
+It is checked once per run, as early as it can be: in memory when the arguments are parsed (`check_config_values`),
+or, when it needs a checkpoint's config (a local folder, or a Hub checkpoint with `config_overrides`), as the first
+step of `main` (`check_checkpoint_config`), before any data or tokenizer is loaded. A Hub checkpoint without
+`config_overrides` is not downloaded at parse time for this: the recipe's fields are checked on a new config, and
+the checkpoint's config comes with the model. `config_differences` compares a saved config with the fields a run
+would set (the run lifecycle and evaluate-only loading refuse a mismatch).
+
+Positions: a sequence longer than the model has position embeddings for fails mid-run, in the embedding lookup
+(BERT: "The expanded size of the tensor (256) must match the existing size (64)"; GPT-2: "index out of range"),
+so `check_sequence_length` refuses it before training or evaluation. RoBERTa-style models
+(`POSITIONS_AFTER_PADDING`) start their position ids after the padding id.
 """
 
 import os
@@ -21,11 +31,9 @@ from recipes.kit.loading_options import hub_kwargs
 
 
 def check_config_values(model_args: ModelArguments) -> None:
-    """The parse-time half of the model-config check, which reads nothing: a new model's config (or, for a Hub
-    checkpoint given without `config_overrides`, the recipe's fields on a new config: the checkpoint is not
-    downloaded for this, it comes with the model) is built in memory, so a bad recipe field or `config_overrides`
-    fails before the run starts. A local checkpoint, or a Hub one with `config_overrides`, is left to
-    `check_checkpoint_config`.
+    """Checks the run's model config at parse time, reading nothing (module docstring): builds a new model's
+    config in memory, or, for a Hub checkpoint without `config_overrides`, the recipe's fields on a new config. A
+    local checkpoint, or a Hub one with `config_overrides`, is left to `check_checkpoint_config`.
 
     Raises:
         ConfigError: a field or key the config class refuses, naming it.
@@ -35,8 +43,8 @@ def check_config_values(model_args: ModelArguments) -> None:
 
 
 def check_checkpoint_config(model_args: ModelArguments) -> None:
-    """The other half (`check_config_values`), first in `main`: the checkpoint's config read, with the recipe's
-    fields and `config_overrides` applied, before any data or tokenizer loads.
+    """Checks the run's model config against the checkpoint's, when `check_config_values` left it (module
+    docstring): reads the checkpoint's config and applies the recipe's fields and `config_overrides`.
 
     Raises:
         ConfigError: a key that is no field of the checkpoint's config, a value it refuses, or a checkpoint that
@@ -54,16 +62,24 @@ def _reads_checkpoint_config(model_args: ModelArguments) -> bool:
 
 def load_model_config(model_args: ModelArguments, **new_model_fields: object) -> PretrainedConfig:
     """The run's model config (module docstring): the checkpoint's, read once, or a new one with
-    `new_model_fields`; then the recipe's fields and `config_overrides`."""
+    `new_model_fields`; then the recipe's fields and `config_overrides`.
+
+    Raises:
+        ConfigError: as `read_checkpoint_config` and `build_model_config`.
+    """
     checkpoint = read_checkpoint_config(model_args) if model_args.model_name_or_path else None
     return build_model_config(model_args, checkpoint, **new_model_fields)
 
 
 def read_checkpoint_config(model_args: ModelArguments, path: str | os.PathLike | None = None) -> PretrainedConfig:
-    """The config saved in `path` (default `model_name_or_path`) as the recipe reads it: by its `config_class`,
-    then `as_recipe_config` (sentiment: an encoder's config becomes the encoder of a new classifier); at
-    `model_revision`, running its code only with `trust_remote_code`. A Hub error becomes a `ConfigError` naming
-    `model_name_or_path`. A folder of LoRA adapters saved unmerged is read through its base (`recipes.kit.adapters`)."""
+    """The config saved in `path` (default `model_name_or_path`) as the recipe reads it: by its `config_class` at
+    `model_revision` (its code run only with `trust_remote_code`), then `as_recipe_config` (sentiment: an encoder's
+    config becomes the encoder of a new classifier). An adapter folder is read through its base.
+
+    Raises:
+        ConfigError: the config cannot be read (a Hub error, naming `model_name_or_path`), or an adapter folder
+            names no base.
+    """
     path = path or model_args.model_name_or_path
     with naming_hub_id("model_name_or_path", model_args.model_name_or_path):
         source = adapter_base(path) if is_adapter_folder(path) else path
@@ -74,11 +90,11 @@ def read_checkpoint_config(model_args: ModelArguments, path: str | os.PathLike |
 def build_model_config(
     model_args: ModelArguments, checkpoint: PretrainedConfig | None, **new_model_fields: object
 ) -> PretrainedConfig:
-    """The rule of the module docstring on an already read `checkpoint` config (None: a new model); reads nothing.
+    """The run's config by the rule of the module docstring, on an already read `checkpoint` config (None: a new
+    model); reads nothing.
 
     Raises:
-        ConfigError: an override key the config lacks, or a value its class refuses (its `ValueError`, which
-            names the field, re-raised as the recipes' one configuration error).
+        ConfigError: an override key the config lacks, or a value its class refuses, naming the field.
     """
     overrides = parse_overrides(model_args.config_overrides)
     fields = {**model_args.recipe_config_fields(), **overrides}
@@ -101,9 +117,12 @@ def build_model_config(
 
 
 def config_with_fields(config: PretrainedConfig, fields: dict) -> PretrainedConfig:
-    """A copy of `config` with `fields` set. A composite config (an encoder with a head) places each field
-    itself (`with_fields`, which names a field that neither part has); any other is rebuilt by its class, so
-    its checks and derived fields see the new values."""
+    """A copy of `config` with `fields` set, rebuilt by its class (or its `with_fields`), so that its checks and
+    derived fields see the new values.
+
+    Raises:
+        ValueError: a value the config class refuses, or a field neither part of a composite config has.
+    """
     if hasattr(config, "with_fields"):
         return config.with_fields(**fields)
     return type(config)(**{**config.to_dict(), **fields})
@@ -111,8 +130,12 @@ def config_with_fields(config: PretrainedConfig, fields: dict) -> PretrainedConf
 
 def config_differences(saved: PretrainedConfig, requested: dict, *, where: str) -> list[str]:
     """`"d_model: 32 in checkpoint-4, 64 requested"` for each field of `requested` whose value differs from
-    `saved`'s, compared after the config class has normalised both (`0` and `0.0`, derived fields). A
-    composite config (an encoder with a head) answers for its encoder's fields through its `encoder` sub-config."""
+    `saved`'s, compared after the config class has normalised both (`0` and `0.0`, derived fields); a composite
+    config's encoder fields are looked up in its `encoder`. `where` names `saved` in the messages.
+
+    Raises:
+        ValueError: a requested value the config class refuses.
+    """
     candidate = config_with_fields(saved, requested)
     return [
         f"{key}: {_field(saved, key)!r} in {where}, {_field(candidate, key)!r} requested"
@@ -143,8 +166,9 @@ POSITIONS_AFTER_PADDING = ("roberta", "xlm-roberta")
 
 def max_positions(config: PretrainedConfig) -> int | None:
     """The most tokens the model (or, for a classifier, its `encoder`) has position embeddings for:
-    `max_position_embeddings` (GPT-2's `n_positions`), or None when it has no such limit (relative positions only:
-    Transformer-XL, DeBERTa-v2/v3 without `position_biased_input`)."""
+    `max_position_embeddings` (GPT-2's `n_positions`), less the padding offset of `POSITIONS_AFTER_PADDING`; None
+    when it has no such limit (relative positions only: Transformer-XL, DeBERTa-v2/v3 without
+    `position_biased_input`)."""
     config = getattr(config, "encoder", config)
     limit = getattr(config, "max_position_embeddings", None)
     if limit is None or not getattr(config, "position_biased_input", True):
@@ -153,10 +177,11 @@ def max_positions(config: PretrainedConfig) -> int | None:
 
 
 def check_sequence_length(config: PretrainedConfig, **lengths: int) -> None:
-    """Fails before training or evaluation, naming each setting and the model's limit, when the `lengths` settings
-    (`max_seq_length=256`) add up to more tokens than the model has positions for (`max_positions`): past them,
-    the position embedding lookup fails mid-run (BERT: "The expanded size of the tensor (256) must match the
-    existing size (64)"; GPT-2: "index out of range")."""
+    """Checks that the `lengths` settings (`max_seq_length=256`) fit in the model's positions (module docstring).
+
+    Raises:
+        ConfigError: they add up to more tokens than `max_positions`, naming each setting and the model's limit.
+    """
     limit = max_positions(config)
     if limit is not None and sum(lengths.values()) > limit:
         config = getattr(config, "encoder", config)

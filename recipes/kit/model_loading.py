@@ -9,8 +9,9 @@ Three cases, decided by the parsed (and lifecycle-planned) arguments:
   its own way (sentiment: any encoder under a new head);
 - training a new model: the run's config with what the data decide (vocabulary size, special tokens), built by
   the Auto class.
-Every case honours the loading fields (`recipes.kit.loading_options`) and ends with the sequence-length check, so
-a setting longer than the model's positions fails before training, not mid-run.
+Every case honours the loading fields (`recipes.kit.loading_options`: dtype, attention, quantisation) and ends with
+the sequence-length check, so a setting longer than the model's positions fails before training, not mid-run. A
+folder of LoRA adapters saved unmerged is loaded on its base, as its run held it (`recipes.kit.adapters`).
 """
 
 from collections.abc import Callable
@@ -52,8 +53,8 @@ def load_model(
         saved_config: evaluate-only: the folder's config when the recipe has already read it (else read here).
         load_checkpoint: the recipe's reader of a checkpoint to train from (default: `auto_class.from_pretrained`).
     Raises:
-        ConfigError: a config, a length or a `config_overrides` the model cannot take; `CheckpointError`: a saved
-            folder whose weights do not fit its model.
+        ConfigError: a config, a length or a `config_overrides` the model cannot take.
+        CheckpointError: a saved folder whose weights do not fit its model.
     """
     if not training_args.do_train:
         model = load_trained_model(auto_class, model_args, saved_config)
@@ -75,13 +76,18 @@ def load_model(
 def load_trained_model(
     model_class: type, model_args: ModelArguments, saved: PretrainedConfig | None = None
 ) -> PreTrainedModel:
-    """The trained folder `model_args.model_name_or_path` exactly as saved, for evaluation and prediction:
-    no recipe field is applied, a `config_overrides` value that differs from the saved config is a
-    `ConfigError` naming the field, and a missing, unexpected or mis-shaped weight is one naming the weights.
-    `model_class`: the recipe's model class or Auto class; `saved`: the folder's config when the recipe has
-    already read it (`read_checkpoint_config`), else it is read here, once, for the check and the model. The
-    loading fields (dtype, attention, quantisation: `recipes.kit.loading_options`) apply. A folder of LoRA adapters
-    saved unmerged is loaded on its base, as its run held it (`recipes.kit.adapters.load_adapter_model`)."""
+    """The trained folder `model_args.model_name_or_path` exactly as saved, no recipe field applied (module
+    docstring), for evaluation and prediction.
+
+    Args:
+        model_class: the recipe's model class or Auto class.
+        saved: the folder's config when the recipe has already read it (`read_checkpoint_config`); else it is read
+            here, once, for the check and the model.
+    Raises:
+        ConfigError: a `config_overrides` value that differs from the saved config, naming the field; a folder the
+            config cannot be read from; an adapter folder whose weights do not fit its base.
+        CheckpointError: a missing, unexpected or mis-shaped weight, naming the weights.
+    """
     folder = model_args.model_name_or_path
     saved = read_checkpoint_config(model_args) if saved is None else saved
     differences = config_differences(saved, parse_overrides(model_args.config_overrides), where=folder)

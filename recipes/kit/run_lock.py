@@ -34,7 +34,11 @@ LOCK_NAME = "_run.lock"
 @contextmanager
 def output_dir_lock(training_args: TrainingArguments | None) -> Iterator[None]:
     """Holds the lock of `training_args.output_dir` for the run inside (module docstring); no lock without
-    training arguments."""
+    training arguments.
+
+    Raises:
+        ConfigError: another run holds the lock (`take_lock`).
+    """
     lock = None
     if training_args is not None:
         with training_args.main_process_first(local=training_args.save_on_each_node, desc="output_dir lock"):
@@ -49,7 +53,12 @@ def output_dir_lock(training_args: TrainingArguments | None) -> Iterator[None]:
 
 def take_lock(folder: Path) -> Path:
     """Creates `folder/_run.lock` for this process and returns its path, taking over a lock whose process is gone
-    from this host; `ConfigError` naming the run that holds it otherwise."""
+    from this host (module docstring).
+
+    Raises:
+        ConfigError: a lock held by a running process, by one on another host, or not written by this module,
+            naming the run that holds it and what to do; or other runs taking the lock at the same moment.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_NAME
     mine = folder / f"{LOCK_NAME}.{os.getpid()}"  # written whole, then linked: no run reads a half-written lock

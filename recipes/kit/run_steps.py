@@ -1,6 +1,17 @@
 """The run steps of every recipe, written once: start (seed, logging, the model config checked, the run
 lifecycle), train, evaluate, and save with a model card and push. The data steps are `recipes.kit.data_steps`, the
 Model step `recipes.kit.model_loading`.
+
+`start_run` comes before any data or model loads. It may change the process's accelerate state: an FSDP launch on
+CPU processes is made to shard (`recipes.kit.distributed.shard_on_cpu_processes`, logged when it does). A new
+model's config was checked at parse time; one that needs the checkpoint's is checked here
+(`check_checkpoint_config`), so a bad `config_overrides` fails here. The run lifecycle (`recipes.kit.lifecycle`)
+may then change `training_args` and `model_args`.
+
+The model's own code (for `trust_remote_code`) is written into `output_dir` before training starts: `Trainer`'s
+pushes during training upload config and weights but not the modeling files, so without it a Hub copy made
+mid-training could not be loaded until the final push. The model card is written by
+`RecipeTrainer.create_model_card`, and `Trainer.push_to_hub` writes the same card again before uploading.
 """
 
 import logging
@@ -25,12 +36,9 @@ logger = logging.getLogger(__name__)
 
 
 def start_run(model_args: ModelArguments, training_args: TrainingArguments) -> None:
-    """The first step of every recipe, before any data or model loads: the seed (`set_seed`, every library's
-    generator); logging; an FSDP launch on CPU processes made to shard (`recipes.kit.distributed`, logged when it
-    does); the model config checked against the checkpoint's when it needs it (`check_checkpoint_config`: a bad
-    `config_overrides` fails here; a new model's was checked at parse time); then the run lifecycle
-    (`recipes.kit.lifecycle.plan_run`: resume, finish, or start over), which may change `training_args` and
-    `model_args`.
+    """The first step of every recipe (module docstring): the seed (`set_seed`, every library's generator);
+    logging; FSDP on CPU processes; `check_checkpoint_config`; then the run lifecycle (`plan_run`: resume, finish,
+    or start over; recorded as `run_plan`), which may change `training_args` and `model_args`.
 
     Raises:
         ConfigError: a model config or an `output_dir` the run cannot use (`CheckpointError` for a checkpoint).
@@ -65,8 +73,8 @@ def setup_logging(training_args: TrainingArguments) -> None:
 
 
 def train(trainer: Trainer) -> None:
-    """The `do_train` step: writes the model's code first (`save_model_code`), trains (resuming from the
-    checkpoint the run lifecycle chose, `resume_from_checkpoint`), then writes `train_results.json` and
+    """The `do_train` step: writes the model's code (`save_model_code`; with LoRA, the base's), trains (resuming
+    from `resume_from_checkpoint`, which the run lifecycle set), then writes `train_results.json` and
     `trainer_state.json` (every logged loss)."""
     if trainer.args.should_save:  # one writer per folder
         model = trainer.accelerator.unwrap_model(trainer.model)
@@ -88,11 +96,8 @@ def evaluate_splits(trainer: Trainer, eval_datasets: Mapping[str, Any]) -> dict[
 
 
 def save_model_code(model: PreTrainedModel, output_dir: str) -> None:
-    """Writes the model's own code (for `trust_remote_code`) into `output_dir` before training starts.
-
-    `Trainer` pushes during training upload config and weights but not the modeling files, so without
-    this a Hub copy made mid-training cannot be loaded until the final push.
-    """
+    """Writes the model's own code (for `trust_remote_code`) into `output_dir` (module docstring); nothing for a
+    model class not registered with the Auto classes (no `_auto_class`)."""
     if getattr(type(model), "_auto_class", None) is not None:
         os.makedirs(output_dir, exist_ok=True)
         custom_object_save(model, output_dir, config=model.config)
@@ -101,11 +106,15 @@ def save_model_code(model: PreTrainedModel, output_dir: str) -> None:
 def save_card_and_push(
     trainer: RecipeTrainer, *, title: str, data: str, metrics: dict[str, Any], notes: str, arguments: tuple
 ) -> None:
-    """The end of every training run: settles LoRA adapters (`recipes.kit.adapters.settle_adapters`: merged, or
-    saved with their base named), saves the model (and its tokenizer) to `output_dir`, writes the model card
-    (`RecipeTrainer.create_model_card`: front matter, data, metrics, the command as typed and the resolved
-    configuration of `arguments`, the run's parsed dataclasses) as its README.md and, with `--push_to_hub`, pushes
-    the folder (`Trainer.push_to_hub` writes the same card again before uploading)."""
+    """The end of every training run: settles LoRA adapters (`recipes.kit.adapters.settle_adapters`), saves the
+    model and its tokenizer to `output_dir` (`save_full_model`), writes the model card as its README.md and, with
+    `--push_to_hub`, pushes the folder.
+
+    Args:
+        title, data, notes: the card's title, data line (`recipes.kit.data_steps.describe_data`) and paragraph.
+        metrics: the final metrics; the card keeps the float ones that measure the model (`is_quality`).
+        arguments: the run's parsed dataclasses, for the card's resolved configuration.
+    """
     model_args = next(args for args in arguments if isinstance(args, ModelArguments))
     data_args = next(args for args in arguments if isinstance(args, DataArguments))
     lora_args = next((args for args in arguments if isinstance(args, LoraArguments)), None)

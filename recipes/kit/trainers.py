@@ -39,8 +39,8 @@ MACHINE_LOCAL_TOKENIZER_KEYS = ("is_local", "local_files_only", "cache_dir", "to
 
 class RecipeTrainer(Trainer):
     """A `Trainer` that attaches the recipes' callbacks, writes the recipe's model card, saves publishable tokenizer
-    files and names the best checkpoint in its metrics; see the module docstring. Set `card_info` before the card
-    is made (`recipes.kit.run_steps.save_card_and_push`)."""
+    files and names the best checkpoint in its metrics (module docstring). Set `card_info` before the card is made
+    (`recipes.kit.run_steps.save_card_and_push`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         training_args = kwargs.get("args")
@@ -89,7 +89,7 @@ class RecipeTrainer(Trainer):
 
 
 class OwnEvaluationTrainer(RecipeTrainer):
-    """A `Trainer` whose metrics come from `evaluation_metrics(model, dataset)`; see the module docstring."""
+    """A `Trainer` whose metrics come from `evaluation_metrics(model, dataset)` (module docstring)."""
 
     def evaluation_metrics(self, model: torch.nn.Module, dataset: Any, metric_key_prefix: str) -> dict[str, Any]:
         """Metrics of `model` (unwrapped, in eval mode, no gradients) on `dataset`, already reduced over
