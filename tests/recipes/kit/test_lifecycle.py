@@ -17,7 +17,7 @@ from recipes.kit.command_line import parse_config
 from recipes.kit.errors import ConfigError
 from recipes.transformer_xl import train as recipe
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 TINY_YAML = REPO / "recipes" / "transformer_xl" / "configs" / "tiny.yaml"
 #: The smallest Transformer-XL of the tests (`TINY_OVERRIDES` in conftest.py), without dropout.
 MODEL = "n_layer=1,d_model=32,d_embed=32,n_head=2,d_head=16,d_inner=64,dropout=0,dropatt=0"

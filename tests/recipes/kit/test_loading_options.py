@@ -40,7 +40,7 @@ from recipes.transformer_xl import train as txl_recipe
 from tests import tiny_models
 from tests.conftest import sentiment_tokenizer_dir, tiny_overrides
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 QA_TINY = str(REPO / "recipes" / "closed_book_qa" / "configs" / "tiny.yaml")
 TXL_TINY = str(REPO / "recipes" / "transformer_xl" / "configs" / "tiny.yaml")
 

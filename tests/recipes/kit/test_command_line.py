@@ -13,7 +13,7 @@ from recipes.kit.arguments import DataArguments, TextCorpusArguments, parse_over
 from recipes.kit.command_line import parse_config
 from recipes.kit.errors import ConfigError
 
-RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
+RECIPES_DIR = Path(__file__).resolve().parents[3] / "recipes"
 
 
 def write_yaml(path, values):

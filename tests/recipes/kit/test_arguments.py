@@ -15,7 +15,7 @@ from recipes.kit.command_line import parse_config
 from recipes.kit.errors import ConfigError
 from tests.tiny_models import transfo_xl_config
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 TASKS = sorted(path.parent.name for path in (REPO / "recipes").glob("*/train.py"))
 
 

@@ -25,9 +25,9 @@ from recipes.kit.command_line import parse_config
 from recipes.kit.errors import ConfigError
 from recipes.merge_adapter import main as merge_adapter_main
 from tests.recipes.kill_worker import kill_worker_command
-from tests.recipes.test_model_loading import save_tiny_checkpoint
+from tests.recipes.kit.test_loading_options import save_tiny_checkpoint
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SENTIMENT_VALIDATION = REPO / "data" / "samples" / "sentiment" / "validation.tsv"
 #: The validation rows each recipe scores, in training and in evaluate-only runs; QA: the checkpoint's config.
 EVAL_FLAGS = {

@@ -16,7 +16,7 @@ from recipes.kit.trainers import RecipeTrainer
 from recipes.transformer_xl import train as transformer_xl
 from tests.custom_models.test_bert_mlp import tiny_model
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_typed_command_makes_repository_paths_relative_and_hides_tokens():

@@ -11,7 +11,7 @@ from recipes.kit.command_line import parse_config
 from recipes.kit.errors import ConfigError
 from recipes.sentiment.train import CONFIG_CLASSES, main
 
-TINY_YAML = Path(__file__).resolve().parents[2] / "recipes" / "sentiment" / "configs" / "tiny.yaml"
+TINY_YAML = Path(__file__).resolve().parents[3] / "recipes" / "sentiment" / "configs" / "tiny.yaml"
 # Evaluation and a checkpoint every step; what early stopping needs (tiny.yaml: load_best_model_at_end true).
 EVERY_STEP = ["--eval_strategy", "steps", "--eval_steps", "1", "--save_strategy", "steps", "--save_steps", "1"]
 
