@@ -1,19 +1,17 @@
-"""The argument classes hold values and check them; loading is done by the plain functions each `main` calls
-(`recipes.kit.model_config`, `recipes.kit.run_steps`), with the model config checked before any data loads."""
+"""`recipes.kit.arguments`: the argument classes hold values and check them, and read nothing while parsed (loading
+is done by the plain functions each `main` calls: tests/recipes/kit/test_model_config.py); `parse_overrides`
+types the values of `--config_overrides`."""
 
 import dataclasses
 import importlib
-import traceback
 from pathlib import Path
 
 import pytest
-import torch
 from transformers import AutoConfig, BertConfig, PretrainedConfig
 
-from recipes.kit.arguments import DataArguments, ModelArguments
+from recipes.kit.arguments import DataArguments, ModelArguments, TextCorpusArguments, parse_overrides
 from recipes.kit.command_line import parse_config
 from recipes.kit.errors import ConfigError
-from tests.tiny_models import transfo_xl_config
 
 REPO = Path(__file__).resolve().parents[3]
 TASKS = sorted(path.parent.name for path in (REPO / "recipes").glob("*/train.py"))
@@ -58,42 +56,26 @@ def test_data_arguments_declare_the_shared_data_fields_once(task):
             assert not {field.name for field in dataclasses.fields(cls)} & set(shared), cls.__name__
 
 
-def test_a_bad_config_overrides_key_fails_before_the_data_is_read(tmp_path):
-    """Against a checkpoint the keys are checked on its config, read by `check_checkpoint_config`, first in `main`."""
-    transfo_xl_config(vocab_size=50, mem_len=8).save_pretrained(tmp_path / "checkpoint")
-    recipe = _recipe("transformer_xl")
-    argv = [str(REPO / "recipes/transformer_xl/configs/tiny.yaml"), "--output_dir", str(tmp_path / "out")]
-    argv += ["--model_name_or_path", str(tmp_path / "checkpoint"), "--config_overrides", "n_layr=1"]
-    argv += ["--validation_file", str(tmp_path / "missing.txt")]
-    parsed = parse_config(*recipe.CONFIG_CLASSES, argv=argv)
-    with pytest.raises(ConfigError, match=r"config_overrides: TransformerXLConfig has no field\(s\) \['n_layr'\]"):
-        recipe.main(*parsed)  # not the DataError of the missing file
+def test_parse_overrides_types_values_and_rejects_garbage():
+    assert parse_overrides("n_layer=2, d_model=64,pre_lnorm=true,act=gelu") == {
+        "n_layer": 2,
+        "d_model": 64,
+        "pre_lnorm": True,
+        "act": "gelu",
+    }
+    assert parse_overrides("cutoffs=[20, 40],tie_projs=[false,true,true],div_val=4") == {
+        "cutoffs": [20, 40],
+        "tie_projs": [False, True, True],
+        "div_val": 4,
+    }
+    assert parse_overrides(None) == {}
+    with pytest.raises(ConfigError, match="expected key=value"):
+        parse_overrides("n_layer")
 
 
-@pytest.mark.slow
-def test_evaluate_only_sentiment_reads_the_folders_config_once_per_purpose(tiny_run, tmp_path, monkeypatch):
-    """An evaluate-only run reads `config.json` once to check the configuration before any data loads, and once
-    for the trained model (its label names, its weights' config); the tokenizer's loader reads it on its own.
-    (Before the reads moved out of the argument classes: four times besides the tokenizer's.)"""
-    folder = tiny_run("sentiment")
-    reads = []
-    original = PretrainedConfig._dict_from_json_file.__func__
-
-    def counting(cls, json_file):
-        if Path(json_file) == folder / "config.json":
-            stack = traceback.extract_stack()
-            reads.append("tokenizer" if any("tokenization_auto" in frame.filename for frame in stack) else "model")
-        return original(cls, json_file)
-
-    monkeypatch.setattr(PretrainedConfig, "_dict_from_json_file", classmethod(counting))
-    recipe = _recipe("sentiment")
-    argv = [str(REPO / "recipes/sentiment/configs/tiny.yaml"), "--output_dir", str(tmp_path / "eval")]
-    argv += ["--do_train", "false", "--model_name_or_path", str(folder), "--disable_tqdm", "true"]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        metrics = recipe.main(*parse_config(*recipe.CONFIG_CLASSES, argv=argv))
-    finally:
-        torch.set_num_threads(threads)
-    assert 0.0 <= metrics["eval_accuracy"] <= 1.0
-    assert reads.count("model") == 2, reads
+def test_preprocessing_num_workers_is_positive_and_refused_where_nothing_reads_it():
+    assert DataArguments(preprocessing_num_workers=2).preprocessing_num_workers == 2
+    with pytest.raises(ValueError, match="preprocessing_num_workers must be at least 1, got 0"):
+        DataArguments(preprocessing_num_workers=0)
+    with pytest.raises(ValueError, match="preprocessing_num_workers: a language-model corpus is tokenised once"):
+        TextCorpusArguments(preprocessing_num_workers=2)

@@ -1,11 +1,21 @@
-"""The run's model config: the longest input a model takes, which `check_sequence_length` holds the recipes to."""
+"""The run's model config (`recipes.kit.model_config`): checked against a checkpoint's config before any data
+loads, read once per purpose, and the longest input a model takes, which `check_sequence_length` holds the
+recipes to."""
+
+import importlib
+import traceback
+from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoConfig, AutoModel
+from transformers import AutoConfig, AutoModel, PretrainedConfig
 
+from recipes.kit.command_line import parse_config
 from recipes.kit.errors import ConfigError
 from recipes.kit.model_config import check_sequence_length, max_positions
+from tests.tiny_models import transfo_xl_config
+
+REPO = Path(__file__).resolve().parents[3]
 
 SIZES = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
 # family -> its fields, with 16 position embeddings (RoBERTa: two of them before the first token's position)
@@ -45,3 +55,44 @@ def test_a_length_past_the_positions_is_refused_naming_both_numbers():
     with pytest.raises(ConfigError, match=r"^block_size 17 > 16 tokens, the model's n_positions .*: lower block_size$"):
         check_sequence_length(config, block_size=17)
     check_sequence_length(config, block_size=16)
+
+
+def test_a_bad_config_overrides_key_fails_before_the_data_is_read(tmp_path):
+    """Against a checkpoint the keys are checked on its config, read by `check_checkpoint_config`, first in `main`."""
+    transfo_xl_config(vocab_size=50, mem_len=8).save_pretrained(tmp_path / "checkpoint")
+    recipe = importlib.import_module("recipes.transformer_xl.train")
+    argv = [str(REPO / "recipes/transformer_xl/configs/tiny.yaml"), "--output_dir", str(tmp_path / "out")]
+    argv += ["--model_name_or_path", str(tmp_path / "checkpoint"), "--config_overrides", "n_layr=1"]
+    argv += ["--validation_file", str(tmp_path / "missing.txt")]
+    parsed = parse_config(*recipe.CONFIG_CLASSES, argv=argv)
+    with pytest.raises(ConfigError, match=r"config_overrides: TransformerXLConfig has no field\(s\) \['n_layr'\]"):
+        recipe.main(*parsed)  # not the DataError of the missing file
+
+
+@pytest.mark.slow
+def test_evaluate_only_sentiment_reads_the_folders_config_once_per_purpose(tiny_run, tmp_path, monkeypatch):
+    """An evaluate-only run reads `config.json` once to check the configuration before any data loads, and once
+    for the trained model (its label names, its weights' config); the tokenizer's loader reads it on its own.
+    (Before the reads moved out of the argument classes: four times besides the tokenizer's.)"""
+    folder = tiny_run("sentiment")
+    reads = []
+    original = PretrainedConfig._dict_from_json_file.__func__
+
+    def counting(cls, json_file):
+        if Path(json_file) == folder / "config.json":
+            stack = traceback.extract_stack()
+            reads.append("tokenizer" if any("tokenization_auto" in frame.filename for frame in stack) else "model")
+        return original(cls, json_file)
+
+    monkeypatch.setattr(PretrainedConfig, "_dict_from_json_file", classmethod(counting))
+    recipe = importlib.import_module("recipes.sentiment.train")
+    argv = [str(REPO / "recipes/sentiment/configs/tiny.yaml"), "--output_dir", str(tmp_path / "eval")]
+    argv += ["--do_train", "false", "--model_name_or_path", str(folder), "--disable_tqdm", "true"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        metrics = recipe.main(*parse_config(*recipe.CONFIG_CLASSES, argv=argv))
+    finally:
+        torch.set_num_threads(threads)
+    assert 0.0 <= metrics["eval_accuracy"] <= 1.0
+    assert reads.count("model") == 2, reads
