@@ -25,7 +25,7 @@ from recipes.kit.command_line import parse_config
 from recipes.kit.errors import ConfigError
 from recipes.merge_adapter import main as merge_adapter_main
 from tests.recipes.kill_worker import kill_worker_command
-from tests.recipes.kit.test_loading_options import save_tiny_checkpoint
+from tests.recipes.kit.test_model_loading import save_tiny_checkpoint
 
 REPO = Path(__file__).resolve().parents[3]
 SENTIMENT_VALIDATION = REPO / "data" / "samples" / "sentiment" / "validation.tsv"
