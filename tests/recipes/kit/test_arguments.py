@@ -1,20 +1,29 @@
 """`recipes.kit.arguments`: the argument classes hold values and check them, and read nothing while parsed (loading
 is done by the plain functions each `main` calls: tests/recipes/kit/test_model_config.py); `parse_overrides`
-types the values of `--config_overrides`."""
+types the values of `--config_overrides`; the data fields (several files per split, `validation_split_percentage`, a
+weighted `dataset_mixture`) that cannot work are refused at parse time, naming the flag or the entry."""
 
 import dataclasses
 import importlib
+import json
 from pathlib import Path
 
 import pytest
 from transformers import AutoConfig, BertConfig, PretrainedConfig
 
+from recipes.closed_book_qa.train import CONFIG_CLASSES as QA_CLASSES
 from recipes.kit.arguments import DataArguments, ModelArguments, TextCorpusArguments, parse_overrides
 from recipes.kit.command_line import parse_config
 from recipes.kit.errors import ConfigError
+from recipes.sentiment.train import CONFIG_CLASSES as SENTIMENT_CLASSES
+from recipes.transformer_xl.train import CONFIG_CLASSES as TXL_CLASSES
+from tests.conftest import yaml_without
 
 REPO = Path(__file__).resolve().parents[3]
 TASKS = sorted(path.parent.name for path in (REPO / "recipes").glob("*/train.py"))
+SENTIMENT_YAML = REPO / "recipes" / "sentiment" / "configs" / "tiny.yaml"
+QA_YAML = REPO / "recipes" / "closed_book_qa" / "configs" / "tiny.yaml"
+TXL_YAML = REPO / "recipes" / "transformer_xl" / "configs" / "tiny.yaml"
 
 
 def _recipe(task: str):
@@ -79,3 +88,79 @@ def test_preprocessing_num_workers_is_positive_and_refused_where_nothing_reads_i
         DataArguments(preprocessing_num_workers=0)
     with pytest.raises(ValueError, match="preprocessing_num_workers: a language-model corpus is tokenised once"):
         TextCorpusArguments(preprocessing_num_workers=2)
+
+
+def test_several_training_files_on_the_command_line_or_in_yaml_make_a_list(tmp_path):
+    argv = [str(SENTIMENT_YAML), "--output_dir", str(tmp_path), "--train_file", "a.tsv", "b.tsv"]
+    assert parse_config(*SENTIMENT_CLASSES, argv=argv)[1].train_file == ["a.tsv", "b.tsv"]
+    argv = [str(SENTIMENT_YAML), "--output_dir", str(tmp_path)]  # tiny.yaml: one file, as a string
+    assert parse_config(*SENTIMENT_CLASSES, argv=argv)[1].validation_file == ["data/samples/sentiment/validation.tsv"]
+
+
+@pytest.mark.parametrize(
+    ("config", "classes", "flags", "words"),
+    [
+        (SENTIMENT_YAML, SENTIMENT_CLASSES, ["--validation_split_percentage", "0"], "must lie in 1..99"),
+        (QA_YAML, QA_CLASSES, ["--validation_split_percentage", "100"], "must lie in 1..99"),
+        (
+            SENTIMENT_YAML,
+            SENTIMENT_CLASSES,
+            ["--dataset_mixture", '[{"path": "a.tsv", "weight": 0.5}, {"path": "b.tsv", "weight": 2}]'],
+            r"dataset_mixture\[1\] \(b.tsv\): weight",
+        ),
+        (
+            SENTIMENT_YAML,
+            SENTIMENT_CLASSES,
+            ["--dataset_mixture", '[{"path": "a.tsv"}]'],
+            "give train_file or dataset_mixture, not both",
+        ),
+        (TXL_YAML, TXL_CLASSES, ["--dataset_mixture", '[{"path": "a.txt"}]'], "give train_file as a list of files"),
+    ],
+)
+def test_data_flags_that_cannot_work_fail_at_parse_time(tmp_path, config, classes, flags, words):
+    with pytest.raises(ConfigError, match=words):
+        parse_config(*classes, argv=[str(config), "--output_dir", str(tmp_path / "out"), *flags])
+
+
+@pytest.mark.parametrize(
+    ("entries", "words"),
+    [
+        ('[{"path": "a.tsv", "weight": 0}]', r"dataset_mixture\[0\] \(a.tsv\): weight"),
+        ('[{"weight": 0.5}]', r"dataset_mixture\[0\]: path must be"),
+        ('["a.tsv"]', r"dataset_mixture\[0\]: expected a mapping"),
+        ('[{"path": "hub/name", "split": 1}]', r"dataset_mixture\[0\] \(hub/name\): split must be a name"),
+        ("[]", "expected a non-empty list"),
+        ("[{path: a.tsv}]", "not a JSON list"),
+    ],
+)
+def test_a_bad_mixture_on_the_command_line_fails_naming_the_entry(tmp_path, entries, words):
+    config = yaml_without(SENTIMENT_YAML, tmp_path, "train_file")
+    with pytest.raises(ConfigError, match=words):
+        parse_config(
+            *SENTIMENT_CLASSES, argv=[config, "--output_dir", str(tmp_path / "out"), "--dataset_mixture", entries]
+        )
+
+
+def test_a_mixture_from_json_or_yaml_parses_to_the_same_entries(tmp_path):
+    entries = [{"path": "a.tsv", "weight": 0.75}, {"path": "org/data", "weight": 0.25, "split": "train"}]
+    yaml_entries = (
+        "dataset_mixture:\n  - {path: a.tsv, weight: 0.75}\n  - {path: org/data, weight: 0.25, split: train}\n"
+    )
+    from_yaml = yaml_without(SENTIMENT_YAML, tmp_path, "train_file", extra=yaml_entries)
+    parsed_yaml = parse_config(*SENTIMENT_CLASSES, argv=[from_yaml, "--output_dir", str(tmp_path / "out")])[1]
+    argv = [yaml_without(SENTIMENT_YAML, tmp_path, "train_file"), "--output_dir", str(tmp_path / "out")]
+    parsed_json = parse_config(*SENTIMENT_CLASSES, argv=[*argv, "--dataset_mixture", json.dumps(entries)])[1]
+    assert parsed_yaml.dataset_mixture == parsed_json.dataset_mixture
+    assert parsed_json.dataset_mixture[1] == {
+        "path": "org/data",
+        "weight": 0.25,
+        "split": "train",
+        "dataset_config_name": None,
+    }
+
+
+def test_a_bad_mixture_entry_in_yaml_fails_naming_it(tmp_path):
+    extra = "dataset_mixture:\n  - {path: a.tsv, weight: 0.5}\n  - {path: b.tsv, fraction: 0.5}\n"
+    config = yaml_without(SENTIMENT_YAML, tmp_path, "train_file", extra=extra)
+    with pytest.raises(ConfigError, match=r"dataset_mixture\[1\]: unknown key\(s\) \['fraction'\]"):
+        parse_config(*SENTIMENT_CLASSES, argv=[config, "--output_dir", str(tmp_path / "out")])

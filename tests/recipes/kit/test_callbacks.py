@@ -1,5 +1,8 @@
-"""Early stopping (`--early_stopping_patience`), added to every recipe by the shared `train` step: a run whose
-metric stops improving stops at the expected step, and flags it cannot work with fail at parse time."""
+"""The training callbacks (`recipes.kit.callbacks`): early stopping (`--early_stopping_patience`,
+`LoggedEarlyStopping`), which every recipe's trainer attaches: a run whose metric stops improving stops at the
+expected step, a resumed run keeps counting, and the flags it cannot work with fail at parse time. The callbacks
+that act across processes are tested where they act: `ParameterShareLogger`'s count in test_fsdp.py,
+`RankStateCallback`'s files in test_resume.py and test_transformer_xl.py."""
 
 import json
 import logging

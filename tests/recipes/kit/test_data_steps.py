@@ -1,6 +1,6 @@
-"""Where the recipes read their data: several files per split, a validation split carved from the training data
-(`validation_split_percentage`) and a weighted `dataset_mixture`, through each recipe's own parsing and data
-step; refusals at parse time, naming the flag or the entry."""
+"""The data steps (`recipes.kit.data_steps`): a validation split carved from the training data
+(`validation_split_percentage`) and a weighted `dataset_mixture`, through each recipe's own parsing and data step
+(the refusals of these fields at parse time: tests/recipes/kit/test_arguments.py)."""
 
 import json
 import logging
@@ -14,104 +14,20 @@ from recipes import closed_book_qa, sentiment, transformer_xl
 from recipes.closed_book_qa.train import CONFIG_CLASSES as QA_CLASSES
 from recipes.kit.command_line import parse_config
 from recipes.kit.data_steps import load_corpus, load_task_splits, load_tokenizer_and_streams
-from recipes.kit.errors import ConfigError
 from recipes.sentiment.train import CONFIG_CLASSES as SENTIMENT_CLASSES
 from recipes.sentiment.train import main as sentiment_main
 from recipes.transformer_xl.train import CONFIG_CLASSES as TXL_CLASSES
+from tests.conftest import yaml_without
 
 SENTIMENT_YAML = Path(sentiment.__file__).parent / "configs" / "tiny.yaml"
 QA_YAML = Path(closed_book_qa.__file__).parent / "configs" / "tiny.yaml"
 TXL_YAML = Path(transformer_xl.__file__).parent / "configs" / "tiny.yaml"
 
 
-def yaml_without(config: Path, folder: Path, *keys: str, extra: str = "") -> str:
-    """A copy of `config` without the lines of `keys` (a YAML value the command line cannot unset), plus `extra`."""
-    lines = [line for line in config.read_text().splitlines() if not line.startswith(tuple(f"{k}:" for k in keys))]
-    copy = folder / config.name
-    copy.write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
-    return str(copy)
-
-
 def sentiment_file(path: Path, source: str, rows: int) -> str:
     lines = ["sentence\tlabel", *(f"{source} sentence {i}\t{i % 2}" for i in range(rows))]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return str(path)
-
-
-def test_several_training_files_on_the_command_line_or_in_yaml_make_a_list(tmp_path):
-    argv = [str(SENTIMENT_YAML), "--output_dir", str(tmp_path), "--train_file", "a.tsv", "b.tsv"]
-    assert parse_config(*SENTIMENT_CLASSES, argv=argv)[1].train_file == ["a.tsv", "b.tsv"]
-    argv = [str(SENTIMENT_YAML), "--output_dir", str(tmp_path)]  # tiny.yaml: one file, as a string
-    assert parse_config(*SENTIMENT_CLASSES, argv=argv)[1].validation_file == ["data/samples/sentiment/validation.tsv"]
-
-
-@pytest.mark.parametrize(
-    ("config", "classes", "flags", "words"),
-    [
-        (SENTIMENT_YAML, SENTIMENT_CLASSES, ["--validation_split_percentage", "0"], "must lie in 1..99"),
-        (QA_YAML, QA_CLASSES, ["--validation_split_percentage", "100"], "must lie in 1..99"),
-        (
-            SENTIMENT_YAML,
-            SENTIMENT_CLASSES,
-            ["--dataset_mixture", '[{"path": "a.tsv", "weight": 0.5}, {"path": "b.tsv", "weight": 2}]'],
-            r"dataset_mixture\[1\] \(b.tsv\): weight",
-        ),
-        (
-            SENTIMENT_YAML,
-            SENTIMENT_CLASSES,
-            ["--dataset_mixture", '[{"path": "a.tsv"}]'],
-            "give train_file or dataset_mixture, not both",
-        ),
-        (TXL_YAML, TXL_CLASSES, ["--dataset_mixture", '[{"path": "a.txt"}]'], "give train_file as a list of files"),
-    ],
-)
-def test_data_flags_that_cannot_work_fail_at_parse_time(tmp_path, config, classes, flags, words):
-    with pytest.raises(ConfigError, match=words):
-        parse_config(*classes, argv=[str(config), "--output_dir", str(tmp_path / "out"), *flags])
-
-
-@pytest.mark.parametrize(
-    ("entries", "words"),
-    [
-        ('[{"path": "a.tsv", "weight": 0}]', r"dataset_mixture\[0\] \(a.tsv\): weight"),
-        ('[{"weight": 0.5}]', r"dataset_mixture\[0\]: path must be"),
-        ('["a.tsv"]', r"dataset_mixture\[0\]: expected a mapping"),
-        ('[{"path": "hub/name", "split": 1}]', r"dataset_mixture\[0\] \(hub/name\): split must be a name"),
-        ("[]", "expected a non-empty list"),
-        ("[{path: a.tsv}]", "not a JSON list"),
-    ],
-)
-def test_a_bad_mixture_on_the_command_line_fails_naming_the_entry(tmp_path, entries, words):
-    config = yaml_without(SENTIMENT_YAML, tmp_path, "train_file")
-    with pytest.raises(ConfigError, match=words):
-        parse_config(
-            *SENTIMENT_CLASSES, argv=[config, "--output_dir", str(tmp_path / "out"), "--dataset_mixture", entries]
-        )
-
-
-def test_a_mixture_from_json_or_yaml_parses_to_the_same_entries(tmp_path):
-    entries = [{"path": "a.tsv", "weight": 0.75}, {"path": "org/data", "weight": 0.25, "split": "train"}]
-    yaml_entries = (
-        "dataset_mixture:\n  - {path: a.tsv, weight: 0.75}\n  - {path: org/data, weight: 0.25, split: train}\n"
-    )
-    from_yaml = yaml_without(SENTIMENT_YAML, tmp_path, "train_file", extra=yaml_entries)
-    parsed_yaml = parse_config(*SENTIMENT_CLASSES, argv=[from_yaml, "--output_dir", str(tmp_path / "out")])[1]
-    argv = [yaml_without(SENTIMENT_YAML, tmp_path, "train_file"), "--output_dir", str(tmp_path / "out")]
-    parsed_json = parse_config(*SENTIMENT_CLASSES, argv=[*argv, "--dataset_mixture", json.dumps(entries)])[1]
-    assert parsed_yaml.dataset_mixture == parsed_json.dataset_mixture
-    assert parsed_json.dataset_mixture[1] == {
-        "path": "org/data",
-        "weight": 0.25,
-        "split": "train",
-        "dataset_config_name": None,
-    }
-
-
-def test_a_bad_mixture_entry_in_yaml_fails_naming_it(tmp_path):
-    extra = "dataset_mixture:\n  - {path: a.tsv, weight: 0.5}\n  - {path: b.tsv, fraction: 0.5}\n"
-    config = yaml_without(SENTIMENT_YAML, tmp_path, "train_file", extra=extra)
-    with pytest.raises(ConfigError, match=r"dataset_mixture\[1\]: unknown key\(s\) \['fraction'\]"):
-        parse_config(*SENTIMENT_CLASSES, argv=[config, "--output_dir", str(tmp_path / "out")])
 
 
 def test_qa_without_a_validation_file_evaluates_on_a_seeded_tenth_of_the_training_questions(tmp_path):
