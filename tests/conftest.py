@@ -230,6 +230,14 @@ _NO_DROPOUT = {
 }
 
 
+def yaml_without(config: Path, folder: Path, *keys: str, extra: str = "") -> str:
+    """A copy of `config` without the lines of `keys` (a YAML value the command line cannot unset), plus `extra`."""
+    lines = [line for line in config.read_text().splitlines() if not line.startswith(tuple(f"{k}:" for k in keys))]
+    copy = folder / config.name
+    copy.write_text("\n".join(lines) + "\n" + extra, encoding="utf-8")
+    return str(copy)
+
+
 def tiny_overrides(task: str, *, dropout: bool = True) -> list[str]:
     """`["--config_overrides", TINY_OVERRIDES[task]]`, with every dropout off unless `dropout`."""
     overrides = TINY_OVERRIDES[task] if dropout else f"{TINY_OVERRIDES[task]},{_NO_DROPOUT[task]}"

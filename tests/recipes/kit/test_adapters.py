@@ -25,9 +25,9 @@ from recipes.kit.command_line import parse_config
 from recipes.kit.errors import ConfigError
 from recipes.merge_adapter import main as merge_adapter_main
 from tests.recipes.kill_worker import kill_worker_command
-from tests.recipes.test_model_loading import save_tiny_checkpoint
+from tests.recipes.kit.test_model_loading import save_tiny_checkpoint
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SENTIMENT_VALIDATION = REPO / "data" / "samples" / "sentiment" / "validation.tsv"
 #: The validation rows each recipe scores, in training and in evaluate-only runs; QA: the checkpoint's config.
 EVAL_FLAGS = {
@@ -217,18 +217,3 @@ def test_merge_adapter_writes_the_folder_merged_on_save(task, runs, tmp_path):
     assert (
         not (tmp_path / "merged" / BASE_FOLDER).exists() and not (tmp_path / "merged" / "adapter_config.json").exists()
     )
-
-
-@pytest.mark.parametrize("folder", ["empty", "model"])
-def test_merge_adapter_refuses_a_folder_without_adapters_in_one_line(folder, tmp_path, capsys):
-    source = tmp_path / folder
-    source.mkdir()
-    if folder == "model":  # a plain model's folder, or a checkpoint of a LoRA run: it holds config.json
-        (source / "config.json").write_text("{}")
-        (source / "adapter_config.json").write_text("{}")
-    with pytest.raises(SystemExit) as exited:
-        merge_adapter_main([str(source), str(tmp_path / "out")])
-    assert exited.value.code == 2
-    error = capsys.readouterr().err
-    assert error.startswith(f"error: {source} is not a folder of LoRA adapters") and error.count("\n") == 1
-    assert not (tmp_path / "out").exists()

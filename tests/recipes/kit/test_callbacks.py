@@ -1,5 +1,8 @@
-"""Early stopping (`--early_stopping_patience`), added to every recipe by the shared `train` step: a run whose
-metric stops improving stops at the expected step, and flags it cannot work with fail at parse time."""
+"""The training callbacks (`recipes.kit.callbacks`): early stopping (`--early_stopping_patience`,
+`LoggedEarlyStopping`), which every recipe's trainer attaches: a run whose metric stops improving stops at the
+expected step, a resumed run keeps counting, and the flags it cannot work with fail at parse time. The callbacks
+that act across processes are tested where they act: `ParameterShareLogger`'s count in test_fsdp.py,
+`RankStateCallback`'s files in test_resume.py and test_transformer_xl.py."""
 
 import json
 import logging
@@ -11,7 +14,7 @@ from recipes.kit.command_line import parse_config
 from recipes.kit.errors import ConfigError
 from recipes.sentiment.train import CONFIG_CLASSES, main
 
-TINY_YAML = Path(__file__).resolve().parents[2] / "recipes" / "sentiment" / "configs" / "tiny.yaml"
+TINY_YAML = Path(__file__).resolve().parents[3] / "recipes" / "sentiment" / "configs" / "tiny.yaml"
 # Evaluation and a checkpoint every step; what early stopping needs (tiny.yaml: load_best_model_at_end true).
 EVERY_STEP = ["--eval_strategy", "steps", "--eval_steps", "1", "--save_strategy", "steps", "--save_steps", "1"]
 

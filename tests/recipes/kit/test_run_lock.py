@@ -16,7 +16,7 @@ import pytest
 from recipes.kit.run_lock import LOCK_NAME
 from tests.recipes.kill_worker import kill_worker_command
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 TRAIN_PY = REPO / "recipes" / "transformer_xl" / "train.py"
 # The tiny Transformer-XL, two steps, no evaluation, nothing saved but the final model.
 RUN = [

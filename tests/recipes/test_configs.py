@@ -1,44 +1,21 @@
-"""Recipe configuration: YAML values, command-line overrides, misspelt keys and secrets."""
+"""The configuration files the recipes ship: every YAML under `recipes/` parses with its recipe and starts with the
+command that runs it; every accelerate config loads, and `fsdp.yaml` shards each recipe's model layer by layer;
+a recipe's own argument checks refuse what cannot run."""
 
+import importlib
 import importlib.util
 from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from accelerate.commands.config.config_args import load_config_from_file
 from transformers import TrainingArguments
 
-from recipes.kit.arguments import DataArguments, TextCorpusArguments, parse_overrides
 from recipes.kit.command_line import parse_config
 from recipes.kit.errors import ConfigError
 
-RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
-
-
-def write_yaml(path, values):
-    path.write_text(yaml.safe_dump(values), encoding="utf-8")
-    return str(path)
-
-
-def test_command_line_overrides_yaml(tmp_path):
-    config = write_yaml(tmp_path / "c.yaml", {"output_dir": str(tmp_path), "learning_rate": 1e-3, "seed": 7})
-    (args,) = parse_config(TrainingArguments, argv=[config, "--learning_rate", "5e-5"])
-    assert args.learning_rate == 5e-5 and args.seed == 7
-
-
-def test_misspelt_yaml_key_fails_by_name(tmp_path):
-    config = write_yaml(tmp_path / "c.yaml", {"output_dir": str(tmp_path), "learning_rat": 1e-3})
-    with pytest.raises(ConfigError, match=r"c\.yaml: unknown key\(s\) \['learning_rat'\]"):
-        parse_config(TrainingArguments, argv=[config])
-
-
-def test_removed_transformers_4_keys_fail_by_name(tmp_path):
-    config = write_yaml(tmp_path / "c.yaml", {"output_dir": str(tmp_path), "evaluation_strategy": "steps"})
-    with pytest.raises(ConfigError, match="evaluation_strategy"):
-        parse_config(TrainingArguments, argv=[config])
-
-
+REPO = Path(__file__).resolve().parents[2]
+RECIPES_DIR = REPO / "recipes"
 # Every YAML under recipes/, at any depth: the recipes' own (here, and only here) and accelerate's (below).
 RECIPE_CONFIGS = sorted(p for p in RECIPES_DIR.rglob("*.yaml") if "accelerate_configs" not in p.parts)
 ACCELERATE_CONFIGS = sorted((RECIPES_DIR / "accelerate_configs").glob("*.yaml"))
@@ -113,32 +90,9 @@ def test_fsdp_config_shards_every_model_layer_by_layer():
         assert not policy(model), task
 
 
-def test_use_cpu_defaults_to_true_without_an_accelerator(tmp_path):
-    # On an accelerator-less machine this default is what makes `--multi_gpu` launches really distributed.
-    (args,) = parse_config(TrainingArguments, argv=["--output_dir", str(tmp_path)])
-    assert args.use_cpu == (not torch.accelerator.is_available())
-
-
-def test_parse_overrides_types_values_and_rejects_garbage():
-    assert parse_overrides("n_layer=2, d_model=64,pre_lnorm=true,act=gelu") == {
-        "n_layer": 2,
-        "d_model": 64,
-        "pre_lnorm": True,
-        "act": "gelu",
-    }
-    assert parse_overrides("cutoffs=[20, 40],tie_projs=[false,true,true],div_val=4") == {
-        "cutoffs": [20, 40],
-        "tie_projs": [False, True, True],
-        "div_val": 4,
-    }
-    assert parse_overrides(None) == {}
-    with pytest.raises(ConfigError, match="expected key=value"):
-        parse_overrides("n_layer")
-
-
-def test_preprocessing_num_workers_is_positive_and_refused_where_nothing_reads_it():
-    assert DataArguments(preprocessing_num_workers=2).preprocessing_num_workers == 2
-    with pytest.raises(ValueError, match="preprocessing_num_workers must be at least 1, got 0"):
-        DataArguments(preprocessing_num_workers=0)
-    with pytest.raises(ValueError, match="preprocessing_num_workers: a language-model corpus is tokenised once"):
-        TextCorpusArguments(preprocessing_num_workers=2)
+@pytest.mark.parametrize("task", ["sentiment", "closed_book_qa"])
+def test_max_seq_length_below_2_is_refused_at_parse(tmp_path, task):
+    task_recipe = importlib.import_module(f"recipes.{task}.train")
+    argv = [str(REPO / "recipes" / task / "configs" / "tiny.yaml"), "--output_dir", str(tmp_path)]
+    with pytest.raises(ConfigError, match=r"max_seq_length must be at least 2, got 1"):
+        parse_config(*task_recipe.CONFIG_CLASSES, argv=[*argv, "--max_seq_length", "1"])
