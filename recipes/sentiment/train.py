@@ -8,8 +8,8 @@ weights. So the encoder of `model_name_or_path` (BERT, RoBERTa, DeBERTa-v3, Mode
 trained on the texts or text pairs (`text_pair_column`) of `data.sentiment` (a Hub data set or local files), for one
 label, a set of labels or a score (`problem_type`: `recipes.sentiment.problem_types`), scored by that problem type's
 metrics, and saved with its code, `problem_type` and `id2label`, so the folder classifies through
-`pipeline("text-classification", trust_remote_code=True)` anywhere. Flags, modes and files: README.md, "Sentiment:
-BERT + MLP head".
+`pipeline("text-classification", trust_remote_code=True)` anywhere. Flags, modes and files: README.md, "Sentiment,
+and text classification" and "Bring your own model and data".
 """
 
 import logging
