@@ -177,3 +177,26 @@ def test_glue_layouts_from_the_hub_map_columns_and_splits(glue_hub, config):
         assert loaded["test"]["label"] == [-1.0, -1.0]  # regression: -1 is a score (module docstring of class_labels)
     elif "test" in loaded:
         assert loaded["test"].column_names == ["text", "text_pair"]  # hidden labels: none to score
+
+
+@pytest.mark.parametrize("config", sorted(GLUE))
+def test_glue_layouts_from_local_files_load_as_from_the_hub(glue_hub, tmp_path, config):
+    """The Hub's splits written as local jsonl files (`Dataset.to_json`: labels as ids) load with the same flags
+    into the same rows."""
+    (first, second), names, splits = GLUE[config]
+    hub = glue_stand_in(config)
+    validation = validation_split_names(splits)[0]  # local files: one validation_file (MNLI: matched, say)
+    files = {}
+    for split, flag in (("train", "train_file"), (validation, "validation_file")):
+        hub[split].to_json(tmp_path / f"{split}.jsonl")
+        files[flag] = str(tmp_path / f"{split}.jsonl")
+    options = dict(
+        text_column=first,
+        text_pair_column=second,
+        label_names=names or ["negative", "positive"],
+        problem_type="regression" if names is None else "single_label_classification",
+    )
+    local = load_sentiment_dataset(**files, **options)
+    from_hub = load_sentiment_dataset(dataset_name="nyu-mll/glue", dataset_config_name=config, **options)
+    assert local["train"].to_list() == from_hub["train"].to_list()
+    assert local["validation"].to_list() == from_hub[validation].to_list()
