@@ -100,7 +100,7 @@ def tokenize_sentences(
     gives them) of at most `max_seq_length` tokens, `label` kept; computed once per rows and tokenizer
     (`data.arrow_cache.tokenize_once`). No `attention_mask`: without padding it is all ones, and the collator
     (`DataCollatorWithPadding`) builds it with the padding; converting it here cost 8-17% of the tokenising."""
-    texts = [column for column in ("text", "text_pair") if column in dataset.column_names]
+    texts = text_columns(dataset)
 
     def tokenize(batch: dict[str, list]) -> dict[str, list]:
         columns = [batch[column] for column in texts]
@@ -110,6 +110,11 @@ def tokenize_sentences(
     return tokenize_once(
         dataset, tokenize, tokenizer=tokenizer, settings=settings, remove_columns=texts, num_proc=num_proc
     )
+
+
+def text_columns(rows: datasets.Dataset) -> list[str]:
+    """The text columns of rows that `load_sentiment_dataset` loaded: `text`, and `text_pair` where they are pairs."""
+    return [column for column in ("text", "text_pair") if column in rows.column_names]
 
 
 def _label_ids(labels: pa.ChunkedArray, label_names: Sequence[str]) -> pa.ChunkedArray | None:

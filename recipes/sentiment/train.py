@@ -38,7 +38,7 @@ from custom_models.encoder_mlp.mlp_head import sequence_classification_loss
 from data.files import write_jsonl
 from data.loading import RowTexts
 from data.metrics import ClassificationMetric
-from data.sentiment import load_sentiment_dataset, tokenize_sentences
+from data.sentiment import load_sentiment_dataset, text_columns, tokenize_sentences
 from data.splits import validation_split_names
 from recipes.kit.adapters import add_lora_adapters
 from recipes.kit.arguments import DataArguments, LoraArguments, ModelArguments, RecipeTrainingArguments
@@ -259,11 +259,6 @@ def trainer_eval_dataset(
     if list(eval_splits) == ["eval"]:
         return tokenized["validation"]
     return {prefix.removeprefix("eval_"): tokenized[split] for prefix, split in eval_splits.items()} or None
-
-
-def text_columns(rows: datasets.Dataset) -> list[str]:
-    """The text columns of the rows of `data.sentiment`: `text`, and `text_pair` where they are pairs."""
-    return [column for column in ("text", "text_pair") if column in rows.column_names]
 
 
 def join_texts(*texts: str) -> str:
