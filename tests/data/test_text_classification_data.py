@@ -7,8 +7,9 @@ import datasets
 import pytest
 
 from data.errors import DataError
-from data.sentiment import load_sentiment_dataset
+from data.sentiment import load_sentiment_dataset, tokenize_sentences
 from data.splits import validation_split_names
+from data.tokenizers import train_tokenizer
 from tests.data.test_columnar_rows import load_both
 from tests.data.test_loaders import write
 
@@ -37,6 +38,16 @@ def test_pair_columns_equal_the_rows(tmp_path, monkeypatch):
     content = "premise\thypothesis\tlabel\n  a cat \tthe cat\t positive\nno dog\t\x1cdogs\t0\n"
     columnar, rows = load_both(PAIRS, tmp_path, "pairs.tsv", content, monkeypatch)
     assert columnar == rows and [row["text_pair"] for row in rows] == ["the cat", "\x1cdogs"]
+
+
+def test_pairs_are_encoded_as_pairs_and_the_longer_text_is_truncated_first(tmp_path):
+    tsv = write(tmp_path / "a.tsv", "premise\thypothesis\tlabel\nred cat dog bird runs fast\tblue dog\t1\n")
+    rows = PAIRS(train_file=tsv)["train"]
+    tokenizer = train_tokenizer(["red cat dog bird runs fast blue"], kind="wordpiece", vocab_size=60)
+    (features,) = tokenize_sentences(rows, tokenizer, max_seq_length=8).to_list()
+    # [CLS] 3 of the premise's 6 words [SEP] the whole 2-word hypothesis [SEP]: 8 tokens, the premise cut
+    assert tokenizer.decode(features["input_ids"]) == "[CLS] red cat dog [SEP] blue dog [SEP]"
+    assert features["label"] == 1
 
 
 def test_multi_label_sets_as_json_lists_or_separated_names_become_the_same_multi_hot_vectors(tmp_path):
