@@ -1,4 +1,5 @@
-"""Offline metrics: accuracy and macro F1, SQuAD exact match and token F1, perplexity.
+"""Offline metrics: accuracy and macro F1; multi-label micro / macro F1 and subset accuracy; Pearson, Spearman and
+MSE for regression; SQuAD exact match and token F1; perplexity.
 
 `evaluate.load("accuracy")` / `"squad"` fetch code from the Hub and fail with `HF_HUB_OFFLINE=1`, so
 the metrics are written here as plain functions; `ClassificationMetric` wraps accuracy and macro F1 in
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 
 import datasets
 import evaluate
+import numpy as np
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
@@ -38,6 +40,57 @@ def macro_f1(predictions: Sequence[int], references: Sequence[int]) -> float:
         predicted, actual = sum(p == label for p in predictions), sum(r == label for r in references)
         scores.append(2 * true_pos / (predicted + actual))
     return sum(scores) / len(scores)
+
+
+def multi_label_metrics(predictions: np.ndarray, references: np.ndarray) -> dict[str, float]:
+    """Scores of multi-hot `predictions` against multi-hot `references`, both [examples, classes] of 0 / 1:
+    `micro_f1` (F1 of all (example, class) decisions pooled), `macro_f1` (the mean of per-class F1 over every class
+    predicted or present at least once, as `macro_f1` does for single labels) and `subset_accuracy` (the fraction of
+    examples whose whole label set is right). The F1s are 0 when no class is predicted or present (scikit-learn's
+    default)."""
+    predicted, actual = np.asarray(predictions).astype(bool), np.asarray(references).astype(bool)
+    if predicted.shape != actual.shape or predicted.ndim != 2 or not len(actual):
+        raise ValueError(f"need equal, non-empty [examples, classes] arrays, got {predicted.shape} and {actual.shape}")
+    true_pos, predicted_count, actual_count = (predicted & actual).sum(0), predicted.sum(0), actual.sum(0)
+    seen = (predicted_count + actual_count) > 0
+    per_class = 2 * true_pos[seen] / (predicted_count[seen] + actual_count[seen])
+    pooled = predicted_count.sum() + actual_count.sum()
+    return {
+        "micro_f1": float(2 * true_pos.sum() / pooled) if pooled else 0.0,
+        "macro_f1": float(per_class.mean()) if per_class.size else 0.0,
+        "subset_accuracy": float((predicted == actual).all(axis=1).mean()),
+    }
+
+
+def regression_metrics(predictions: np.ndarray, references: np.ndarray) -> dict[str, float]:
+    """`pearson` and `spearman` correlation (NaN when either side is constant: no correlation is defined) and `mse`
+    (mean squared error) of `predictions` against `references`, computed in float64."""
+    predicted, actual = np.asarray(predictions, np.float64).ravel(), np.asarray(references, np.float64).ravel()
+    _check_lengths(predicted, actual)
+    return {
+        "pearson": pearson(predicted, actual),
+        "spearman": pearson(average_ranks(predicted), average_ranks(actual)),
+        "mse": float(np.mean((predicted - actual) ** 2)),
+    }
+
+
+def pearson(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson's correlation coefficient of two equally long vectors; NaN when either is constant."""
+    x, y = x - x.mean(), y - y.mean()
+    scale = math.sqrt(float(x @ x) * float(y @ y))
+    return float(x @ y) / scale if scale > 0 else math.nan
+
+
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks of `values`, ties sharing the mean of their ranks (Spearman's correlation is Pearson's of
+    these): `[10, 20, 20, 5]` -> `[2, 3.5, 3.5, 1]`."""
+    order = np.argsort(values, kind="stable")
+    sorted_values = values[order]
+    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])  # first index of each tie group
+    ends = np.r_[starts[1:], len(values)]
+    ranks = np.empty(len(values))
+    ranks[order] = np.repeat((starts + ends + 1) / 2, ends - starts)  # mean of the 1-based ranks start+1..end
+    return ranks
 
 
 def normalize_answer(text: str) -> str:
@@ -74,7 +127,7 @@ def _pair_f1(prediction_tokens: list[str], gold_tokens: list[str]) -> float:
 
 
 def _check_lengths(predictions: Sequence, references: Sequence) -> None:
-    if len(predictions) != len(references) or not references:
+    if len(predictions) != len(references) or not len(references):
         raise ValueError(
             f"need equal, non-zero numbers of predictions and references, got {len(predictions)} and {len(references)}"
         )

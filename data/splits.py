@@ -1,4 +1,5 @@
-"""A validation split carved from the training data, when a run evaluates but has no validation data.
+"""A validation split carved from the training data, when a run evaluates but has no validation data; and which of
+a data set's splits are its validation splits (`validation_split_names`).
 
 Rows (sentiment, QA): a seeded sample of `percentage`% of the training rows, disjoint from the rows kept for
 training. The sample depends on the seed and the row count only (numpy's PCG64 generator), so every process
@@ -12,6 +13,7 @@ training part the rest; e.g. 1,000 rows at 10%: 100 validation rows, 900 trainin
 """
 
 import logging
+from collections.abc import Iterable
 
 import datasets
 import numpy as np
@@ -20,6 +22,14 @@ import torch
 from .errors import DataError
 
 logger = logging.getLogger(__name__)
+
+
+def validation_split_names(names: Iterable[str]) -> list[str]:
+    """The validation splits among the split `names`: `["validation"]` when there is one, else every
+    `validation_<name>` in order of name (a Hub layout such as MNLI's `validation_matched` and
+    `validation_mismatched`, each evaluated on its own); `[]` when there is none."""
+    names = list(names)
+    return ["validation"] if "validation" in names else sorted(n for n in names if n.startswith("validation_"))
 
 
 def validation_size(total: int, percentage: int, *, unit: str) -> int:

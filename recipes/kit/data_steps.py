@@ -31,7 +31,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedToken
 
 from data.lm_corpus import TextSplit, text_corpus_splits
 from data.mixtures import load_mixture, mixture_sources
-from data.splits import carve_validation_rows, carve_validation_tokens
+from data.splits import carve_validation_rows, carve_validation_tokens, validation_split_names
 from data.token_cache import prepare_token_streams, train_tokenizer_once
 from data.tokenizers import EOS_TOKEN, TokenizerKind
 from recipes.kit.arguments import DataArguments, ModelArguments, TextCorpusArguments
@@ -79,7 +79,7 @@ def load_task_splits(
             raw = load_task(**hub, **files, **task_arguments)
         if mixture:
             raw["train"] = load_mixture(mixture, load_task, seed=training_args.seed, **task_arguments)
-        if carve and "validation" in raw:
+        if carve and validation_split_names(raw):
             logger.info("validation_split_percentage %d: not used, the data have a validation split", percentage)
         elif carve and "train" in raw:
             raw["train"], raw["validation"] = carve_validation_rows(
@@ -106,8 +106,9 @@ def describe_data(data_args: DataArguments) -> str:
 def select_splits(
     splits: Mapping[str, datasets.Dataset], training_args: TrainingArguments, *, max_samples: dict[str, int | None]
 ) -> datasets.DatasetDict:
-    """The splits the run's modes use (`do_train`: `train`, `do_eval`: `validation`, `do_predict`: `test`),
-    each cut to its first `max_samples[split]` rows (`None` or absent: all).
+    """The splits the run's modes use (`do_train`: `train`, `do_eval`: the validation split, or each of several
+    (`data.splits.validation_split_names`: MNLI's matched and mismatched), `do_predict`: `test`), each cut to its
+    first `max_samples[split]` rows (`None` or absent: all; `validation`'s for every validation split).
 
     Raises:
         ConfigError: a split the run needs is missing, naming the flag to set.
@@ -115,14 +116,16 @@ def select_splits(
     used = datasets.DatasetDict()
     for mode, split in (("do_train", "train"), ("do_eval", "validation"), ("do_predict", "test")):
         if getattr(training_args, mode):
-            if split not in splits:
+            names = validation_split_names(splits) if split == "validation" else [split] if split in splits else []
+            if not names:
                 also = " or validation_split_percentage" if split == "validation" else ""
                 raise ConfigError(f"{mode} is true but there is no {split} split: give {split}_file{also}")
-            used[split] = splits[split]
             limit = max_samples.get(split)
-            if limit is not None and limit < len(used[split]):
-                logger.info("%s: keeping the first %d of %d rows", split, limit, len(used[split]))
-                used[split] = used[split].select(range(limit))
+            for name in names:
+                used[name] = splits[name]
+                if limit is not None and limit < len(used[name]):
+                    logger.info("%s: keeping the first %d of %d rows", name, limit, len(used[name]))
+                    used[name] = used[name].select(range(limit))
     return used
 
 
