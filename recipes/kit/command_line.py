@@ -40,6 +40,7 @@ from recipes.kit.arguments import LoraArguments, ModelArguments
 from recipes.kit.distributed import leave_process_group
 from recipes.kit.dry_run import DryRunFinished
 from recipes.kit.errors import EXIT_STATUS, ConfigError, debug_requested, hub_ids, user_error_message
+from recipes.kit.launch_checks import check_launch_fits_machine
 from recipes.kit.loading_options import check_kbit_training, check_loading_environment
 from recipes.kit.model_card import resolved_configuration
 from recipes.kit.model_config import check_config_values
@@ -151,11 +152,12 @@ def parse_config(*dataclass_types: type, argv: list[str] | None = None) -> tuple
     Raises:
         ConfigError: a missing or malformed YAML file, an unknown key, a value argparse cannot read
             (`--learning_rate abc`), or a value refused by the dataclasses' `__post_init__`, `check_training_values`,
-            `honour_do_eval`, `check_run`, `check_loading_environment`, `check_config_values` or
-            `check_kbit_training`.
+            `honour_do_eval`, `check_run`, `check_launch_fits_machine`, `check_loading_environment`,
+            `check_config_values` or `check_kbit_training`.
         ValueError: a value `TrainingArguments`' own checks refuse (`run_from_command_line` reports it as a
             `ConfigError`).
     """
+    check_launch_fits_machine()  # first: TrainingArguments reads the launch's DeepSpeed request when it is built
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = OneLineParser(dataclass_types)
     if any(issubclass(dtype, TrainingArguments) for dtype in dataclass_types):

@@ -27,6 +27,7 @@ from transformers.dynamic_module_utils import custom_object_save
 from recipes.kit.adapters import settle_adapters
 from recipes.kit.arguments import DataArguments, LoraArguments, ModelArguments, RecipeTrainingArguments
 from recipes.kit.distributed import save_full_model, shard_on_cpu_processes
+from recipes.kit.launch_checks import gpu_config_on_cpu
 from recipes.kit.lifecycle import plan_run
 from recipes.kit.model_card import CardInfo, is_quality, pipeline_tag
 from recipes.kit.model_config import check_checkpoint_config
@@ -37,14 +38,17 @@ logger = logging.getLogger(__name__)
 
 def start_run(model_args: ModelArguments, training_args: TrainingArguments) -> None:
     """The first step of every recipe (module docstring): the seed (`set_seed`, every library's generator);
-    logging; FSDP on CPU processes; `check_checkpoint_config`; then the run lifecycle (`plan_run`: resume, finish,
-    or start over; recorded as `run_plan`), which may change `training_args` and `model_args`.
+    logging (with `gpu_config_on_cpu`'s line when it applies); FSDP on CPU processes; `check_checkpoint_config`;
+    then the run lifecycle (`plan_run`: resume, finish, or start over; recorded as `run_plan`), which may change
+    `training_args` and `model_args`.
 
     Raises:
         ConfigError: a model config or an `output_dir` the run cannot use (`CheckpointError` for a checkpoint).
     """
     transformers.set_seed(training_args.seed)
     setup_logging(training_args)
+    if (note := gpu_config_on_cpu()) is not None:
+        logger.warning(note)
     shard_on_cpu_processes()
     check_checkpoint_config(model_args)
     plan = plan_run(model_args, training_args)
