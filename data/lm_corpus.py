@@ -135,10 +135,12 @@ def text_corpus_splits(
     text_column: str = "text",
     encoding: str = "utf-8",
     show_progress: bool = False,
+    dataset_revision: str | None = None,
 ) -> dict[str, TextSplit]:
     """`train`, `validation`, `test` (those present) of a corpus, not yet read: local files win when any are
     given (a file or a list of files per split, read in order; each must exist: `DataError` naming the field),
-    otherwise `dataset_name` is loaded with `datasets.load_dataset` (Arrow files on disk, not in memory)."""
+    otherwise `dataset_name` at `dataset_revision` (None: the default branch) is loaded with
+    `datasets.load_dataset` (Arrow files on disk, not in memory)."""
     common = {"text_column": text_column, "encoding": encoding, "show_progress": show_progress}
     files = {
         split: (paths,) if isinstance(paths, str) else tuple(paths or ())
@@ -152,7 +154,7 @@ def text_corpus_splits(
         return {split: TextSplit(split, files=paths, **common) for split, paths in files.items() if paths}
     if not dataset_name:
         raise DataError("no data: give `dataset_name` (a Hub data set) or local files (`train_file`, ...)")
-    hub = datasets.load_dataset(dataset_name, dataset_config_name)
+    hub = datasets.load_dataset(dataset_name, dataset_config_name, revision=dataset_revision)
     splits = {
         split: TextSplit(split, hub_dataset=hub[split], hub_name=dataset_name, **common)
         for split in files

@@ -110,6 +110,6 @@ def test_qa_rows_without_an_answer_are_named_by_the_row_path(tmp_path, monkeypat
 def test_a_hub_split_is_read_in_columns(tmp_path, monkeypatch, columnar_only):
     monkeypatch.setenv("FINETUNE_RECIPES_CACHE", str(tmp_path / "cache"))
     hub = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"sentence": ["a", " b "], "label": [1, 0]})})
-    monkeypatch.setattr(datasets, "load_dataset", lambda name, config=None: hub)
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, config=None, revision=None: hub)
     rows = load_sentiment_dataset(dataset_name="stand-in/sst2")["train"].to_list()
     assert rows == [{"text": "a", "label": 1}, {"text": " b ", "label": 0}]
