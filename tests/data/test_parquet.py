@@ -12,7 +12,7 @@ import data.files
 from data.closed_book_qa import load_qa_dataset
 from data.errors import DataError
 from data.files import read_records
-from data.lm_corpus import text_corpus_splits
+from data.lm_corpus import prompt_lines, text_corpus_splits
 from data.mixtures import load_mixture, mixture_sources
 from data.sentiment import load_sentiment_dataset
 from data.token_cache import prepare_token_streams, train_tokenizer_once
@@ -103,6 +103,12 @@ def test_a_parquet_corpus_reads_its_text_column_a_batch_at_a_time(tmp_path, monk
     assert list(split) == [*lines, ""]  # a missing value is an empty line, as in a Hub split
     with pytest.raises(DataError, match=r"c\.parquet: missing column 'text' \(found \['body', 'id'\]\)"):
         list(text_corpus_splits(train_file=path)["train"])
+
+
+def test_an_empty_prompt_of_a_parquet_prompt_file_is_named_by_row(tmp_path):
+    path = write_parquet(tmp_path / "p.parquet", {"text": ["first prompt", " "]})
+    with pytest.raises(DataError, match=r"p\.parquet, row 1: empty prompt"):
+        prompt_lines(text_corpus_splits(test_file=path)["test"])
 
 
 def test_a_parquet_corpus_gives_the_token_stream_of_the_same_lines_in_a_text_file(tmp_path):
