@@ -20,6 +20,7 @@ def load_qa_dataset(
     *,
     dataset_name: str | None = None,
     dataset_config_name: str | None = None,
+    dataset_revision: str | None = None,
     train_file: str | list[str] | None = None,
     validation_file: str | list[str] | None = None,
     test_file: str | list[str] | None = None,
@@ -39,6 +40,7 @@ def load_qa_dataset(
     sources = split_sources(
         dataset_name=dataset_name,
         dataset_config_name=dataset_config_name,
+        dataset_revision=dataset_revision,
         data_files={"train": train_file, "validation": validation_file, "test": test_file},
         encoding=encoding,
     )

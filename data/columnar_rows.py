@@ -8,9 +8,11 @@ does not handle). Then the row path runs from the start, names the row, or conve
 accepts a row that the row path refuses, and where it accepts a batch its rows equal the row path's.
 
 Read this way: `.tsv` and `.csv` (pyarrow's CSV reader, every column as a string, as the `csv` module gives them;
-TSV without quoting, CSV with `"` quoting and newlines in quoted values) and newline-delimited JSON (`.jsonl`, and
-`.json` unless it is one array), in UTF-8. Anything the reader refuses (a wrong field count, a byte that is not
-UTF-8, a JSON type that changes between rows) also sends the split to the row path.
+TSV without quoting, CSV with `"` quoting and newlines in quoted values), newline-delimited JSON (`.jsonl`, and
+`.json` unless it is one array), in UTF-8, and parquet (its typed columns as stored: integer labels, lists of answers;
+the row path reads the same values as Python objects, so a type the converter does not take goes there). Anything the
+reader refuses (a wrong field count, a byte that is not UTF-8, a JSON type that changes between rows, a file that is
+not parquet) also sends the split to the row path.
 
 `strip_python_whitespace` trims exactly what `str.strip()` trims (Arrow's own trim knows no `\\x1c`-`\\x1f`), and
 `is_python_blank` finds exactly the values for which `not value.strip()`, so both paths agree on which values are
@@ -25,8 +27,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
+import pyarrow.parquet as pq
 
-from .files import delimited_dialect, existing_file
+from .files import PARQUET_ROWS_PER_BATCH, delimited_dialect, existing_file
 
 #: A task's columnar conversion of one batch of raw columns into its features, or `None` to use the row path.
 TableConverter = Callable[[pa.Table], pa.Table | None]
@@ -63,7 +66,7 @@ def any_true(mask: pa.ChunkedArray | pa.Array) -> bool:
 
 def _columnar_format(path: Path) -> bool:
     suffix = path.suffix.lower()
-    if suffix in (".tsv", ".csv", ".jsonl"):
+    if suffix in (".tsv", ".csv", ".jsonl", ".parquet"):
         return True
     if suffix == ".json":  # one object per line, not one array
         with path.open("rb") as f:
@@ -74,6 +77,8 @@ def _columnar_format(path: Path) -> bool:
 def _open(path: Path) -> Iterator[pa.RecordBatch]:
     if path.suffix.lower() in (".tsv", ".csv"):
         return _open_delimited(path)
+    if path.suffix.lower() == ".parquet":
+        return pq.ParquetFile(path).iter_batches(batch_size=PARQUET_ROWS_PER_BATCH)
     return pa_json.open_json(path, read_options=pa_json.ReadOptions(block_size=BLOCK_BYTES))
 
 

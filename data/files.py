@@ -3,9 +3,10 @@
 Recipes validate every row and must say *where* a bad row is (`train.tsv, line 17`), so this reader
 yields `(location, record)` pairs instead of handing files to `datasets.load_dataset`, whose parse
 errors name neither. Formats are picked by extension: csv, tsv, json (an array of objects, or one
-object per line), jsonl, txt (one record `{"text": line}` per line).
+object per line), jsonl, txt (one record `{"text": line}` per line), parquet (typed columns; a row is
+named by its index, `train.parquet, row 0` for the first, as pandas and the Hub's rows count).
 
-Files are read in `encoding` (UTF-8 by default). A UTF-8 byte-order mark, as spreadsheets write, is
+Text files are read in `encoding` (UTF-8 by default). A UTF-8 byte-order mark, as spreadsheets write, is
 skipped; a byte that is not valid in the encoding fails naming the file, line and byte (`latin-1` reads
 any byte, so the MR movie reviews need `encoding: latin-1`).
 """
@@ -22,9 +23,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from .errors import DataError
 
-SUPPORTED_EXTENSIONS = (".csv", ".tsv", ".json", ".jsonl", ".txt")
+SUPPORTED_EXTENSIONS = (".csv", ".tsv", ".json", ".jsonl", ".txt", ".parquet")
+#: Rows of a parquet file read at once.
+PARQUET_ROWS_PER_BATCH = 10_000
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 logger = logging.getLogger(__name__)
@@ -60,13 +66,21 @@ def file_identity(paths: Iterable[str | Path]) -> list[list]:
 
 
 def read_records(path: str | Path, *, encoding: str = "utf-8") -> Iterator[tuple[str, dict]]:
-    """Yields `(location, record)` for every row of a local file; `location` is `"<path>, line <n>"`.
+    """Yields `(location, record)` for every row of a local file; `location` is `"<path>, line <n>"`
+    (`"<path>, row <index>"` for parquet, whose records hold the columns' typed values).
 
     Raises `DataError` for a missing file, an unknown extension, a byte not valid in `encoding`, or a row
     that does not parse.
     """
     path = existing_file(path)
     suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        index = 0
+        for batch in parquet_batches(path):
+            for record in batch.to_pylist():
+                yield f"{path}, row {index}", record
+                index += 1
+        return
     with _open_text(path, encoding, newline="" if suffix in (".csv", ".tsv") else None) as f:
         if suffix in (".csv", ".tsv"):
             yield from _read_delimited(path, f)
@@ -84,6 +98,22 @@ def read_text_lines(path: str | Path, *, encoding: str = "utf-8", lines_per_batc
     with _open_text(existing_file(path), encoding, newline=None) as f:
         while batch := [line.rstrip("\n") for line in itertools.islice(f, lines_per_batch)]:
             yield batch
+
+
+def parquet_batches(path: str | Path, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+    """The record batches of a parquet file (`PARQUET_ROWS_PER_BATCH` rows each; only `columns` if given).
+
+    Raises `DataError` naming the file for a missing file, one that is not parquet, or a missing column.
+    """
+    path = existing_file(path)
+    try:
+        parquet = pq.ParquetFile(path)
+        found = parquet.schema_arrow.names
+        if missing := [column for column in columns or () if column not in found]:
+            raise DataError(f"{path}: missing column {missing[0]!r} (found {sorted(found)})")
+        yield from parquet.iter_batches(batch_size=PARQUET_ROWS_PER_BATCH, columns=columns)
+    except (pa.ArrowException, OSError) as error:
+        raise DataError(f"{path}: not a readable parquet file ({error})") from None
 
 
 def write_jsonl(path: str | Path, rows: Sequence[dict]) -> None:

@@ -1,4 +1,5 @@
-"""Raw text for language modelling: one record per line, from the Hub (WikiText) or local files.
+"""Raw text for language modelling: one record per line, from the Hub (WikiText) or local files (a parquet file:
+its `text_column`, one line per row).
 
 A corpus is read split by split, a batch of lines at a time (`TextSplit.batches`), and never held whole:
 WikiText-103 is 540 MB of text in 1.8M lines, and a Python list of them (or a `datasets.Dataset` built
@@ -13,11 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
+import pyarrow as pa
 from tqdm.auto import tqdm
 
 from .errors import DataError
-from .files import read_text_lines, resolve_path
-from .loading import ROWS_PER_BATCH, hub_location, local_records, no_rows_error
+from .files import parquet_batches, read_records, read_text_lines, resolve_path
+from .loading import ROWS_PER_BATCH, hub_location, no_rows_error
 
 
 @dataclass(frozen=True)
@@ -61,24 +63,32 @@ class TextSplit:
         return self.lines()
 
     def _local_batches(self) -> Iterator[list[str]]:
-        if self.text_column == "text" and all(Path(path).suffix.lower() == ".txt" for path in self.files):
-            empty = True  # plain text: the fast reader, no record per line
-            for path in self.files:
-                for batch in read_text_lines(path, encoding=self.encoding, lines_per_batch=ROWS_PER_BATCH):
-                    empty = False
-                    yield batch
-            if empty:
-                raise no_rows_error(list(self.files))
-            return
-        texts = (self._text(location, record) for location, record in local_records(self.files, encoding=self.encoding))
-        while batch := list(itertools.islice(texts, ROWS_PER_BATCH)):
-            yield batch
+        empty = True
+        for path in self.files:
+            for batch in self._file_batches(path):
+                empty = False
+                yield batch
+        if empty:
+            raise no_rows_error(list(self.files))
+
+    def _file_batches(self, path: str) -> Iterator[list[str]]:
+        suffix = Path(path).suffix.lower()
+        if suffix == ".parquet":  # the text column only, a batch of rows at a time
+            for batch in parquet_batches(path, columns=[self.text_column]):
+                yield _texts(batch.column(0))
+        elif suffix == ".txt" and self.text_column == "text":  # plain text: the fast reader, no record per line
+            yield from read_text_lines(path, encoding=self.encoding, lines_per_batch=ROWS_PER_BATCH)
+        else:
+            records = read_records(path, encoding=self.encoding)
+            texts = (self._text(location, record) for location, record in records)
+            while batch := list(itertools.islice(texts, ROWS_PER_BATCH)):
+                yield batch
 
     def _hub_batches(self) -> Iterator[list[str]]:
         # Column-wise, in Arrow batches: formatting a `Dataset` row by row is ~50x slower.
         self._check_column(hub_location(self.hub_name, self.name, 0), self.hub_dataset.column_names)
         for table in self.hub_dataset.with_format("arrow").iter(batch_size=ROWS_PER_BATCH):
-            yield [str(value or "") for value in table.column(self.text_column).to_pylist()]
+            yield _texts(table.column(self.text_column))
 
     def _text(self, location: str, record: dict) -> str:
         self._check_column(location, record)
@@ -87,6 +97,11 @@ class TextSplit:
     def _check_column(self, location: str, columns: Iterable[str]) -> None:
         if self.text_column not in columns:
             raise DataError(f"{location}: missing column {self.text_column!r} (found {sorted(columns)})")
+
+
+def _texts(column: pa.Array | pa.ChunkedArray) -> list[str]:
+    """The lines of a text column (a missing value reads as an empty line)."""
+    return [str(value or "") for value in column.to_pylist()]
 
 
 def prompt_lines(split: TextSplit) -> list[str]:
@@ -101,6 +116,8 @@ def prompt_lines(split: TextSplit) -> list[str]:
                 where = (
                     hub_location(split.hub_name, split.name, index)
                     if is_hub
+                    else f"{part.description}, row {index}"
+                    if part.description.lower().endswith(".parquet")
                     else f"{part.description}, line {index + 1}"
                 )
                 raise DataError(f"{where}: empty prompt (a prompt file holds one non-empty prompt per line)")
@@ -118,10 +135,12 @@ def text_corpus_splits(
     text_column: str = "text",
     encoding: str = "utf-8",
     show_progress: bool = False,
+    dataset_revision: str | None = None,
 ) -> dict[str, TextSplit]:
     """`train`, `validation`, `test` (those present) of a corpus, not yet read: local files win when any are
     given (a file or a list of files per split, read in order; each must exist: `DataError` naming the field),
-    otherwise `dataset_name` is loaded with `datasets.load_dataset` (Arrow files on disk, not in memory)."""
+    otherwise `dataset_name` at `dataset_revision` (None: the default branch) is loaded with
+    `datasets.load_dataset` (Arrow files on disk, not in memory)."""
     common = {"text_column": text_column, "encoding": encoding, "show_progress": show_progress}
     files = {
         split: (paths,) if isinstance(paths, str) else tuple(paths or ())
@@ -135,7 +154,7 @@ def text_corpus_splits(
         return {split: TextSplit(split, files=paths, **common) for split, paths in files.items() if paths}
     if not dataset_name:
         raise DataError("no data: give `dataset_name` (a Hub data set) or local files (`train_file`, ...)")
-    hub = datasets.load_dataset(dataset_name, dataset_config_name)
+    hub = datasets.load_dataset(dataset_name, dataset_config_name, revision=dataset_revision)
     splits = {
         split: TextSplit(split, hub_dataset=hub[split], hub_name=dataset_name, **common)
         for split in files

@@ -86,12 +86,14 @@ def split_sources(
     dataset_config_name: str | None = None,
     data_files: dict[str, str | list[str] | None] | None = None,
     encoding: str = "utf-8",
+    dataset_revision: str | None = None,
 ) -> dict[str, RowSource]:
     """Maps each split to the source of its records.
 
     Local files win when any are given (`{"train": "a.tsv", "validation": "b.tsv"}`), read in `encoding`;
     a split whose files hold no row (an empty file, a header only) raises `DataError` naming them. Otherwise
-    `dataset_name` is loaded with `datasets.load_dataset` (Hub name or local data set folder).
+    `dataset_name` is loaded with `datasets.load_dataset` (Hub name or local data set folder) at
+    `dataset_revision` (a branch, tag or commit; None: the default branch).
     """
     data_files = {split: files for split, files in (data_files or {}).items() if files}
     if data_files:
@@ -101,7 +103,7 @@ def split_sources(
         }
     if not dataset_name:
         raise DataError("no data: give `dataset_name` (a Hub data set) or local files (`train_file`, ...)")
-    hub = datasets.load_dataset(dataset_name, dataset_config_name)
+    hub = datasets.load_dataset(dataset_name, dataset_config_name, revision=dataset_revision)
     return {split: RowSource(split, hub_dataset=hub[split], hub_name=dataset_name) for split in hub}
 
 

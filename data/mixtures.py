@@ -5,14 +5,15 @@ In a recipe's YAML (on the command line: the same list as one JSON string):
 
     dataset_mixture:
       - {path: data/a.tsv, weight: 0.75}
-      - {path: stanfordnlp/sst2, weight: 0.25, split: train}
+      - {path: stanfordnlp/sst2, weight: 0.25, split: train, revision: main}
 
-`path` is a local file when it ends in a data file's extension (`.csv`, `.tsv`, `.json`, `.jsonl`, `.txt`),
-else a Hub data set (or a local data set folder); `split` (default `train`) and `dataset_config_name` apply to
-Hub data sets only. A source keeps `floor(weight * rows)` of its rows, drawn with the run's seed and the
-source's position in the list, in their original order; the mixture is the sources' kept rows one after the
-other (the trainer shuffles them). The entries' values are checked when the configuration is parsed
-(`recipes.kit.arguments.parse_dataset_mixture`); this module reads the sources.
+`path` is a local file when it ends in a data file's extension (`.csv`, `.tsv`, `.json`, `.jsonl`, `.txt`,
+`.parquet`), else a Hub data set (or a local data set folder); `split` (default `train`), `dataset_config_name`
+and `revision` (a branch, tag or commit; default the Hub's default branch) apply to Hub data sets only. A source
+keeps `floor(weight * rows)` of its rows, drawn with the run's seed and the source's position in the list, in their
+original order; the mixture is the sources' kept rows one after the other (the trainer shuffles them). The entries'
+values are checked when the configuration is parsed (`recipes.kit.arguments.parse_dataset_mixture`); this module
+reads the sources.
 """
 
 import dataclasses
@@ -39,6 +40,7 @@ class MixtureSource:
     weight: float = 1.0
     split: str | None = None
     dataset_config_name: str | None = None
+    revision: str | None = None
 
     @property
     def is_local_file(self) -> bool:
@@ -46,18 +48,21 @@ class MixtureSource:
 
     @property
     def description(self) -> str:
-        return self.path if self.is_local_file else f"{self.path} [{self.split or 'train'}]"
+        """`a.tsv`, or a Hub data set's split: `stanfordnlp/sst2 [train]`, `stanfordnlp/sst2@v1.0 [train]`."""
+        if self.is_local_file:
+            return self.path
+        return f"{self.path}{f'@{self.revision}' if self.revision else ''} [{self.split or 'train'}]"
 
 
 def mixture_sources(entries: Sequence[dict[str, Any]] | None) -> list[MixtureSource]:
     """The sources of a parsed `dataset_mixture` (`[]` for None); `DataError` naming the entry when a local file
-    is given a Hub data set's `split` or `dataset_config_name`."""
+    is given a Hub data set's `split`, `dataset_config_name` or `revision`."""
     sources = [MixtureSource(**entry) for entry in entries or ()]
     for index, source in enumerate(sources):
-        if source.is_local_file and (source.split is not None or source.dataset_config_name is not None):
+        if source.is_local_file and (source.split, source.dataset_config_name, source.revision) != (None,) * 3:
             raise DataError(
-                f"dataset_mixture[{index}] {source.path}: split and dataset_config_name apply to Hub data sets, "
-                "not to a local file"
+                f"dataset_mixture[{index}] {source.path}: split, dataset_config_name and revision apply to Hub data "
+                "sets, not to a local file"
             )
     return sources
 
@@ -102,7 +107,12 @@ def _source_rows(
 ) -> datasets.Dataset:
     if source.is_local_file:
         return load_task(train_file=source.path, **task_arguments)["train"]
-    splits = load_task(dataset_name=source.path, dataset_config_name=source.dataset_config_name, **task_arguments)
+    splits = load_task(
+        dataset_name=source.path,
+        dataset_config_name=source.dataset_config_name,
+        dataset_revision=source.revision,
+        **task_arguments,
+    )
     split = source.split or "train"
     if split not in splits:
         raise DataError(f"{source.path}: no split {split!r} (have {sorted(splits)})")

@@ -44,8 +44,8 @@ class DataArguments:
     differs overrides the field's default.
 
     Raises:
-        ConfigError: a count below 1, a `validation_split_percentage` outside 1..99, a malformed `dataset_mixture`
-            (`parse_dataset_mixture`), or both `train_file` and `dataset_mixture`.
+        ConfigError: a count below 1, a `validation_split_percentage` outside 1..99, an empty `dataset_revision`, a
+            malformed `dataset_mixture` (`parse_dataset_mixture`), or both `train_file` and `dataset_mixture`.
     """
 
     dataset_name: str | None = dataclasses.field(
@@ -53,6 +53,10 @@ class DataArguments:
     )
     dataset_config_name: str | None = dataclasses.field(
         default=None, metadata={"help": "The Hub data set's configuration, e.g. wikitext-103-raw-v1."}
+    )
+    dataset_revision: str | None = dataclasses.field(
+        default=None,
+        metadata={"help": "Branch, tag or commit of the Hub dataset_name (in the card); null: its default branch."},
     )
     train_file: list[str] | None = dataclasses.field(
         default=None, metadata={"help": "Local training file, or several (a YAML list; on the command line: a b)."}
@@ -73,7 +77,7 @@ class DataArguments:
         metadata={
             "help": "Training rows mixed from several sources, in place of train_file and dataset_name: a YAML list "
             "of {path: FILE or HUB_NAME, weight: FRACTION_OF_ROWS_KEPT, split: (Hub) train, dataset_config_name: "
-            "(Hub) ...}, or the same as a JSON string."
+            "(Hub) ..., revision: (Hub) BRANCH_TAG_OR_COMMIT}, or the same as a JSON string."
         },
     )
     encoding: str = dataclasses.field(
@@ -102,13 +106,15 @@ class DataArguments:
         percentage = self.validation_split_percentage
         if percentage is not None and not 1 <= percentage <= 99:
             raise ConfigError(f"validation_split_percentage must lie in 1..99 (or null: off), got {percentage}")
+        if self.dataset_revision is not None and not self.dataset_revision.strip():
+            raise ConfigError("dataset_revision must be a branch, tag or commit (or null: the default branch), got ''")
         self.dataset_mixture = parse_dataset_mixture(self.dataset_mixture)
         if self.dataset_mixture and self.train_file:
             raise ConfigError("give train_file or dataset_mixture, not both (the mixture is the training data)")
 
 
 #: The keys of a `dataset_mixture` entry (`data.mixtures.MixtureSource`) and their defaults.
-MIXTURE_ENTRY_DEFAULTS = {"path": None, "weight": 1.0, "split": None, "dataset_config_name": None}
+MIXTURE_ENTRY_DEFAULTS = {"path": None, "weight": 1.0, "split": None, "dataset_config_name": None, "revision": None}
 
 
 def parse_dataset_mixture(value: str | list | None) -> list[dict[str, Any]] | None:
@@ -116,8 +122,9 @@ def parse_dataset_mixture(value: str | list | None) -> list[dict[str, Any]] | No
     key (`MIXTURE_ENTRY_DEFAULTS`); None -> None.
 
     Raises:
-        ConfigError: a value that is not a non-empty list of entries, or an entry with an unknown key, no path or a
-            weight outside (0, 1], naming the entry (`dataset_mixture[1]`) and the problem.
+        ConfigError: a value that is not a non-empty list of entries, or an entry with an unknown key, no path, a
+            weight outside (0, 1] or a `split`, `dataset_config_name` or `revision` that is not a non-empty name,
+            naming the entry (`dataset_mixture[1]`) and the problem.
     """
     if value is None:
         return None
@@ -142,8 +149,8 @@ def parse_dataset_mixture(value: str | list | None) -> list[dict[str, Any]] | No
             raise ConfigError(f"{where}: path must be a file or a Hub data set name, got {path!r}")
         if isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 < weight <= 1:
             raise ConfigError(f"{where} ({path}): weight is the fraction of its rows kept, in (0, 1], got {weight!r}")
-        for key in ("split", "dataset_config_name"):
-            if entry[key] is not None and not isinstance(entry[key], str):
+        for key in ("split", "dataset_config_name", "revision"):
+            if entry[key] is not None and not (isinstance(entry[key], str) and entry[key].strip()):
                 raise ConfigError(f"{where} ({path}): {key} must be a name, got {entry[key]!r}")
         entries.append(entry)
     return entries

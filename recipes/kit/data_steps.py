@@ -75,7 +75,11 @@ def load_task_splits(
     with training_args.main_process_first(desc="data"):
         raw = datasets.DatasetDict()
         if not mixture or any(files.values()):
-            hub = {"dataset_name": data_args.dataset_name, "dataset_config_name": data_args.dataset_config_name}
+            hub = {
+                "dataset_name": data_args.dataset_name,
+                "dataset_config_name": data_args.dataset_config_name,
+                "dataset_revision": data_args.dataset_revision,
+            }
             raw = load_task(**hub, **files, **task_arguments)
         if mixture:
             raw["train"] = load_mixture(mixture, load_task, seed=training_args.seed, **task_arguments)
@@ -91,7 +95,7 @@ def load_task_splits(
 
 def describe_data(data_args: DataArguments) -> str:
     """The run's data in a line, for the model card: the mixture's sources and weights, the local files of each
-    split, or the Hub data set."""
+    split, or the Hub data set (`name@revision` when pinned)."""
     if data_args.dataset_mixture:
         sources = mixture_sources(data_args.dataset_mixture)
         return "mixture of " + ", ".join(f"`{source.description}` ({source.weight:g})" for source in sources)
@@ -100,7 +104,8 @@ def describe_data(data_args: DataArguments) -> str:
         return "; ".join(
             f"{split}: " + ", ".join(f"`{path}`" for path in paths) for split, paths in files.items() if paths
         )
-    return f"`{data_args.dataset_name}`"
+    revision = f"@{data_args.dataset_revision}" if data_args.dataset_revision else ""
+    return f"`{data_args.dataset_name}{revision}`"
 
 
 def select_splits(
@@ -203,6 +208,7 @@ def load_corpus(data_args: TextCorpusArguments, training_args: TrainingArguments
     return text_corpus_splits(
         dataset_name=data_args.dataset_name,
         dataset_config_name=data_args.dataset_config_name,
+        dataset_revision=data_args.dataset_revision,
         train_file=data_args.train_file,
         validation_file=data_args.validation_file,
         test_file=data_args.test_file,

@@ -1,10 +1,11 @@
 """The model card of a recipe's output folder (README.md of `output_dir`, pushed with the model).
 
-The card is the recipe's: front matter through `huggingface_hub.ModelCardData` (`base_model`, `datasets`,
-`library_name`, `pipeline_tag`, `tags`, the final metrics as model-index `eval_results`), what the model is, its
-data, its metrics, the command as typed (paths inside the repository written relative to it, token values hidden)
-and the resolved configuration of the run as YAML that the recipe reads back (every field of the recipe's own
-argument classes; of `TrainingArguments` only the fields that differ from their declared defaults).
+The card is the recipe's: front matter through `huggingface_hub.ModelCardData` (`base_model`, `datasets` and
+`dataset_revision` when pinned, `library_name`, `pipeline_tag`, `tags`, the final metrics as model-index
+`eval_results`), what the model is, its data, its metrics, the command as typed (paths inside the repository written
+relative to it, token values hidden) and the resolved configuration of the run as YAML that the recipe reads back
+(every field of the recipe's own argument classes; of `TrainingArguments` only the fields that differ from their
+declared defaults).
 `recipes.kit.trainers.RecipeTrainer` writes it from the public `create_model_card`, the method
 `Trainer.push_to_hub` calls, so a push uploads this card rather than transformers' generic one.
 """
@@ -29,8 +30,9 @@ _HIDDEN = "***"
 @dataclasses.dataclass
 class CardInfo:
     """What a recipe knows about its model for the card. `dataset_id`: the Hub data set, None for local
-    files (`data` then names them); `base_model`: the Hub checkpoint fine-tuned, None for a new model or a
-    local folder; `task_type`: the model-index task (`text-classification`, `text-generation`)."""
+    files (`data` then names them); `dataset_revision`: the branch, tag or commit of it that was read (None: the
+    default branch); `base_model`: the Hub checkpoint fine-tuned, None for a new model or a local folder;
+    `task_type`: the model-index task (`text-classification`, `text-generation`)."""
 
     title: str
     data: str
@@ -40,6 +42,7 @@ class CardInfo:
     arguments: tuple[Any, ...]
     base_model: str | None = None
     dataset_id: str | None = None
+    dataset_revision: str | None = None
     tags: list[str] = dataclasses.field(default_factory=lambda: ["finetune-recipes"])
 
 
@@ -72,6 +75,7 @@ def model_card(info: CardInfo, *, extra_tags: list[str] = (), model_name: str | 
     data = ModelCardData(
         base_model=info.base_model,
         datasets=[info.dataset_id] if info.dataset_id else None,
+        dataset_revision=info.dataset_revision,  # not a key of the Hub's schema: ModelCardData keeps it as given
         library_name="transformers",
         pipeline_tag=info.task_type,
         tags=sorted({*info.tags, *extra_tags}),

@@ -127,6 +127,7 @@ def save_card_and_push(
     save_full_model(trainer)
     model = trainer.accelerator.unwrap_model(trainer.model)
     checkpoint = model_args.model_name_or_path
+    dataset_id = None if data_args.train_file or data_args.dataset_mixture else data_args.dataset_name
     trainer.card_info = CardInfo(
         title=title,
         data=data,
@@ -135,7 +136,8 @@ def save_card_and_push(
         metrics={name: value for name, value in metrics.items() if isinstance(value, float) and is_quality(name)},
         arguments=arguments,
         base_model=checkpoint if checkpoint and not os.path.exists(checkpoint) else None,
-        dataset_id=None if data_args.train_file or data_args.dataset_mixture else data_args.dataset_name,
+        dataset_id=dataset_id,
+        dataset_revision=data_args.dataset_revision if dataset_id else None,
     )
     trainer.create_model_card()
     if trainer.args.push_to_hub:

@@ -2,6 +2,8 @@
 hands every file it cannot vouch for to that path, which names the bad row."""
 
 import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 import data.loading
@@ -38,9 +40,14 @@ def columnar_only(monkeypatch):
     monkeypatch.setattr(RowSource, "records", refuse_rows)
 
 
-def load_both(load, tmp_path, name, text, monkeypatch):
-    """`load(train_file=...)`'s training rows through the columnar path, then through the row path."""
-    path = write(tmp_path / name, text)
+def load_both(load, tmp_path, name, content, monkeypatch):
+    """`load(train_file=...)`'s training rows through the columnar path, then through the row path, of a file
+    holding `content`: text, or a table (written as parquet)."""
+    path = str(tmp_path / name)
+    if isinstance(content, pa.Table):
+        pq.write_table(content, path)
+    else:
+        write(tmp_path / name, content)
     monkeypatch.setenv("FINETUNE_RECIPES_CACHE", str(tmp_path / "columnar"))
     with monkeypatch.context() as patch:
         patch.setattr(RowSource, "records", refuse_rows)
@@ -103,6 +110,6 @@ def test_qa_rows_without_an_answer_are_named_by_the_row_path(tmp_path, monkeypat
 def test_a_hub_split_is_read_in_columns(tmp_path, monkeypatch, columnar_only):
     monkeypatch.setenv("FINETUNE_RECIPES_CACHE", str(tmp_path / "cache"))
     hub = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"sentence": ["a", " b "], "label": [1, 0]})})
-    monkeypatch.setattr(datasets, "load_dataset", lambda name, config=None: hub)
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, config=None, revision=None: hub)
     rows = load_sentiment_dataset(dataset_name="stand-in/sst2")["train"].to_list()
     assert rows == [{"text": "a", "label": 1}, {"text": " b ", "label": 0}]

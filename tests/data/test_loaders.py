@@ -72,8 +72,8 @@ def test_malformed_json_line_is_named(tmp_path):
 def test_missing_file_and_unknown_extension_are_named(tmp_path):
     with pytest.raises(DataError, match=r"nope\.tsv: no such file"):
         load_sentiment_dataset(train_file=str(tmp_path / "nope.tsv"))
-    with pytest.raises(DataError, match=r"unsupported extension '\.parquet'"):
-        list(read_records(write(tmp_path / "a.parquet", "x")))
+    with pytest.raises(DataError, match=r"unsupported extension '\.xlsx'"):
+        list(read_records(write(tmp_path / "a.xlsx", "x")))
 
 
 def test_no_data_source_is_an_error():

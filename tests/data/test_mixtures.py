@@ -44,9 +44,10 @@ def test_the_mixture_is_reproducible_from_the_seed(tmp_path):
     assert first == again and first != other
 
 
-def test_a_local_file_given_a_hub_split_fails_naming_the_entry():
-    with pytest.raises(DataError, match=r"dataset_mixture\[1\] b.tsv: split and dataset_config_name apply to Hub"):
-        mixture_sources([{"path": "a.tsv"}, {"path": "b.tsv", "split": "validation"}])
+@pytest.mark.parametrize(("key", "value"), [("split", "validation"), ("revision", "v1.0")])
+def test_a_local_file_given_a_hub_split_or_revision_fails_naming_the_entry(key, value):
+    with pytest.raises(DataError, match=r"dataset_mixture\[1\] b.tsv: split, dataset_config_name and revision apply"):
+        mixture_sources([{"path": "a.tsv"}, {"path": "b.tsv", key: value}])
 
 
 def test_a_bad_row_of_the_second_source_is_named_by_file_and_line(tmp_path):

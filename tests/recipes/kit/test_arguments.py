@@ -115,6 +115,8 @@ def test_several_training_files_on_the_command_line_or_in_yaml_make_a_list(tmp_p
             "give train_file or dataset_mixture, not both",
         ),
         (TXL_YAML, TXL_CLASSES, ["--dataset_mixture", '[{"path": "a.txt"}]'], "give train_file as a list of files"),
+        (SENTIMENT_YAML, SENTIMENT_CLASSES, ["--dataset_revision", ""], "dataset_revision must be a branch, tag"),
+        (TXL_YAML, TXL_CLASSES, ["--dataset_revision", " "], "dataset_revision must be a branch, tag"),
     ],
 )
 def test_data_flags_that_cannot_work_fail_at_parse_time(tmp_path, config, classes, flags, words):
@@ -129,6 +131,8 @@ def test_data_flags_that_cannot_work_fail_at_parse_time(tmp_path, config, classe
         ('[{"weight": 0.5}]', r"dataset_mixture\[0\]: path must be"),
         ('["a.tsv"]', r"dataset_mixture\[0\]: expected a mapping"),
         ('[{"path": "hub/name", "split": 1}]', r"dataset_mixture\[0\] \(hub/name\): split must be a name"),
+        ('[{"path": "hub/name", "revision": ""}]', r"dataset_mixture\[0\] \(hub/name\): revision must be a name"),
+        ('[{"path": "hub/name", "revision": 1.0}]', r"dataset_mixture\[0\] \(hub/name\): revision must be a name"),
         ("[]", "expected a non-empty list"),
         ("[{path: a.tsv}]", "not a JSON list"),
     ],
@@ -156,6 +160,7 @@ def test_a_mixture_from_json_or_yaml_parses_to_the_same_entries(tmp_path):
         "weight": 0.25,
         "split": "train",
         "dataset_config_name": None,
+        "revision": None,
     }
 
 

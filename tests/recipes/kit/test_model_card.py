@@ -1,6 +1,7 @@
 """`recipes.kit.model_card`: a model card with Hub front matter, the command as typed and the resolved
 configuration."""
 
+import dataclasses
 from pathlib import Path
 
 import yaml
@@ -52,3 +53,27 @@ def test_resolved_configuration_reads_back_as_the_same_run(tmp_path):
     (tmp_path / "resolved.yaml").write_text(resolved)
     again = parse_config(*transformer_xl.CONFIG_CLASSES, argv=[str(tmp_path / "resolved.yaml")])
     assert resolved_configuration(again) == resolved and again[1].tgt_len == 16  # the data arguments
+
+
+def test_a_pinned_data_set_revision_is_in_the_front_matter_and_the_resolved_configuration(tmp_path):
+    argv = [str(REPO / "recipes/transformer_xl/configs/tiny.yaml"), "--output_dir", str(tmp_path)]
+    arguments = parse_config(*transformer_xl.CONFIG_CLASSES, argv=[*argv, "--dataset_revision", "v1.0"])
+    info = CardInfo(
+        title="T",
+        data="data",
+        notes="",
+        task_type=None,
+        metrics={},
+        arguments=arguments,
+        dataset_id="org/data",
+        dataset_revision="v1.0",
+    )
+    card = ModelCard(str(model_card(info)))
+    assert card.data.datasets == ["org/data"] and card.data.dataset_revision == "v1.0"
+    resolved = resolved_configuration(arguments)
+    assert yaml.safe_load(resolved)["dataset_revision"] == "v1.0" and resolved in card.text
+    (tmp_path / "resolved.yaml").write_text(resolved)
+    again = parse_config(*transformer_xl.CONFIG_CLASSES, argv=[str(tmp_path / "resolved.yaml")])
+    assert again[1].dataset_revision == "v1.0"
+    unpinned = ModelCard(str(model_card(dataclasses.replace(info, dataset_revision=None))))
+    assert "dataset_revision" not in unpinned.data.to_dict() and unpinned.data.datasets == ["org/data"]
