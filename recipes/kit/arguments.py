@@ -35,6 +35,8 @@ DTYPES = ("auto", "bfloat16", "float16", "float32")
 ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2")
 BNB_4BIT_QUANT_TYPES = ("nf4", "fp4")
 COMPUTE_DTYPES = ("bfloat16", "float16", "float32")
+#: The hyperparameter-search backends (`recipes.kit.hp_search`).
+SEARCH_BACKENDS = ("optuna",)
 
 
 @dataclasses.dataclass
@@ -340,6 +342,21 @@ class RecipeTrainingArguments(TrainingArguments):
             "stop: nothing is written into output_dir."
         },
     )
+    hp_search: str | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "optuna: run a hyperparameter search over hp_space, each trial a whole run in output_dir/trial-k "
+            "(recipes.kit.hp_search); null: one run."
+        },
+    )
+    hp_trials: int = dataclasses.field(default=8, metadata={"help": "How many trials the search runs in all."})
+    hp_space: dict | str | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "The search space: {field: [choices] or {low, high, log}}, e.g. {learning_rate: {low: 1.0e-4, "
+            "high: 1.0e-2, log: true}, seed: [1, 2]} (on the command line: the same as JSON)."
+        },
+    )
     #: What the run lifecycle decided for `output_dir` (`recipes.kit.lifecycle.plan_run`), in a line; not a flag.
     run_plan: str = dataclasses.field(default="", init=False)
 
@@ -347,6 +364,7 @@ class RecipeTrainingArguments(TrainingArguments):
         metric_given = self.metric_for_best_model is not None  # TrainingArguments defaults it to "loss"
         super().__post_init__()
         check_early_stopping(self, metric_given=metric_given)
+        check_search_fields(self)
 
 
 def check_early_stopping(training_args: RecipeTrainingArguments, *, metric_given: bool) -> None:
@@ -378,6 +396,30 @@ def check_early_stopping(training_args: RecipeTrainingArguments, *, metric_given
     ]
     if missing:
         raise ConfigError(f"early_stopping_patience {patience} needs {', '.join(missing)}")
+
+
+def check_search_fields(training_args: RecipeTrainingArguments) -> None:
+    """Raises `ConfigError`, naming the field, on a search that cannot run: an `hp_search` backend other than
+    `SEARCH_BACKENDS`, `hp_trials` below 1, an `hp_space` that is not a mapping (a JSON string is read as one) or
+    missing with `hp_search`, or a search asked with `dry_run`. Its entries are checked against the recipe's fields
+    when parsing (`recipes.kit.hp_search.check_search_space`)."""
+    if isinstance(training_args.hp_space, str):
+        try:
+            training_args.hp_space = json.loads(training_args.hp_space)
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"hp_space: not a JSON mapping ({error.msg}): {training_args.hp_space!r}") from None
+    if training_args.hp_search is None:
+        return
+    if training_args.hp_search not in SEARCH_BACKENDS:
+        raise ConfigError(
+            f"hp_search must be one of {list(SEARCH_BACKENDS)} (or null), got {training_args.hp_search!r}"
+        )
+    if training_args.hp_trials < 1:
+        raise ConfigError(f"hp_trials must be at least 1, got {training_args.hp_trials}")
+    if not isinstance(training_args.hp_space, dict) or not training_args.hp_space:
+        raise ConfigError(f"hp_search {training_args.hp_search} needs hp_space: a mapping of field -> choices or range")
+    if training_args.dry_run:
+        raise ConfigError("dry_run with hp_search: dry-run one trial's values instead (set them, without hp_search)")
 
 
 def parse_overrides(overrides: str | None) -> dict:

@@ -40,6 +40,7 @@ from recipes.kit.arguments import LoraArguments, ModelArguments
 from recipes.kit.distributed import leave_process_group
 from recipes.kit.dry_run import DryRunFinished
 from recipes.kit.errors import EXIT_STATUS, ConfigError, debug_requested, hub_ids, user_error_message
+from recipes.kit.hp_search import check_search_space, run_search
 from recipes.kit.launch_checks import check_launch_fits_machine
 from recipes.kit.loading_options import check_kbit_training, check_loading_environment
 from recipes.kit.model_card import resolved_configuration
@@ -131,7 +132,10 @@ def run_from_command_line(main: Callable[..., dict], config_classes: tuple[type,
             resolved_configuration(parsed, leave_out=("dry_run",)) if dry_run else ""
         )  # before the lifecycle
         with output_dir_lock(None if dry_run else training_args):
-            main(*parsed)
+            if getattr(training_args, "hp_search", None):
+                run_search(main, parsed)
+            else:
+                main(*parsed)
     except DryRunFinished as finished:
         if training_args.process_index == 0:
             sys.stdout.write(f"# dry run: resolved configuration\n{configuration}# dry run: plan\n{finished.report}\n")
@@ -174,6 +178,8 @@ def parse_config(*dataclass_types: type, argv: list[str] | None = None) -> tuple
     if training_args:
         check_training_values(training_args[0])
         honour_do_eval(training_args[0], _given_value("do_eval", parser, yaml_values, argv))
+    if training_args and getattr(training_args[0], "hp_search", None):
+        check_search_space(training_args[0].hp_space, parsed)
     if model_args:
         check_loading_environment(model_args[0])
         check_config_values(model_args[0])
