@@ -36,6 +36,10 @@ from recipes.kit.run_steps import evaluate_splits, save_card_and_push, start_run
 
 logger = logging.getLogger(__name__)
 
+#: The modules that get LoRA adapters by default, per `model_type` (GPT-2's fused attention input); any other
+#: model: every linear layer but the output layer (PEFT's `all-linear`).
+LORA_TARGETS = {"gpt2": ["c_attn"], "nce-gpt2": ["c_attn"]}
+
 
 @dataclass
 class QAModelArguments(ModelArguments):
@@ -108,7 +112,8 @@ def main(
         lengths={"max_seq_length": data_args.max_seq_length},
     )
     model.generation_config = generation_args.generation_config(tokenizer, eos_token_id=answer_stop_ids(tokenizer))
-    model = add_lora_adapters(model, lora_args, training_args, task_type="CAUSAL_LM", default_targets=["c_attn"])
+    targets = LORA_TARGETS.get(model.config.model_type, "all-linear")
+    model = add_lora_adapters(model, lora_args, training_args, task_type="CAUSAL_LM", default_targets=targets)
     # Trainer
     trainer_class = QATrainer if model_args.answer_only_loss else GenerationEvalTrainer
     trainer = trainer_class(
