@@ -116,8 +116,8 @@ def test_qa_rows_and_a_test_split_without_answers_come_back_from_the_cache_uncha
     forbid_reading(monkeypatch)
     again = load_qa_dataset(train_file=str(train), test_file=str(test))
     assert again["train"].to_list() == [
-        {"question": "who", "answers": ["Ann", "Anne"]},
-        {"question": "where", "answers": ["here"]},
+        {"question": "who", "answers": ["Ann", "Anne"], "messages": None},
+        {"question": "where", "answers": ["here"], "messages": None},
     ]
     assert again["test"].column_names == ["question"] and again["test"].to_list() == first["test"].to_list()
 
