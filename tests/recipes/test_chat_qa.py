@@ -1,0 +1,287 @@
+"""Closed-book QA with chat-tuned decoders (`prompt_format chat`, data/chat_prompts.py): per family (Llama, Qwen2,
+Phi-3, Gemma 2, GPT-2), a tiny model built from its config and a BPE tokenizer with the family's special tokens and
+a chat template shaped like the family's (written here, short); the labels are exactly the answer and the
+end-of-turn token; the recipe trains, saves, and its folder answers through `pipeline("text-generation")` in a
+clean process as the recipe's own predictions say."""
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, PretrainedConfig, PreTrainedTokenizerFast
+
+from data.chat_prompts import ChatPrompts
+from data.errors import DataError
+from data.labels import IGNORE_INDEX
+from data.qa_features import qa_training_examples
+from data.tokenizers import train_tokenizer
+from recipes.closed_book_qa.train import CONFIG_CLASSES, main
+from recipes.kit.command_line import parse_config
+from recipes.kit.errors import ConfigError
+from tests import tiny_models
+
+pytestmark = pytest.mark.usefixtures("one_thread_per_module")
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = str(REPO / "recipes" / "closed_book_qa" / "configs" / "tiny.yaml")
+SAMPLES = REPO / "data" / "samples" / "closed_book_qa"
+
+# Each template renders the conversation, and with `add_generation_prompt` the assistant's header.
+LLAMA_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
+    "{{ m['content'] | trim }}<|eot_id|>{% endfor %}"
+    "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
+)
+QWEN2_TEMPLATE = (  # a default system turn; a newline after each end of turn
+    "{% if messages[0]['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+PHI3_TEMPLATE = (  # a conversation without a generation prompt ends with EOS after the last end of turn
+    "{% for m in messages %}{{ '<|' + m['role'] + '|>\n' + m['content'] + '<|end|>\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% else %}{{ eos_token }}{% endif %}"
+)
+GEMMA2_TEMPLATE = (  # the assistant is the "model"
+    "{{ bos_token }}{% for m in messages %}{% set role = 'model' if m['role'] == 'assistant' else m['role'] %}"
+    "<start_of_turn>{{ role }}\n{{ m['content'] | trim }}<end_of_turn>\n{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+GPT2_TEMPLATE = (  # plain-text roles; the assistant's turn ends with GPT-2's one special token
+    "{% for m in messages %}{{ m['role'] + ':\n' + m['content'] }}"
+    "{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}{{ '\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'assistant:\n' }}{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class Family:
+    """A chat family: its tiny config builder, chat template, the tokens it adds (`bos`, `eos`, `pad` among them
+    when it has them) and the token that ends the assistant's turn."""
+
+    config: type[PretrainedConfig] | object
+    template: str
+    added: tuple[str, ...]
+    bos: str | None
+    eos: str
+    pad: str | None
+    end_of_turn: str
+
+
+FAMILIES = {
+    "llama": Family(
+        tiny_models.llama_config,
+        LLAMA_TEMPLATE,
+        ("<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
+        bos="<|begin_of_text|>",
+        eos="<|eot_id|>",
+        pad=None,
+        end_of_turn="<|eot_id|>",
+    ),
+    "qwen2": Family(
+        tiny_models.qwen2_config,
+        QWEN2_TEMPLATE,
+        ("<|im_start|>", "<|im_end|>"),
+        bos=None,
+        eos="<|im_end|>",
+        pad="<|endoftext|>",
+        end_of_turn="<|im_end|>",
+    ),
+    "phi3": Family(
+        tiny_models.phi3_config,
+        PHI3_TEMPLATE,
+        ("<|system|>", "<|user|>", "<|assistant|>", "<|end|>"),
+        bos=None,
+        eos="<|endoftext|>",
+        pad="<|endoftext|>",
+        end_of_turn="<|end|>",
+    ),
+    "gemma2": Family(
+        tiny_models.gemma2_config,
+        GEMMA2_TEMPLATE,
+        ("<pad>", "<bos>", "<eos>", "<start_of_turn>", "<end_of_turn>"),
+        bos="<bos>",
+        eos="<eos>",
+        pad="<pad>",
+        end_of_turn="<end_of_turn>",
+    ),
+    "gpt2": Family(
+        tiny_models.gpt2_config,
+        GPT2_TEMPLATE,
+        (),
+        bos="<|endoftext|>",
+        eos="<|endoftext|>",
+        pad=None,
+        end_of_turn="<|endoftext|>",
+    ),
+}
+
+
+def sample_rows(split: str) -> list[dict]:
+    return [json.loads(line) for line in (SAMPLES / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def family_tokenizer(family: Family) -> PreTrainedTokenizerFast:
+    """Byte-level BPE (400) trained on the sample questions and answers, with the family's special tokens, its
+    BOS / EOS / padding tokens and its chat template."""
+    texts = [row["question"] + " " + " ".join(row["answer"]) for row in sample_rows("train")]
+    tokenizer = train_tokenizer(texts, kind="bpe", vocab_size=400)
+    tokenizer.add_tokens(list(family.added), special_tokens=True)
+    tokenizer.bos_token = family.bos
+    tokenizer.eos_token = family.eos
+    tokenizer.pad_token = family.pad
+    tokenizer.chat_template = family.template
+    return tokenizer
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_labels_are_exactly_the_answer_and_the_end_of_turn(name):
+    tokenizer = family_tokenizer(FAMILIES[name])
+    prompts = ChatPrompts(tokenizer, system_prompt="answer briefly")
+    example = {
+        k: rows[0]
+        for k, rows in qa_training_examples(
+            ["who wrote hamlet"], ["william shakespeare"], prompts, max_seq_length=128
+        ).items()
+    }
+    labelled = [token for token in example["labels"] if token != IGNORE_INDEX]
+    assert tokenizer.decode(labelled) == "william shakespeare" + FAMILIES[name].end_of_turn
+    prompt = example["input_ids"][: len(example["input_ids"]) - len(labelled)]
+    assert example["labels"][: len(prompt)] == [IGNORE_INDEX] * len(prompt)
+    conversation = [{"role": "system", "content": "answer briefly"}, {"role": "user", "content": "who wrote hamlet"}]
+    expected = tokenizer.apply_chat_template(conversation, add_generation_prompt=True)["input_ids"]
+    assert prompt == expected  # the prompt the pipeline builds from the same messages
+    assert prompts.stop_ids()[0] == tokenizer.convert_tokens_to_ids(FAMILIES[name].end_of_turn)
+
+
+def test_a_template_that_rewrites_earlier_turns_is_refused_naming_it():
+    # The user's turn is written in capitals once the conversation is complete.
+    rewriting = QWEN2_TEMPLATE.replace(
+        "{{ m['content'] }}", "{{ m['content'] if add_generation_prompt else m['content'] | upper }}"
+    )
+    tokenizer = family_tokenizer(FAMILIES["qwen2"])
+    ChatPrompts(tokenizer)  # the family's own template is accepted
+    tokenizer.chat_template = rewriting
+    with pytest.raises(
+        ValueError, match="^my template: the conversation with an answer does not start with the prompt"
+    ):
+        ChatPrompts(tokenizer, template_name="my template")
+
+
+def test_an_assistant_turn_without_a_special_end_token_is_refused():
+    tokenizer = family_tokenizer(FAMILIES["gpt2"])
+    tokenizer.chat_template = GPT2_TEMPLATE.replace("{{ eos_token }}", "")
+    with pytest.raises(ValueError, match="no special token ends the assistant's turn"):
+        ChatPrompts(tokenizer)
+
+
+def test_a_prompt_that_is_not_a_token_prefix_is_refused_naming_the_question():
+    # "assistant: " ends with a space that byte-level BPE joins to the answer's first word (" three", one token).
+    tokenizer = family_tokenizer(FAMILIES["gpt2"])
+    tokenizer.chat_template = GPT2_TEMPLATE.replace(":\n'", ": '")
+    prompts = ChatPrompts(tokenizer, template_name="spaced")
+    assert tokenizer.tokenize(" three") == ["Ġthree"]
+    with pytest.raises(DataError, match="^spaced: the prompt of 'what is 2 plus 1' is not a token prefix"):
+        qa_training_examples(["what is 2 plus 1"], ["three"], prompts, max_seq_length=128)
+
+
+def family_checkpoint(name: str, folder: Path) -> Path:
+    """A tiny model of the family `name` built from its config (seed 0), saved with `family_tokenizer`."""
+    tokenizer = family_tokenizer(FAMILIES[name])
+    special = {f"{kind}_token_id": getattr(tokenizer, f"{kind}_token_id") for kind in ("bos", "eos", "pad")}
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(FAMILIES[name].config(vocab_size=len(tokenizer), **special))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def run_chat_recipe(tmp_path: Path, checkpoint: Path, *flags: str) -> Path:
+    """The recipe on `checkpoint`: 16 sample pairs as conversations (`messages`), 4 validation questions to answer
+    (`do_predict`, one at a time); returns `output_dir`."""
+    train = tmp_path / "train.jsonl"
+    rows = [
+        {"messages": [{"role": "user", "content": r["question"]}, {"role": "assistant", "content": r["answer"][0]}]}
+        for r in sample_rows("train")[:16]
+    ]
+    train.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    test = tmp_path / "test.jsonl"
+    test.write_text("".join(json.dumps({"question": r["question"]}) + "\n" for r in sample_rows("validation")[:4]))
+    output_dir = tmp_path / "out"
+    argv = [
+        *[TINY, "--output_dir", str(output_dir), "--model_name_or_path", str(checkpoint), "--config_overrides", ""],
+        *["--train_file", str(train), "--do_eval", "false", "--do_predict", "true", "--test_file", str(test)],
+        *["--max_steps", "3", "--per_device_train_batch_size", "4", "--per_device_eval_batch_size", "1"],
+        *["--learning_rate", "1e-3", "--max_new_tokens", "6", "--disable_tqdm", "true", *flags],
+    ]
+    main(*parse_config(*CONFIG_CLASSES, argv=argv))
+    return output_dir
+
+
+PIPELINE_SCRIPT = """
+import json, sys
+from transformers import pipeline
+folder, questions, system = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+qa = pipeline("text-generation", model=folder)
+answers = [
+    qa([{"role": "system", "content": system}, {"role": "user", "content": q}])[0]["generated_text"][-1]["content"]
+    for q in questions
+]
+print(json.dumps([answer.strip() for answer in answers]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_the_saved_folder_answers_through_the_chat_pipeline_as_the_recipe_predicted(name, tmp_path, clean_process):
+    checkpoint = family_checkpoint(name, tmp_path / "checkpoint")
+    output_dir = run_chat_recipe(tmp_path, checkpoint, "--system_prompt", "answer briefly")
+    trained = load_file(output_dir / "model.safetensors")
+    assert any(not torch.equal(w, trained[k]) for k, w in load_file(checkpoint / "model.safetensors").items())
+    card = (output_dir / "README.md").read_text(encoding="utf-8")
+    assert "prompt_format: chat" in card  # `auto`, resolved and recorded
+    rows = [json.loads(line) for line in (output_dir / "predictions.jsonl").read_text().splitlines()]
+    predictions = [row["prediction"] for row in rows]
+    assert any(predictions)  # something to compare: not every answer ended at once
+    assert not any(FAMILIES[name].end_of_turn in p for p in predictions)
+    questions = json.dumps([row["question"] for row in rows])
+    result = clean_process(PIPELINE_SCRIPT, str(output_dir), questions, "answer briefly", cwd=tmp_path)
+    assert json.loads(result.stdout.splitlines()[-1]) == predictions
+
+
+@pytest.mark.slow
+def test_dora_with_rslora_trains_all_linear_layers_and_merges(tmp_path):
+    checkpoint = family_checkpoint("llama", tmp_path / "checkpoint")
+    flags = [
+        "--use_lora",
+        "true",
+        "--use_dora",
+        "true",
+        "--use_rslora",
+        "true",
+        "--max_steps",
+        "1",
+        "--warmup_steps",
+        "0",
+    ]
+    output_dir = run_chat_recipe(tmp_path, checkpoint, *flags)
+    before, after = (load_file(folder / "model.safetensors") for folder in (checkpoint, output_dir))
+    assert not any("lora" in key for key in after)  # merged: a plain model
+    changed = {key for key, value in after.items() if not torch.equal(value, before[key])}
+    linear = [f"self_attn.{p}_proj" for p in "qkvo"] + [f"mlp.{p}_proj" for p in ("gate", "up", "down")]
+    assert changed == {f"model.layers.0.{module}.weight" for module in linear}  # all-linear: not the head
+
+
+def test_prompt_format_chat_without_a_chat_template_is_refused(tmp_path):
+    argv = [TINY, "--output_dir", str(tmp_path / "out"), "--prompt_format", "chat", "--max_steps", "1"]
+    with pytest.raises(ConfigError, match="^prompt_format chat: the tokenizer has no chat template"):
+        main(*parse_config(*CONFIG_CLASSES, argv=argv))
+
+
+@pytest.mark.parametrize("flag", ["--chat_template", "--system_prompt"])
+def test_chat_fields_with_prompt_format_template_fail_at_parse_time(tmp_path, flag):
+    argv = [TINY, "--output_dir", str(tmp_path), "--prompt_format", "template", flag, "x"]
+    with pytest.raises(ConfigError, match=f"^{flag[2:]} is for chat prompts"):
+        parse_config(*CONFIG_CLASSES, argv=argv)
