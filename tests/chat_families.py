@@ -1,0 +1,121 @@
+"""Chat families for the tests, each a tiny config builder (tests/tiny_models.py), a BPE tokenizer trained on the
+sample QA data with the family's special tokens, and a chat template shaped like the family's: written here, short,
+not copied from the real ones. `family_tokenizer(FAMILIES[name])` builds the tokenizer."""
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from transformers import PretrainedConfig, PreTrainedTokenizerFast
+
+from data.tokenizers import train_tokenizer
+from tests import tiny_models
+
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples" / "closed_book_qa"
+
+# Each template renders the conversation, and with `add_generation_prompt` the assistant's header.
+LLAMA_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
+    "{{ m['content'] | trim }}<|eot_id|>{% endfor %}"
+    "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
+)
+QWEN2_TEMPLATE = (  # a default system turn; a newline after each end of turn
+    "{% if messages[0]['role'] != 'system' %}<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+PHI3_TEMPLATE = (  # a conversation without a generation prompt ends with EOS after the last end of turn
+    "{% for m in messages %}{{ '<|' + m['role'] + '|>\n' + m['content'] + '<|end|>\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% else %}{{ eos_token }}{% endif %}"
+)
+GEMMA2_TEMPLATE = (  # the assistant is the "model"
+    "{{ bos_token }}{% for m in messages %}{% set role = 'model' if m['role'] == 'assistant' else m['role'] %}"
+    "<start_of_turn>{{ role }}\n{{ m['content'] | trim }}<end_of_turn>\n{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+GPT2_TEMPLATE = (  # plain-text roles; the assistant's turn ends with GPT-2's one special token
+    "{% for m in messages %}{{ m['role'] + ':\n' + m['content'] }}"
+    "{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}{{ '\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'assistant:\n' }}{% endif %}"
+)
+
+
+@dataclass(frozen=True)
+class Family:
+    """A chat family: its tiny config builder, chat template, the tokens it adds (`bos`, `eos`, `pad` among them
+    when it has them) and the token that ends the assistant's turn."""
+
+    config: Callable[..., PretrainedConfig]
+    template: str
+    added: tuple[str, ...]
+    bos: str | None
+    eos: str
+    pad: str | None
+    end_of_turn: str
+
+
+FAMILIES = {
+    "llama": Family(
+        tiny_models.llama_config,
+        LLAMA_TEMPLATE,
+        ("<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
+        bos="<|begin_of_text|>",
+        eos="<|eot_id|>",
+        pad=None,
+        end_of_turn="<|eot_id|>",
+    ),
+    "qwen2": Family(
+        tiny_models.qwen2_config,
+        QWEN2_TEMPLATE,
+        ("<|im_start|>", "<|im_end|>"),
+        bos=None,
+        eos="<|im_end|>",
+        pad="<|endoftext|>",
+        end_of_turn="<|im_end|>",
+    ),
+    "phi3": Family(
+        tiny_models.phi3_config,
+        PHI3_TEMPLATE,
+        ("<|system|>", "<|user|>", "<|assistant|>", "<|end|>"),
+        bos=None,
+        eos="<|endoftext|>",
+        pad="<|endoftext|>",
+        end_of_turn="<|end|>",
+    ),
+    "gemma2": Family(
+        tiny_models.gemma2_config,
+        GEMMA2_TEMPLATE,
+        ("<pad>", "<bos>", "<eos>", "<start_of_turn>", "<end_of_turn>"),
+        bos="<bos>",
+        eos="<eos>",
+        pad="<pad>",
+        end_of_turn="<end_of_turn>",
+    ),
+    "gpt2": Family(
+        tiny_models.gpt2_config,
+        GPT2_TEMPLATE,
+        (),
+        bos="<|endoftext|>",
+        eos="<|endoftext|>",
+        pad=None,
+        end_of_turn="<|endoftext|>",
+    ),
+}
+
+
+def sample_rows(split: str) -> list[dict]:
+    return [json.loads(line) for line in (SAMPLES / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
+def family_tokenizer(family: Family) -> PreTrainedTokenizerFast:
+    """Byte-level BPE (400) trained on the sample questions and answers, with the family's special tokens, its
+    BOS / EOS / padding tokens and its chat template."""
+    texts = [row["question"] + " " + " ".join(row["answer"]) for row in sample_rows("train")]
+    tokenizer = train_tokenizer(texts, kind="bpe", vocab_size=400)
+    tokenizer.add_tokens(list(family.added), special_tokens=True)
+    tokenizer.bos_token = family.bos
+    tokenizer.eos_token = family.eos
+    tokenizer.pad_token = family.pad
+    tokenizer.chat_template = family.template
+    return tokenizer
