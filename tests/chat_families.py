@@ -3,14 +3,16 @@ sample QA data with the family's special tokens, and a chat template shaped like
 not copied from the real ones. `family_tokenizer(FAMILIES[name])` builds the tokenizer."""
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-from transformers import PretrainedConfig, PreTrainedTokenizerFast
+from transformers import Gemma2Config, LlamaConfig, Phi3Config, PretrainedConfig, PreTrainedTokenizerFast, Qwen2Config
 
 from data.tokenizers import train_tokenizer
-from tests import tiny_models
+from tests.tiny_models import decoder_config, gpt2_config
 
 SAMPLES = Path(__file__).resolve().parents[1] / "data" / "samples" / "closed_book_qa"
 
@@ -26,7 +28,8 @@ QWEN2_TEMPLATE = (  # a default system turn; a newline after each end of turn
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 PHI3_TEMPLATE = (  # a conversation without a generation prompt ends with EOS after the last end of turn
-    "{% for m in messages %}{{ '<|' + m['role'] + '|>\n' + m['content'] + '<|end|>\n' }}{% endfor %}"
+    "{% set tags = {'system': '<|system|>', 'user': '<|user|>', 'assistant': '<|assistant|>'} %}"
+    "{% for m in messages %}{{ tags[m['role']] + '\n' + m['content'] + '<|end|>\n' }}{% endfor %}"
     "{% if add_generation_prompt %}<|assistant|>\n{% else %}{{ eos_token }}{% endif %}"
 )
 GEMMA2_TEMPLATE = (  # the assistant is the "model"
@@ -43,64 +46,30 @@ GPT2_TEMPLATE = (  # plain-text roles; the assistant's turn ends with GPT-2's on
 
 @dataclass(frozen=True)
 class Family:
-    """A chat family: its tiny config builder, chat template, the tokens it adds (`bos`, `eos`, `pad` among them
-    when it has them) and the token that ends the assistant's turn."""
+    """A chat family: its tiny config builder, chat template, EOS, the token that ends the assistant's turn (EOS
+    when not given), BOS and padding token when it has them."""
 
     config: Callable[..., PretrainedConfig]
     template: str
-    added: tuple[str, ...]
-    bos: str | None
     eos: str
-    pad: str | None
-    end_of_turn: str
+    end_of_turn: str | None = None
+    bos: str | None = None
+    pad: str | None = None
+
+    def special_tokens(self) -> list[str]:
+        """The special tokens its tokenizer needs: the ones named, and those its template writes."""
+        named = [token for token in (self.bos, self.eos, self.pad, self.end_of_turn) if token]
+        return sorted({*named, *re.findall(r"<\|?[a-z_]+\|?>", self.template)})
 
 
 FAMILIES = {
-    "llama": Family(
-        tiny_models.llama_config,
-        LLAMA_TEMPLATE,
-        ("<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
-        bos="<|begin_of_text|>",
-        eos="<|eot_id|>",
-        pad=None,
-        end_of_turn="<|eot_id|>",
-    ),
-    "qwen2": Family(
-        tiny_models.qwen2_config,
-        QWEN2_TEMPLATE,
-        ("<|im_start|>", "<|im_end|>"),
-        bos=None,
-        eos="<|im_end|>",
-        pad="<|endoftext|>",
-        end_of_turn="<|im_end|>",
-    ),
-    "phi3": Family(
-        tiny_models.phi3_config,
-        PHI3_TEMPLATE,
-        ("<|system|>", "<|user|>", "<|assistant|>", "<|end|>"),
-        bos=None,
-        eos="<|endoftext|>",
-        pad="<|endoftext|>",
-        end_of_turn="<|end|>",
-    ),
+    "llama": Family(partial(decoder_config, LlamaConfig), LLAMA_TEMPLATE, eos="<|eot_id|>", bos="<|begin_of_text|>"),
+    "qwen2": Family(partial(decoder_config, Qwen2Config), QWEN2_TEMPLATE, eos="<|im_end|>", pad="<|endoftext|>"),
+    "phi3": Family(partial(decoder_config, Phi3Config), PHI3_TEMPLATE, "<|endoftext|>", "<|end|>", pad="<|endoftext|>"),
     "gemma2": Family(
-        tiny_models.gemma2_config,
-        GEMMA2_TEMPLATE,
-        ("<pad>", "<bos>", "<eos>", "<start_of_turn>", "<end_of_turn>"),
-        bos="<bos>",
-        eos="<eos>",
-        pad="<pad>",
-        end_of_turn="<end_of_turn>",
+        partial(decoder_config, Gemma2Config), GEMMA2_TEMPLATE, "<eos>", "<end_of_turn>", "<bos>", "<pad>"
     ),
-    "gpt2": Family(
-        tiny_models.gpt2_config,
-        GPT2_TEMPLATE,
-        (),
-        bos="<|endoftext|>",
-        eos="<|endoftext|>",
-        pad=None,
-        end_of_turn="<|endoftext|>",
-    ),
+    "gpt2": Family(gpt2_config, GPT2_TEMPLATE, eos="<|endoftext|>", bos="<|endoftext|>"),
 }
 
 
@@ -113,7 +82,7 @@ def family_tokenizer(family: Family) -> PreTrainedTokenizerFast:
     BOS / EOS / padding tokens and its chat template."""
     texts = [row["question"] + " " + " ".join(row["answer"]) for row in sample_rows("train")]
     tokenizer = train_tokenizer(texts, kind="bpe", vocab_size=400)
-    tokenizer.add_tokens(list(family.added), special_tokens=True)
+    tokenizer.add_tokens(family.special_tokens(), special_tokens=True)
     tokenizer.bos_token = family.bos
     tokenizer.eos_token = family.eos
     tokenizer.pad_token = family.pad

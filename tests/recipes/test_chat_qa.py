@@ -23,6 +23,11 @@ from tests.chat_families import FAMILIES, GPT2_TEMPLATE, QWEN2_TEMPLATE, family_
 
 pytestmark = pytest.mark.usefixtures("one_thread_per_module")
 
+
+def end_of_turn(name: str) -> str:
+    return FAMILIES[name].end_of_turn or FAMILIES[name].eos
+
+
 REPO = Path(__file__).resolve().parents[2]
 TINY = str(REPO / "recipes" / "closed_book_qa" / "configs" / "tiny.yaml")
 
@@ -38,13 +43,13 @@ def test_labels_are_exactly_the_answer_and_the_end_of_turn(name):
         ).items()
     }
     labelled = [token for token in example["labels"] if token != IGNORE_INDEX]
-    assert tokenizer.decode(labelled) == "william shakespeare" + FAMILIES[name].end_of_turn
+    assert tokenizer.decode(labelled) == "william shakespeare" + end_of_turn(name)
     prompt = example["input_ids"][: len(example["input_ids"]) - len(labelled)]
     assert example["labels"][: len(prompt)] == [IGNORE_INDEX] * len(prompt)
     conversation = [{"role": "system", "content": "answer briefly"}, {"role": "user", "content": "who wrote hamlet"}]
     expected = tokenizer.apply_chat_template(conversation, add_generation_prompt=True)["input_ids"]
     assert prompt == expected  # the prompt the pipeline builds from the same messages
-    assert prompts.stop_ids()[0] == tokenizer.convert_tokens_to_ids(FAMILIES[name].end_of_turn)
+    assert prompts.stop_ids()[0] == tokenizer.convert_tokens_to_ids(end_of_turn(name))
 
 
 def test_a_template_that_rewrites_earlier_turns_is_refused_naming_it():
@@ -136,7 +141,7 @@ def test_the_saved_folder_answers_through_the_chat_pipeline_as_the_recipe_predic
     rows = [json.loads(line) for line in (output_dir / "predictions.jsonl").read_text().splitlines()]
     predictions = [row["prediction"] for row in rows]
     assert any(predictions)  # something to compare: not every answer ended at once
-    assert not any(FAMILIES[name].end_of_turn in p for p in predictions)
+    assert not any(end_of_turn(name) in p for p in predictions)
     questions = json.dumps([row["question"] for row in rows])
     result = clean_process(PIPELINE_SCRIPT, str(output_dir), questions, "answer briefly", cwd=tmp_path)
     assert json.loads(result.stdout.splitlines()[-1]) == predictions

@@ -4,7 +4,7 @@ process's own device (bitsandbytes itself is not needed to check the loading arg
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, TrainingArguments
+from transformers import AutoModelForCausalLM, LlamaConfig, TrainingArguments
 
 from recipes.closed_book_qa.train import LORA_TARGETS, QAModelArguments
 from recipes.kit import loading_options
@@ -24,7 +24,7 @@ def with_adapters(model: torch.nn.Module, tmp_path, **fields) -> torch.nn.Module
 
 def tiny_llama() -> torch.nn.Module:
     torch.manual_seed(0)
-    return AutoModelForCausalLM.from_config(tiny_models.llama_config(vocab_size=64))
+    return AutoModelForCausalLM.from_config(tiny_models.decoder_config(LlamaConfig, vocab_size=64))
 
 
 def test_dora_rslora_and_modules_to_save_reach_the_peft_config(tmp_path):
