@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from data.chat_prompts import ChatPrompts
 from data.errors import DataError
@@ -142,9 +142,29 @@ def test_the_saved_folder_answers_through_the_chat_pipeline_as_the_recipe_predic
     predictions = [row["prediction"] for row in rows]
     assert any(predictions)  # something to compare: not every answer ended at once
     assert not any(end_of_turn(name) in p for p in predictions)
+    stops = json.loads((output_dir / "generation_config.json").read_text())["eos_token_id"]
+    assert AutoTokenizer.from_pretrained(output_dir).convert_tokens_to_ids(end_of_turn(name)) in stops
     questions = json.dumps([row["question"] for row in rows])
     result = clean_process(PIPELINE_SCRIPT, str(output_dir), questions, "answer briefly", cwd=tmp_path)
     assert json.loads(result.stdout.splitlines()[-1]) == predictions
+    # The folder predicts alone as it did in training: its own tokenizer's chat template, resolved again (`auto`).
+    again = tmp_path / "again"
+    argv = [TINY, "--output_dir", str(again), "--model_name_or_path", str(output_dir), "--config_overrides", ""]
+    argv += [
+        "--do_train",
+        "false",
+        "--do_eval",
+        "false",
+        "--do_predict",
+        "true",
+        "--test_file",
+        str(tmp_path / "test.jsonl"),
+    ]
+    argv += ["--per_device_eval_batch_size", "1", "--max_new_tokens", "6", "--system_prompt", "answer briefly"]
+    main(*parse_config(*CONFIG_CLASSES, argv=argv))
+    assert [
+        json.loads(line)["prediction"] for line in (again / "predictions.jsonl").read_text().splitlines()
+    ] == predictions
 
 
 @pytest.mark.slow
