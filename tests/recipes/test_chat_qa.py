@@ -150,21 +150,13 @@ def test_the_saved_folder_answers_through_the_chat_pipeline_as_the_recipe_predic
     # The folder predicts alone as it did in training: its own tokenizer's chat template, resolved again (`auto`).
     again = tmp_path / "again"
     argv = [TINY, "--output_dir", str(again), "--model_name_or_path", str(output_dir), "--config_overrides", ""]
-    argv += [
-        "--do_train",
-        "false",
-        "--do_eval",
-        "false",
-        "--do_predict",
-        "true",
-        "--test_file",
-        str(tmp_path / "test.jsonl"),
-    ]
-    argv += ["--per_device_eval_batch_size", "1", "--max_new_tokens", "6", "--system_prompt", "answer briefly"]
-    main(*parse_config(*CONFIG_CLASSES, argv=argv))
-    assert [
+    argv += ["--do_train", "false", "--do_eval", "false", "--do_predict", "true"]
+    argv += ["--test_file", str(tmp_path / "test.jsonl"), "--per_device_eval_batch_size", "1", "--max_new_tokens", "6"]
+    main(*parse_config(*CONFIG_CLASSES, argv=[*argv, "--system_prompt", "answer briefly"]))
+    predicted_again = [
         json.loads(line)["prediction"] for line in (again / "predictions.jsonl").read_text().splitlines()
-    ] == predictions
+    ]
+    assert predicted_again == predictions
 
 
 @pytest.mark.slow
