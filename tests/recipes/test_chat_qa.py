@@ -15,8 +15,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from data.chat_prompts import ChatPrompts
 from data.errors import DataError
 from data.labels import IGNORE_INDEX
-from data.qa_features import qa_training_examples
-from recipes.closed_book_qa.train import CONFIG_CLASSES, main
+from data.qa_features import TemplatePrompts, qa_training_examples
+from recipes.closed_book_qa.train import CONFIG_CLASSES, QADataArguments, main, prepare_for_generation, qa_prompts
 from recipes.kit.command_line import parse_config
 from recipes.kit.errors import ConfigError
 from tests.chat_families import FAMILIES, GPT2_TEMPLATE, QWEN2_TEMPLATE, family_tokenizer, sample_rows
@@ -193,3 +193,17 @@ def test_chat_fields_with_prompt_format_template_fail_at_parse_time(tmp_path, fl
     argv = [TINY, "--output_dir", str(tmp_path), "--prompt_format", "template", flag, "x"]
     with pytest.raises(ConfigError, match=f"^{flag[2:]} is for chat prompts"):
         parse_config(*CONFIG_CLASSES, argv=argv)
+
+
+def test_a_chat_template_file_turns_auto_into_chat_and_is_saved_with_the_tokenizer(tmp_path):
+    tokenizer = family_tokenizer(FAMILIES["gpt2"])
+    tokenizer.chat_template = None
+    plain = QADataArguments(train_file="train.jsonl")
+    assert isinstance(qa_prompts(prepare_for_generation(tokenizer, plain), plain), TemplatePrompts)
+    assert plain.prompt_format == "template"  # `auto`, resolved
+    (tmp_path / "chat.jinja").write_text(GPT2_TEMPLATE, encoding="utf-8")
+    data_args = QADataArguments(train_file="train.jsonl", chat_template=str(tmp_path / "chat.jinja"))
+    prompts = qa_prompts(prepare_for_generation(tokenizer, data_args), data_args)
+    assert isinstance(prompts, ChatPrompts) and data_args.prompt_format == "chat"
+    tokenizer.save_pretrained(tmp_path / "saved")
+    assert AutoTokenizer.from_pretrained(tmp_path / "saved").chat_template == GPT2_TEMPLATE
