@@ -135,6 +135,12 @@ def conversation_row(record: dict, location: str, *, answered: bool) -> dict:
     return {"question": turns[-1]["content"].strip(), "answers": answers, "messages": turns}
 
 
+def has_context_turns(rows: datasets.Dataset) -> bool:
+    """Whether a row of `rows` has turns besides its question: a system turn, or earlier turns of its conversation."""
+    lengths = pc.list_value_length(rows.with_format("arrow")["messages"])
+    return (pc.max(lengths).as_py() or 0) > 1
+
+
 def chat_turns(value: object, location: str, field: str) -> list[dict[str, str]]:
     """`value` as a non-empty list of `{role, content}` turns (other keys dropped); a `DataError` naming `location`,
     `field` and the turn for anything else: not a list, a role not in `ROLES`, a content that is empty or not text."""

@@ -20,7 +20,7 @@ import datasets
 from transformers import AutoConfig, AutoModelForCausalLM, GPT2Config, PreTrainedTokenizerBase, TrainingArguments
 
 from data.chat_prompts import ChatPrompts
-from data.closed_book_qa import load_qa_dataset
+from data.closed_book_qa import has_context_turns, load_qa_dataset
 from data.qa_features import (
     DEFAULT_PROMPT_TEMPLATE,
     QAPrompts,
@@ -220,9 +220,12 @@ def tokenize_training_split(
     training_args: TrainingArguments,
 ) -> datasets.Dataset | None:
     """The training examples (`data.qa_features.tokenize_qa_dataset`: prompt, answer, its end; one per question, or
-    per gold answer), tokenised once per machine by the local main process first; None without `do_train`."""
+    per gold answer), tokenised once per machine by the local main process first; None without `do_train`. Template
+    prompts hold a conversation's last user turn alone: a warning says so when the rows have other turns."""
     if not training_args.do_train:
         return None
+    if isinstance(prompts, TemplatePrompts) and has_context_turns(raw["train"]):
+        logger.warning("prompt_format template: the system and earlier turns of the conversations are not prompted")
     with training_args.main_process_first(desc="tokenizing"):
         train_dataset = tokenize_qa_dataset(
             raw["train"],

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from data.chat_prompts import ChatPrompts
-from data.closed_book_qa import load_qa_dataset
+from data.closed_book_qa import has_context_turns, load_qa_dataset
 from data.errors import DataError
 from tests.chat_families import FAMILIES, family_tokenizer
 
@@ -73,3 +73,9 @@ def test_a_conversations_own_system_turn_wins_over_system_prompt():
     own, default = prompts.prompt_texts(["capital of france?"] * 2, [[SYSTEM, USER], None])
     assert own.startswith("<|im_start|>system\nbe brief<|im_end|>") and "answer briefly" not in own
     assert default.startswith("<|im_start|>system\nanswer briefly<|im_end|>\n<|im_start|>user\ncapital of france?")
+
+
+def test_rows_with_turns_besides_their_question_are_told_apart(tmp_path):
+    rows = [{"messages": [USER, ANSWER]}, {"question": "2 plus 2", "answer": "4"}, {"messages": [SYSTEM, USER, ANSWER]}]
+    loaded = load_qa_dataset(train_file=write_rows(tmp_path / "train.jsonl", rows))["train"]
+    assert has_context_turns(loaded) and not has_context_turns(loaded.select([0, 1]))
