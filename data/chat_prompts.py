@@ -16,6 +16,7 @@ token the template writes after the answer, at which generation stops:
 
 from collections.abc import Sequence
 
+from jinja2 import TemplateError
 from transformers import PreTrainedTokenizerBase
 
 from .errors import DataError
@@ -30,7 +31,8 @@ class ChatPrompts(QAPrompts):
     conversation that has no system turn of its own. `template_name` names the template in refusals.
 
     Raises:
-        ValueError: a template whose assistant turn cannot be cut out as the answer and an end-of-turn token.
+        ValueError: a template that refuses the conversation, or whose assistant turn cannot be cut out as the
+            answer and an end-of-turn token.
     """
 
     add_special_tokens = False  # the template writes them (a BOS)
@@ -41,7 +43,10 @@ class ChatPrompts(QAPrompts):
         super().__init__(tokenizer)
         self.system_prompt = system_prompt
         self.template_name = template_name or f"the chat template of {tokenizer.name_or_path or 'the tokenizer'}"
-        self.after_answer, self.end_of_turn = self.assistant_turn_end()
+        try:
+            self.after_answer, self.end_of_turn = self.assistant_turn_end()
+        except TemplateError as error:  # the template refuses the conversation (Gemma's: a system turn)
+            raise ValueError(f"{self.template_name}: {error}") from None
 
     def conversation(self, question: str, messages: Messages | None) -> Messages:
         """The turns before the answer: `messages`, else the question as the user's turn; with `system_prompt`

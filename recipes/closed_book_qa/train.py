@@ -189,7 +189,8 @@ def qa_prompts(tokenizer: PreTrainedTokenizerBase, data_args: QADataArguments) -
     template), logged and written back into `data_args`, so that the card's resolved configuration names it.
 
     Raises:
-        ConfigError: chat prompts without a chat template, or with one whose assistant turn has no end token.
+        ConfigError: chat prompts without a chat template, or with one that refuses the conversation or whose
+            assistant turn has no end token (`data.chat_prompts.ChatPrompts`).
     """
     if data_args.prompt_format == "auto":
         data_args.prompt_format = "chat" if tokenizer.chat_template else "template"

@@ -19,7 +19,7 @@ from data.qa_features import TemplatePrompts, qa_training_examples
 from recipes.closed_book_qa.train import CONFIG_CLASSES, QADataArguments, main, prepare_for_generation, qa_prompts
 from recipes.kit.command_line import parse_config
 from recipes.kit.errors import ConfigError
-from tests.chat_families import FAMILIES, GPT2_TEMPLATE, QWEN2_TEMPLATE, family_tokenizer, sample_rows
+from tests.chat_families import FAMILIES, GEMMA2_TEMPLATE, GPT2_TEMPLATE, QWEN2_TEMPLATE, family_tokenizer, sample_rows
 
 pytestmark = pytest.mark.usefixtures("one_thread_per_module")
 
@@ -207,3 +207,15 @@ def test_a_chat_template_file_turns_auto_into_chat_and_is_saved_with_the_tokeniz
     assert isinstance(prompts, ChatPrompts) and data_args.prompt_format == "chat"
     tokenizer.save_pretrained(tmp_path / "saved")
     assert AutoTokenizer.from_pretrained(tmp_path / "saved").chat_template == GPT2_TEMPLATE
+
+
+def test_a_template_that_refuses_the_system_prompt_is_refused_in_one_line(tmp_path):
+    tokenizer = family_tokenizer(FAMILIES["gemma2"])  # as Gemma's own template refuses a system turn
+    tokenizer.chat_template = (
+        "{% if messages[0]['role'] == 'system' %}{{ raise_exception('no system role') }}{% endif %}"
+    )
+    tokenizer.chat_template += GEMMA2_TEMPLATE
+    data_args = QADataArguments(train_file="train.jsonl", system_prompt="answer briefly")
+    with pytest.raises(ConfigError, match="^prompt_format chat: the chat template of .*: no system role$"):
+        qa_prompts(tokenizer, data_args)
+    assert isinstance(qa_prompts(tokenizer, QADataArguments(train_file="train.jsonl")), ChatPrompts)
