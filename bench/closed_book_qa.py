@@ -47,10 +47,10 @@ from _data_path import add_data_flags, compare_data_paths, write_repeated_lines
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from data.closed_book_qa import load_qa_dataset
-from data.qa_features import DEFAULT_PROMPT_TEMPLATE, QATrainingCollator, tokenize_qa_dataset
+from data.qa_features import DEFAULT_PROMPT_TEMPLATE, QATrainingCollator, TemplatePrompts, tokenize_qa_dataset
 from data.tokenizers import train_tokenizer
 from recipes.closed_book_qa.answer_loss import answer_only_loss
-from recipes.closed_book_qa.generation_eval import answer_stop_ids, generate_answers
+from recipes.closed_book_qa.generation_eval import generate_answers
 from recipes.kit.generation import GenerationArguments
 
 NQ_OPEN = Path(__file__).resolve().parents[1].parent / "shared/data/nq_open"
@@ -67,11 +67,13 @@ def load_questions(num_questions: int) -> tuple[list[str], str]:
 
 
 def questions_per_second(model, tokenizer, questions: list[str], batch_size: int, generation_config) -> float:
-    kwargs = {"template": DEFAULT_PROMPT_TEMPLATE, "max_prompt_length": 64, "generation_config": generation_config}
-    generate_answers(model, tokenizer, questions[:batch_size], **kwargs)  # warm-up
+    prompts = TemplatePrompts(tokenizer, DEFAULT_PROMPT_TEMPLATE)
+    texts = prompts.prompt_texts(questions)
+    kwargs = {"max_prompt_length": 64, "generation_config": generation_config}
+    generate_answers(model, prompts, texts[:batch_size], **kwargs)  # warm-up
     start = time.perf_counter()
-    for i in range(0, len(questions), batch_size):
-        generate_answers(model, tokenizer, questions[i : i + batch_size], **kwargs)
+    for i in range(0, len(texts), batch_size):
+        generate_answers(model, prompts, texts[i : i + batch_size], **kwargs)
     return len(questions) / (time.perf_counter() - start)
 
 
@@ -92,7 +94,7 @@ def part_generation(args: argparse.Namespace) -> None:
     )
     model = GPT2LMHeadModel(config).eval()
     generation_config = GenerationArguments(max_new_tokens=args.max_new_tokens).generation_config(
-        tokenizer, eos_token_id=answer_stop_ids(tokenizer)
+        tokenizer, eos_token_id=TemplatePrompts(tokenizer).stop_ids()
     )
 
     one_at_a_time = questions_per_second(model, tokenizer, questions, 1, generation_config)
@@ -117,9 +119,7 @@ def head_batches(path: Path, steps: int) -> list[dict[str, list]]:
     texts = [DEFAULT_PROMPT_TEMPLATE.format(question=q) + " " + a[0] for q, a in zip(raw["question"], raw["answers"])]
     tokenizer = train_tokenizer(texts, kind="bpe", vocab_size=8000)
     tokenizer.pad_token = tokenizer.eos_token
-    examples = tokenize_qa_dataset(
-        raw, tokenizer, template=DEFAULT_PROMPT_TEMPLATE, max_seq_length=64, all_answers=False
-    )
+    examples = tokenize_qa_dataset(raw, TemplatePrompts(tokenizer), max_seq_length=64, all_answers=False)
     collate = QATrainingCollator(tokenizer.pad_token_id)
     rows = [examples[i] for i in range(len(examples))]
     return [

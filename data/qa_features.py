@@ -1,16 +1,20 @@
-"""Closed-book QA as causal language modelling: prompt -> answer + EOS, with the loss on the answer only.
+"""Closed-book QA as causal language modelling: prompt -> answer + its end, with the loss on the answer only.
 
-One training example is `prompt_ids + answer_ids + [eos]`; its labels are -100 on the prompt and equal to
-the input ids on the answer and EOS, so the model learns to answer and to stop, never to ask:
+One training example is `prompt_ids + answer_ids`, the answer ending with the token that stops generation; its
+labels are -100 on the prompt and equal to the input ids on the answer and its end, so the model learns to answer
+and to stop, never to ask. With `prompt_format template` (`TemplatePrompts`) the prompt is `prompt_template`
+filled with the question and the answer ends with EOS:
 
     prompt   "question: who wrote hamlet\\nanswer:"    -> labels -100 ... -100
     answer   " william shakespeare" <|endoftext|>       -> labels = their ids
 
-The prompt and the answer are tokenised separately, and evaluation generates from exactly the same prompt
-ids (`encode_prompts`), left-padded (`left_padded_prompts`) so every row's next token follows its prompt, and
-cuts the answer out of what follows (`clean_answer`).
+With `prompt_format chat` (`data.chat_prompts.ChatPrompts`) both come from the tokenizer's chat template.
+Evaluation generates from exactly the same prompt ids (`QAPrompts.encode_prompts`), left-padded
+(`left_padded_prompts`) so every row's next token follows its prompt, and cuts the answer out of what follows
+(`QAPrompts.clean`).
 """
 
+import abc
 from collections.abc import Sequence
 
 import datasets
@@ -38,16 +42,80 @@ def check_prompt_template(template: str) -> None:
         raise ValueError(f"prompt_template may only use the field {{question}}, got {template!r} ({error!r})") from None
 
 
-def encode_prompts(
-    questions: Sequence[str], tokenizer: PreTrainedTokenizerBase, *, template: str, max_length: int | None = None
-) -> list[list[int]]:
-    """Each question's prompt ids (with the tokenizer's own special tokens, e.g. a BOS), its last `max_length`
-    kept; one tokenizer call for all of them (a call per question costs several times more per row).
+#: A conversation: `{"role", "content"}` turns.
+Messages = list[dict[str, str]]
 
-    Truncating from the left keeps the end of the template ("answer:"), which the answer must follow.
-    """
-    ids = tokenizer([template.format(question=question) for question in questions], **IDS_ONLY)["input_ids"]
-    return ids if max_length is None else [row[-max_length:] for row in ids]
+
+class QAPrompts(abc.ABC):
+    """How questions become prompt ids, and answers the ids the model learns to generate after them; subclasses:
+    `TemplatePrompts`, `data.chat_prompts.ChatPrompts`. `messages`: each row's conversation before the answer
+    (`data.closed_book_qa`), None for a row that is a question alone (or for every row)."""
+
+    #: Whether the tokenizer adds its own special tokens (a BOS) around a prompt text.
+    add_special_tokens = True
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
+        self.tokenizer = tokenizer
+
+    @abc.abstractmethod
+    def prompt_texts(self, questions: Sequence[str], messages: Sequence[Messages | None] | None = None) -> list[str]:
+        """Each row's prompt as text."""
+
+    @abc.abstractmethod
+    def pair_ids(
+        self, questions: Sequence[str], answers: Sequence[str], messages: Sequence[Messages | None] | None = None
+    ) -> tuple[list[list[int]], list[list[int]]]:
+        """Each row's prompt ids and the ids of its answer up to the token that ends it."""
+
+    @abc.abstractmethod
+    def stop_ids(self) -> list[int]:
+        """The tokens generation stops at."""
+
+    @abc.abstractmethod
+    def clean(self, generated: str) -> str:
+        """The answer in the text generated after a prompt (decoded without special tokens)."""
+
+    @abc.abstractmethod
+    def cache_settings(self) -> dict:
+        """What the training examples depend on besides the tokenizer's vocabulary, for cache keys."""
+
+    def encode_prompts(self, texts: Sequence[str], *, max_length: int | None = None) -> list[list[int]]:
+        """The ids of prompt `texts`, the last `max_length` of each kept; one tokenizer call for all of them (a
+        call per prompt costs several times more per row). Truncating from the left keeps the end of the prompt
+        ("answer:", the assistant's header), which the answer must follow."""
+        ids = self.tokenizer(list(texts), add_special_tokens=self.add_special_tokens, **IDS_ONLY)["input_ids"]
+        return ids if max_length is None else [row[-max_length:] for row in ids]
+
+
+class TemplatePrompts(QAPrompts):
+    """`prompt_format template`: `template` filled with the question (the tokenizer's own special tokens around
+    it), then `ANSWER_PREFIX`, the answer and EOS; generation stops at EOS or a newline."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, template: str = DEFAULT_PROMPT_TEMPLATE) -> None:
+        super().__init__(tokenizer)
+        self.template = template
+
+    def prompt_texts(self, questions: Sequence[str], messages: Sequence[Messages | None] | None = None) -> list[str]:
+        return [self.template.format(question=question) for question in questions]
+
+    def pair_ids(
+        self, questions: Sequence[str], answers: Sequence[str], messages: Sequence[Messages | None] | None = None
+    ) -> tuple[list[list[int]], list[list[int]]]:
+        return self.encode_prompts(self.prompt_texts(questions)), encode_answers(answers, self.tokenizer)
+
+    def stop_ids(self) -> list[int]:
+        """EOS, and a newline token if the tokenizer has one."""
+        stop_ids = [self.tokenizer.eos_token_id]
+        newline = self.tokenizer("\n", add_special_tokens=False)["input_ids"]
+        if len(newline) == 1 and newline[0] not in stop_ids:
+            stop_ids.append(newline[0])
+        return stop_ids
+
+    def clean(self, generated: str) -> str:
+        return clean_answer(generated)
+
+    def cache_settings(self) -> dict:
+        return {"template": self.template, "eos_token_id": self.tokenizer.eos_token_id}  # EOS: appended from Python
 
 
 def encode_answers(answers: Sequence[str], tokenizer: PreTrainedTokenizerBase) -> list[list[int]]:
@@ -60,20 +128,19 @@ def encode_answers(answers: Sequence[str], tokenizer: PreTrainedTokenizerBase) -
 def qa_training_examples(
     questions: Sequence[str],
     answers: Sequence[str],
-    tokenizer: PreTrainedTokenizerBase,
+    prompts: QAPrompts,
     *,
-    template: str,
     max_seq_length: int,
+    messages: Sequence[Messages | None] | None = None,
 ) -> dict[str, list[list[int]]]:
-    """Row i: `input_ids` = prompt of `questions[i]` + `answers[i]` + EOS, and `labels` with -100 over the
-    prompt, at most `max_seq_length` long.
+    """Row i: `input_ids` = prompt of `questions[i]` (`messages[i]`) + `answers[i]` + its end (`prompts.pair_ids`),
+    and `labels` with -100 over the prompt, at most `max_seq_length` long.
 
-    The answer is kept whole when it fits (it is cut, EOS included, only if it alone exceeds
+    The answer is kept whole when it fits (it is cut, its end included, only if it alone exceeds
     `max_seq_length - 1`); the prompt gives up its first tokens.
     """
     examples = {"input_ids": [], "labels": []}
-    prompts = encode_prompts(questions, tokenizer, template=template)
-    for prompt, answer in zip(prompts, encode_answers(answers, tokenizer), strict=True):
+    for prompt, answer in zip(*prompts.pair_ids(questions, answers, messages), strict=True):
         answer = answer[: max_seq_length - 1]
         prompt = prompt[-(max_seq_length - len(answer)) :]
         examples["input_ids"].append(prompt + answer)
@@ -83,38 +150,37 @@ def qa_training_examples(
 
 def tokenize_qa_dataset(
     dataset: datasets.Dataset,
-    tokenizer: PreTrainedTokenizerBase,
+    prompts: QAPrompts,
     *,
-    template: str,
     max_seq_length: int,
     all_answers: bool,
     num_proc: int | None = None,
 ) -> datasets.Dataset:
-    """Maps `question` / `answers` rows to training examples: one per gold answer if `all_answers`, else the first;
-    computed once per rows, tokenizer and settings (`data.arrow_cache.tokenize_once`)."""
+    """Maps `question` / `answers` (/ `messages`) rows to training examples: one per gold answer if `all_answers`,
+    else the first; computed once per rows, tokenizer and settings (`data.arrow_cache.tokenize_once`)."""
 
     def tokenize(batch: dict[str, list]) -> dict[str, list]:
-        pairs = [
-            (question, answer)
-            for question, answers in zip(batch["question"], batch["answers"], strict=True)
+        conversations = batch.get("messages") or [None] * len(batch["question"])
+        rows = [
+            (question, answer, conversation)
+            for question, answers, conversation in zip(batch["question"], batch["answers"], conversations, strict=True)
             for answer in (answers if all_answers else answers[:1])
         ]
-        if not pairs:  # a tokenizer call on no text fails
+        if not rows:  # a tokenizer call on no text fails
             return {"input_ids": [], "labels": []}
-        questions, answers = zip(*pairs, strict=True)
-        return qa_training_examples(questions, answers, tokenizer, template=template, max_seq_length=max_seq_length)
+        questions, answers, messages = zip(*rows, strict=True)
+        return qa_training_examples(questions, answers, prompts, max_seq_length=max_seq_length, messages=messages)
 
     settings = {
         "task": "closed_book_qa",
-        "template": template,
         "max_seq_length": max_seq_length,
         "all_answers": all_answers,
-        "eos_token_id": tokenizer.eos_token_id,  # appended to every answer from Python
+        **prompts.cache_settings(),
     }
     return tokenize_once(
         dataset,
         tokenize,
-        tokenizer=tokenizer,
+        tokenizer=prompts.tokenizer,
         settings=settings,
         remove_columns=dataset.column_names,
         num_proc=num_proc,
@@ -150,16 +216,13 @@ class QATrainingCollator:
         return {name: torch.tensor(rows, dtype=torch.long) for name, rows in batch.items()}
 
 
-def left_padded_prompts(
-    questions: Sequence[str], tokenizer: PreTrainedTokenizerBase, *, template: str, max_length: int
-) -> dict[str, torch.Tensor]:
-    """`input_ids` (b, prompt_len) and `attention_mask` for generation, padded on the left.
+def left_padded_prompts(prompts: Sequence[list[int]], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """`input_ids` (b, prompt_len) and `attention_mask` for generation: `prompts` (ids) padded on the left.
 
     Every row ends with its own prompt's last token, so `generate` continues each prompt directly.
     """
-    prompts = encode_prompts(questions, tokenizer, template=template, max_length=max_length)
     length = max(len(p) for p in prompts)
-    input_ids = [[tokenizer.pad_token_id] * (length - len(p)) + p for p in prompts]
+    input_ids = [[pad_token_id] * (length - len(p)) + p for p in prompts]
     attention_mask = [[0] * (length - len(p)) + [1] * len(p) for p in prompts]
     return {"input_ids": torch.tensor(input_ids), "attention_mask": torch.tensor(attention_mask)}
 

@@ -3,7 +3,7 @@ per model): hidden size 32, two layers, two heads. A test overrides only the fie
 vocabulary, a memory length, a loss); conftest.py's `TINY_OVERRIDES` turns the same shapes (one layer for the
 language models) into the recipes' `--config_overrides` values with `as_config_overrides`."""
 
-from transformers import BertConfig, GPT2Config
+from transformers import BertConfig, Gemma2Config, GPT2Config, LlamaConfig, Phi3Config, PretrainedConfig, Qwen2Config
 
 from custom_models.bert_mlp import BertMLPConfig
 from custom_models.nce_lm import NCELMConfig
@@ -14,6 +14,15 @@ GPT2 = dict(n_embd=32, n_layer=2, n_head=2, n_positions=64)  # also the NCE LM's
 BERT = dict(
     hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=64
 )
+#: The chat-tuned decoder families, one layer, grouped-query attention (2 heads sharing 1 key/value head); Gemma 2
+#: with heads of 16 (its default: 256) scaled by 1/sqrt(16) and a window shorter than the positions.
+DECODER = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1)
+DECODERS = {
+    LlamaConfig: DECODER,
+    Qwen2Config: DECODER,
+    Phi3Config: DECODER,  # its defaults name ids of a 32k vocabulary (pad 32000): give the tokenizer's
+    Gemma2Config: {**DECODER, "head_dim": 16, "query_pre_attn_scalar": 16, "sliding_window": 64},
+}
 
 # Every dropout off: train and eval mode compute the same function, and runs compared with each other agree.
 TRANSFO_XL_NO_DROPOUT = dict(dropout=0.0, dropatt=0.0)
@@ -35,6 +44,11 @@ def nce_lm_config(**overrides) -> NCELMConfig:
 
 def gpt2_config(**overrides) -> GPT2Config:
     return GPT2Config(**{**GPT2, **overrides})
+
+
+def decoder_config(config_class: type[PretrainedConfig], **overrides) -> PretrainedConfig:
+    """A tiny config of a chat-tuned decoder family (`DECODERS`: Llama, Qwen2, Phi-3, Gemma 2), 128 positions."""
+    return config_class(**{**DECODERS[config_class], "max_position_embeddings": 128, **overrides})
 
 
 def bert_config(**overrides) -> BertConfig:

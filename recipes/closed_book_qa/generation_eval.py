@@ -3,8 +3,9 @@
 `Trainer` has no `predict_with_generate` for causal LMs, so `GenerationEvalTrainer` does it: the `question`
 rows of its data set are shared out over the processes (`recipes.kit.generation.generate_in_order`: each question
 answered exactly once, in order), each batch of prompts is left-padded and passed to `generate` (greedy, beam
-or sampling, stopping at EOS or a newline), and when the rows have `answers`, exact match / token F1 against
-all of them are logged as `eval_exact_match` / `eval_f1`. The main process writes one jsonl row per question.
+or sampling, stopping at EOS or a newline, or at a chat template's end of turn), and when the rows have
+`answers`, exact match / token F1 against all of them are logged as `eval_exact_match` / `eval_f1`. The main
+process writes one jsonl row per question.
 
 A prompt and its `max_new_tokens` must fit in the model's positions (`recipes.kit.model_config.max_positions`):
 past them the position lookup fails in the middle of an evaluation. So prompts are cut on the left to
@@ -16,27 +17,18 @@ from pathlib import Path
 
 import datasets
 import torch
-from transformers import GenerationConfig, PretrainedConfig, PreTrainedTokenizerBase
+from transformers import GenerationConfig, PretrainedConfig
 from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
 
 from data.files import write_jsonl
 from data.metrics import exact_match, token_f1
-from data.qa_features import clean_answer, left_padded_prompts
+from data.qa_features import DEFAULT_PROMPT_TEMPLATE, QAPrompts, TemplatePrompts, left_padded_prompts
 from recipes.kit.errors import ConfigError
 from recipes.kit.generation import generate_in_order
 from recipes.kit.model_config import max_positions
 from recipes.kit.trainers import OwnEvaluationTrainer
 
 logger = logging.getLogger(__name__)
-
-
-def answer_stop_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """The tokens an answer ends at: EOS, and a newline token if the tokenizer has one."""
-    stop_ids = [tokenizer.eos_token_id]
-    newline = tokenizer("\n", add_special_tokens=False)["input_ids"]
-    if len(newline) == 1 and newline[0] not in stop_ids:
-        stop_ids.append(newline[0])
-    return stop_ids
 
 
 def prompt_length_that_fits(config: PretrainedConfig, *, max_seq_length: int, max_new_tokens: int) -> int:
@@ -71,43 +63,51 @@ def score_predictions(predictions: list[str], gold_answers: list[list[str]]) -> 
 
 @torch.no_grad()
 def generate_answers(
-    model, tokenizer, questions: list[str], *, template: str, max_prompt_length: int, generation_config, **kwargs
+    model, prompts: QAPrompts, texts: list[str], *, max_prompt_length: int, generation_config, **kwargs
 ) -> list[str]:
-    """Answers for one batch of questions, generated together from left-padded prompts."""
-    batch = left_padded_prompts(questions, tokenizer, template=template, max_length=max_prompt_length)
+    """Answers for one batch of prompt `texts` (`prompts.prompt_texts`), generated together, left-padded."""
+    ids = prompts.encode_prompts(texts, max_length=max_prompt_length)
+    batch = left_padded_prompts(ids, prompts.tokenizer.pad_token_id)
     batch = {name: tensor.to(model.device) for name, tensor in batch.items()}
     output = model.generate(**batch, generation_config=generation_config, **kwargs)
     new_tokens = output[:, batch["input_ids"].shape[1] :]  # (b, generated_len): what follows each prompt
-    return [clean_answer(text) for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+    return [prompts.clean(text) for text in prompts.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
 
 
 class GenerationEvalTrainer(OwnEvaluationTrainer):
     """A `Trainer` whose evaluation answers the `question` rows of a data set by generation and, when the
     rows have `answers`, scores them. `eval_dataset` holds the raw rows (not token ids). Each evaluation
     writes its answers to `output_dir`: `predictions.jsonl` for the `predict` prefix (`do_predict`),
-    `<prefix>_predictions.jsonl` otherwise."""
+    `<prefix>_predictions.jsonl` otherwise. `prompts`: how the questions become prompts (`data.qa_features`);
+    default: `TemplatePrompts` of `prompt_template`."""
 
     def __init__(
-        self, *args, prompt_template: str, max_prompt_length: int, generation_config: GenerationConfig, **kwargs
+        self,
+        *args,
+        max_prompt_length: int,
+        generation_config: GenerationConfig,
+        prompts: QAPrompts | None = None,
+        prompt_template: str = DEFAULT_PROMPT_TEMPLATE,
+        **kwargs,
     ):
         super().__init__(*args, **kwargs)
-        self.prompt_template = prompt_template
+        self.prompts = prompts or TemplatePrompts(self.processing_class, prompt_template)
         self.max_prompt_length = max_prompt_length
         self.answer_generation_config = generation_config
 
     def evaluation_metrics(self, model, dataset: datasets.Dataset, metric_key_prefix: str) -> dict[str, float]:
-        def answer(questions: list[str]) -> list[str]:
+        def answer(texts: list[str]) -> list[str]:
             return generate_answers(
                 model,
-                self.processing_class,
-                questions,
-                template=self.prompt_template,
+                self.prompts,
+                texts,
                 max_prompt_length=self.max_prompt_length,
                 generation_config=self.answer_generation_config,
                 synced_gpus=self.is_fsdp_enabled or is_deepspeed_zero3_enabled(),
             )
 
-        predictions = generate_in_order(self, dataset["question"], answer)
+        messages = dataset["messages"] if "messages" in dataset.column_names else None
+        predictions = generate_in_order(self, self.prompts.prompt_texts(dataset["question"], messages), answer)
         rows = [{"question": q, "prediction": p} for q, p in zip(dataset["question"], predictions)]
         metrics = {"samples": len(dataset)}
         if "answers" in dataset.column_names:

@@ -109,17 +109,21 @@ def add_lora_adapters(
     """`model` with LoRA adapters when the run trains with `use_lora` (a k-bit model prepared for them first:
     `prepare_for_kbit_training`), else `model` unchanged. `task_type`: PEFT's (`SEQ_CLS`, `CAUSAL_LM`);
     `default_targets`: the modules that get adapters when `lora_target_modules` is empty; `lora_kwargs` go to
-    `peft.LoraConfig` (`modules_to_save`)."""
+    `peft.LoraConfig` (`modules_to_save`, joined by `lora_modules_to_save`)."""
     if not (training_args.do_train and lora_args.use_lora):
         return model
     from peft import LoraConfig, get_peft_model
 
+    modules_to_save = [*lora_kwargs.pop("modules_to_save", []), *lora_args.lora_modules_to_save]
     lora = LoraConfig(
         task_type=task_type,
         r=lora_args.lora_r,
         lora_alpha=lora_args.lora_alpha,
         lora_dropout=lora_args.lora_dropout,
         target_modules=lora_args.lora_target_modules or default_targets,
+        use_dora=lora_args.use_dora,
+        use_rslora=lora_args.use_rslora,
+        modules_to_save=modules_to_save or None,
         **lora_kwargs,
     )
     return get_peft_model(prepare_for_kbit_training(model, training_args), lora)

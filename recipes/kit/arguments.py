@@ -296,6 +296,15 @@ class LoraArguments:
     lora_target_modules: list[str] = dataclasses.field(
         default_factory=list, metadata={"help": "Modules that get adapters; [] = the recipe's default."}
     )
+    use_dora: bool = dataclasses.field(
+        default=False, metadata={"help": "DoRA: adapters on the direction, a trained magnitude per output."}
+    )
+    use_rslora: bool = dataclasses.field(
+        default=False, metadata={"help": "rsLoRA: scale the adapters by alpha / sqrt(r), not alpha / r."}
+    )
+    lora_modules_to_save: list[str] = dataclasses.field(
+        default_factory=list, metadata={"help": "Modules trained whole and saved beside the adapters (lm_head)."}
+    )
     merge_lora_on_save: bool = dataclasses.field(
         default=True, metadata={"help": "Save a plain merged model (loads without peft); else the adapter only."}
     )

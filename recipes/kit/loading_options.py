@@ -15,6 +15,7 @@ import importlib.util
 from typing import Any
 
 import torch
+from accelerate import PartialState
 from transformers import BitsAndBytesConfig, PreTrainedModel, TrainingArguments
 from transformers.utils import is_flash_attn_2_available
 
@@ -69,14 +70,24 @@ def hub_kwargs(model_args: ModelArguments) -> dict[str, Any]:
 def pretrained_kwargs(model_args: ModelArguments) -> dict[str, Any]:
     """The keyword arguments of a model's `from_pretrained`: `hub_kwargs`, then `dtype`,
     `attn_implementation` and `quantization_config` when set (else transformers' defaults: float32, the
-    model's own attention, no quantisation)."""
+    model's own attention, no quantisation); a quantised model also gets `kbit_device_map`."""
     kwargs = hub_kwargs(model_args) | new_model_kwargs(model_args)
     if model_args.dtype == "auto":
         kwargs["dtype"] = "auto"
     quantization = quantization_config(model_args)
     if quantization is not None:
         kwargs["quantization_config"] = quantization
+        kwargs["device_map"] = kbit_device_map()
     return kwargs
+
+
+def kbit_device_map() -> dict[str, int | str]:
+    """The whole quantised model on this process's own accelerator (`{"": local_process_index}`, as TRL loads
+    k-bit models), or on the CPU without one. Without a `device_map`, bitsandbytes quantises onto
+    `torch.cuda.current_device()`, which is not each process's own device unless something set it."""
+    if torch.cuda.is_available() or torch.xpu.is_available():
+        return {"": PartialState().local_process_index}
+    return {"": "cpu"}
 
 
 def new_model_kwargs(model_args: ModelArguments) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import data.loading
 from data.arrow_cache import ROWS_PER_WRITE
 from data.closed_book_qa import load_qa_dataset
 from data.errors import DataError
-from data.qa_features import DEFAULT_PROMPT_TEMPLATE, tokenize_qa_dataset
+from data.qa_features import DEFAULT_PROMPT_TEMPLATE, TemplatePrompts, tokenize_qa_dataset
 from data.sentiment import load_sentiment_dataset, tokenize_sentences
 from data.tokenizers import train_tokenizer
 
@@ -116,8 +116,8 @@ def test_qa_rows_and_a_test_split_without_answers_come_back_from_the_cache_uncha
     forbid_reading(monkeypatch)
     again = load_qa_dataset(train_file=str(train), test_file=str(test))
     assert again["train"].to_list() == [
-        {"question": "who", "answers": ["Ann", "Anne"]},
-        {"question": "where", "answers": ["here"]},
+        {"question": "who", "answers": ["Ann", "Anne"], "messages": None},
+        {"question": "where", "answers": ["here"], "messages": None},
     ]
     assert again["test"].column_names == ["question"] and again["test"].to_list() == first["test"].to_list()
 
@@ -187,8 +187,7 @@ def test_two_workers_give_the_same_tokenised_data_as_one(tmp_path, tokenizer, qa
         )
         questions = tokenize_qa_dataset(
             load_qa_dataset(train_file=str(qa))["train"],
-            qa_tokenizer,
-            template=DEFAULT_PROMPT_TEMPLATE,
+            TemplatePrompts(qa_tokenizer, DEFAULT_PROMPT_TEMPLATE),
             max_seq_length=16,
             all_answers=True,
             num_proc=workers,

@@ -73,7 +73,10 @@ def test_qa_columns_equal_the_rows(tmp_path, monkeypatch, name):
 def test_qa_answers_are_stripped_deduplicated_and_kept_in_order(tmp_path, monkeypatch, columnar_only):
     monkeypatch.setenv("FINETUNE_RECIPES_CACHE", str(tmp_path / "cache"))
     rows = load_qa_dataset(train_file=write(tmp_path / "a.jsonl", QA_FILES["a.jsonl"]))["train"].to_list()
-    assert rows == [{"question": "who?", "answers": ["x", "y"]}, {"question": "q2", "answers": ["z"]}]
+    assert rows == [
+        {"question": "who?", "answers": ["x", "y"], "messages": None},
+        {"question": "q2", "answers": ["z"], "messages": None},
+    ]
 
 
 @pytest.mark.parametrize(

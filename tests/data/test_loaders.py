@@ -88,10 +88,11 @@ def test_qa_layouts_nq_open_triviaqa_and_webquestions_normalise_to_answer_lists(
         '{"question": "who", "answer": {"value": "Ann", "aliases": ["Ann", "Anne"]}}\n',
     )
     webq = write(tmp_path / "wq.json", '[{"qId": "1", "qText": "who?", "answers": ["Ann", "Anne"]}]')
-    assert load_qa_dataset(train_file=nq)["train"][0] == {"question": "who", "answers": ["Ann", "Anne"]}
+    nq_row = load_qa_dataset(train_file=nq)["train"][0]
+    assert nq_row == {"question": "who", "answers": ["Ann", "Anne"], "messages": None}
     assert load_qa_dataset(train_file=trivia)["train"][0]["answers"] == ["Ann", "Anne"]
     webq_row = load_qa_dataset(train_file=webq, question_column="qText", answer_column="answers")["train"][0]
-    assert webq_row == {"question": "who?", "answers": ["Ann", "Anne"]}
+    assert webq_row == {"question": "who?", "answers": ["Ann", "Anne"], "messages": None}
 
 
 @pytest.mark.parametrize(

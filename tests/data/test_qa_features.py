@@ -11,6 +11,7 @@ from data.closed_book_qa import load_qa_dataset
 from data.qa_features import (
     DEFAULT_PROMPT_TEMPLATE,
     QATrainingCollator,
+    TemplatePrompts,
     check_prompt_template,
     clean_answer,
     encode_answers,
@@ -43,9 +44,7 @@ def test_tokenizer_texts_are_each_prompt_and_its_answers_on_every_iteration():
 
 def one_example(question: str, answer: str, tokenizer, *, max_seq_length: int) -> dict[str, list[int]]:
     """The training example of one question and answer, through the batched `qa_training_examples`."""
-    batch = qa_training_examples(
-        [question], [answer], tokenizer, template=DEFAULT_PROMPT_TEMPLATE, max_seq_length=max_seq_length
-    )
+    batch = qa_training_examples([question], [answer], TemplatePrompts(tokenizer), max_seq_length=max_seq_length)
     return {name: rows[0] for name, rows in batch.items()}
 
 
@@ -62,7 +61,7 @@ def test_labels_are_exactly_the_answer_and_eos(tokenizer):
 
 def test_padding_carries_no_labels_but_the_final_eos_does(tokenizer):
     questions, answers = ["what is 2 plus 1", "what is the capital of the united kingdom"], ["3", "london"]
-    batch = qa_training_examples(questions, answers, tokenizer, template=DEFAULT_PROMPT_TEMPLATE, max_seq_length=64)
+    batch = qa_training_examples(questions, answers, TemplatePrompts(tokenizer), max_seq_length=64)
     examples = [dict(zip(batch, row, strict=True)) for row in zip(*batch.values(), strict=True)]
     assert examples == [one_example(q, a, tokenizer, max_seq_length=64) for q, a in zip(questions, answers)]
     batch = QATrainingCollator(tokenizer.pad_token_id)(examples)
@@ -77,9 +76,9 @@ def test_padding_carries_no_labels_but_the_final_eos_does(tokenizer):
 
 def test_all_answers_gives_one_example_per_gold_answer(tokenizer):
     rows = datasets.Dataset.from_list([{"question": "what is 2 plus 1", "answers": ["3", "three"]}])
-    kwargs = {"template": DEFAULT_PROMPT_TEMPLATE, "max_seq_length": 64}
-    first = tokenize_qa_dataset(rows, tokenizer, all_answers=False, **kwargs)
-    every = tokenize_qa_dataset(rows, tokenizer, all_answers=True, **kwargs)
+    prompts = TemplatePrompts(tokenizer, DEFAULT_PROMPT_TEMPLATE)
+    first = tokenize_qa_dataset(rows, prompts, all_answers=False, max_seq_length=64)
+    every = tokenize_qa_dataset(rows, prompts, all_answers=True, max_seq_length=64)
     answers = [tokenizer.decode([t for t in row if t != -100], skip_special_tokens=True) for row in every["labels"]]
     assert len(first) == 1 and answers == [" 3", " three"]
 
@@ -95,7 +94,8 @@ def test_truncation_keeps_the_answer_and_the_end_of_the_prompt(tokenizer):
 
 def test_generation_batch_is_left_padded_and_ends_with_each_prompt(tokenizer):
     questions = ["what is 2 plus 1", "what is the capital of the united kingdom"]
-    batch = left_padded_prompts(questions, tokenizer, template=DEFAULT_PROMPT_TEMPLATE, max_length=64)
+    prompts = TemplatePrompts(tokenizer, DEFAULT_PROMPT_TEMPLATE)
+    batch = left_padded_prompts(prompts.encode_prompts(prompts.prompt_texts(questions)), tokenizer.pad_token_id)
     for row, question in enumerate(questions):
         prompt_ids = tokenizer(DEFAULT_PROMPT_TEMPLATE.format(question=question))["input_ids"]
         padding = batch["input_ids"].shape[1] - len(prompt_ids)

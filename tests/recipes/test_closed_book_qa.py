@@ -11,6 +11,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2LMHeadModel, p
 
 from data import files
 from data.errors import DataError
+from data.qa_features import TemplatePrompts
 from data.tokenizers import train_tokenizer
 from recipes.closed_book_qa.generation_eval import generate_answers, prompt_length_that_fits, score_predictions
 from recipes.closed_book_qa.train import CONFIG_CLASSES, main
@@ -122,9 +123,11 @@ def test_batched_generation_equals_one_question_at_a_time(memorised):
     model = AutoModelForCausalLM.from_pretrained(output_dir).eval()
     tokenizer = AutoTokenizer.from_pretrained(output_dir)
     questions = [r["question"] for r in sample_rows("validation", 12)]  # unseen: less peaked, varied lengths
-    kwargs = {"template": TEMPLATE, "max_prompt_length": 64, "generation_config": model.generation_config}
-    batched = generate_answers(model, tokenizer, questions, **kwargs)
-    single = [generate_answers(model, tokenizer, [q], **kwargs)[0] for q in questions]
+    prompts = TemplatePrompts(tokenizer, TEMPLATE)
+    texts = prompts.prompt_texts(questions)
+    kwargs = {"max_prompt_length": 64, "generation_config": model.generation_config}
+    batched = generate_answers(model, prompts, texts, **kwargs)
+    single = [generate_answers(model, prompts, [text], **kwargs)[0] for text in texts]
     assert batched == single
 
 
@@ -141,10 +144,11 @@ def test_long_prompts_are_cut_so_that_the_answer_fits_in_the_positions(caplog):
     max_prompt_length = prompt_length_that_fits(model.config, max_seq_length=32, max_new_tokens=8)
     assert max_prompt_length == 24
     assert "cut to their last 24 tokens for generation: max_seq_length 32 + max_new_tokens 8 > 32" in caplog.text
-    kwargs = {"template": TEMPLATE, "generation_config": generation}
-    generate_answers(model, tokenizer, [long_question], max_prompt_length=max_prompt_length, **kwargs)
+    prompts = TemplatePrompts(tokenizer, TEMPLATE)
+    texts = prompts.prompt_texts([long_question])
+    generate_answers(model, prompts, texts, max_prompt_length=max_prompt_length, generation_config=generation)
     with pytest.raises(IndexError):  # what evaluation met before: the prompt cut to max_seq_length alone
-        generate_answers(model, tokenizer, [long_question], max_prompt_length=32, **kwargs)
+        generate_answers(model, prompts, texts, max_prompt_length=32, generation_config=generation)
 
 
 @pytest.mark.slow

@@ -1,0 +1,81 @@
+"""QA rows given as conversations (data/closed_book_qa.py): OpenAI-style `messages` and TRL's `prompt` /
+`completion` load as question, single gold answer and the turns before it; malformed turns fail naming file and
+line; a conversation's own system turn is kept in its chat prompt."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from data.chat_prompts import ChatPrompts
+from data.closed_book_qa import has_context_turns, load_qa_dataset
+from data.errors import DataError
+from tests.chat_families import FAMILIES, family_tokenizer
+
+SYSTEM = {"role": "system", "content": "be brief"}
+USER = {"role": "user", "content": "capital of france?"}
+ANSWER = {"role": "assistant", "content": " paris "}
+
+
+def write_rows(path: Path, rows: list) -> str:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return str(path)
+
+
+def test_messages_and_prompt_completion_rows_load_as_question_answer_and_turns(tmp_path):
+    rows = [
+        {"messages": [SYSTEM, USER, ANSWER]},
+        {"prompt": "who wrote hamlet?", "completion": "shakespeare"},
+        {"prompt": [SYSTEM, USER], "completion": [ANSWER]},
+        {"question": "2 plus 2", "answer": ["4", "four"]},
+    ]
+    loaded = load_qa_dataset(train_file=write_rows(tmp_path / "train.jsonl", rows))["train"].to_list()
+    assert loaded == [
+        {"question": "capital of france?", "answers": ["paris"], "messages": [SYSTEM, USER]},
+        {
+            "question": "who wrote hamlet?",
+            "answers": ["shakespeare"],
+            "messages": [{"role": "user", "content": "who wrote hamlet?"}],
+        },
+        {"question": "capital of france?", "answers": ["paris"], "messages": [SYSTEM, USER]},
+        {"question": "2 plus 2", "answers": ["4", "four"], "messages": None},
+    ]
+
+
+def test_a_test_conversation_that_ends_with_the_users_turn_is_a_question_to_answer(tmp_path):
+    test = load_qa_dataset(test_file=write_rows(tmp_path / "test.jsonl", [{"messages": [USER]}, {"prompt": "who?"}]))
+    assert test["test"].to_list() == [
+        {"question": "capital of france?", "messages": [USER]},
+        {"question": "who?", "messages": [{"role": "user", "content": "who?"}]},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({"messages": [USER]}, "the last turn must be the assistant's answer, got a user turn"),
+        ({"messages": [{"role": "bot", "content": "hi"}, ANSWER]}, r"messages\[0\] has role 'bot'; the roles are"),
+        ({"messages": [{"role": "user", "content": " "}, ANSWER]}, r"messages\[0\] \(user\) has no content"),
+        ({"messages": [SYSTEM, ANSWER]}, "the turn before the answer must be the user's question"),
+        ({"messages": []}, "messages must be a non-empty list"),
+        ({"prompt": "who?"}, "completion must be a non-empty list"),
+        ({"prompt": "who?", "completion": [USER]}, "the last turn must be the assistant's answer"),
+    ],
+)
+def test_a_malformed_conversation_fails_naming_file_and_line(tmp_path, row, message):
+    path = write_rows(tmp_path / "bad.jsonl", [{"messages": [USER, ANSWER]}, row])
+    with pytest.raises(DataError, match=rf"bad\.jsonl, line 2: {message}"):
+        load_qa_dataset(train_file=path)
+
+
+def test_a_conversations_own_system_turn_wins_over_system_prompt():
+    prompts = ChatPrompts(family_tokenizer(FAMILIES["qwen2"]), system_prompt="answer briefly")
+    own, default = prompts.prompt_texts(["capital of france?"] * 2, [[SYSTEM, USER], None])
+    assert own.startswith("<|im_start|>system\nbe brief<|im_end|>") and "answer briefly" not in own
+    assert default.startswith("<|im_start|>system\nanswer briefly<|im_end|>\n<|im_start|>user\ncapital of france?")
+
+
+def test_rows_with_turns_besides_their_question_are_told_apart(tmp_path):
+    rows = [{"messages": [USER, ANSWER]}, {"question": "2 plus 2", "answer": "4"}, {"messages": [SYSTEM, USER, ANSWER]}]
+    loaded = load_qa_dataset(train_file=write_rows(tmp_path / "train.jsonl", rows))["train"]
+    assert has_context_turns(loaded) and not has_context_turns(loaded.select([0, 1]))
