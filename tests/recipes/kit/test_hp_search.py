@@ -4,6 +4,7 @@ trial reruns that trial, with its values, in its folder, resuming from its check
 searched is refused when parsing."""
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -110,3 +111,19 @@ def test_a_search_that_cannot_run_is_refused_when_parsing(tmp_path, flags, messa
 def test_only_known_backends_are_accepted(tmp_path):
     with pytest.raises(ConfigError, match=r"hp_search must be one of \['optuna'\]"):
         parse_config(*recipe.CONFIG_CLASSES, argv=[TINY, "--output_dir", str(tmp_path), "--hp_search", "grid"])
+
+
+@pytest.mark.slow
+def test_a_search_on_two_processes_runs_each_trial_on_both_with_the_same_values(tmp_path, launch):
+    """The main process asks optuna and broadcasts each trial's values: every trial is one two-process run (DDP),
+    whose final folder and metrics are written once, and the table has the trials asked."""
+    output_dir = tmp_path / "search"
+    log = launch(REPO / "recipes/nce_lm/train.py", *search_argv(output_dir, 2, "--save_strategy", "no"))
+    table = json.loads((output_dir / "hp_search.json").read_text(encoding="utf-8"))
+    assert [row["folder"] for row in table] == ["trial-0", "trial-1"]
+    for row in table:
+        state = json.loads((output_dir / row["folder"] / "trainer_state.json").read_text(encoding="utf-8"))
+        assert state["global_step"] == 4
+        evaluated = json.loads((output_dir / row["folder"] / "eval_results.json").read_text(encoding="utf-8"))
+        assert row["objective"] == evaluated["eval_loss"]
+    assert len(re.findall(r"parameters held per process: \[\d+, \d+\]", log)) == 2  # each trial on both processes
