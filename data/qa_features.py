@@ -216,6 +216,24 @@ class QATrainingCollator:
         return {name: torch.tensor(rows, dtype=torch.long) for name, rows in batch.items()}
 
 
+class PaddingFreeCollator:
+    """Concatenates a batch's rows into one row without padding: `input_ids` and `labels` one after the other,
+    `position_ids` restarting at 0 at each row, no `attention_mask`. A causal LM of transformers 5.x reads restarted
+    positions as separate sequences (`masking_utils.find_packed_sequence_indices`: the mask is block-causal), so
+    each row attends to itself only and the loss is the padded batch's, without the padding's compute. The first
+    label of every row is `IGNORE_INDEX`: shifted inside the model, it would be predicted from the previous row. The
+    batch asks for no cache (`use_cache` false): transformers looks for packed rows only when there is none.
+    Whether a model keeps the rows apart is checked on the model (`recipes/closed_book_qa/padding_free.py`)."""
+
+    def __call__(self, features: Sequence[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        batch: dict[str, list[int]] = {"input_ids": [], "labels": [], "position_ids": []}
+        for f in features:
+            batch["input_ids"] += f["input_ids"]
+            batch["labels"] += [IGNORE_INDEX, *f["labels"][1:]]
+            batch["position_ids"] += range(len(f["input_ids"]))
+        return {name: torch.tensor([row], dtype=torch.long) for name, row in batch.items()} | {"use_cache": False}
+
+
 def left_padded_prompts(prompts: Sequence[list[int]], pad_token_id: int) -> dict[str, torch.Tensor]:
     """`input_ids` (b, prompt_len) and `attention_mask` for generation: `prompts` (ids) padded on the left.
 

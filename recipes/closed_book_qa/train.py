@@ -24,7 +24,6 @@ from data.closed_book_qa import has_context_turns, load_qa_dataset
 from data.qa_features import (
     DEFAULT_PROMPT_TEMPLATE,
     QAPrompts,
-    QATrainingCollator,
     TemplatePrompts,
     check_prompt_template,
     prompt_answer_texts,
@@ -32,6 +31,7 @@ from data.qa_features import (
 )
 from recipes.closed_book_qa.answer_loss import QATrainer
 from recipes.closed_book_qa.generation_eval import GenerationEvalTrainer, prompt_length_that_fits
+from recipes.closed_book_qa.padding_free import training_collator
 from recipes.kit.adapters import add_lora_adapters
 from recipes.kit.arguments import DataArguments, LoraArguments, ModelArguments, RecipeTrainingArguments
 from recipes.kit.command_line import run_from_command_line
@@ -84,6 +84,13 @@ class QADataArguments(DataArguments):
     )
     train_on_all_answers: bool = field(default=False, metadata={"help": "One example per gold answer, not the first."})
     max_seq_length: int = field(default=64, metadata={"help": "Prompt + answer + EOS tokens; prompts cut on the left."})
+    padding_free: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Training rows concatenated, position_ids restarting at each row, no padding (same loss). null: "
+            "where the model keeps packed rows apart (checked on it), else padded; true: refuse a model that does not."
+        },
+    )
 
     def __post_init__(self) -> None:
         check_prompt_template(self.prompt_template)
@@ -142,7 +149,9 @@ def main(
         args=training_args,
         train_dataset=train_dataset,
         eval_dataset=raw.get("validation"),
-        data_collator=QATrainingCollator(tokenizer.pad_token_id),
+        data_collator=training_collator(
+            model, tokenizer.pad_token_id, padding_free=data_args.padding_free, do_train=training_args.do_train
+        ),
         processing_class=tokenizer,
         prompts=prompts,
         max_prompt_length=prompt_length_that_fits(

@@ -9,9 +9,9 @@ no emptying by `overwrite_output_dir`, no push; caches outside it (tokenised dat
 as a real run would fill them, so the real run then starts from them.
 
 The decoded examples are the first two rows of the first training batch, as the model gets them (collated, on
-this process, padding left out), with the tokens that carry loss in `[[ ]]`: for a causal LM, the positions whose
-label is not `IGNORE_INDEX` (the model shifts labels, so a row's first token is never a target); for
-Transformer-XL, its `target_ids`; for a classifier, the text and its label.
+this process, padding left out, a padding-free batch cut back into its rows), with the tokens that carry loss in
+`[[ ]]`: for a causal LM, the positions whose label is not `IGNORE_INDEX` (the model shifts labels, so a row's
+first token is never a target); for Transformer-XL, its `target_ids`; for a classifier, the text and its label.
 """
 
 from typing import Any
@@ -67,6 +67,7 @@ def _size(dataset: Any) -> str:
 
 
 def _decoded_examples(batch: dict[str, Any], trainer: Trainer) -> list[str]:
+    batch = _unpacked(batch)
     tokenizer = trainer.processing_class
     lines = []
     for row in range(min(EXAMPLES, len(batch["input_ids"]))):
@@ -83,6 +84,23 @@ def _decoded_examples(batch: dict[str, Any], trainer: Trainer) -> list[str]:
         label = _label_name(batch["labels"][row], trainer) if scored is None else ""
         lines.append(f"example {row}: {text!r}{label}")
     return lines
+
+
+def _unpacked(batch: dict[str, Any]) -> dict[str, Any]:
+    """A padding-free batch (one row of concatenated examples, `position_ids` restarting at each) as one row per
+    example, right-padded, with its `attention_mask`; any other batch as it is."""
+    if "position_ids" not in batch or "attention_mask" in batch or batch["input_ids"].shape[0] != 1:
+        return batch
+    starts = (batch["position_ids"][0] == 0).nonzero().squeeze(1).tolist()
+    spans = list(zip(starts, [*starts[1:], batch["input_ids"].shape[1]]))
+    length = max(end - start for start, end in spans)
+    rows = {name: torch.full((len(spans), length), IGNORE_INDEX) for name in ("input_ids", "labels")}
+    rows["attention_mask"] = torch.zeros((len(spans), length), dtype=torch.long)
+    for row, (start, end) in enumerate(spans):
+        for name in ("input_ids", "labels"):
+            rows[name][row, : end - start] = batch[name][0, start:end]
+        rows["attention_mask"][row, : end - start] = 1
+    return rows
 
 
 def _marked(ids: list[int], scored: list[bool], tokenizer: Any) -> str:
