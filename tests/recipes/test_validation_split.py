@@ -16,7 +16,8 @@ WORKER = Path(__file__).parent / "validation_split_worker.py"
 ROW_TASKS, LM_TASKS = ("sentiment", "closed_book_qa"), ("nce_lm", "transformer_xl")
 # 305 rows: floor(305 * 10 / 100) = 30 validation rows (30.5 rounded down), 275 training rows.
 SENTIMENT_ROWS = [{"text": f"review {i} was {('dull', 'fine')[i % 2]}", "label": i % 2} for i in range(305)]
-QA_ROWS = [{"question": f"what is {i} plus 1?", "answers": [str(i + 1)]} for i in range(305)]
+# As the QA loader gives them: a question row has no conversation (`messages`: None).
+QA_ROWS = [{"question": f"what is {i} plus 1?", "answers": [str(i + 1)], "messages": None} for i in range(305)]
 LM_LINES = 300  # lines of the sample corpus: a few thousand tokens
 
 
