@@ -18,10 +18,11 @@
   the run resumes (`on_train_begin`, after `Trainer` has loaded the weights and its state, before the first
   step): from the checkpoint named by `resume_from_checkpoint` (which the run lifecycle sets), else
   `output_dir/checkpoint-<global_step>` when the loaded state is past step 0. A checkpoint without the file
-  (written by another number of processes, or by an older run) resumes without it: memory empty, noise from its
-  seed.
+  (an older run) resumes without it: memory empty, noise from its seed; one written by another number of
+  processes is not restored either (it is laid out per process), and a warning line names both counts.
 """
 
+import glob
 import logging
 import os
 from collections.abc import Callable
@@ -112,27 +113,49 @@ class RankStateCallback(TrainerCallback):
     """Saves `get_state()` into every checkpoint and restores it with `set_state` on resume.
 
     `name` names the file (`{name}_rank{process_index}.safetensors`); `set_state` receives CPU tensors and
-    puts them where they belong; `get_state` may return `None` when there is nothing to save yet.
+    puts them where they belong; `get_state` may return `None` when there is nothing to save yet. A checkpoint
+    written by another number of processes is not restored (its state is laid out per process): one warning line
+    names both counts and what the run does instead (`on_other_layout`, e.g. "each process starts with empty
+    memory").
     """
 
     def __init__(
-        self, name: str, *, get_state: Callable[[], TensorState | None], set_state: Callable[[TensorState], None]
+        self,
+        name: str,
+        *,
+        get_state: Callable[[], TensorState | None],
+        set_state: Callable[[TensorState], None],
+        on_other_layout: str,
     ) -> None:
         self.name = name
         self.get_state = get_state
         self.set_state = set_state
+        self.on_other_layout = on_other_layout
 
-    def state_file(self, checkpoint_dir: str, process_index: int) -> str:
+    def state_file(self, checkpoint_dir: str, process_index: int | str) -> str:
         return os.path.join(checkpoint_dir, f"{self.name}_rank{process_index}.safetensors")
 
     def on_train_begin(self, args, state, control, **kwargs):
         checkpoint_dir = args.resume_from_checkpoint
         if not checkpoint_dir and state.global_step > 0:
             checkpoint_dir = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
-        if checkpoint_dir:
-            path = self.state_file(checkpoint_dir, args.process_index)
-            if os.path.isfile(path):
-                self.set_state(load_file(path))  # on the CPU: `set_state` places it
+        if not checkpoint_dir:
+            return
+        written_by = len(glob.glob(self.state_file(glob.escape(checkpoint_dir), "*")))
+        if written_by and written_by != args.world_size:
+            if args.process_index == 0:
+                logger.warning(
+                    "%s holds the %s of %d process(es), this run has %d: not restored; %s",
+                    checkpoint_dir,
+                    self.name,
+                    written_by,
+                    args.world_size,
+                    self.on_other_layout,
+                )
+            return
+        path = self.state_file(checkpoint_dir, args.process_index)
+        if os.path.isfile(path):
+            self.set_state(load_file(path))  # on the CPU: `set_state` places it
 
     def on_save(self, args, state, control, **kwargs):
         tensors = self.get_state()
@@ -151,4 +174,5 @@ def noise_generator_state(model: torch.nn.Module) -> RankStateCallback:
         "noise_generator",
         get_state=lambda: {"state": model.noise_generator.get_state()},
         set_state=lambda tensors: model.noise_generator.set_state(tensors["state"]),
+        on_other_layout="each process draws its noise from its seed again (not the noise the first run would draw)",
     )

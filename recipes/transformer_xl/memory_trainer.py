@@ -88,7 +88,13 @@ class MemoryTrainer(OwnEvaluationTrainer):
         if self.train_dataset is not None:
             self.add_callback(_StreamEpochCallback(self.train_dataset))
         self.add_callback(
-            RankStateCallback("stream_memory", get_state=self.memory_state, set_state=self.restore_memory)
+            RankStateCallback(
+                "stream_memory",
+                get_state=self.memory_state,
+                set_state=self.restore_memory,
+                on_other_layout="the streams are laid out anew for this number of processes (rows continue from "
+                "other offsets) and each process starts with empty memory",
+            )
         )
 
     def get_train_dataloader(self) -> DataLoader:

@@ -7,9 +7,12 @@ that act across processes are tested where they act: `ParameterShareLogger`'s co
 import json
 import logging
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
 
+from recipes.kit.callbacks import RankStateCallback
 from recipes.kit.command_line import parse_config
 from recipes.kit.errors import ConfigError
 from recipes.sentiment.train import CONFIG_CLASSES, main
@@ -80,3 +83,29 @@ def test_early_stopping_needs_the_metric_named(tmp_path):
     argv = [str(yaml_without_metric), "--output_dir", str(tmp_path / "out"), "--early_stopping_patience", "2"]
     with pytest.raises(ConfigError, match="needs metric_for_best_model"):
         parse_config(*CONFIG_CLASSES, argv=argv)
+
+
+def test_per_process_state_of_another_process_count_is_not_restored_and_says_so(tmp_path, caplog):
+    """A checkpoint written by 1 process, resumed on 2: the state laid out for 1 is left out, in one warning line
+    naming both counts; resumed on 1, it is restored."""
+    restored = []
+    callback = RankStateCallback(
+        "stream_memory",
+        get_state=lambda: {"memory": torch.arange(3.0)},
+        set_state=restored.append,
+        on_other_layout="each process starts with empty memory",
+    )
+    checkpoint = tmp_path / "checkpoint-4"
+    writer = SimpleNamespace(output_dir=str(tmp_path), process_index=0, world_size=1)
+    callback.on_save(writer, SimpleNamespace(global_step=4), None)
+    assert [path.name for path in checkpoint.iterdir()] == ["stream_memory_rank0.safetensors"]
+    caplog.set_level(logging.WARNING, logger="recipes.kit.callbacks")
+    for process_index in (0, 1):
+        resumed = SimpleNamespace(resume_from_checkpoint=str(checkpoint), process_index=process_index, world_size=2)
+        callback.on_train_begin(resumed, SimpleNamespace(global_step=4), None)
+    assert restored == []
+    assert caplog.text.count(f"{checkpoint} holds the stream_memory of 1 process(es), this run has 2") == 1
+    assert "each process starts with empty memory" in caplog.text
+    same_count = SimpleNamespace(resume_from_checkpoint=str(checkpoint), process_index=0, world_size=1)
+    callback.on_train_begin(same_count, SimpleNamespace(global_step=4), None)
+    assert len(restored) == 1 and torch.equal(restored[0]["memory"], torch.arange(3.0))
