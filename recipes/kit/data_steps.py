@@ -142,24 +142,6 @@ def load_tokenizer(
     kind: TokenizerKind,
     cache_dir: str | None = None,
 ) -> PreTrainedTokenizerBase:
-    """The `# Tokenizer` step of the recipes that read rows: `load_or_train_tokenizer`, on the local main process
-    first (module docstring).
-
-    Raises:
-        ConfigError: as `load_or_train_tokenizer`.
-    """
-    with training_args.main_process_first(desc="tokenizer"):
-        return load_or_train_tokenizer(model_args, training_args, texts, kind=kind, cache_dir=cache_dir)
-
-
-def load_or_train_tokenizer(
-    model_args: ModelArguments,
-    training_args: TrainingArguments,
-    texts: Iterable[str] | TextSplit,
-    *,
-    kind: TokenizerKind,
-    cache_dir: str | None = None,
-) -> PreTrainedTokenizerBase:
     """The run's tokenizer (module docstring): `tokenizer_name`, else `model_name_or_path` (read at
     `model_revision`, its code run only with `trust_remote_code`); else, when resuming (`resume_from_checkpoint`),
     the checkpoint's; else one of `tokenizer_vocab_size` tokens trained on `texts`, saved in `cache_dir` and loaded
@@ -171,18 +153,19 @@ def load_or_train_tokenizer(
     Raises:
         ConfigError: a local folder with no saved tokenizer (`check_tokenizer_files`).
     """
-    source = model_args.tokenizer_name or model_args.model_name_or_path
-    if source:
-        check_tokenizer_files(source)
-        logger.info("tokenizer: loaded from %s", source)
-        return AutoTokenizer.from_pretrained(source, **hub_kwargs(model_args))
-    checkpoint = training_args.resume_from_checkpoint
-    if checkpoint:
-        logger.info("tokenizer: loaded from %s", checkpoint)
-        return PreTrainedTokenizerFast.from_pretrained(checkpoint)
-    vocab_size = model_args.tokenizer_vocab_size
-    logger.info("tokenizer: training a %s tokenizer of %d tokens on the training split", kind, vocab_size)
-    return train_tokenizer_once(texts, kind=kind, vocab_size=vocab_size, cache_dir=cache_dir)
+    with training_args.main_process_first(desc="tokenizer"):  # one process trains; every process then loads it
+        source = model_args.tokenizer_name or model_args.model_name_or_path
+        if source:
+            check_tokenizer_files(source)
+            logger.info("tokenizer: loaded from %s", source)
+            return AutoTokenizer.from_pretrained(source, **hub_kwargs(model_args))
+        checkpoint = training_args.resume_from_checkpoint
+        if checkpoint:
+            logger.info("tokenizer: loaded from %s", checkpoint)
+            return PreTrainedTokenizerFast.from_pretrained(checkpoint)
+        vocab_size = model_args.tokenizer_vocab_size
+        logger.info("tokenizer: training a %s tokenizer of %d tokens on the training split", kind, vocab_size)
+        return train_tokenizer_once(texts, kind=kind, vocab_size=vocab_size, cache_dir=cache_dir)
 
 
 def check_tokenizer_files(source: str) -> None:
@@ -226,7 +209,7 @@ def load_tokenizer_and_streams(
     *,
     kind: TokenizerKind,
 ) -> tuple[PreTrainedTokenizerBase, dict[str, torch.Tensor]]:
-    """The language-model recipes' `# Tokenizer` step: the tokenizer (`load_or_train_tokenizer`, trained on the
+    """The language-model recipes' `# Tokenizer` step: the tokenizer (`load_tokenizer`, trained on the
     training split) and the token stream of every split the run trains on (`do_train`) or scores (`do_eval`:
     validation and test), tokenised into the cache by one process per machine and memory-mapped by the others;
     with `validation_split_percentage` and no validation split, the end of the training stream becomes it (module
@@ -235,7 +218,7 @@ def load_tokenizer_and_streams(
     Args:
         corpus: the splits of `load_corpus`.
     Raises:
-        ConfigError: as `load_or_train_tokenizer`.
+        ConfigError: as `load_tokenizer`.
         DataError: a bad file, or a split with no tokens.
     """
     percentage = data_args.validation_split_percentage
@@ -246,11 +229,9 @@ def load_tokenizer_and_streams(
         "test": training_args.do_eval,
     }
     scored = {split: corpus[split] for split in corpus if used[split]}
-    with training_args.main_process_first(desc="tokenizer and token streams"):
-        texts = corpus["train"] if training_args.do_train else ()
-        tokenizer = load_or_train_tokenizer(
-            model_args, training_args, texts, kind=kind, cache_dir=data_args.token_cache_dir
-        )
+    texts = corpus["train"] if training_args.do_train else ()
+    tokenizer = load_tokenizer(model_args, training_args, texts, kind=kind, cache_dir=data_args.token_cache_dir)
+    with training_args.main_process_first(desc="token streams"):
         add_eos = EOS_TOKEN in tokenizer.get_vocab()
         streams = prepare_token_streams(scored, tokenizer, add_eos=add_eos, cache_dir=data_args.token_cache_dir)
     if percentage is not None and not carve:

@@ -47,7 +47,7 @@ def start_run(model_args: ModelArguments, training_args: TrainingArguments) -> N
     """
     transformers.set_seed(training_args.seed)
     setup_logging(training_args)
-    if (note := gpu_config_on_cpu()) is not None:
+    if (note := gpu_config_on_cpu()) is not None and training_args.process_index == 0:  # one line, not one a process
         logger.warning(note)
     shard_on_cpu_processes()
     check_checkpoint_config(model_args)

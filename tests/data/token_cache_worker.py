@@ -14,7 +14,7 @@ import data.token_cache as token_cache
 from data.lm_corpus import text_corpus_splits
 from data.streams import StreamSegments
 from recipes.kit.arguments import ModelArguments
-from recipes.kit.data_steps import load_or_train_tokenizer
+from recipes.kit.data_steps import load_tokenizer
 from recipes.kit.distributed import leave_process_group
 
 train_file, cache_dir, report_dir = sys.argv[1:]
@@ -30,9 +30,9 @@ def recording_encode(split, *rest, **kwargs):
 
 token_cache._encode_batches = recording_encode
 corpus = text_corpus_splits(train_file=train_file)
+model_args = ModelArguments(tokenizer_vocab_size=100)  # no tokenizer given: one is trained
+tokenizer = load_tokenizer(model_args, args, corpus["train"], kind="word", cache_dir=cache_dir)
 with args.main_process_first():
-    model_args = ModelArguments(tokenizer_vocab_size=100)  # no tokenizer given: one is trained
-    tokenizer = load_or_train_tokenizer(model_args, args, corpus["train"], kind="word", cache_dir=cache_dir)
     streams = token_cache.prepare_token_streams(corpus, tokenizer, add_eos=True, cache_dir=cache_dir)
 segments = StreamSegments(streams["train"], num_streams=4, tgt_len=5, rank=args.process_index, world_size=2)
 report = {
