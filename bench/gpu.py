@@ -73,6 +73,7 @@ from transformers import (
     GPT2Config,
     TrainerCallback,
     default_data_collator,
+    set_seed,
 )
 
 from custom_models.nce_lm import NCELMConfig
@@ -360,11 +361,12 @@ def rows(options: argparse.Namespace) -> list[tuple[str, str, Callable[[], dict]
     return table
 
 
-def measure_in_child(measure: Callable[[], dict], device: str, threads: int, connection) -> None:
+def measure_in_child(measure: Callable[[], dict], device: str, threads: int, seed: int, connection) -> None:
     """Runs `measure` in this (forked) process and sends its row, with the peak memory, or the error. What the row
     prints (`Trainer`'s last log line) goes to stderr: stdout is the table's."""
     try:
         torch.set_num_threads(threads)
+        set_seed(seed)  # the same initial weights and batches in every row of a recipe
         with contextlib.redirect_stdout(sys.stderr):
             row = measure()
         if device == "cuda":
@@ -381,7 +383,9 @@ def measure_row(measure: Callable[[], dict], options: argparse.Namespace) -> dic
     """`measure`'s row from a forked process of its own (module docstring); the parent never touches CUDA."""
     context = multiprocessing.get_context("fork")
     receiving, sending = context.Pipe(duplex=False)
-    child = context.Process(target=measure_in_child, args=(measure, options.device, options.threads, sending))
+    child = context.Process(
+        target=measure_in_child, args=(measure, options.device, options.threads, options.seed, sending)
+    )
     child.start()
     sending.close()
     try:
