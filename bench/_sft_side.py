@@ -47,6 +47,17 @@ def peak_rss_mb() -> float:
     return int(line.split()[1]) / 1024
 
 
+def adamw_with_state(model: torch.nn.Module, *, lr: float) -> torch.optim.AdamW:
+    """AdamW over `model`'s parameters (no weight decay) whose state is allocated, by a step with zero gradients
+    (which leaves the weights as they are), so that a memory baseline taken now includes it."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    for param in model.parameters():
+        param.grad = torch.zeros_like(param)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return optimizer
+
+
 class StepClock(TrainerCallback):
     """The `time.perf_counter()` at the end of every optimizer step."""
 
@@ -111,11 +122,7 @@ def run_side(job: dict) -> dict:
     torch.set_num_threads(job["threads"])
     tokenizer = AutoTokenizer.from_pretrained(job["tokenizer"])
     model = AutoModelForCausalLM.from_pretrained(job["model"], dtype=torch.float32).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=job["lr"], weight_decay=0.0)
-    for param in model.parameters():  # allocates the AdamW state (a zero step) before the baseline
-        param.grad = torch.zeros_like(param)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
+    optimizer = adamw_with_state(model, lr=job["lr"])
     rows = datasets.load_dataset("json", data_files=job["rows"], split="train")
     with tempfile.TemporaryDirectory(prefix="bench_sft_") as output_dir:
         args = {

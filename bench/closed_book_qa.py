@@ -57,7 +57,6 @@ data. Claim (issue #21): a 2M-question jsonl goes through the QA recipe to the e
 
 import argparse
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -71,6 +70,7 @@ from pathlib import Path
 import torch
 from _cli import met
 from _data_path import add_data_flags, compare_data_paths, write_repeated_lines
+from _sft_side import adamw_with_state, resident_mb
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, PretrainedConfig, Qwen2Config
 
 from data.closed_book_qa import load_qa_dataset
@@ -160,12 +160,8 @@ def head_steps(side: str, batches: list[dict[str, list]]) -> dict:
     """AdamW steps of GPT-2 124M in this process with the full head or the answer-only loss."""
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0)
-    for param in model.parameters():  # allocates the AdamW state (a zero step) before the baseline
-        param.grad = torch.zeros_like(param)
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
-    resident_mb = int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    optimizer = adamw_with_state(model, lr=1e-4)
+    baseline_mb = resident_mb()
     times, losses = [], []
     for rows in batches:
         batch = {name: torch.tensor(value) for name, value in rows.items()}
@@ -177,7 +173,7 @@ def head_steps(side: str, batches: list[dict[str, list]]) -> dict:
         times.append(time.perf_counter() - start)
         losses.append(loss.item())
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"times": times[1:], "losses": losses, "step_mb": peak_mb - resident_mb}
+    return {"times": times[1:], "losses": losses, "step_mb": peak_mb - baseline_mb}
 
 
 def part_head(args: argparse.Namespace) -> None:
