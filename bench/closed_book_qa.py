@@ -24,26 +24,25 @@ head. Claim: the recipe's answer-only loss (`recipes/closed_book_qa/answer_loss.
     logits, gradients). Losses: the first step's, same weights and batch on both sides.
 trl. Claim (issue #33): the recipe's training step (`QATrainer`: answer-only head, padding-free batches where the
     model keeps packed rows apart, as the recipe runs by default) trains >= 2.0x the examples per second of TRL's
-    fastest `SFTTrainer` configuration that runs on CPU, at no more peak memory. Same model (GPT-2 124M from its
-    default config, and a Qwen2 of similar size: 12 layers, d 768, 12 heads over 4 key/value heads, gated MLP
-    2304, tied 50,257-word table; dropout off; built once with `--seed` and saved), the same BPE tokenizer (8,000
-    words, trained on the questions, saved), the same NQ-open dev questions (`../shared/data/nq_open`, skipped if
-    absent; the first answer), batch 32, max length 64, fp32, CPU (TRL's defaults bf16 and gradient
-    checkpointing turned off, as ours has neither), AdamW lr 1e-4 with the same constant schedule,
-    rows in file order (`train_sampling_strategy sequential`: every side's first batch is the same 32 rows). Each
-    side is a fresh process (`bench/_sft_side.py`: Trainer, data loading and collation included), sides alternated
+    fastest `SFTTrainer` configuration that runs on CPU, at no more peak memory. Same model: GPT-2 124M from its
+    default config, and a Qwen2 of similar size (12 layers, d 768, 12 heads over 4 key/value heads, gated MLP 2304,
+    tied 50,257-word table: 121M parameters), dropout off, built once with `--seed` and saved. Same BPE tokenizer
+    (8,000 words, trained on the questions, saved), same NQ-open dev questions (`../shared/data/nq_open`, skipped if
+    absent; the first answer), batch 32, max length 64, fp32 on CPU (TRL's default bf16 and gradient checkpointing
+    turned off: ours has neither), AdamW lr 1e-4 at a constant schedule, rows in file order
+    (`train_sampling_strategy` sequential: every side's first batch holds the same 32 rows). Each side is a fresh
+    process (`bench/_sft_side.py`: the Trainer's own loop, data loading and collation included), sides alternated
     over `--rounds`. Per side: examples/s and answer tokens/s (the best round's totals over its steps after the
-    first; a packed row counts the examples in it), the median step time of that round, peak RSS over the RSS
-    once model, AdamW state and trainer exist, and the first step's loss (the mean over answer + EOS tokens on
-    both sides; agreement within 1e-5 is checked on the sides that see the same rows). TRL settings tried (TRL
-    1.16): prompt/completion rows with `completion_only_loss`; + `padding_free=True` with `max_length` 64 (refused:
-    TRL does not enforce `max_length` without packing) and with `max_length=None` (the rows are at most 64
-    tokens: the header counts those over); + `packing=True` (bfd: padding-free rows of 64 tokens, ~3.5 examples
-    each, so its rows per step differ: compare examples/s); `loss_type="chunked_nll"` is a deprecated alias of
-    its default "nll" (not run; said in the output). On CPU TRL's "nll" loss scores every position in tiles
-    (`add_fused_lm_head`: without Triton the valid positions are not compacted), where ours scores the answer
-    positions only. Sides TRL refuses are listed with its message. `trl` is not a requirement: `pip install -e
-    ".[bench]"` (the part says so and is skipped when it is missing).
+    first; a packed row counts the examples in it), that round's median step time, peak RSS over the RSS once
+    model, AdamW state and trainer exist, and the first step's loss (both sides: the mean over answer + EOS tokens;
+    agreement within 1e-5 checked on the sides that see the same rows). TRL settings tried (TRL 1.16):
+    prompt/completion rows with `completion_only_loss`; + `padding_free=True` with `max_length` 64 (refused: TRL
+    does not enforce `max_length` without packing) and with `max_length=None` (the header counts the rows over 64
+    tokens); + `packing=True` (bfd: padding-free rows of 64 tokens, several examples each, so rows per step differ:
+    compare examples/s); `loss_type="chunked_nll"`, a deprecated alias of TRL 1.16's default "nll", is not run (the
+    output says so). On CPU TRL's "nll" scores every position in tiles (`add_fused_lm_head`: without Triton the
+    valid positions are not compacted); ours scores the answer positions only. `trl` is not a requirement:
+    `pip install -e ".[bench]"` (the part says so and is skipped without it).
 data. Claim (issue #21): a 2M-question jsonl goes through the QA recipe to the end of 2 steps of its tiny model
     in <= 120 s and <= 3 GB peak RSS on the first run (empty cache), <= 20 s on a repeat run (>= 10x faster), at
     <= 0.5x the peak RSS of the baseline data path (`--baseline_commit`, default a25df2f: the last commit before
@@ -237,7 +236,7 @@ def trl_sides() -> list[tuple[str, dict]]:
 
 def trl_model_config(arch: str, tokenizer, tiny: bool) -> PretrainedConfig:
     """GPT-2 124M (its default config) or a Qwen2 of similar size (12 layers, d 768, 12 heads over 4 key/value
-    heads, gated MLP 2304: 122M parameters), 50,257 words, dropout off; `tiny`: 2 layers, d 64, the tokenizer's
+    heads, gated MLP 2304: 121M parameters), 50,257 words, dropout off; `tiny`: 2 layers, d 64, the tokenizer's
     words."""
     special = {"bos_token_id": tokenizer.eos_token_id, "eos_token_id": tokenizer.eos_token_id}
     special["pad_token_id"] = tokenizer.pad_token_id
@@ -357,14 +356,14 @@ def print_trl_table(title: str, results: dict[str, dict]) -> None:
     trl_ran = {label: r for label, r in ran.items() if label.startswith("TRL")}
     fastest = trl_ran[max(trl_ran, key=lambda label: trl_ran[label]["examples_s"])]
     print(
-        f"\n### {title}\n\n| side: config | examples/s | answer tokens/s | step s | peak MB | first loss | "
-        "examples/s vs TRL's fastest |\n|---|---|---|---|---|---|---|"
+        f"\n### {title}\n\n| side | config | examples/s | answer tokens/s | step s | peak MB | first loss | "
+        "examples/s vs TRL's fastest |\n|---|---|---|---|---|---|---|---|"
     )
     for label, r in ran.items():
         loss = f"{r['first_loss']:.6f}" + (" (packed: other rows)" if r["packed"] else "")
         print(
-            f"| {label} | {r['examples_s']:.2f} | {r['answer_tokens_s']:.1f} | {r['step_s']:.3f} | "
-            f"{r['peak_mb']:,.0f} | {loss} | {r['examples_s'] / fastest['examples_s']:.2f}x |"
+            f"| {label.replace(': ', ' | ', 1)} | {r['examples_s']:.2f} | {r['answer_tokens_s']:.1f} | "
+            f"{r['step_s']:.3f} | {r['peak_mb']:,.0f} | {loss} | {r['examples_s'] / fastest['examples_s']:.2f}x |"
         )
     for label, r in results.items():
         if "refused" in r:
