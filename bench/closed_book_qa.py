@@ -56,6 +56,7 @@ data. Claim (issue #21): a 2M-question jsonl goes through the QA recipe to the e
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -69,6 +70,7 @@ from pathlib import Path
 import torch
 from _cli import met
 from _data_path import add_data_flags, compare_data_paths, write_repeated_lines
+from _machine import machine_line
 from _sft_side import adamw_with_state, resident_mb
 from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel, PretrainedConfig, Qwen2Config
 
@@ -278,6 +280,8 @@ def run_trl_side(job: dict) -> dict:
 
 
 def part_trl(args: argparse.Namespace) -> None:
+    if args.steps < 2:
+        raise SystemExit("--parts trl needs --steps 2 or more: the first step is not timed")
     if not (args.data_dir / NQ_DEV.name).is_file():
         print(f"\n## trl: skipped, no {NQ_DEV.name} in {args.data_dir}")
         return
@@ -303,7 +307,8 @@ def part_trl(args: argparse.Namespace) -> None:
         tokenizer.save_pretrained(f"{folder}/tokenizer")
         raw.to_json(f"{folder}/rows.jsonl")
         print(
-            f"\n## trl: the recipe's training step vs TRL {trl.__version__} SFTTrainer\n\n{len(raw)} NQ-open dev "
+            f"\n## trl: the recipe's training step vs TRL {trl.__version__} SFTTrainer\n\n{machine_line()}; 1-minute "
+            f"load average {os.getloadavg()[0]:.1f}\n\n`{' '.join(sys.argv)}`\n\n{len(raw)} NQ-open dev "
             f"questions (first answer; {sum(lengths) / len(lengths):.1f} tokens per row on average, "
             f"{sum(n > args.max_length for n in lengths)} rows over {args.max_length}), batch {TRL_BATCH}, max "
             f"length {args.max_length}, fp32, AdamW lr 1e-4 (state allocated before the baseline), {args.steps} steps "
@@ -324,6 +329,7 @@ def part_trl(args: argparse.Namespace) -> None:
             job["threads"] = args.threads
             results = compare_trl_sides(job, sides, args.rounds)
             print_trl_table(f"{arch}, {params:,} parameters", results)
+            print(f"\n1-minute load average at the end of {arch}: {os.getloadavg()[0]:.1f}")
 
 
 def compare_trl_sides(job: dict, sides: list[tuple[str, dict]], rounds: int) -> dict[str, dict]:
