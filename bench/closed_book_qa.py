@@ -297,12 +297,6 @@ def part_trl(args: argparse.Namespace) -> None:
     tokenizer.pad_token = tokenizer.eos_token
     untruncated = tokenize_qa_dataset(raw, TemplatePrompts(tokenizer), max_seq_length=10**6, all_answers=False)
     lengths = [len(row) for row in untruncated["input_ids"]]
-    sides = trl_sides()
-    if chunked_nll_is_alias():
-        print(
-            f"\nnot run: {sides.pop()[0]}: TRL {trl.__version__} maps it to loss_type 'nll' (a deprecated alias: "
-            "its default loss no longer builds the full logits): the completion_only_loss row"
-        )
     with tempfile.TemporaryDirectory(prefix="bench_trl_") as folder:
         tokenizer.save_pretrained(f"{folder}/tokenizer")
         raw.to_json(f"{folder}/rows.jsonl")
@@ -311,13 +305,20 @@ def part_trl(args: argparse.Namespace) -> None:
             f"load average {os.getloadavg()[0]:.1f}\n\n`{' '.join(sys.argv)}`\n\n{len(raw)} NQ-open dev "
             f"questions (first answer; {sum(lengths) / len(lengths):.1f} tokens per row on average, "
             f"{sum(n > args.max_length for n in lengths)} rows over {args.max_length}), batch {TRL_BATCH}, max "
-            f"length {args.max_length}, fp32, AdamW lr 1e-4 (state allocated before the baseline), {args.steps} steps "
-            f"per process, {args.threads} threads; each side in its own process, {args.rounds} alternated rounds. "
+            f"length {args.max_length}, fp32 (TRL: bf16 and gradient checkpointing off), AdamW lr 1e-4 (state "
+            f"allocated before the baseline), {args.steps} steps per process, {args.threads} threads; each side in "
+            f"its own process, {args.rounds} alternated rounds. "
             "examples/s and answer tokens/s: the best round's total over its steps after the first; step s: that "
             "round's median; peak MB: peak RSS over the RSS once model, optimizer and trainer exist; first loss: "
             "the first step's mean over answer tokens (answer + EOS) on the same first 32 rows.",
             flush=True,
         )
+        sides = trl_sides()
+        if chunked_nll_is_alias():
+            print(
+                f"\nnot run: {sides.pop()[0]}: TRL {trl.__version__} maps it to loss_type 'nll' (a deprecated alias: "
+                "its default loss no longer builds the full logits): the completion_only_loss row"
+            )
         for arch in args.arch:
             torch.manual_seed(args.seed)
             model = AutoModelForCausalLM.from_config(trl_model_config(arch, tokenizer, args.tiny))
