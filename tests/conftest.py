@@ -83,10 +83,47 @@ def repeats_bit_for_bit_on_two_threads(gradients, *, repeats: int = 3) -> bool:
         torch.set_num_threads(threads)
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that was free a moment ago, for one launch's rendezvous."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def accelerate_command(
+    script: Path,
+    *args: str,
+    num_processes: int = 2,
+    config_file: str = "cpu_multi.yaml",
+    port: int | None = None,
+    launcher_flags: tuple[str, ...] = (),
+) -> list[str]:
+    """The `accelerate launch` command line `accelerate_launch` runs (its docstring), with `launcher_flags` (e.g. a
+    machine's `--num_machines/--machine_rank/--main_process_ip`) before the script; a free port unless `port`."""
+    if num_processes > 1:
+        setup = ["--config_file", str(REPO / "recipes" / "accelerate_configs" / config_file)]
+    else:
+        setup = ["--num_machines", "1", "--dynamo_backend", "no"]
+    return [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        *setup,
+        "--num_processes",
+        str(num_processes),
+        "--mixed_precision",
+        "no",
+        "--main_process_port",
+        str(port or free_port()),
+        *launcher_flags,
+        str(script),
+        *args,
+    ]
+
+
+def launch_environment() -> dict[str, str]:
+    """The environment of a launch: no GPU, one thread a process (two processes on two cores do not oversubscribe)."""
+    return {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
 
 
 def accelerate_launch(
@@ -104,26 +141,8 @@ def accelerate_launch(
     `cpu_multi.yaml`: DDP over gloo on a CPU-only machine, where `--cpu` would silently start one;
     `fsdp_cpu.yaml`: FSDP2), so the tests check that config too; mixed precision is left to the recipe's
     own flags. One thread each, so two processes on two cores do not oversubscribe."""
-    if num_processes > 1:
-        setup = ["--config_file", str(REPO / "recipes" / "accelerate_configs" / config_file)]
-    else:
-        setup = ["--num_machines", "1", "--dynamo_backend", "no"]
-    command = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        *setup,
-        "--num_processes",
-        str(num_processes),
-        "--mixed_precision",
-        "no",
-        "--main_process_port",
-        str(_free_port()),
-        str(script),
-        *args,
-    ]
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    command = accelerate_command(script, *args, num_processes=num_processes, config_file=config_file)
+    result = subprocess.run(command, cwd=cwd, env=launch_environment(), capture_output=True, text=True, timeout=600)
     log = result.stdout + result.stderr
     if check and result.returncode != 0:
         raise AssertionError(f"accelerate launch failed ({result.returncode}):\n{log[-4000:]}")
