@@ -11,6 +11,7 @@ DDP, the NCE LM of two_process_runs.py (dropout off), machine 1 lost at step 3, 
 import json
 import re
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -40,23 +41,40 @@ def machines_until(output_dir: Path, *, lost_at: int, sig: signal.Signals, ddp_t
 
 def lose_machine_1(output_dir: Path, sig: signal.Signals, ddp_timeout: int) -> tuple[Machine, str, float]:
     """Launches both machines, machine 1 signalled with `sig` at `LOST_AT_STEP`; returns machine 1, machine 0's log
-    and the seconds machine 0 ran on after machine 1 was lost. Fails when machine 0 outlives the bound."""
-    machine_0, machine_1 = machines_until(output_dir, lost_at=LOST_AT_STEP, sig=sig, ddp_timeout=ddp_timeout)
+    and the seconds machine 0 ran on after machine 1 was lost. Fails, every process of both machines killed, when
+    machine 1 is not lost or machine 0 outlives the bound."""
+    machines = machine_0, machine_1 = machines_until(output_dir, lost_at=LOST_AT_STEP, sig=sig, ddp_timeout=ddp_timeout)
     deadline = time.monotonic() + TIMEOUT_S
-    while not (lost := (machine_1.process.poll() is not None or _stopped(machine_1))) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    if not lost:
-        wait_for_machines([machine_0, machine_1], timeout=0)  # kills both, fails with their logs
-    lost_at = time.monotonic()
-    [log] = wait_for_machines([machine_0], timeout=ddp_timeout + ROLL_CALL_SECONDS + ROOM_S, check=False)
-    return machine_1, log, time.monotonic() - lost_at
-
-
-def _stopped(machine: Machine) -> bool:
     try:
-        return psutil.Process(machine.process.pid).status() == psutil.STATUS_STOPPED
+        while not _lost(machine_1):
+            assert time.monotonic() < deadline, f"machine 1 was not lost in {TIMEOUT_S} s:\n{machine_1.log()[-3000:]}"
+            time.sleep(0.5)
+        lost_at, bound = time.monotonic(), ddp_timeout + ROLL_CALL_SECONDS + ROOM_S
+        try:
+            machine_0.process.wait(timeout=bound)
+        except subprocess.TimeoutExpired:  # a hang
+            raise AssertionError(f"machine 0 still ran {bound} s after machine 1:\n{machine_0.log()[-3000:]}") from None
+        return machine_1, machine_0.log(), time.monotonic() - lost_at
+    except BaseException:
+        for machine in machines:
+            end_machine(machine)
+        raise
+
+
+def _lost(machine: Machine) -> bool:
+    try:
+        return psutil.Process(machine.process.pid).status() in (psutil.STATUS_STOPPED, psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
-        return False
+        return True
+
+
+def end_machine(machine: Machine) -> None:
+    """SIGKILLs every process of `machine` still there (`Machine.kill` misses the workers: kill_machine_worker.py)."""
+    try:
+        signal_machine(machine.process.pid, signal.SIGKILL)
+    except psutil.NoSuchProcess:
+        pass
+    machine.process.wait()
 
 
 def assert_one_line_naming_machine_1(log: str, ddp_timeout: int) -> None:
@@ -76,7 +94,7 @@ def test_a_machine_killed_mid_run_stops_the_other_with_one_line_and_a_relaunch_r
     wait_for_machines(machines_until(straight, lost_at=-1, sig=signal.SIGKILL, ddp_timeout=60))
 
     machine_1, log, stopped_after = lose_machine_1(resumed, signal.SIGKILL, ddp_timeout=60)
-    assert machine_1.process.returncode == -signal.SIGKILL, machine_1.log()[-3000:]
+    assert machine_1.process.wait(timeout=60) == -signal.SIGKILL, machine_1.log()[-3000:]
     assert_one_line_naming_machine_1(log, ddp_timeout=60)
     assert (resumed / "checkpoint-2").is_dir() and not (resumed / "checkpoint-4").exists()
     print(f"machine 0 stopped {stopped_after:.1f} s after machine 1 was killed")
@@ -98,5 +116,4 @@ def test_a_frozen_machine_stops_the_other_after_ddp_timeout(tmp_path):
         assert "Timed out waiting 20000ms" not in log  # gloo's own message stays out too
         print(f"machine 0 stopped {stopped_after:.1f} s after machine 1 froze")
     finally:
-        signal_machine(machine_1.process.pid, signal.SIGKILL)
-        machine_1.process.wait()
+        end_machine(machine_1)
