@@ -8,7 +8,9 @@ SIGKILLed at a training step, machine 0's next collective raised at once (`Runti
 peer"). A peer that is frozen or cut off keeps its connections open, and the collective waits for the process
 group's timeout instead; `TrainingArguments` passes `ddp_timeout` to the process group on GPUs but not on CPU
 (`use_cpu`), where the group kept torch's default of 30 minutes whatever `ddp_timeout` said. `bound_waits` gives the
-group `ddp_timeout` there too.
+group `ddp_timeout` there too. Its default stays transformers' 1800 s, on CPU as well: the processes also wait for
+each other while the main one does work alone (tokenising a corpus, writing a checkpoint), and a process that is
+only slower than `ddp_timeout` stops the run the same way (the line says "it stopped, or did not answer").
 
 Which processes are lost: gloo's message names an address, not a process, and on one host every address is the
 same. So each process that stops on such an error answers a roll call in the launch's rendezvous store (hosted by
@@ -73,8 +75,8 @@ def lost_peer_message(training_args: TrainingArguments) -> str:
         checkpoint = None
     resume = f"resume from {Path(checkpoint).name}" if checkpoint else "start over (no checkpoint to resume from)"
     return (
-        f"process {rank} lost contact with {lost} (ddp_timeout {training_args.ddp_timeout} s): the job stops; relaunch "
-        f"every machine with the same command to {resume}"
+        f"process {rank} lost contact with {lost}: it stopped, or did not answer within ddp_timeout "
+        f"{training_args.ddp_timeout} s; the job stops: relaunch every machine with the same command to {resume}"
     )
 
 

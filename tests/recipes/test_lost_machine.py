@@ -79,8 +79,9 @@ def end_machine(machine: Machine) -> None:
 
 def assert_one_line_naming_machine_1(log: str, ddp_timeout: int) -> None:
     line = re.compile(
-        rf"^error: process 0 lost contact with process 1 of 2 \(machine 1\) \(ddp_timeout {ddp_timeout} s\): the job "
-        r"stops; relaunch every machine with the same command to resume from checkpoint-2$",
+        rf"^error: process 0 lost contact with process 1 of 2 \(machine 1\): it stopped, or did not answer within "
+        rf"ddp_timeout {ddp_timeout} s; the job stops: relaunch every machine with the same command to resume from "
+        r"checkpoint-2$",
         re.MULTILINE,
     )
     assert len(line.findall(log)) == 1, log[-3000:]

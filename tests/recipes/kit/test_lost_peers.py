@@ -86,8 +86,8 @@ def test_the_line_names_the_lost_process_its_machine_and_the_checkpoint_to_resum
     store.set("finetune_recipes/lost_peers/0/1", "here")  # machine 0's other process stopped as well
     line = lost_peer_message(arguments(tmp_path, world=4))
     assert line == (
-        "process 0 lost contact with processes 2, 3 of 4 (machine 1) (ddp_timeout 60 s): the job stops; relaunch "
-        "every machine with the same command to resume from checkpoint-2"
+        "process 0 lost contact with processes 2, 3 of 4 (machine 1): it stopped, or did not answer within "
+        "ddp_timeout 60 s; the job stops: relaunch every machine with the same command to resume from checkpoint-2"
     )
 
 
