@@ -124,8 +124,8 @@ def run_from_command_line(main: Callable[..., dict], config_classes: tuple[type,
     Raises:
         SystemExit: status 2 (`EXIT_STATUS`) after printing `error: <message>` on stderr, for a failure the user can
             fix (`recipes.kit.errors`: a configuration, data or Hub error, or an invalid value found while
-            parsing), or for a process lost mid-run (`recipes.kit.lost_peers.lost_peer_message`); with
-            `FINETUNE_RECIPES_DEBUG=1` the error itself is raised. Any other error is raised as is.
+            parsing), or for a process lost mid-run (`recipes.kit.lost_peers.lost_peer_message`, one line a
+            machine); with `FINETUNE_RECIPES_DEBUG=1` the error itself is raised. Any other error is raised as is.
     """
     parsed: tuple = ()
     training_args = None
@@ -151,8 +151,10 @@ def run_from_command_line(main: Callable[..., dict], config_classes: tuple[type,
             sys.stdout.write(f"# dry run: resolved configuration\n{configuration}# dry run: plan\n{finished.report}\n")
     except Exception as error:
         message = user_error_message(error, hub_ids(parsed))
-        if message is None and training_args is not None and is_lost_peer(error):
-            message = lost_peer_message(training_args)
+        if message is None and training_args is not None and is_lost_peer(error) and not debug_requested():
+            message = lost_peer_message(training_args)  # every process answers the roll call
+            if training_args.local_process_index != 0:  # one line a machine: its first process's
+                sys.exit(EXIT_STATUS)
         if message is None or debug_requested():
             raise
         sys.stderr.write(f"error: {message}\n")
