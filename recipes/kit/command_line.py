@@ -43,6 +43,7 @@ from recipes.kit.errors import EXIT_STATUS, ConfigError, debug_requested, hub_id
 from recipes.kit.hp_search import check_search_space, run_search
 from recipes.kit.launch_checks import check_launch_fits_machine
 from recipes.kit.loading_options import check_kbit_training, check_loading_environment
+from recipes.kit.lost_peers import bound_waits, is_lost_peer, lost_peer_message
 from recipes.kit.model_card import resolved_configuration
 from recipes.kit.model_config import check_config_values
 from recipes.kit.run_lock import output_dir_lock
@@ -59,8 +60,8 @@ def check_training_values(training_args: TrainingArguments) -> None:
     """Checks the values that `TrainingArguments` accepts but that cannot train or evaluate.
 
     Raises:
-        ConfigError: `max_steps` 0 or below -1 (-1: train `num_train_epochs`), or a batch size or
-            `gradient_accumulation_steps` below 1, naming the flag.
+        ConfigError: `max_steps` 0 or below -1 (-1: train `num_train_epochs`), a batch size or
+            `gradient_accumulation_steps` below 1, or a `ddp_timeout` below 1 second, naming the flag.
     """
     if training_args.max_steps == 0 or training_args.max_steps < -1:
         raise ConfigError(
@@ -70,6 +71,10 @@ def check_training_values(training_args: TrainingArguments) -> None:
     for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
         if getattr(training_args, name) < 1:
             raise ConfigError(f"{name} must be at least 1, got {getattr(training_args, name)}")
+    if training_args.ddp_timeout < 1:
+        raise ConfigError(
+            f"ddp_timeout must be at least 1 (seconds a process waits for the others), got {training_args.ddp_timeout}"
+        )
 
 
 def honour_do_eval(training_args: TrainingArguments, requested: bool | None) -> None:
@@ -112,15 +117,18 @@ def check_run(model_args: ModelArguments, training_args: TrainingArguments) -> N
 def run_from_command_line(main: Callable[..., dict], config_classes: tuple[type, ...]) -> None:
     """A recipe's command-line entry: parses `CONFIG.yaml [--flag value ...]` into `config_classes`, runs `main`
     holding the lock of `output_dir` (`recipes.kit.run_lock`), then leaves the process group
-    (`recipes.kit.distributed.leave_process_group`). A dry run (`--dry_run true`, `recipes.kit.dry_run`) takes no
+    (`recipes.kit.distributed.leave_process_group`). The process group's collectives wait `ddp_timeout` at most, on
+    CPU too (`recipes.kit.lost_peers.bound_waits`). A dry run (`--dry_run true`, `recipes.kit.dry_run`) takes no
     lock, prints the resolved configuration and the run's report on the main process, and returns.
 
     Raises:
         SystemExit: status 2 (`EXIT_STATUS`) after printing `error: <message>` on stderr, for a failure the user can
             fix (`recipes.kit.errors`: a configuration, data or Hub error, or an invalid value found while
-            parsing); with `FINETUNE_RECIPES_DEBUG=1` the error itself is raised. Any other error is raised as is.
+            parsing), or for a process lost mid-run (`recipes.kit.lost_peers.lost_peer_message`, one line a
+            machine); with `FINETUNE_RECIPES_DEBUG=1` the error itself is raised. Any other error is raised as is.
     """
     parsed: tuple = ()
+    training_args = None
     try:
         try:
             parsed = parse_config(*config_classes)
@@ -128,6 +136,8 @@ def run_from_command_line(main: Callable[..., dict], config_classes: tuple[type,
             raise ConfigError(str(error)) from error
         training_args = next((args for args in parsed if isinstance(args, TrainingArguments)), None)
         dry_run = getattr(training_args, "dry_run", False)
+        if training_args is not None:
+            bound_waits(training_args)
         configuration = (
             resolved_configuration(parsed, leave_out=("dry_run",)) if dry_run else ""
         )  # before the lifecycle
@@ -141,6 +151,10 @@ def run_from_command_line(main: Callable[..., dict], config_classes: tuple[type,
             sys.stdout.write(f"# dry run: resolved configuration\n{configuration}# dry run: plan\n{finished.report}\n")
     except Exception as error:
         message = user_error_message(error, hub_ids(parsed))
+        if message is None and training_args is not None and is_lost_peer(error) and not debug_requested():
+            message = lost_peer_message(training_args)  # every process answers the roll call
+            if training_args.local_process_index != 0:  # one line a machine: its first process's
+                sys.exit(EXIT_STATUS)
         if message is None or debug_requested():
             raise
         sys.stderr.write(f"error: {message}\n")

@@ -8,6 +8,11 @@
 - A trained model with no checkpoint to continue from is refused: starting over is explicit.
 - `--resume_from_checkpoint` picks the checkpoint instead; it must be a folder, checked as above.
 
+A checkpoint of a run on several processes is read only when every process finished writing its own files into it
+(`per_process_gaps`): a machine lost while the checkpoint was written can leave it with the weights and
+`trainer_state.json` of process 0 but without the RNG state or noise generator of the lost processes, and resuming
+from it would silently draw other random numbers than the uninterrupted run.
+
 Trainer itself would resume a checkpoint at `global_step == max_steps` and train one step past it (it
 skips the steps already done, then takes one before checking the limit), and a run whose epochs are all
 done would "train" zero steps and overwrite `train_results.json` with a `train_loss` of 0.0. A run stopped early
@@ -18,6 +23,7 @@ ends an epoch at exactly +1.0, so a finished epoch count is `epoch >= num_train_
 
 import json
 import logging
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -35,6 +41,10 @@ logger = logging.getLogger(__name__)
 
 #: Files that hold a saved model's weights (a full model, a sharded one, LoRA adapters).
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors")
+#: Files each process of a run on several processes writes into a checkpoint, named by its index: transformers'
+#: RNG state (`rng_state_1.pth`; one process writes `rng_state.pth`) and the recipes' per-process state
+#: (`noise_generator_rank1.safetensors`, `recipes.kit.callbacks.RankStateCallback`).
+PER_PROCESS_FILE = re.compile(r"^(?P<kind>rng_state_|.+_rank)(?P<index>\d+)\.(?P<suffix>pth|safetensors)$")
 
 
 def plan_run(model_args: ModelArguments, training_args: TrainingArguments) -> str:
@@ -193,13 +203,15 @@ def check_readable(folder: Path, *, checkpoint: bool = True) -> None:
     (safetensors) and the zip directory at the end of torch files, not the tensors.
 
     Raises:
-        CheckpointError: no weights, no `trainer_state.json` (a checkpoint), or a weights, state or JSON file cut
-            short or corrupt, naming the file.
+        CheckpointError: no weights, no `trainer_state.json` or a per-process file (a checkpoint: `per_process_gaps`),
+            or a weights, state or JSON file cut short or corrupt, naming the file.
     """
     if not has_final_model(folder) and not any(folder.glob("pytorch_model_fsdp*")):
         raise CheckpointError(f"{folder}: no model weights (none of {', '.join(WEIGHT_FILES)})")
     if checkpoint and not (folder / "trainer_state.json").is_file():
         raise CheckpointError(f"{folder}: no trainer_state.json")
+    if checkpoint and (gaps := per_process_gaps(folder)):
+        raise CheckpointError(f"{folder}: not written by every process (no {', '.join(gaps)}; a process stopped first)")
     for path in sorted(p for p in folder.iterdir() if p.is_file()):
         try:
             if path.suffix == ".safetensors":
@@ -211,6 +223,25 @@ def check_readable(folder: Path, *, checkpoint: bool = True) -> None:
                 json.loads(path.read_text(encoding="utf-8"))
         except Exception as error:  # each reader raises its own type for a cut or corrupt file
             raise CheckpointError(f"{path} cannot be read ({type(error).__name__}: {error})") from error
+
+
+def per_process_gaps(folder: Path) -> list[str]:
+    """The per-process files (`PER_PROCESS_FILE`) missing from a checkpoint: of each kind, one for every process
+    index up to the highest that any of them names, and at least two RNG states where there are numbered ones (one
+    process writes `rng_state.pth`). Returns the missing names, sorted; empty when complete."""
+    indices: dict[tuple[str, str], set[int]] = {}
+    for path in folder.iterdir():
+        if match := PER_PROCESS_FILE.match(path.name):
+            indices.setdefault((match["kind"], match["suffix"]), set()).add(int(match["index"]))
+    processes = max((max(found) + 1 for found in indices.values()), default=0)
+    if ("rng_state_", "pth") in indices:
+        processes = max(processes, 2)
+    return sorted(
+        f"{kind}{index}.{suffix}"
+        for (kind, suffix), found in indices.items()
+        for index in range(processes)
+        if index not in found
+    )
 
 
 def check_same_config(folder: Path, model_args: ModelArguments) -> None:

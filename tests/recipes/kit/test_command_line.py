@@ -62,6 +62,8 @@ def test_do_eval_false_while_training_with_an_eval_strategy_is_refused_at_parse(
         ("max_steps", -2, r"max_steps=-2"),
         ("per_device_train_batch_size", 0, r"per_device_train_batch_size must be at least 1, got 0"),
         ("per_device_eval_batch_size", 0, r"per_device_eval_batch_size must be at least 1, got 0"),
+        ("ddp_timeout", 0, r"ddp_timeout must be at least 1 \(seconds a process waits for the others\), got 0"),
+        ("ddp_timeout", -5, r"ddp_timeout must be at least 1 .*got -5"),
     ],
 )
 def test_values_that_cannot_train_are_refused_at_parse(tmp_path, flag, value, message):

@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from recipes.kit.command_line import parse_config
 from recipes.kit.errors import ConfigError
+from recipes.kit.lifecycle import last_readable_checkpoint
 from recipes.transformer_xl import train as recipe
 
 REPO = Path(__file__).resolve().parents[3]
@@ -207,3 +208,53 @@ def test_do_eval_false_writes_no_eval_results_whatever_the_eval_strategy(finishe
         max_new_tokens=2,
     )
     assert sorted(path.name for path in output_dir.iterdir()) == ["predictions.jsonl"]
+
+
+def write_checkpoint(folder: Path, per_process_files: list[str]) -> Path:
+    """A checkpoint folder as `Trainer` leaves it (weights, `trainer_state.json`) with `per_process_files`."""
+    folder.mkdir(parents=True)
+    save_file({"weight": torch.zeros(1)}, folder / "model.safetensors")
+    (folder / "trainer_state.json").write_text(json.dumps({"global_step": int(folder.name.split("-")[1])}))
+    for name in per_process_files:
+        if name.endswith(".pth"):
+            torch.save({"cpu": torch.zeros(1)}, folder / name)
+        else:
+            save_file({"state": torch.zeros(1)}, folder / name)
+    return folder
+
+
+TWO_PROCESSES = [
+    "rng_state_0.pth",
+    "rng_state_1.pth",
+    "noise_generator_rank0.safetensors",
+    "noise_generator_rank1.safetensors",
+]
+
+
+@pytest.mark.parametrize(
+    ("left_out", "missing"),
+    [
+        (
+            ["rng_state_1.pth", "noise_generator_rank1.safetensors"],
+            "noise_generator_rank1.safetensors, rng_state_1.pth",
+        ),
+        (["noise_generator_rank1.safetensors"], "noise_generator_rank1.safetensors"),  # lost after its RNG state
+        (["noise_generator_rank0.safetensors"], "noise_generator_rank0.safetensors"),
+    ],
+)
+def test_a_checkpoint_not_written_by_every_process_is_named_and_skipped(tmp_path, caplog, left_out, missing):
+    write_checkpoint(tmp_path / "checkpoint-2", TWO_PROCESSES)
+    lost = write_checkpoint(tmp_path / "checkpoint-4", [name for name in TWO_PROCESSES if name not in left_out])
+    with caplog.at_level(logging.WARNING):
+        assert last_readable_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+    assert f"{lost}: not written by every process (no {missing}; a process stopped first)" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "files",
+    [TWO_PROCESSES, ["rng_state.pth", "noise_generator_rank0.safetensors"], [], ["rng_state_0.pth", "rng_state_1.pth"]],
+    ids=["two processes", "one process", "save_only_model", "no per-process state of the recipes"],
+)
+def test_a_checkpoint_every_process_wrote_is_resumed(tmp_path, files):
+    write_checkpoint(tmp_path / "checkpoint-4", files)
+    assert last_readable_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")
