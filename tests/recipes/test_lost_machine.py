@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 
 from recipes.kit.lost_peers import ROLL_CALL_SECONDS
 from tests.conftest import REPO
-from tests.recipes.kill_machine_worker import kill_machine_command, signal_machine
+from tests.recipes.kill_machine_worker import kill_machine_command
 from tests.recipes.two_machine_runs import TIMEOUT_S, Machine, launch_machines, wait_for_machines
 from tests.recipes.two_process_runs import RECIPES
 
@@ -69,11 +69,8 @@ def _lost(machine: Machine) -> bool:
 
 
 def end_machine(machine: Machine) -> None:
-    """SIGKILLs every process of `machine` still there (`Machine.kill` misses the workers: kill_machine_worker.py)."""
-    try:
-        signal_machine(machine.process.pid, signal.SIGKILL)
-    except psutil.NoSuchProcess:
-        pass
+    """SIGKILLs every process of `machine` still there and waits for its launcher."""
+    machine.kill()
     machine.process.wait()
 
 

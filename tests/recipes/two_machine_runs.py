@@ -6,12 +6,11 @@ accelerate (1.15) hands such a launch to torchrun (`--nnodes 2 --node_rank R`, `
 processes of both launches rendezvous at 127.0.0.1:P, which machine 0's launch serves. Global ranks 0..n-1 are
 machine 0's, n..2n-1 machine 1's, so "process 0 of 2n" is machine 0's main process.
 
-Each launch is the leader of a process group of its own (a test may kill one machine, and only it, with
-`Machine.kill`), writes its log to a file of its own, and is waited for with a timeout that guards against a hang
-only (a rendezvous whose peer never comes waits for ever).
+Each launch starts a session of its own (a test may kill one machine, and only it, with `Machine.kill`), writes
+its log to a file of its own, and is waited for with a timeout that guards against a hang only
+(a rendezvous whose peer never comes waits for ever).
 """
 
-import os
 import signal
 import subprocess
 import tempfile
@@ -20,7 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+import psutil
+
 from tests.conftest import accelerate_command, free_port, launch_environment
+from tests.recipes.kill_machine_worker import signal_machine
 
 MACHINES = 2
 # A hang guard, not a speed target: a tiny run takes about a minute alone, several on a loaded 2-core host.
@@ -41,8 +43,12 @@ class Machine:
         return self.log_file.read().decode(errors="replace")
 
     def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Sends `sig` to every process of this machine (launcher, torchrun, workers), none of the other's."""
-        os.killpg(self.process.pid, sig)
+        """Sends `sig` to every process of this machine still there (launcher, torchrun, workers), none of the
+        other's. The process tree, not the process group: torchrun starts each worker in a session of its own."""
+        try:
+            signal_machine(self.process.pid, sig)
+        except psutil.NoSuchProcess:
+            pass
 
 
 def launch_machines(
