@@ -109,3 +109,30 @@ def test_per_process_state_of_another_process_count_is_not_restored_and_says_so(
     same_count = SimpleNamespace(resume_from_checkpoint=str(checkpoint), process_index=0, world_size=1)
     callback.on_train_begin(same_count, SimpleNamespace(global_step=4), None)
     assert len(restored) == 1 and torch.equal(restored[0]["memory"], torch.arange(3.0))
+
+
+def test_per_process_state_that_reshards_is_restored_as_each_process_share_in_one_info_line(tmp_path, caplog):
+    """Written by 2 processes, resumed on 1 with a `reshard`: the one process gets what `reshard` makes of both
+    writers' states (in process order), and one info line says it was re-split; a `reshard` that cannot (None)
+    leaves it out with the warning line."""
+    shares, written = [], iter([torch.zeros(2), torch.ones(2)])  # process 0's state, then process 1's
+    callback = RankStateCallback(
+        "stream_memory",
+        get_state=lambda: {"memory": next(written)},
+        set_state=shares.append,
+        on_other_layout="each process starts with empty memory",
+        reshard=lambda states: {"memory": torch.cat([state["memory"] for state in states])},
+    )
+    checkpoint = tmp_path / "checkpoint-4"
+    for process_index in (0, 1):
+        writer = SimpleNamespace(output_dir=str(tmp_path), process_index=process_index)
+        callback.on_save(writer, SimpleNamespace(global_step=4), None)
+    caplog.set_level(logging.INFO, logger="recipes.kit.callbacks")
+    resumed = SimpleNamespace(resume_from_checkpoint=str(checkpoint), process_index=0, world_size=1)
+    callback.on_train_begin(resumed, SimpleNamespace(global_step=4), None)
+    assert len(shares) == 1 and torch.equal(shares[0]["memory"], torch.tensor([0.0, 0.0, 1.0, 1.0]))
+    line = f"{checkpoint} holds the stream_memory of 2 process(es), this run has 1: re-split over this run's processes"
+    assert caplog.text.count(line) == 1 and "WARNING" not in caplog.text
+    callback.reshard = lambda states: None
+    callback.on_train_begin(resumed, SimpleNamespace(global_step=4), None)
+    assert len(shares) == 1 and "this run has 1: not restored; each process starts with empty memory" in caplog.text
