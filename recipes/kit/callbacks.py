@@ -9,6 +9,11 @@
   values each process holds: the whole model under DDP, about 1/N of it under FSDP. `TokenizerInCheckpoints`
   writes the tokenizer and config into a checkpoint that lacks them (FSDP with sharded state), so a resumed run
   finds the tokenizer it trained with.
+- `RngStatesOfAnotherCount`: `Trainer` saves its RNG states per process (`rng_state.pth` on one process,
+  `rng_state_<process>.pth` on several) and, resumed on another number of processes, finds none of its own and
+  restores none, saying so only at INFO level (which the recipes do not show). Dropout masks then differ from a
+  resume on the original count; without dropout the recipes draw nothing from those generators and the resume is
+  exact (tests/recipes/test_resume_other_count.py). It says so in one warning line.
 - `RankStateCallback`: per-process state that `Trainer` does not checkpoint. A Transformer-XL run carries each
   stream's memory from step to step; an NCE run draws its noise from a per-process generator
   (`noise_generator_state`). Neither is in the model's `state_dict` nor in `Trainer`'s RNG states, so without it
@@ -41,9 +46,9 @@ logger = logging.getLogger(__name__)
 
 
 def training_callbacks(args: TrainingArguments) -> list[TrainerCallback]:
-    """The callbacks of a training run with `args`: the parameter share, the tokenizer in checkpoints, and early
-    stopping when `early_stopping_patience` is given."""
-    callbacks: list[TrainerCallback] = [ParameterShareLogger(), TokenizerInCheckpoints()]
+    """The callbacks of a training run with `args`: the parameter share, the tokenizer in checkpoints, the RNG
+    states of another process count, and early stopping when `early_stopping_patience` is given."""
+    callbacks: list[TrainerCallback] = [ParameterShareLogger(), TokenizerInCheckpoints(), RngStatesOfAnotherCount()]
     patience = getattr(args, "early_stopping_patience", None)  # plain TrainingArguments (library use) lack it
     if patience is not None:
         callbacks.append(LoggedEarlyStopping(patience, args.early_stopping_threshold))
@@ -109,6 +114,37 @@ class TokenizerInCheckpoints(TrainerCallback):
                 processing_class.save_pretrained(checkpoint_dir)
 
 
+def resumed_checkpoint(args: TrainingArguments, state: TrainerState) -> str | None:
+    """The checkpoint a run resumes from: `resume_from_checkpoint` (which the run lifecycle sets), else
+    `output_dir/checkpoint-<global_step>` when the loaded state is past step 0; `None` for a new run."""
+    if args.resume_from_checkpoint:
+        return args.resume_from_checkpoint
+    if state.global_step > 0:
+        return os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+    return None
+
+
+class RngStatesOfAnotherCount(TrainerCallback):
+    """Warns in one line, from the main process, when the checkpoint a run resumes from holds the RNG states of
+    another number of processes, which `Trainer` does not restore (module docstring)."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        checkpoint_dir = resumed_checkpoint(args, state)
+        if not checkpoint_dir or args.process_index != 0:
+            return
+        written_by = len(glob.glob(os.path.join(glob.escape(checkpoint_dir), "rng_state_*.pth")))
+        written_by = written_by or int(os.path.isfile(os.path.join(checkpoint_dir, "rng_state.pth")))
+        if written_by and written_by != args.world_size:
+            logger.warning(
+                "%s holds the RNG states of %d process(es), this run has %d: not restored; dropout draws other masks "
+                "than a resume on %d would (without dropout, the recipes' runs are the same)",
+                checkpoint_dir,
+                written_by,
+                args.world_size,
+                written_by,
+            )
+
+
 TensorState = dict[str, torch.Tensor]
 
 
@@ -142,9 +178,7 @@ class RankStateCallback(TrainerCallback):
         return os.path.join(checkpoint_dir, f"{self.name}_rank{process_index}.safetensors")
 
     def on_train_begin(self, args, state, control, **kwargs):
-        checkpoint_dir = args.resume_from_checkpoint
-        if not checkpoint_dir and state.global_step > 0:
-            checkpoint_dir = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+        checkpoint_dir = resumed_checkpoint(args, state)
         if not checkpoint_dir:
             return
         written_by = len(glob.glob(self.state_file(glob.escape(checkpoint_dir), "*")))
