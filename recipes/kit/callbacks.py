@@ -9,6 +9,11 @@
   values each process holds: the whole model under DDP, about 1/N of it under FSDP. `TokenizerInCheckpoints`
   writes the tokenizer and config into a checkpoint that lacks them (FSDP with sharded state), so a resumed run
   finds the tokenizer it trained with.
+- `RngStatesOfAnotherCount`: `Trainer` saves its RNG states per process (`rng_state.pth` on one process,
+  `rng_state_<process>.pth` on several) and, resumed on another number of processes, finds none of its own and
+  restores none, saying so only at INFO level (which the recipes do not show). Dropout masks then differ from a
+  resume on the original count; without dropout the recipes draw nothing from those generators and the resume is
+  exact (tests/recipes/test_resume_other_count.py). It says so in one warning line.
 - `RankStateCallback`: per-process state that `Trainer` does not checkpoint. A Transformer-XL run carries each
   stream's memory from step to step; an NCE run draws its noise from a per-process generator
   (`noise_generator_state`). Neither is in the model's `state_dict` nor in `Trainer`'s RNG states, so without it
@@ -18,8 +23,11 @@
   the run resumes (`on_train_begin`, after `Trainer` has loaded the weights and its state, before the first
   step): from the checkpoint named by `resume_from_checkpoint` (which the run lifecycle sets), else
   `output_dir/checkpoint-<global_step>` when the loaded state is past step 0. A checkpoint without the file
-  (an older run) resumes without it: memory empty, noise from its seed; one written by another number of
-  processes is not restored either (it is laid out per process), and a warning line names both counts.
+  (an older run) resumes without it: memory empty, noise from its seed. One written by another number of
+  processes is laid out per process: where the state is rows of the global batch (the memory of each stream), the
+  callback's `reshard` gives this process its rows of it and the run continues exactly; where it cannot (the noise
+  generators, seeded per process; memory of another global batch), it is not restored, and a warning line names
+  both counts and what the run does instead.
 """
 
 import glob
@@ -38,9 +46,9 @@ logger = logging.getLogger(__name__)
 
 
 def training_callbacks(args: TrainingArguments) -> list[TrainerCallback]:
-    """The callbacks of a training run with `args`: the parameter share, the tokenizer in checkpoints, and early
-    stopping when `early_stopping_patience` is given."""
-    callbacks: list[TrainerCallback] = [ParameterShareLogger(), TokenizerInCheckpoints()]
+    """The callbacks of a training run with `args`: the parameter share, the tokenizer in checkpoints, the RNG
+    states of another process count, and early stopping when `early_stopping_patience` is given."""
+    callbacks: list[TrainerCallback] = [ParameterShareLogger(), TokenizerInCheckpoints(), RngStatesOfAnotherCount()]
     patience = getattr(args, "early_stopping_patience", None)  # plain TrainingArguments (library use) lack it
     if patience is not None:
         callbacks.append(LoggedEarlyStopping(patience, args.early_stopping_threshold))
@@ -106,6 +114,37 @@ class TokenizerInCheckpoints(TrainerCallback):
                 processing_class.save_pretrained(checkpoint_dir)
 
 
+def resumed_checkpoint(args: TrainingArguments, state: TrainerState) -> str | None:
+    """The checkpoint a run resumes from: `resume_from_checkpoint` (which the run lifecycle sets), else
+    `output_dir/checkpoint-<global_step>` when the loaded state is past step 0; `None` for a new run."""
+    if args.resume_from_checkpoint:
+        return args.resume_from_checkpoint
+    if state.global_step > 0:
+        return os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+    return None
+
+
+class RngStatesOfAnotherCount(TrainerCallback):
+    """Warns in one line, from the main process, when the checkpoint a run resumes from holds the RNG states of
+    another number of processes, which `Trainer` does not restore (module docstring)."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        checkpoint_dir = resumed_checkpoint(args, state)
+        if not checkpoint_dir or args.process_index != 0:
+            return
+        written_by = len(glob.glob(os.path.join(glob.escape(checkpoint_dir), "rng_state_*.pth")))
+        written_by = written_by or int(os.path.isfile(os.path.join(checkpoint_dir, "rng_state.pth")))
+        if written_by and written_by != args.world_size:
+            logger.warning(
+                "%s holds the RNG states of %d process(es), this run has %d: not restored; dropout draws other masks "
+                "than a resume on %d would (without dropout, the recipes' runs are the same)",
+                checkpoint_dir,
+                written_by,
+                args.world_size,
+                written_by,
+            )
+
+
 TensorState = dict[str, torch.Tensor]
 
 
@@ -114,9 +153,10 @@ class RankStateCallback(TrainerCallback):
 
     `name` names the file (`{name}_rank{process_index}.safetensors`); `set_state` receives CPU tensors and
     puts them where they belong; `get_state` may return `None` when there is nothing to save yet. A checkpoint
-    written by another number of processes is not restored (its state is laid out per process): one warning line
-    names both counts and what the run does instead (`on_other_layout`, e.g. "each process starts with empty
-    memory").
+    written by another number of processes: `reshard`, when given, receives every writer's state (in process order)
+    and returns this process's share, or `None` when the state does not fit this run; what it returns is restored,
+    with one info line naming both counts. Otherwise nothing is restored: one warning line names both counts and
+    what the run does instead (`on_other_layout`, e.g. "each process starts with empty memory").
     """
 
     def __init__(
@@ -126,36 +166,48 @@ class RankStateCallback(TrainerCallback):
         get_state: Callable[[], TensorState | None],
         set_state: Callable[[TensorState], None],
         on_other_layout: str,
+        reshard: Callable[[list[TensorState]], TensorState | None] | None = None,
     ) -> None:
         self.name = name
         self.get_state = get_state
         self.set_state = set_state
         self.on_other_layout = on_other_layout
+        self.reshard = reshard
 
     def state_file(self, checkpoint_dir: str, process_index: int | str) -> str:
         return os.path.join(checkpoint_dir, f"{self.name}_rank{process_index}.safetensors")
 
     def on_train_begin(self, args, state, control, **kwargs):
-        checkpoint_dir = args.resume_from_checkpoint
-        if not checkpoint_dir and state.global_step > 0:
-            checkpoint_dir = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+        checkpoint_dir = resumed_checkpoint(args, state)
         if not checkpoint_dir:
             return
         written_by = len(glob.glob(self.state_file(glob.escape(checkpoint_dir), "*")))
         if written_by and written_by != args.world_size:
-            if args.process_index == 0:
-                logger.warning(
-                    "%s holds the %s of %d process(es), this run has %d: not restored; %s",
-                    checkpoint_dir,
-                    self.name,
-                    written_by,
-                    args.world_size,
-                    self.on_other_layout,
-                )
+            self.restore_other_layout(checkpoint_dir, written_by, args)
             return
         path = self.state_file(checkpoint_dir, args.process_index)
         if os.path.isfile(path):
             self.set_state(load_file(path))  # on the CPU: `set_state` places it
+
+    def restore_other_layout(self, checkpoint_dir: str, written_by: int, args: TrainingArguments) -> None:
+        """Restores this process's share (`reshard`) of the state `written_by` processes wrote, or nothing; says
+        which in one line from the main process."""
+        share = None
+        if self.reshard is not None:
+            share = self.reshard([load_file(self.state_file(checkpoint_dir, index)) for index in range(written_by)])
+        if share is not None:
+            self.set_state(share)
+        outcome = "re-split over this run's processes" if share is not None else f"not restored; {self.on_other_layout}"
+        if args.process_index == 0:
+            log = logger.info if share is not None else logger.warning
+            log(
+                "%s holds the %s of %d process(es), this run has %d: %s",
+                checkpoint_dir,
+                self.name,
+                written_by,
+                args.world_size,
+                outcome,
+            )
 
     def on_save(self, args, state, control, **kwargs):
         tensors = self.get_state()

@@ -2,8 +2,8 @@
 
 `RecipeTrainer`, for what every recipe shares:
 - A training run gets the recipes' callbacks (`recipes.kit.callbacks.training_callbacks`: early stopping with
-  `--early_stopping_patience`, the parameters each process holds, a tokenizer in every checkpoint); the model's
-  size is logged in one wording for every recipe.
+  `--early_stopping_patience`, the parameters each process holds, a tokenizer in every checkpoint, a line when
+  the RNG states are another process count's); the model's size is logged in one wording for every recipe.
 - The model card (`recipes.kit.model_card`) is written by the public `create_model_card`, which
   `Trainer.push_to_hub` calls.
 - The saved `tokenizer_config.json` holds no key that only describes this machine's loading

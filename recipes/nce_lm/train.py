@@ -7,8 +7,8 @@ unigram distribution instead of the whole vocabulary, so a step never builds ful
 point of the recipe at large vocabularies. The logged training loss is therefore not a cross-entropy;
 evaluation computes the exact softmax (a true perplexity) and, for `nce` / `ranking`, log Z(h), which shows how
 self-normalised the model is. The noise distribution is counted on the training tokens and saved with the
-weights; each process draws its own noise (seed + rank) and checkpoints its generator, so a resumed run draws
-what the uninterrupted run would have. Flags, modes and files: README.md, "NCE language model".
+weights; each process draws its own noise (seed + rank) and checkpoints its generator (`nce` / `ranking`), so a
+resumed run draws what the uninterrupted run would have. Flags, modes and files: README.md, "NCE language model".
 """
 
 import logging
@@ -18,6 +18,7 @@ import torch
 from transformers import AutoModelForCausalLM, PretrainedConfig, TrainingArguments, default_data_collator
 
 from custom_models.nce_lm import NCELMConfig
+from custom_models.nce_lm.sampled_losses import SAMPLED_LOSS_TYPES
 from data.lm_corpus import TextSplit
 from data.streams import SlidingWindows, TokenBlocks
 from recipes.kit.arguments import ModelArguments, RecipeTrainingArguments, TextCorpusArguments
@@ -137,7 +138,7 @@ def main(
         eval_dataset=eval_datasets.get("eval"),
         data_collator=default_data_collator,  # equal-length blocks: stack, no padding
         processing_class=tokenizer,
-        callbacks=[noise_generator_state(model)],
+        callbacks=[noise_generator_state(model)] if model.config.loss_type in SAMPLED_LOSS_TYPES else None,
     )
     # Train
     if training_args.do_train:

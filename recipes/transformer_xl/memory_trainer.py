@@ -8,7 +8,9 @@ steps. Here:
 - the detached memory returned by one step is fed to the next, and reset where a stream starts
   (`segment_index == 0`: every epoch start);
 - the memory is saved with each checkpoint (one file per rank, `recipes.kit.callbacks`) and restored
-  on resume, so a resumed run continues exactly where it stopped.
+  on resume, so a resumed run continues exactly where it stopped; on another number of processes too, with the
+  same global batch (the same streams, so each rank's rows are a block of the same rows): the memory of all ranks
+  is re-split by rows as the streams are (`reshard_memory`).
 
 Evaluation protocol (Dai et al. 2019, arXiv 1901.02860, as the authors' `run_wt103_*.sh` scripts evaluate);
 the one place this repository explains it, which the README and the recipe link to:
@@ -92,8 +94,9 @@ class MemoryTrainer(OwnEvaluationTrainer):
                 "stream_memory",
                 get_state=self.memory_state,
                 set_state=self.restore_memory,
-                on_other_layout="the streams are laid out anew for this number of processes (rows continue from "
-                "other offsets) and each process starts with empty memory",
+                on_other_layout="the checkpoint's streams are not this run's (another global batch): each process "
+                "starts with empty memory",
+                reshard=self.reshard_memory,
             )
         )
 
@@ -143,6 +146,15 @@ class MemoryTrainer(OwnEvaluationTrainer):
     def restore_memory(self, tensors: dict[str, torch.Tensor]) -> None:
         """Sets the training memory from `memory_state`'s tensors (resuming a run)."""
         self.train_mems = tuple(tensors[f"layer_{i}"].to(self.args.device) for i in range(len(tensors)))
+
+    def reshard_memory(self, states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor] | None:
+        """This process's rows of the memory that other processes saved (`memory_state`, one per process in
+        process order), split over this run's processes as `data.streams.StreamSegments` splits the streams; `None`
+        when their rows are not this run's streams (another global batch)."""
+        memory = {key: torch.cat([state[key] for state in states]) for key in states[0]}
+        if any(rows.shape[0] != self.train_dataset.num_streams for rows in memory.values()):
+            return None
+        return {key: rows.tensor_split(self.args.world_size)[self.args.process_index] for key, rows in memory.items()}
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs:  # the training loss of the last logging interval

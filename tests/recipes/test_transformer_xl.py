@@ -4,6 +4,7 @@ import json
 import math
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -114,6 +115,23 @@ def test_streamed_evaluation_equals_one_full_pass_per_stream(tmp_path):
     assert metrics["eval_loss"] == pytest.approx(full.item(), abs=1e-5)  # float32 sums over 80 tokens
     assert metrics["eval_perplexity"] == pytest.approx(math.exp(metrics["eval_loss"]))
     assert model.config.mem_len == 4  # the evaluation memory length was only borrowed
+
+
+def test_memory_of_one_process_is_re_split_over_two_as_their_streams_are():
+    """The memory a 1-process run saved for its 4 streams, resumed on 2 processes with the same global batch: each
+    process gets the memory rows of the streams it now walks (`StreamSegments`' split); resumed with another global
+    batch (2 streams), none. Each memory row here holds its stream's tokens, so a wrong row shows."""
+    tokens = torch.arange(40)
+    one = StreamSegments(tokens, num_streams=4, tgt_len=5)
+    saved = [{"layer_0": one.rows.float(), "layer_1": -one.rows.float()}]  # [b=4 streams, 10 positions]
+    for rank in (0, 1):
+        own = StreamSegments(tokens, num_streams=4, tgt_len=5, rank=rank, world_size=2)
+        trainer = SimpleNamespace(train_dataset=own, args=SimpleNamespace(world_size=2, process_index=rank))
+        share = MemoryTrainer.reshard_memory(trainer, saved)
+        assert torch.equal(share["layer_0"], own.rows.float()) and torch.equal(share["layer_1"], -own.rows.float())
+    fewer = StreamSegments(tokens, num_streams=2, tgt_len=5, rank=0, world_size=2)
+    trainer = SimpleNamespace(train_dataset=fewer, args=SimpleNamespace(world_size=2, process_index=0))
+    assert MemoryTrainer.reshard_memory(trainer, saved) is None
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,9 @@
 `LoggedEarlyStopping`), which every recipe's trainer attaches: a run whose metric stops improving stops at the
 expected step, a resumed run keeps counting, and the flags it cannot work with fail at parse time. The callbacks
 that act across processes are tested where they act: `ParameterShareLogger`'s count in test_fsdp.py,
-`RankStateCallback`'s files in test_resume.py and test_transformer_xl.py."""
+`RankStateCallback`'s files in test_resume.py and test_transformer_xl.py; here, what `RankStateCallback` and
+`RngStatesOfAnotherCount` do with a checkpoint of another number of processes (whole runs:
+test_resume_other_count.py)."""
 
 import json
 import logging
@@ -12,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from recipes.kit.callbacks import RankStateCallback
+from recipes.kit.callbacks import RankStateCallback, RngStatesOfAnotherCount
 from recipes.kit.command_line import parse_config
 from recipes.kit.errors import ConfigError
 from recipes.sentiment.train import CONFIG_CLASSES, main
@@ -109,3 +111,52 @@ def test_per_process_state_of_another_process_count_is_not_restored_and_says_so(
     same_count = SimpleNamespace(resume_from_checkpoint=str(checkpoint), process_index=0, world_size=1)
     callback.on_train_begin(same_count, SimpleNamespace(global_step=4), None)
     assert len(restored) == 1 and torch.equal(restored[0]["memory"], torch.arange(3.0))
+
+
+def test_per_process_state_that_reshards_is_restored_as_each_process_share_in_one_info_line(tmp_path, caplog):
+    """Written by 2 processes, resumed on 1 with a `reshard`: the one process gets what `reshard` makes of both
+    writers' states (in process order), and one info line says it was re-split; a `reshard` that cannot (None)
+    leaves it out with the warning line."""
+    shares, written = [], iter([torch.zeros(2), torch.ones(2)])  # process 0's state, then process 1's
+    callback = RankStateCallback(
+        "stream_memory",
+        get_state=lambda: {"memory": next(written)},
+        set_state=shares.append,
+        on_other_layout="each process starts with empty memory",
+        reshard=lambda states: {"memory": torch.cat([state["memory"] for state in states])},
+    )
+    checkpoint = tmp_path / "checkpoint-4"
+    for process_index in (0, 1):
+        writer = SimpleNamespace(output_dir=str(tmp_path), process_index=process_index)
+        callback.on_save(writer, SimpleNamespace(global_step=4), None)
+    caplog.set_level(logging.INFO, logger="recipes.kit.callbacks")
+    resumed = SimpleNamespace(resume_from_checkpoint=str(checkpoint), process_index=0, world_size=1)
+    callback.on_train_begin(resumed, SimpleNamespace(global_step=4), None)
+    assert len(shares) == 1 and torch.equal(shares[0]["memory"], torch.tensor([0.0, 0.0, 1.0, 1.0]))
+    line = f"{checkpoint} holds the stream_memory of 2 process(es), this run has 1: re-split over this run's processes"
+    assert caplog.text.count(line) == 1 and "WARNING" not in caplog.text
+    callback.reshard = lambda states: None
+    callback.on_train_begin(resumed, SimpleNamespace(global_step=4), None)
+    assert len(shares) == 1 and "this run has 1: not restored; each process starts with empty memory" in caplog.text
+
+
+def test_rng_states_of_another_process_count_are_announced_in_one_line(tmp_path, caplog):
+    """`Trainer` restores no RNG state from a checkpoint of another number of processes: resumed on 1 from 2
+    processes' `rng_state_<process>.pth`, or on 2 from one process's `rng_state.pth`, one warning line from the main
+    process says so; on the count that wrote them (and for a new run), nothing."""
+    two, one = tmp_path / "two" / "checkpoint-4", tmp_path / "one" / "checkpoint-4"
+    for checkpoint, names in ((two, ["rng_state_0.pth", "rng_state_1.pth"]), (one, ["rng_state.pth"])):
+        checkpoint.mkdir(parents=True)
+        for name in names:
+            (checkpoint / name).write_bytes(b"")
+    caplog.set_level(logging.INFO, logger="recipes.kit.callbacks")
+    callback, step_4 = RngStatesOfAnotherCount(), SimpleNamespace(global_step=4)
+    for checkpoint, world_size in ((two, 1), (one, 2), (two, 2), (one, 1)):
+        for process_index in range(world_size):
+            resumed = SimpleNamespace(resume_from_checkpoint=str(checkpoint), process_index=process_index)
+            callback.on_train_begin(SimpleNamespace(**vars(resumed), world_size=world_size), step_4, None)
+    new_run = SimpleNamespace(resume_from_checkpoint=None, output_dir=str(tmp_path), process_index=0, world_size=2)
+    callback.on_train_begin(new_run, SimpleNamespace(global_step=0), None)
+    assert caplog.text.count("holds the RNG states") == 2
+    assert caplog.text.count(f"{two} holds the RNG states of 2 process(es), this run has 1: not restored") == 1
+    assert caplog.text.count(f"{one} holds the RNG states of 1 process(es), this run has 2: not restored") == 1
