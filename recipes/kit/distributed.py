@@ -25,8 +25,11 @@ the GIL with `pthread_exit`, whose unwinding through a C++ destructor calls `std
 when the group object is destroyed, and `destroy_process_group` only unregisters it: a finished `Trainer`, kept alive
 by reference cycles, still holds it through the DDP reducer, so its threads lived on into the exit. A barrier orders
 the collectives, not the threads' dropping of them. So `leave_process_group` collects the garbage first, so that
-`destroy_process_group` destroys the group, which joins its threads while Python still runs, then checks that no gloo
-thread is left (a warning says so if one is: some object still holds the group).
+`destroy_process_group` destroys the group, which joins its threads while Python still runs. FSDP2 holds its group in a
+`DeviceMesh` (its private `_pg_registry`, torch 2.13), and DTensor's caches keep the meshes for the life of the
+process, so the registries of the meshes still alive are emptied too (no public call releases them; a mesh is of no
+use once its group is destroyed). Then no gloo thread is left; a warning says so if one is (some object still holds
+the group).
 """
 
 import gc
@@ -37,6 +40,7 @@ from pathlib import Path
 import torch
 from accelerate import PartialState
 from accelerate.utils import DistributedType
+from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import FSDPModule
 from transformers import Trainer
 
@@ -94,15 +98,22 @@ def gloo_worker_threads() -> int:
     return names.count(GLOO_THREAD_NAME)
 
 
+def _release_device_mesh_groups() -> None:
+    """Drops the process groups that the `DeviceMesh` objects still alive hold (module docstring)."""
+    for mesh in [obj for obj in gc.get_objects() if isinstance(obj, DeviceMesh)]:
+        getattr(mesh, "_pg_registry", {}).clear()
+
+
 def leave_process_group() -> None:
     """Leaves the process group, if there is one, once every process has got there: garbage collected first, then a
-    barrier, then `destroy_process_group` (module docstring). Logs a warning if gloo worker threads are still alive
-    after it: an object still holds the group (a `Trainer` or a model kept in a global), and its threads may abort the
-    process at exit."""
+    barrier, then `destroy_process_group`, then the groups that device meshes hold released (module docstring). Logs a
+    warning if gloo worker threads are still alive after it: an object still holds the group (a `Trainer` or a model
+    kept in a global), and its threads may abort the process at exit."""
     if torch.distributed.is_initialized():
         gc.collect()
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
+        _release_device_mesh_groups()
         if left := gloo_worker_threads():
             logger.warning(
                 "%s: %d gloo worker threads are still alive, so something still holds the group (a Trainer or a "
