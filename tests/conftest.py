@@ -135,7 +135,8 @@ def accelerate_launch(
     check: bool = True,
 ) -> str:
     """Runs `accelerate launch` on `script` and returns the processes' stdout + stderr; raises with the
-    tail of the log if any process fails (unless not `check`).
+    tail of the log if any process fails, or leaves its process group alive behind it (the warning of
+    `recipes.kit.distributed.leave_process_group`: its threads could abort the exit), unless not `check`.
 
     Several processes start from the shipped `recipes/accelerate_configs/<config_file>` (default
     `cpu_multi.yaml`: DDP over gloo on a CPU-only machine, where `--cpu` would silently start one;
@@ -146,6 +147,10 @@ def accelerate_launch(
     log = result.stdout + result.stderr
     if check and result.returncode != 0:
         raise AssertionError(f"accelerate launch failed ({result.returncode}):\n{log[-4000:]}")
+    from recipes.kit.distributed import GROUP_OUTLIVED_WARNING
+
+    if check and GROUP_OUTLIVED_WARNING in log:
+        raise AssertionError(f"a process left its process group alive:\n{log[-4000:]}")
     return log
 
 

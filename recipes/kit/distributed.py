@@ -17,21 +17,30 @@ checkpoint) `Trainer.save_model` writes no weights at all. `save_full_model` gat
 code: `fully_shard` gives the model a class `FSDP<Class>` defined in torch, whose module file
 `save_pretrained` would otherwise ship as the model's code (and name in `auto_map`).
 
-Leaving: a rank that tore its connections down while a peer was still finishing made gloo abort that peer
-("terminate called without an active exception", once in a CI run) after all its work was done, failing the launch.
-The abort recurred with a barrier alone (in one of four CI runs of 2026-12-04): a finished `Trainer` is kept alive by
-reference cycles, and with it the DDP reducer holding the group, until some later garbage collection destroys them
-after the group is gone. So `leave_process_group` collects them first, while every peer is still connected, then
-waits at a barrier, then leaves.
+Leaving: "terminate called without an active exception" (SIGABRT after a run's work was done, in CI) is a gloo
+worker thread killed by the interpreter's exit. A `ProcessGroupGloo` runs each collective on its own threads
+(`pt_gloo_runloop`), and such a thread drops a finished collective only after waking its caller; when the tensors are
+still Python objects, dropping them takes the GIL. Once Python is finalizing, CPython (3.11) ends a thread that takes
+the GIL with `pthread_exit`, whose unwinding through a C++ destructor calls `std::terminate`. Those threads stop only
+when the group object is destroyed, and `destroy_process_group` only unregisters it: a finished `Trainer`, kept alive
+by reference cycles, still holds it through the DDP reducer, so its threads lived on into the exit. A barrier orders
+the collectives, not the threads' dropping of them. So `leave_process_group` collects the garbage first, so that
+`destroy_process_group` destroys the group, which joins its threads while Python still runs. FSDP2 holds its group in a
+`DeviceMesh` (its private `_pg_registry`, torch 2.13), and DTensor's caches keep the meshes for the life of the
+process, so the registries of the meshes still alive are emptied too (no public call releases them; a mesh is of no
+use once its group is destroyed). Then no gloo thread is left; a warning says so if one is (some object still holds
+the group).
 """
 
 import gc
 import logging
 import os
+from pathlib import Path
 
 import torch
 from accelerate import PartialState
 from accelerate.utils import DistributedType
+from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.fsdp import FSDPModule
 from transformers import Trainer
 
@@ -73,10 +82,42 @@ def _name_as_model_class(sharded_class: type) -> None:
     sharded_class.__name__, sharded_class.__qualname__ = model_class.__name__, model_class.__qualname__
 
 
+GLOO_THREAD_NAME = "pt_gloo_runloop"  # the name torch gives a ProcessGroupGloo's worker threads
+GROUP_OUTLIVED_WARNING = "the process group outlived destroy_process_group"
+
+
+def gloo_worker_threads() -> int:
+    """The number of this process's threads that are a `ProcessGroupGloo`'s workers (by their name in
+    `/proc/self/task`; 0 where there is no such folder)."""
+    names = []
+    for comm in Path("/proc/self/task").glob("*/comm"):
+        try:
+            names.append(comm.read_text().strip())
+        except OSError:  # a thread that ended while we listed them
+            continue
+    return names.count(GLOO_THREAD_NAME)
+
+
+def _release_device_mesh_groups() -> None:
+    """Drops the process groups that the `DeviceMesh` objects still alive hold (module docstring)."""
+    for mesh in [obj for obj in gc.get_objects() if isinstance(obj, DeviceMesh)]:
+        getattr(mesh, "_pg_registry", {}).clear()
+
+
 def leave_process_group() -> None:
     """Leaves the process group, if there is one, once every process has got there: garbage collected first, then a
-    barrier (module docstring)."""
+    barrier, then `destroy_process_group`, then the groups that device meshes hold released (module docstring). Logs a
+    warning if gloo worker threads are still alive after it: an object still holds the group (a `Trainer` or a model
+    kept in a global), and its threads may abort the process at exit."""
     if torch.distributed.is_initialized():
         gc.collect()
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
+        _release_device_mesh_groups()
+        if left := gloo_worker_threads():
+            logger.warning(
+                "%s: %d gloo worker threads are still alive, so something still holds the group (a Trainer or a "
+                "model kept in a global); release it before leaving, or the process may abort at exit",
+                GROUP_OUTLIVED_WARNING,
+                left,
+            )

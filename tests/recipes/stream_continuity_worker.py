@@ -2,7 +2,8 @@
 
 Trains a tiny Transformer-XL with `MemoryTrainer` on a stream of distinct token ids (so row r continues
 exactly when the next segment's first id is the previous segment's last id + 1) and writes, per rank,
-every forward call's first and last input ids and the identity of the memory passed in and returned.
+every forward call's first and last input ids and the identity of the memory passed in and returned, and the number
+of gloo worker threads alive before and after `leave_process_group`.
 Usage: stream_continuity_worker.py OUTPUT_DIR GRADIENT_ACCUMULATION_STEPS CONFIG_DIR (the model's config.json,
 written by the test from its tiny config: the worker's process cannot import the tests)
 """
@@ -16,7 +17,7 @@ from transformers import TrainingArguments
 
 from custom_models.transfo_xl import TransformerXLConfig, TransformerXLForCausalLM
 from data.streams import StreamSegments
-from recipes.kit.distributed import leave_process_group
+from recipes.kit.distributed import gloo_worker_threads, leave_process_group
 from recipes.transformer_xl.memory_trainer import MemoryTrainer
 
 output_dir, accumulation, config_dir = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
@@ -53,6 +54,8 @@ def record(module, inputs, kwargs, output):
 
 model.register_forward_hook(record, with_kwargs=True)
 MemoryTrainer(model=model, args=args, train_dataset=dataset).train()
-leave_process_group()  # together, so gloo cannot abort a peer still exiting
-report = {"rank": args.process_index, "world_size": args.world_size, "calls": calls}
+gloo_threads = {"before_leaving": gloo_worker_threads()}
+leave_process_group()
+gloo_threads["after_leaving"] = gloo_worker_threads()
+report = {"rank": args.process_index, "world_size": args.world_size, "calls": calls, "gloo_threads": gloo_threads}
 (output_dir / f"calls_rank{args.process_index}.json").write_text(json.dumps(report))

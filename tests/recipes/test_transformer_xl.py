@@ -51,6 +51,9 @@ def test_each_rank_continues_its_own_streams_and_memory_across_steps(tmp_path, a
         assert not any(call["mems_out_requires_grad"] for call in calls)
         first_ids.append({i for call in calls for i in call["first"]})
     assert max(first_ids[0]) < 500 <= min(first_ids[1])  # rank 0 owns the first half of the streams
+    for report in reports:  # the gloo abort at exit (recipes.kit.distributed): no group thread lives on into it
+        assert report["gloo_threads"]["before_leaving"] > 0  # the count sees a live group's threads
+        assert report["gloo_threads"]["after_leaving"] == 0
 
 
 def train_on_long_range_corpus(tmp_path: Path, mem_len: int) -> float:
