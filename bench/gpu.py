@@ -278,6 +278,7 @@ def recipe_row(name: str, options: argparse.Namespace, *flags: str, adapters: st
         row = {"tokens_per_s": tokens_per_s, "parameters": parameters, "loss": result.training_loss}
         row["notes"] = f"{parameters:,} parameters, {step_tokens:,} tokens a step; loss {result.training_loss:.3f}"
         if sharded:
+            del trainer, model  # they hold the process group: its gloo threads would outlive the interpreter
             leave_process_group()
     return row
 
