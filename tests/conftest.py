@@ -122,8 +122,11 @@ def accelerate_command(
 
 
 def launch_environment() -> dict[str, str]:
-    """The environment of a launch: no GPU, one thread a process (two processes on two cores do not oversubscribe)."""
-    return {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
+    """The environment of a launch: no GPU, one thread a process (two processes on two cores do not oversubscribe),
+    the repository on the import path (a worker script under tests/ imports `tests.*`; the editable install covers
+    only the packages)."""
+    path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
 
 
 def accelerate_launch(
