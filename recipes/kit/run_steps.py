@@ -58,7 +58,9 @@ def start_run(model_args: ModelArguments, training_args: TrainingArguments) -> N
 
 def setup_logging(training_args: TrainingArguments) -> None:
     """The recipe's own messages at INFO on the main process (WARNING elsewhere); transformers and datasets
-    at `--log_level` / `--log_level_replica` (warnings by default, so their progress chatter stays out)."""
+    at `--log_level` / `--log_level_replica` (warnings by default, so their progress chatter stays out), each through
+    its own handler only (with `CI=true`, as CI services set it, transformers also hands its records to the root
+    logger, which printed every line twice)."""
     logging.basicConfig(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
@@ -67,6 +69,7 @@ def setup_logging(training_args: TrainingArguments) -> None:
     logging.getLogger().setLevel(logging.INFO if training_args.should_log else logging.WARNING)
     for library in (transformers, datasets):
         library.utils.logging.set_verbosity(training_args.get_process_log_level())
+        library.utils.logging.disable_propagation()
     logger.info(
         "process %d of %d, device %s, bf16 %s",
         training_args.process_index,
