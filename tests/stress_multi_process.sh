@@ -21,11 +21,14 @@ all=(
   "tests/recipes/test_scale_out.py"
   "tests/recipes/test_evaluation_layout.py"
   "tests/recipes/test_validation_split.py"
+  "tests/recipes/test_resume_other_count.py"
+  "tests/recipes/test_two_machines.py"
+  "tests/recipes/test_lost_machine.py"
 )
 if [ "$selection" = all ]; then tests=("${all[@]}"); else tests=("${stream[@]}"); fi
 start=$SECONDS
 for pass in $(seq "$passes"); do
-  if ! python -m pytest -q -x "${tests[@]}"; then
+  if ! python -m pytest -q -x --durations=5 "${tests[@]}"; then
     echo "FAILED in pass $pass of $passes after $((SECONDS - start)) s"
     exit 1
   fi
