@@ -117,9 +117,10 @@ def check_run(model_args: ModelArguments, training_args: TrainingArguments) -> N
 def run_from_command_line(main: Callable[..., dict], config_classes: tuple[type, ...]) -> None:
     """A recipe's command-line entry: parses `CONFIG.yaml [--flag value ...]` into `config_classes`, runs `main`
     holding the lock of `output_dir` (`recipes.kit.run_lock`), then leaves the process group
-    (`recipes.kit.distributed.leave_process_group`). The process group's collectives wait `ddp_timeout` at most, on
-    CPU too (`recipes.kit.lost_peers.bound_waits`). A dry run (`--dry_run true`, `recipes.kit.dry_run`) takes no
-    lock, prints the resolved configuration and the run's report on the main process, and returns.
+    (`recipes.kit.distributed.leave_process_group`; on a failure the user can fix too, without waiting for the other
+    processes, so that no gloo thread is left to abort the exit). The process group's collectives wait `ddp_timeout`
+    at most, on CPU too (`recipes.kit.lost_peers.bound_waits`). A dry run (`--dry_run true`, `recipes.kit.dry_run`)
+    takes no lock, prints the resolved configuration and the run's report on the main process, and returns.
 
     Raises:
         SystemExit: status 2 (`EXIT_STATUS`) after printing `error: <message>` on stderr, for a failure the user can
@@ -129,6 +130,7 @@ def run_from_command_line(main: Callable[..., dict], config_classes: tuple[type,
     """
     parsed: tuple = ()
     training_args = None
+    exit_status = 0
     try:
         try:
             parsed = parse_config(*config_classes)
@@ -154,12 +156,16 @@ def run_from_command_line(main: Callable[..., dict], config_classes: tuple[type,
         if message is None and training_args is not None and is_lost_peer(error) and not debug_requested():
             message = lost_peer_message(training_args)  # every process answers the roll call
             if training_args.local_process_index != 0:  # one line a machine: its first process's
-                sys.exit(EXIT_STATUS)
+                message = ""
         if message is None or debug_requested():
             raise
-        sys.stderr.write(f"error: {message}\n")
-        sys.exit(EXIT_STATUS)
-    leave_process_group()
+        if message:
+            sys.stderr.write(f"error: {message}\n")
+        exit_status = EXIT_STATUS
+    # After the `except` block, which held the error's frames and with them the Trainer and its process group.
+    leave_process_group(wait_for_others=exit_status == 0)
+    if exit_status:
+        sys.exit(exit_status)
 
 
 def parse_config(*dataclass_types: type, argv: list[str] | None = None) -> tuple:

@@ -104,14 +104,16 @@ def _release_device_mesh_groups() -> None:
         getattr(mesh, "_pg_registry", {}).clear()
 
 
-def leave_process_group() -> None:
-    """Leaves the process group, if there is one, once every process has got there: garbage collected first, then a
-    barrier, then `destroy_process_group`, then the groups that device meshes hold released (module docstring). Logs a
-    warning if gloo worker threads are still alive after it: an object still holds the group (a `Trainer` or a model
-    kept in a global), and its threads may abort the process at exit."""
+def leave_process_group(*, wait_for_others: bool = True) -> None:
+    """Leaves the process group, if there is one: garbage collected first, then a barrier (`wait_for_others`; a
+    process that stops on an error does not wait: the others may never get there), then `destroy_process_group`, then
+    the groups that device meshes hold released (module docstring). Logs a warning if gloo worker threads are still
+    alive after it: an object still holds the group (a `Trainer` or a model kept in a global), and its threads may
+    abort the process at exit."""
     if torch.distributed.is_initialized():
         gc.collect()
-        torch.distributed.barrier()
+        if wait_for_others:
+            torch.distributed.barrier()
         torch.distributed.destroy_process_group()
         _release_device_mesh_groups()
         if left := gloo_worker_threads():

@@ -1,6 +1,7 @@
 """`recipes.kit.command_line`: YAML values, command-line overrides, misspelt keys, and the cross-field checks of
-the training values, all at parse time."""
+the training values, all at parse time; a failure the user can fix leaves the process group before exiting."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from transformers import TrainingArguments
 from recipes.kit.command_line import parse_config
 from recipes.kit.errors import ConfigError
 from recipes.transformer_xl import train as transformer_xl
+from tests.conftest import accelerate_launch
 
 TXL_TINY = Path(__file__).resolve().parents[3] / "recipes" / "transformer_xl" / "configs" / "tiny.yaml"
 
@@ -69,3 +71,16 @@ def test_do_eval_false_while_training_with_an_eval_strategy_is_refused_at_parse(
 def test_values_that_cannot_train_are_refused_at_parse(tmp_path, flag, value, message):
     with pytest.raises(ConfigError, match=message):
         parse_txl(tmp_path, f"--{flag}", str(value))
+
+
+@pytest.mark.slow
+def test_a_failure_after_a_collective_exits_with_its_line_and_no_gloo_thread_left(tmp_path):
+    # Gloo threads alive at exit are what aborted processes at teardown (`recipes.kit.distributed`): the error path
+    # exits too, and its traceback held the model, and with it the group.
+    worker = Path(__file__).resolve().parents[1] / "error_exit_worker.py"
+    log = accelerate_launch(worker, str(tmp_path), "--output_dir", str(tmp_path / "out"), check=False)
+    assert log.count("error: a value the user can fix, found after the first step") == 2, log[-3000:]
+    for rank in (0, 1):
+        report = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert report["when_failing"] > 0, report  # the group's threads were there to leave
+        assert report["at_exit"] == 0, report
