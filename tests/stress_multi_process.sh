@@ -24,6 +24,7 @@ all=(
   "tests/recipes/test_resume_other_count.py"
   "tests/recipes/test_two_machines.py"
   "tests/recipes/test_lost_machine.py"
+  "tests/recipes/kit/test_command_line.py::test_a_failure_after_a_collective_exits_with_its_line_and_no_gloo_thread_left"
 )
 if [ "$selection" = all ]; then tests=("${all[@]}"); else tests=("${stream[@]}"); fi
 start=$SECONDS
