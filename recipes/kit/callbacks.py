@@ -293,5 +293,5 @@ def noise_generator_state(model: torch.nn.Module) -> RankStateCallback:
         what="noise generators",
         get_state=lambda: {"state": model.noise_generator.get_state()},
         set_state=lambda tensors: model.noise_generator.set_state(tensors["state"]),
-        on_other_layout="each process draws its noise from its seed again (not the noise the first run would draw)",
+        on_other_layout="each process draws its noise from its seed again, not the noise the first run would draw",
     )
