@@ -235,10 +235,20 @@ def checkpoint_processes(folder: Path) -> int | None:
     saved before the count was recorded, counted from its per-process files (`PER_PROCESS_FILE`): the highest process
     index they name plus one, at least two where there are numbered RNG states, one with only `rng_state.pth`. A
     count from the files cannot see processes above the highest that wrote something. None: no count and no
-    per-process file (a `save_only_model` checkpoint of an older run)."""
+    per-process file (a `save_only_model` checkpoint of an older run).
+
+    Raises:
+        CheckpointError: the recorded count cannot be read (no positive `num_processes`), naming the file.
+    """
     recorded = folder / PROCESS_COUNT_FILE
     if recorded.is_file():
-        return json.loads(recorded.read_text(encoding="utf-8"))["num_processes"]
+        try:
+            count = json.loads(recorded.read_text(encoding="utf-8"))["num_processes"]
+        except (ValueError, KeyError, TypeError) as error:  # not JSON, no count, not an object
+            raise CheckpointError(f"{recorded} cannot be read ({type(error).__name__}: {error})") from error
+        if not isinstance(count, int) or count < 1:
+            raise CheckpointError(f"{recorded}: num_processes is {count!r}, not a positive count of processes")
+        return count
     matches = [match for path in folder.iterdir() if (match := PER_PROCESS_FILE.match(path.name))]
     counted = max((int(match["index"]) + 1 for match in matches), default=0)
     if any(match["kind"] == "rng_state_" for match in matches):

@@ -265,6 +265,19 @@ def test_a_checkpoint_whose_highest_process_wrote_nothing_is_named_and_skipped(t
 
 
 @pytest.mark.parametrize(
+    ("recorded", "words"),
+    [('{"num_processes": 0}', "num_processes is 0"), ("{}", "cannot be read (KeyError"), ("[2]", "(TypeError")],
+)
+def test_a_process_count_that_cannot_be_read_is_named_and_the_checkpoint_skipped(tmp_path, caplog, recorded, words):
+    write_checkpoint(tmp_path / "checkpoint-2", TWO_PROCESSES, processes=2)
+    unreadable = write_checkpoint(tmp_path / "checkpoint-4", TWO_PROCESSES)
+    (unreadable / PROCESS_COUNT_FILE).write_text(recorded)
+    with caplog.at_level(logging.WARNING):
+        assert last_readable_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+    assert f"{unreadable / PROCESS_COUNT_FILE}" in caplog.text and words in caplog.text
+
+
+@pytest.mark.parametrize(
     ("files", "processes"),
     [
         (TWO_PROCESSES, None),
