@@ -11,7 +11,9 @@
 A checkpoint of a run on several processes is read only when every process finished writing its own files into it
 (`per_process_gaps`): a machine lost while the checkpoint was written can leave it with the weights and
 `trainer_state.json` of process 0 but without the RNG state or noise generator of the lost processes, and resuming
-from it would silently draw other random numbers than the uninterrupted run.
+from it would silently draw other random numbers than the uninterrupted run. How many processes wrote a checkpoint
+(`checkpoint_processes`) is recorded in it (`PROCESS_COUNT_FILE`), so the files of its highest processes are
+missed too; a checkpoint saved before the count was recorded is counted from its files.
 
 Trainer itself would resume a checkpoint at `global_step == max_steps` and train one step past it (it
 skips the steps already done, then takes one before checking the limit), and a run whose epochs are all
@@ -45,6 +47,9 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "adapter_mo
 #: RNG state (`rng_state_1.pth`; one process writes `rng_state.pth`) and the recipes' per-process state
 #: (`noise_generator_rank1.safetensors`, `recipes.kit.callbacks.RankStateCallback`).
 PER_PROCESS_FILE = re.compile(r"^(?P<kind>rng_state_|.+_rank)(?P<index>\d+)\.(?P<suffix>pth|safetensors)$")
+#: The file in which a checkpoint records how many processes wrote it (`{"num_processes": 2}`), written by the main
+#: process (`recipes.kit.callbacks.ProcessCountInCheckpoints`).
+PROCESS_COUNT_FILE = "process_count.json"
 
 
 def plan_run(model_args: ModelArguments, training_args: TrainingArguments) -> str:
@@ -210,8 +215,6 @@ def check_readable(folder: Path, *, checkpoint: bool = True) -> None:
         raise CheckpointError(f"{folder}: no model weights (none of {', '.join(WEIGHT_FILES)})")
     if checkpoint and not (folder / "trainer_state.json").is_file():
         raise CheckpointError(f"{folder}: no trainer_state.json")
-    if checkpoint and (gaps := per_process_gaps(folder)):
-        raise CheckpointError(f"{folder}: not written by every process (no {', '.join(gaps)}; a process stopped first)")
     for path in sorted(p for p in folder.iterdir() if p.is_file()):
         try:
             if path.suffix == ".safetensors":
@@ -223,19 +226,44 @@ def check_readable(folder: Path, *, checkpoint: bool = True) -> None:
                 json.loads(path.read_text(encoding="utf-8"))
         except Exception as error:  # each reader raises its own type for a cut or corrupt file
             raise CheckpointError(f"{path} cannot be read ({type(error).__name__}: {error})") from error
+    if checkpoint and (gaps := per_process_gaps(folder)):
+        raise CheckpointError(f"{folder}: not written by every process (no {', '.join(gaps)}; a process stopped first)")
+
+
+def checkpoint_processes(folder: Path) -> int | None:
+    """How many processes wrote the checkpoint `folder`: the count it records (`PROCESS_COUNT_FILE`); for a checkpoint
+    saved before the count was recorded, counted from its per-process files (`PER_PROCESS_FILE`): the highest process
+    index they name plus one, at least two where there are numbered RNG states, one with only `rng_state.pth`. A
+    count from the files cannot see processes above the highest that wrote something. None: no count and no
+    per-process file (a `save_only_model` checkpoint of an older run).
+
+    Raises:
+        CheckpointError: the recorded count cannot be read (no positive `num_processes`), naming the file.
+    """
+    recorded = folder / PROCESS_COUNT_FILE
+    if recorded.is_file():
+        try:
+            count = json.loads(recorded.read_text(encoding="utf-8"))["num_processes"]
+        except (ValueError, KeyError, TypeError) as error:  # not JSON, no count, not an object
+            raise CheckpointError(f"{recorded} cannot be read ({type(error).__name__}: {error})") from error
+        if not isinstance(count, int) or count < 1:
+            raise CheckpointError(f"{recorded}: num_processes is {count!r}, not a positive count of processes")
+        return count
+    matches = [match for path in folder.iterdir() if (match := PER_PROCESS_FILE.match(path.name))]
+    counted = max((int(match["index"]) + 1 for match in matches), default=0)
+    if any(match["kind"] == "rng_state_" for match in matches):
+        counted = max(counted, 2)
+    return counted or (1 if (folder / "rng_state.pth").is_file() else None)
 
 
 def per_process_gaps(folder: Path) -> list[str]:
-    """The per-process files (`PER_PROCESS_FILE`) missing from a checkpoint: of each kind, one for every process
-    index up to the highest that any of them names, and at least two RNG states where there are numbered ones (one
-    process writes `rng_state.pth`). Returns the missing names, sorted; empty when complete."""
+    """The per-process files (`PER_PROCESS_FILE`) missing from a checkpoint: of each kind it holds, one for every
+    process that wrote it (`checkpoint_processes`). Returns the missing names, sorted; empty when complete."""
     indices: dict[tuple[str, str], set[int]] = {}
     for path in folder.iterdir():
         if match := PER_PROCESS_FILE.match(path.name):
             indices.setdefault((match["kind"], match["suffix"]), set()).add(int(match["index"]))
-    processes = max((max(found) + 1 for found in indices.values()), default=0)
-    if ("rng_state_", "pth") in indices:
-        processes = max(processes, 2)
+    processes = checkpoint_processes(folder) or 0
     return sorted(
         f"{kind}{index}.{suffix}"
         for (kind, suffix), found in indices.items()

@@ -2,8 +2,9 @@
 
 `RecipeTrainer`, for what every recipe shares:
 - A training run gets the recipes' callbacks (`recipes.kit.callbacks.training_callbacks`: early stopping with
-  `--early_stopping_patience`, the parameters each process holds, a tokenizer in every checkpoint, a line when
-  the RNG states are another process count's); the model's size is logged in one wording for every recipe.
+  `--early_stopping_patience`, the parameters each process holds, a tokenizer and the process count in every
+  checkpoint, one line on a resume on another process count); the model's size is logged in one wording for every
+  recipe.
 - The model card (`recipes.kit.model_card`) is written by the public `create_model_card`, which
   `Trainer.push_to_hub` calls.
 - The saved `tokenizer_config.json` holds no key that only describes this machine's loading
@@ -54,7 +55,7 @@ class RecipeTrainer(Trainer):
         for key in MACHINE_LOCAL_TOKENIZER_KEYS if init_kwargs is not None else ():
             init_kwargs.pop(key, None)
         if self.args.do_train:
-            for callback in training_callbacks(self.args):
+            for callback in training_callbacks(self.args, self.callback_handler.callbacks):
                 self.add_callback(callback)
         parameters = list(self.model.parameters())  # a tied weight is one parameter
         trainable = sum(p.numel() for p in parameters if p.requires_grad)

@@ -92,10 +92,10 @@ class MemoryTrainer(OwnEvaluationTrainer):
         self.add_callback(
             RankStateCallback(
                 "stream_memory",
+                what="Transformer-XL memory",
                 get_state=self.memory_state,
                 set_state=self.restore_memory,
-                on_other_layout="the checkpoint's streams are not this run's (another global batch): each process "
-                "starts with empty memory",
+                on_other_layout="another global batch, so other streams: each process starts with empty memory",
                 reshard=self.reshard_memory,
             )
         )

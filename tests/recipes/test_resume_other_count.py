@@ -5,20 +5,36 @@ Sentiment, closed-book QA, the NCE LM with `loss_type=full` and Transformer-XL e
 original count ends with: the data order is the seeded sampler's (Transformer-XL: the streams of the global batch,
 whose memory is re-split by rows), and with dropout off nothing draws from the RNG states `Trainer` restores only
 per process (`rng_state_<process>.pth`). The NCE LM's noise (`nce`, `ranking`) comes from one generator per
-process, seeded by its rank, so no run on another count draws the same noise: the resumed run says so in one line
-(and a resume on the same count does not).
+process, seeded by its rank, so no run on another count draws the same noise. Every checkpoint records how many
+processes wrote it (`process_count.json`), and a run resumed on another count says in ONE line, from the main
+process, what is re-laid out and what is not restored (with dropout on too, and a Transformer-XL memory of another
+global batch); a resume on the same count says nothing.
 """
 
+import json
 import re
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.conftest import tiny_overrides
 from tests.recipes.two_process_runs import STEPS, run_recipe
 
 # The extra steps each resumed run trains past the checkpoint it resumes from.
 RESUMED_STEPS = 2
+# Any line of the callbacks about this run's process count (the one line of `recipes.kit.callbacks.other_count_line`,
+# and the two of the code before it: `... holds the RNG states of 2 process(es), this run has 1: ...`), at any level.
+OTHER_COUNT_LINE = re.compile(r" (\w+) recipes\.kit\.callbacks: (.*\bthis run has \d+\b.*)$", re.M)
+RNG_STATES = "Trainer's per-process RNG states not carried over (dropout draws other masks than a resume on {} would)"
+NOISE = "noise generators not restored (each process draws its noise from its seed again, not the noise the first run "
+NOISE += "would draw)"
+
+
+def announced(log: str) -> list[tuple[str, str]]:
+    """The level and text of each line of `log` (every process's) that announces a resume on another number of
+    processes."""
+    return OTHER_COUNT_LINE.findall(log)
 
 
 def resume(launch, task: str, checkpoint, output_dir, processes: int, extra: list[str]) -> str:
@@ -46,15 +62,15 @@ def test_resumed_on_one_process_ends_with_the_weights_of_two(
         count: resume(launch, task, checkpoint, tmp_path / f"on{count}", count, session_tokenizer(task))
         for count in (2, 1)
     }
+    assert json.loads((checkpoint / "process_count.json").read_text()) == {"num_processes": 2}
     for count, log in logs.items():
         assert re.search(rf"process 0 of {count}\b", log) and f"resuming from {checkpoint} (step {STEPS})" in log
-        assert "holds the noise_generator" not in log  # nce_lm with `full` draws no noise: nothing to announce
-    # Trainer's RNG states are per process: not restored on 1 process, which says so (harmless without dropout).
-    assert logs[1].count(f"{checkpoint} holds the RNG states of 2 process(es), this run has 1: not restored") == 1
-    assert "holds the RNG states" not in logs[2]
-    if task == "transformer_xl":  # the memory of both processes' rows, re-split: one line on 1 process, none on 2
-        assert logs[1].count("holds the stream_memory of 2 process(es), this run has 1: re-split") == 1
-        assert "holds the stream_memory" not in logs[2]
+    # One line on 1 process, none on 2: Trainer's RNG states are per process (harmless without dropout); the
+    # Transformer-XL memory of both processes' rows is re-split; nce_lm with `full` draws no noise.
+    phrases = ["Transformer-XL memory re-split over this run's processes"] if task == "transformer_xl" else []
+    said = "; ".join([*phrases, RNG_STATES.format("2 processes")])
+    assert announced(logs[1]) == [("WARNING", f"{checkpoint} was written by 2 processes, this run has 1: {said}")]
+    assert announced(logs[2]) == []
     expected, actual = (load_file(tmp_path / f"on{count}" / "model.safetensors") for count in (2, 1))
     assert expected.keys() == actual.keys()
     for key in expected:
@@ -66,17 +82,34 @@ def test_resumed_on_one_process_ends_with_the_weights_of_two(
 
 @pytest.mark.slow
 def test_nce_noise_resumed_on_two_processes_is_announced_in_one_line(tmp_path, launch):
-    """A 1-process NCE checkpoint resumed on 2 processes: one line says the noise generators start again from their
-    seeds (and one that the RNG states are not restored); resumed on 1, both are restored without a word."""
-    run_recipe(launch, "nce_lm", tmp_path / "written", 1, ["--loss_type", "nce"])
+    """A 1-process NCE checkpoint (dropout on) resumed on 2 processes: one line says the noise generators start
+    again from their seeds and the RNG states are not carried over; resumed on 1, both are restored without a
+    word."""
+    extra = [*tiny_overrides("nce_lm"), "--loss_type", "nce"]  # the model's dropout (0.1), not RECIPES' none
+    run_recipe(launch, "nce_lm", tmp_path / "written", 1, extra)
     checkpoint = tmp_path / "written" / f"checkpoint-{STEPS}"
-    logs = {
-        count: resume(launch, "nce_lm", checkpoint, tmp_path / f"on{count}", count, ["--loss_type", "nce"])
-        for count in (2, 1)
-    }
-    line = f"{checkpoint} holds the noise_generator of 1 process(es), this run has 2: not restored; each process draws"
-    assert logs[2].count(line) == 1
-    assert "holds the noise_generator" not in logs[1] and "holds the RNG states" not in logs[1]
+    logs = {count: resume(launch, "nce_lm", checkpoint, tmp_path / f"on{count}", count, extra) for count in (2, 1)}
+    said = f"{NOISE}; {RNG_STATES.format('1 process')}"
+    assert announced(logs[2]) == [("WARNING", f"{checkpoint} was written by 1 process, this run has 2: {said}")]
+    assert announced(logs[1]) == []
     for count in (2, 1):
         assert re.search(rf"process 0 of {count}\b", logs[count])
         assert (tmp_path / f"on{count}" / "model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_transformer_xl_with_noise_resumed_on_another_global_batch_is_announced_in_one_line(tmp_path, launch):
+    """A 2-process Transformer-XL checkpoint (`loss_type nce`, dropout on) resumed on 1 process with half the global
+    batch: one warning line says the noise generators and the memory (other streams) are not restored and the RNG
+    states not carried over."""
+    extra = [*tiny_overrides("transformer_xl"), "--loss_type", "nce", "--num_noise_samples", "16"]  # dropout 0.1
+    run_recipe(launch, "transformer_xl", tmp_path / "written", 2, extra)
+    checkpoint = tmp_path / "written" / f"checkpoint-{STEPS}"
+    log = resume(
+        launch, "transformer_xl", checkpoint, tmp_path / "on1", 1, [*extra, "--per_device_train_batch_size", "4"]
+    )
+    memory = "Transformer-XL memory not restored (another global batch, so other streams: each process starts with "
+    memory += "empty memory)"
+    said = f"{NOISE}; {memory}; {RNG_STATES.format('2 processes')}"
+    assert announced(log) == [("WARNING", f"{checkpoint} was written by 2 processes, this run has 1: {said}")]
+    assert re.search(r"process 0 of 1\b", log) and (tmp_path / "on1" / "model.safetensors").is_file()

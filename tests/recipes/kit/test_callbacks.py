@@ -3,7 +3,7 @@
 expected step, a resumed run keeps counting, and the flags it cannot work with fail at parse time. The callbacks
 that act across processes are tested where they act: `ParameterShareLogger`'s count in test_fsdp.py,
 `RankStateCallback`'s files in test_resume.py and test_transformer_xl.py; here, what `RankStateCallback` and
-`RngStatesOfAnotherCount` do with a checkpoint of another number of processes (whole runs:
+`ProcessCountInCheckpoints` do with a checkpoint of another number of processes (whole runs:
 test_resume_other_count.py)."""
 
 import json
@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from recipes.kit.callbacks import RankStateCallback, RngStatesOfAnotherCount
+from recipes.kit.callbacks import ProcessCountInCheckpoints, RankStateCallback, Relayout, other_count_line
 from recipes.kit.command_line import parse_config
 from recipes.kit.errors import ConfigError
 from recipes.sentiment.train import CONFIG_CLASSES, main
@@ -87,76 +87,108 @@ def test_early_stopping_needs_the_metric_named(tmp_path):
         parse_config(*CONFIG_CLASSES, argv=argv)
 
 
-def test_per_process_state_of_another_process_count_is_not_restored_and_says_so(tmp_path, caplog):
-    """A checkpoint written by 1 process, resumed on 2: the state laid out for 1 is left out, in one warning line
-    naming both counts; resumed on 1, it is restored."""
-    restored = []
-    callback = RankStateCallback(
-        "stream_memory",
-        get_state=lambda: {"memory": torch.arange(3.0)},
-        set_state=restored.append,
-        on_other_layout="each process starts with empty memory",
+def stream_memory_callback(**kwargs) -> RankStateCallback:
+    return RankStateCallback(
+        "stream_memory", what="stream memory", on_other_layout="each process starts with empty memory", **kwargs
     )
+
+
+def resume_args(checkpoint: Path, process_index: int, world_size: int) -> SimpleNamespace:
+    return SimpleNamespace(resume_from_checkpoint=str(checkpoint), process_index=process_index, world_size=world_size)
+
+
+def test_per_process_state_of_another_process_count_is_not_restored_and_records_it(tmp_path):
+    """A checkpoint written by 1 process, resumed on 2: the state laid out for 1 is left out, which the callback
+    records for the resume line (`ProcessCountInCheckpoints`); resumed on 1, it is restored and nothing recorded."""
+    restored = []
+    callback = stream_memory_callback(get_state=lambda: {"memory": torch.arange(3.0)}, set_state=restored.append)
     checkpoint = tmp_path / "checkpoint-4"
     writer = SimpleNamespace(output_dir=str(tmp_path), process_index=0, world_size=1)
     callback.on_save(writer, SimpleNamespace(global_step=4), None)
     assert [path.name for path in checkpoint.iterdir()] == ["stream_memory_rank0.safetensors"]
-    caplog.set_level(logging.WARNING, logger="recipes.kit.callbacks")
     for process_index in (0, 1):
-        resumed = SimpleNamespace(resume_from_checkpoint=str(checkpoint), process_index=process_index, world_size=2)
-        callback.on_train_begin(resumed, SimpleNamespace(global_step=4), None)
+        callback.on_train_begin(resume_args(checkpoint, process_index, 2), SimpleNamespace(global_step=4), None)
+        assert callback.other_count_outcome == Relayout(
+            "stream memory not restored (each process starts with empty memory)", exact=False
+        )
     assert restored == []
-    assert caplog.text.count(f"{checkpoint} holds the stream_memory of 1 process(es), this run has 2") == 1
-    assert "each process starts with empty memory" in caplog.text
-    same_count = SimpleNamespace(resume_from_checkpoint=str(checkpoint), process_index=0, world_size=1)
-    callback.on_train_begin(same_count, SimpleNamespace(global_step=4), None)
+    callback.on_train_begin(resume_args(checkpoint, 0, 1), SimpleNamespace(global_step=4), None)
     assert len(restored) == 1 and torch.equal(restored[0]["memory"], torch.arange(3.0))
+    assert callback.other_count_outcome is None
 
 
-def test_per_process_state_that_reshards_is_restored_as_each_process_share_in_one_info_line(tmp_path, caplog):
+def test_per_process_state_that_reshards_is_restored_as_each_process_share(tmp_path):
     """Written by 2 processes, resumed on 1 with a `reshard`: the one process gets what `reshard` makes of both
-    writers' states (in process order), and one info line says it was re-split; a `reshard` that cannot (None)
-    leaves it out with the warning line."""
+    writers' states (in process order), recorded as re-split exactly; a `reshard` that cannot (None) leaves it
+    out."""
     shares, written = [], iter([torch.zeros(2), torch.ones(2)])  # process 0's state, then process 1's
-    callback = RankStateCallback(
-        "stream_memory",
+    callback = stream_memory_callback(
         get_state=lambda: {"memory": next(written)},
         set_state=shares.append,
-        on_other_layout="each process starts with empty memory",
         reshard=lambda states: {"memory": torch.cat([state["memory"] for state in states])},
     )
     checkpoint = tmp_path / "checkpoint-4"
     for process_index in (0, 1):
         writer = SimpleNamespace(output_dir=str(tmp_path), process_index=process_index)
         callback.on_save(writer, SimpleNamespace(global_step=4), None)
-    caplog.set_level(logging.INFO, logger="recipes.kit.callbacks")
-    resumed = SimpleNamespace(resume_from_checkpoint=str(checkpoint), process_index=0, world_size=1)
-    callback.on_train_begin(resumed, SimpleNamespace(global_step=4), None)
+    callback.on_train_begin(resume_args(checkpoint, 0, 1), SimpleNamespace(global_step=4), None)
     assert len(shares) == 1 and torch.equal(shares[0]["memory"], torch.tensor([0.0, 0.0, 1.0, 1.0]))
-    line = f"{checkpoint} holds the stream_memory of 2 process(es), this run has 1: re-split over this run's processes"
-    assert caplog.text.count(line) == 1 and "WARNING" not in caplog.text
+    assert callback.other_count_outcome == Relayout("stream memory re-split over this run's processes", exact=True)
     callback.reshard = lambda states: None
-    callback.on_train_begin(resumed, SimpleNamespace(global_step=4), None)
-    assert len(shares) == 1 and "this run has 1: not restored; each process starts with empty memory" in caplog.text
+    callback.on_train_begin(resume_args(checkpoint, 0, 1), SimpleNamespace(global_step=4), None)
+    assert len(shares) == 1 and callback.other_count_outcome.exact is False
 
 
-def test_rng_states_of_another_process_count_are_announced_in_one_line(tmp_path, caplog):
-    """`Trainer` restores no RNG state from a checkpoint of another number of processes: resumed on 1 from 2
-    processes' `rng_state_<process>.pth`, or on 2 from one process's `rng_state.pth`, one warning line from the main
-    process says so; on the count that wrote them (and for a new run), nothing."""
-    two, one = tmp_path / "two" / "checkpoint-4", tmp_path / "one" / "checkpoint-4"
-    for checkpoint, names in ((two, ["rng_state_0.pth", "rng_state_1.pth"]), (one, ["rng_state.pth"])):
-        checkpoint.mkdir(parents=True)
-        for name in names:
-            (checkpoint / name).write_bytes(b"")
+def test_the_resume_line_joins_every_outcome_and_warns_when_one_is_not_exact():
+    re_split = Relayout("stream memory re-split over this run's processes", exact=True)
+    not_restored = Relayout("noise generators not restored (seeded per process)", exact=False)
+    level, line = other_count_line("out/checkpoint-4", written_by=2, world_size=1, outcomes=[re_split, not_restored])
+    assert level == logging.WARNING
+    assert line == (
+        "out/checkpoint-4 was written by 2 processes, this run has 1: stream memory re-split over this run's "
+        "processes; noise generators not restored (seeded per process)"
+    )
+    assert other_count_line("c", written_by=1, world_size=2, outcomes=[re_split]) == (
+        logging.INFO,
+        "c was written by 1 process, this run has 2: stream memory re-split over this run's processes",
+    )
+    level, line = other_count_line("c", written_by=1, world_size=2, outcomes=[])
+    assert (level, line) == (
+        logging.INFO,
+        "c was written by 1 process, this run has 2: no per-process state to re-lay out",
+    )
+
+
+def test_a_resume_on_another_process_count_is_announced_in_one_line_from_the_main_process(tmp_path, caplog):
+    """A checkpoint that records 2 processes (`process_count.json`, written on save by the main process only),
+    with their RNG states and stream memory, resumed on 1: one warning line says the memory was re-split and the
+    RNG states not carried over, whatever the callbacks' order; on 2 processes and for a new run, no line."""
+    memory = iter([torch.zeros(2), torch.ones(2)])
+    trainer_callbacks: list = []
+    count = ProcessCountInCheckpoints(trainer_callbacks)
+    memory_state = stream_memory_callback(
+        get_state=lambda: {"memory": next(memory)}, set_state=lambda tensors: None, reshard=lambda states: states[0]
+    )
+    trainer_callbacks += [count, memory_state]  # the announcer first: the line waits for the memory's outcome
+    checkpoint = tmp_path / "checkpoint-4"
+    for process_index in (0, 1):
+        writer = SimpleNamespace(output_dir=str(tmp_path), process_index=process_index, should_save=process_index == 0)
+        for callback in trainer_callbacks:
+            callback.on_save(SimpleNamespace(**vars(writer), world_size=2), SimpleNamespace(global_step=4), None)
+        (checkpoint / f"rng_state_{process_index}.pth").write_bytes(b"")
+    assert json.loads((checkpoint / "process_count.json").read_text()) == {"num_processes": 2}
     caplog.set_level(logging.INFO, logger="recipes.kit.callbacks")
-    callback, step_4 = RngStatesOfAnotherCount(), SimpleNamespace(global_step=4)
-    for checkpoint, world_size in ((two, 1), (one, 2), (two, 2), (one, 1)):
-        for process_index in range(world_size):
-            resumed = SimpleNamespace(resume_from_checkpoint=str(checkpoint), process_index=process_index)
-            callback.on_train_begin(SimpleNamespace(**vars(resumed), world_size=world_size), step_4, None)
-    new_run = SimpleNamespace(resume_from_checkpoint=None, output_dir=str(tmp_path), process_index=0, world_size=2)
-    callback.on_train_begin(new_run, SimpleNamespace(global_step=0), None)
-    assert caplog.text.count("holds the RNG states") == 2
-    assert caplog.text.count(f"{two} holds the RNG states of 2 process(es), this run has 1: not restored") == 1
-    assert caplog.text.count(f"{one} holds the RNG states of 1 process(es), this run has 2: not restored") == 1
+    new_run = SimpleNamespace(resume_from_checkpoint=None, output_dir=str(tmp_path), process_index=0, world_size=1)
+    for args, step in [(resume_args(checkpoint, 0, 1), 4), *((resume_args(checkpoint, i, 2), 4) for i in (0, 1))]:
+        for event in ("on_train_begin", "on_epoch_begin", "on_epoch_begin"):  # a second epoch says nothing again
+            for callback in trainer_callbacks:
+                getattr(callback, event)(args, SimpleNamespace(global_step=step), None)
+    for event in ("on_train_begin", "on_epoch_begin"):
+        for callback in trainer_callbacks:
+            getattr(callback, event)(new_run, SimpleNamespace(global_step=0), None)
+    assert [record.levelno for record in caplog.records] == [logging.WARNING]
+    assert caplog.records[0].getMessage() == (
+        f"{checkpoint} was written by 2 processes, this run has 1: stream memory re-split over this run's "
+        "processes; Trainer's per-process RNG states not carried over (dropout draws other masks than a resume on "
+        "2 processes would)"
+    )

@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from recipes.kit.command_line import parse_config
 from recipes.kit.errors import ConfigError
-from recipes.kit.lifecycle import last_readable_checkpoint
+from recipes.kit.lifecycle import PROCESS_COUNT_FILE, checkpoint_processes, last_readable_checkpoint
 from recipes.transformer_xl import train as recipe
 
 REPO = Path(__file__).resolve().parents[3]
@@ -210,9 +210,12 @@ def test_do_eval_false_writes_no_eval_results_whatever_the_eval_strategy(finishe
     assert sorted(path.name for path in output_dir.iterdir()) == ["predictions.jsonl"]
 
 
-def write_checkpoint(folder: Path, per_process_files: list[str]) -> Path:
-    """A checkpoint folder as `Trainer` leaves it (weights, `trainer_state.json`) with `per_process_files`."""
+def write_checkpoint(folder: Path, per_process_files: list[str], processes: int | None = None) -> Path:
+    """A checkpoint folder as `Trainer` leaves it (weights, `trainer_state.json`) with `per_process_files`, and the
+    number of `processes` that wrote it recorded as the recipes record it (None: an older checkpoint without)."""
     folder.mkdir(parents=True)
+    if processes is not None:
+        (folder / PROCESS_COUNT_FILE).write_text(json.dumps({"num_processes": processes}))
     save_file({"weight": torch.zeros(1)}, folder / "model.safetensors")
     (folder / "trainer_state.json").write_text(json.dumps({"global_step": int(folder.name.split("-")[1])}))
     for name in per_process_files:
@@ -250,11 +253,61 @@ def test_a_checkpoint_not_written_by_every_process_is_named_and_skipped(tmp_path
     assert f"{lost}: not written by every process (no {missing}; a process stopped first)" in caplog.text
 
 
+def test_a_checkpoint_whose_highest_process_wrote_nothing_is_named_and_skipped(tmp_path, caplog):
+    # Process 2 of 3 lost before it wrote anything: its files look like a 2-process checkpoint's, which only the
+    # recorded count tells apart; the same files recorded as 2 processes' are complete (the negative control).
+    write_checkpoint(tmp_path / "checkpoint-2", TWO_PROCESSES, processes=2)
+    lost = write_checkpoint(tmp_path / "checkpoint-4", TWO_PROCESSES, processes=3)
+    with caplog.at_level(logging.WARNING):
+        assert last_readable_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+    missing = "noise_generator_rank2.safetensors, rng_state_2.pth"
+    assert f"{lost}: not written by every process (no {missing}; a process stopped first)" in caplog.text
+
+
 @pytest.mark.parametrize(
-    "files",
-    [TWO_PROCESSES, ["rng_state.pth", "noise_generator_rank0.safetensors"], [], ["rng_state_0.pth", "rng_state_1.pth"]],
-    ids=["two processes", "one process", "save_only_model", "no per-process state of the recipes"],
+    ("recorded", "words"),
+    [('{"num_processes": 0}', "num_processes is 0"), ("{}", "cannot be read (KeyError"), ("[2]", "(TypeError")],
 )
-def test_a_checkpoint_every_process_wrote_is_resumed(tmp_path, files):
-    write_checkpoint(tmp_path / "checkpoint-4", files)
+def test_a_process_count_that_cannot_be_read_is_named_and_the_checkpoint_skipped(tmp_path, caplog, recorded, words):
+    write_checkpoint(tmp_path / "checkpoint-2", TWO_PROCESSES, processes=2)
+    unreadable = write_checkpoint(tmp_path / "checkpoint-4", TWO_PROCESSES)
+    (unreadable / PROCESS_COUNT_FILE).write_text(recorded)
+    with caplog.at_level(logging.WARNING):
+        assert last_readable_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+    assert f"{unreadable / PROCESS_COUNT_FILE}" in caplog.text and words in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("files", "processes"),
+    [
+        (TWO_PROCESSES, None),
+        (TWO_PROCESSES, 2),
+        (["rng_state.pth", "noise_generator_rank0.safetensors"], None),
+        (["rng_state.pth", "noise_generator_rank0.safetensors"], 1),
+        ([], None),
+        (["rng_state_0.pth", "rng_state_1.pth"], None),
+    ],
+    ids=["two processes", "two recorded", "one process", "one recorded", "save_only_model", "no recipe state"],
+)
+def test_a_checkpoint_every_process_wrote_is_resumed(tmp_path, files, processes):
+    write_checkpoint(tmp_path / "checkpoint-4", files, processes)
     assert last_readable_checkpoint(tmp_path) == str(tmp_path / "checkpoint-4")
+
+
+@pytest.mark.parametrize(
+    ("files", "recorded", "expected"),
+    [
+        (["rng_state_0.pth", "rng_state_1.pth"], 3, 3),  # recorded: the highest process wrote nothing
+        (["rng_state.pth"], 4, 4),
+        (TWO_PROCESSES, None, 2),  # older checkpoints: counted from the files
+        (["rng_state_0.pth"], None, 2),  # numbered RNG states: at least two processes
+        (["noise_generator_rank0.safetensors", "noise_generator_rank2.safetensors"], None, 3),
+        (["rng_state.pth", "noise_generator_rank0.safetensors"], None, 1),
+        (["rng_state.pth"], None, 1),
+        ([], None, None),
+    ],
+)
+def test_the_processes_that_wrote_a_checkpoint_are_its_recorded_count_else_counted_from_its_files(
+    tmp_path, files, recorded, expected
+):
+    assert checkpoint_processes(write_checkpoint(tmp_path / "checkpoint-4", files, recorded)) == expected
