@@ -2,9 +2,10 @@
 
     python bench/_sft_side.py '<job json>'     # prints one line `RESULT {...}`
 
-The job names the side (`ours`: the QA recipe's `QATrainer`, answer-only head, with the collator the recipe picks,
-`training_collator`; or `trl`: TRL's `SFTTrainer` on prompt/completion rows, with `sft` as extra `SFTConfig` fields),
-the saved model and tokenizer folders, a jsonl of questions and answers, the step count, batch size and threads.
+The job names the side (`ours`: the QA recipe's `QATrainer`, answer-only head, with the collator and attention the
+recipe picks, `training_collator`, or the job's `attention`; or `trl`: TRL's `SFTTrainer` on prompt/completion rows,
+with `sft` as extra `SFTConfig` fields), the saved model and tokenizer folders, a jsonl of questions and answers, the
+step count, batch size and threads.
 Both sides get the same `TrainingArguments` values (fp32 and no gradient checkpointing, both of which TRL's
 `SFTConfig` would otherwise turn on; CPU, constant learning rate, rows in file order, no logging or saving) and the
 same AdamW, its state allocated by a zero step before the memory baseline. Measured: the time between consecutive
@@ -87,6 +88,8 @@ def trainer_for(job: dict, model, tokenizer, rows: datasets.Dataset, args: dict,
     if job["side"] == "ours":
         prompts = TemplatePrompts(tokenizer)
         collator = training_collator(model, tokenizer.pad_token_id, padding_free=job["padding_free"], do_train=True)
+        if job.get("attention"):  # instead of the one the recipe picks (sdpa per packed row for padding-free batches)
+            model.set_attn_implementation(job["attention"])
         trainer_class = type("CountedQATrainer", (BatchCounts, QATrainer), {})
         return trainer_class(
             model=model,
