@@ -8,7 +8,7 @@ with `sft` as extra `SFTConfig` fields), the saved model and tokenizer folders, 
 step count, batch size and threads.
 Both sides get the same `TrainingArguments` values (fp32 and no gradient checkpointing, both of which TRL's
 `SFTConfig` would otherwise turn on; CPU, constant learning rate, rows in file order, no logging or saving) and the
-same AdamW, its state allocated by a zero step before the memory baseline. Measured: the time between consecutive
+same fused AdamW, its state allocated by a zero step before the memory baseline. Measured: the time between consecutive
 `on_step_end` calls (data loading, collation, forward, backward, optimizer step), the examples and answer tokens of
 every batch as `compute_loss` sees them (packed rows counted one per restart of `position_ids`), the first step's
 loss, and the peak RSS above the RSS once model, optimizer and trainer exist (the
@@ -49,9 +49,10 @@ def peak_rss_mb() -> float:
 
 
 def adamw_with_state(model: torch.nn.Module, *, lr: float) -> torch.optim.AdamW:
-    """AdamW over `model`'s parameters (no weight decay) whose state is allocated, by a step with zero gradients
-    (which leaves the weights as they are), so that a memory baseline taken now includes it."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    """AdamW over `model`'s parameters (no weight decay; fused, as `TrainingArguments`' default `optim`
+    `adamw_torch_fused` builds it) whose state is allocated, by a step with zero gradients (which leaves the weights
+    as they are), so that a memory baseline taken now includes it."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0, fused=True)
     for param in model.parameters():
         param.grad = torch.zeros_like(param)
     optimizer.step()
