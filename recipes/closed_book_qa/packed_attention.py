@@ -11,14 +11,10 @@ other mask (padded batches, generation, sliding windows, a single row) it runs `
 gradients are sdpa's (up to float rounding): only the masked-out products are skipped.
 """
 
-import logging
-
 import torch
 from transformers import AttentionInterface, PreTrainedModel
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-
-logger = logging.getLogger(__name__)
 
 PACKED_ROWS_ATTENTION = "sdpa_packed_rows"
 
