@@ -2,12 +2,13 @@
 
     python bench/_sft_side.py '<job json>'     # prints one line `RESULT {...}`
 
-The job names the side (`ours`: the QA recipe's `QATrainer`, answer-only head, with the collator the recipe picks,
-`training_collator`; or `trl`: TRL's `SFTTrainer` on prompt/completion rows, with `sft` as extra `SFTConfig` fields),
-the saved model and tokenizer folders, a jsonl of questions and answers, the step count, batch size and threads.
+The job names the side (`ours`: the QA recipe's `QATrainer`, answer-only head, with the collator and attention the
+recipe picks, `training_collator`, or the job's `attention`; or `trl`: TRL's `SFTTrainer` on prompt/completion rows,
+with `sft` as extra `SFTConfig` fields), the saved model and tokenizer folders, a jsonl of questions and answers, the
+step count, batch size and threads.
 Both sides get the same `TrainingArguments` values (fp32 and no gradient checkpointing, both of which TRL's
 `SFTConfig` would otherwise turn on; CPU, constant learning rate, rows in file order, no logging or saving) and the
-same AdamW, its state allocated by a zero step before the memory baseline. Measured: the time between consecutive
+same fused AdamW, its state allocated by a zero step before the memory baseline. Measured: the time between consecutive
 `on_step_end` calls (data loading, collation, forward, backward, optimizer step), the examples and answer tokens of
 every batch as `compute_loss` sees them (packed rows counted one per restart of `position_ids`), the first step's
 loss, and the peak RSS above the RSS once model, optimizer and trainer exist (the
@@ -48,9 +49,10 @@ def peak_rss_mb() -> float:
 
 
 def adamw_with_state(model: torch.nn.Module, *, lr: float) -> torch.optim.AdamW:
-    """AdamW over `model`'s parameters (no weight decay) whose state is allocated, by a step with zero gradients
-    (which leaves the weights as they are), so that a memory baseline taken now includes it."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    """AdamW over `model`'s parameters (no weight decay; fused, as `TrainingArguments`' default `optim`
+    `adamw_torch_fused` builds it) whose state is allocated, by a step with zero gradients (which leaves the weights
+    as they are), so that a memory baseline taken now includes it."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0, fused=True)
     for param in model.parameters():
         param.grad = torch.zeros_like(param)
     optimizer.step()
@@ -87,6 +89,8 @@ def trainer_for(job: dict, model, tokenizer, rows: datasets.Dataset, args: dict,
     if job["side"] == "ours":
         prompts = TemplatePrompts(tokenizer)
         collator = training_collator(model, tokenizer.pad_token_id, padding_free=job["padding_free"], do_train=True)
+        if job.get("attention"):  # instead of the one the recipe picks (sdpa per packed row for padding-free batches)
+            model.set_attn_implementation(job["attention"])
         trainer_class = type("CountedQATrainer", (BatchCounts, QATrainer), {})
         return trainer_class(
             model=model,

@@ -42,7 +42,8 @@ trl. Claim (issue #33): the recipe's training step (`QATrainer`: answer-only hea
     compare examples/s); `loss_type="chunked_nll"`, a deprecated alias of TRL 1.16's default "nll", is not run (the
     output says so). On CPU TRL's "nll" scores every position in tiles (`add_fused_lm_head`: without Triton the
     valid positions are not compacted); ours scores the answer positions only. `trl` is not a requirement:
-    `pip install -e ".[bench]"` (the part says so and is skipped without it).
+    `pip install -e ".[bench]"` (the part says so and is skipped without it). Ours runs a third time with transformers'
+    dense block-causal sdpa on the same padding-free batches, instead of the recipe's sdpa per packed row.
 data. Claim (issue #21): a 2M-question jsonl goes through the QA recipe to the end of 2 steps of its tiny model
     in <= 120 s and <= 3 GB peak RSS on the first run (empty cache), <= 20 s on a repeat run (>= 10x faster), at
     <= 0.5x the peak RSS of the baseline data path (`--baseline_commit`, default a25df2f: the last commit before
@@ -224,9 +225,11 @@ def part_head(args: argparse.Namespace) -> None:
 
 
 def trl_sides() -> list[tuple[str, dict]]:
-    """(label, job fields) of every side of the trl part: ours twice, then the TRL configurations to try."""
+    """(label, job fields) of every side of the trl part: ours three times (the recipe's default; padding-free with
+    transformers' dense block-causal sdpa instead of sdpa per packed row; padded), then the TRL configurations."""
     return [
         ("ours: answer-only head, padding-free (recipe default)", {"side": "ours", "padding_free": None}),
+        ("ours: padding-free, dense block-causal sdpa", {"side": "ours", "padding_free": None, "attention": "sdpa"}),
         ("ours: answer-only head, padded", {"side": "ours", "padding_free": False}),
         ("TRL: completion_only_loss, max_length 64", {"side": "trl", "sft": {"max_length": 64}}),
         ("TRL: + padding_free, max_length 64", {"side": "trl", "sft": {"max_length": 64, "padding_free": True}}),
@@ -375,6 +378,9 @@ def print_trl_table(title: str, results: dict[str, dict]) -> None:
     for label, r in results.items():
         if "refused" in r:
             print(f"\nrefused: {label}: {r['refused']}")
+    dense = ran.get(trl_sides()[1][0])
+    if dense:
+        print(f"\nsdpa per packed row / dense block-causal sdpa: {ours['examples_s'] / dense['examples_s']:.2f}x")
     largest = max(abs(r["first_loss"] - ours["first_loss"]) for r in ran.values() if not r["packed"])
     print(
         f"\nfirst-step loss on the same rows, largest difference from ours: {largest:.1e} (within 1e-5: "

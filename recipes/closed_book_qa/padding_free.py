@@ -7,7 +7,9 @@ block-causal mask for eager and sdpa attention (and flash-attention's varlen pat
 the padded batch's. A model whose attention does not (its own attention code, or one that ignores
 `position_ids`) would let rows attend to each other silently, so it is checked on the model itself, once, before
 training (`keeps_packed_rows_apart`): `padding_free` null uses padding-free batches where the check passes (else
-padded ones, said in one line), `true` refuses a model that fails it, `false` pads.
+padded ones, said in one line), `true` refuses a model that fails it, `false` pads. With padding-free batches, a
+model running `sdpa` attention runs it on each packed row alone instead (`packed_attention.py`: same outputs, without
+the dense mask's masked-out work); any other attention is kept and said in one line.
 """
 
 import logging
@@ -16,6 +18,7 @@ import torch
 from transformers import PreTrainedModel
 
 from data.qa_features import PaddingFreeCollator, QATrainingCollator
+from recipes.closed_book_qa.packed_attention import use_packed_rows_attention
 from recipes.kit.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -47,17 +50,22 @@ def training_collator(
     model: PreTrainedModel, pad_token_id: int, *, padding_free: bool | None, do_train: bool
 ) -> PaddingFreeCollator | QATrainingCollator:
     """The training batches' collator: padding-free when `padding_free` allows it and the model keeps packed rows
-    apart (checked only when training), else padded with `pad_token_id`.
+    apart (checked only when training), else padded with `pad_token_id`. With padding-free batches, `model`'s `sdpa`
+    attention is switched to `sdpa_packed_rows` (`use_packed_rows_attention`: the same outputs, per row).
 
     Raises:
         ConfigError: `padding_free` true for a model that lets packed rows attend to each other.
     """
     if padding_free is False or not do_train:
         return QATrainingCollator(pad_token_id)
-    if keeps_packed_rows_apart(model):
-        logger.info("padding_free: training rows concatenated, position_ids restarting at each row")
-        return PaddingFreeCollator()
     attention = getattr(model.config, "_attn_implementation", None)
+    if keeps_packed_rows_apart(model):
+        per_row = use_packed_rows_attention(model)
+        logger.info(
+            "padding_free: training rows concatenated, position_ids restarting at each row; attention: %s",
+            "sdpa per row (sdpa_packed_rows)" if per_row else f"{attention}, not switched to sdpa per row",
+        )
+        return PaddingFreeCollator()
     if padding_free:
         raise ConfigError(
             f"padding_free true: {type(model).__name__} ({attention} attention) lets packed rows attend to each "

@@ -1,8 +1,10 @@
 """Padding-free QA batches (`recipes/closed_book_qa/padding_free.py`, `data.qa_features.PaddingFreeCollator`): rows
 of very different lengths concatenated with restarted `position_ids` give the padded batch's loss and gradients
-(1e-5), for eager and sdpa attention, GPT-2 and a Llama-shaped model; shifting one row's positions fails that
-(the rows then read as one sequence); a model whose mask ignores the restart is found by the check and refused
-(`padding_free true`) or padded (`null`); a tiny run logs the same first five losses either way."""
+(1e-5), for eager, sdpa and sdpa per packed row (`packed_attention.py`) attention, GPT-2 and a Llama-shaped model;
+shifting one row's positions fails that (the rows then read as one sequence); sdpa per packed row gives dense sdpa's
+loss and gradients on the packed batch, running each row alone; a model whose mask ignores the restart is found by the
+check and refused (`padding_free true`) or padded (`null`); padding-free batches switch sdpa (only) to sdpa per
+packed row; a tiny run logs the same first five losses either way."""
 
 import json
 from pathlib import Path
@@ -14,7 +16,9 @@ from transformers import AutoModelForCausalLM, LlamaConfig, masking_utils
 import recipes.closed_book_qa.train as recipe
 from data.labels import IGNORE_INDEX
 from data.qa_features import PaddingFreeCollator, QATrainingCollator
+from recipes.closed_book_qa import packed_attention
 from recipes.closed_book_qa.answer_loss import answer_only_loss
+from recipes.closed_book_qa.packed_attention import PACKED_ROWS_ATTENTION, packed_row_lengths
 from recipes.closed_book_qa.padding_free import keeps_packed_rows_apart, training_collator
 from recipes.kit.command_line import parse_config
 from recipes.kit.errors import ConfigError
@@ -49,7 +53,7 @@ def loss_and_gradients(model: torch.nn.Module, batch: dict) -> tuple[torch.Tenso
     return loss.detach(), [parameter.grad.clone() for parameter in model.parameters() if parameter.grad is not None]
 
 
-@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+@pytest.mark.parametrize("attention", ["eager", "sdpa", PACKED_ROWS_ATTENTION])
 @pytest.mark.parametrize("family", ["gpt2", "llama"])
 def test_a_padding_free_batch_gives_the_padded_batchs_loss_and_gradients(family, attention):
     model = tiny_model(family, attention)
@@ -64,6 +68,54 @@ def test_a_padding_free_batch_gives_the_padded_batchs_loss_and_gradients(family,
     packed_batch["position_ids"][0, 3:20] += 3
     shifted = loss_and_gradients(model, packed_batch)
     assert not torch.allclose(shifted[0], padded[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_sdpa_per_packed_row_gives_dense_sdpas_loss_and_gradients(family, monkeypatch):
+    model = tiny_model(family, "sdpa")
+    packed_batch = PaddingFreeCollator()(features())
+    dense = loss_and_gradients(model, packed_batch)
+    model.set_attn_implementation(PACKED_ROWS_ATTENTION)
+    row_lengths = []  # what each attention layer split the batch into (None: it ran dense sdpa)
+    monkeypatch.setattr(
+        packed_attention,
+        "packed_row_lengths",
+        lambda *args: row_lengths.append(lengths := packed_row_lengths(*args)) or lengths,
+    )
+    per_row = loss_and_gradients(model, packed_batch)
+    assert row_lengths == [[length for length, _ in ROWS]] * model.config.num_hidden_layers
+    torch.testing.assert_close(per_row[0], dense[0], rtol=1e-5, atol=1e-6)
+    for got, expected in zip(per_row[1], dense[1], strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    # Negative control: the second row's positions continue the first's, so the two rows run as one.
+    packed_batch["position_ids"][0, 3:20] += 3
+    shifted = loss_and_gradients(model, packed_batch)
+    assert row_lengths[-1] == [3 + 17, 40]
+    assert not torch.allclose(shifted[0], dense[0], rtol=1e-5, atol=1e-6)
+
+
+def test_sdpa_per_packed_row_runs_sdpa_on_any_other_mask():
+    query = torch.randn(1, 2, 5, 4)
+    positions = torch.tensor([[0, 1, 0, 1, 2]])
+    rows = torch.tensor([1, 1, 2, 2, 2])
+    block_causal = ((rows[:, None] == rows[None, :]).tril())[None, None]
+    assert packed_row_lengths(positions, block_causal, query, query) == [2, 3]
+    causal = torch.ones(5, 5, dtype=torch.bool).tril()[None, None]  # the rows read as one sequence
+    assert packed_row_lengths(positions, causal, query, query) is None
+    assert packed_row_lengths(positions, None, query, query) is None
+    assert packed_row_lengths(torch.arange(5)[None], causal, query, query) is None  # one row
+    assert packed_row_lengths(positions, block_causal, query, torch.randn(1, 2, 6, 4)) is None  # a cache
+
+
+def test_padding_free_batches_switch_sdpa_only_to_sdpa_per_packed_row():
+    for attention, padding_free, expected in [
+        ("sdpa", None, PACKED_ROWS_ATTENTION),
+        ("sdpa", False, "sdpa"),
+        ("eager", None, "eager"),
+    ]:
+        model = tiny_model("gpt2", attention)
+        training_collator(model, 0, padding_free=padding_free, do_train=True)
+        assert model.config._attn_implementation == expected
 
 
 def test_the_check_finds_a_mask_that_ignores_restarted_positions(monkeypatch):
