@@ -27,6 +27,7 @@ error of the generator in `DatasetGenerationError`; rows converted here raise ou
 """
 
 import contextlib
+import gc
 import hashlib
 import itertools
 import json
@@ -104,7 +105,7 @@ def tokenize_once(
     (`per_call_settings_kept`), whether `function` ran or the result came from the cache.
     """
     fingerprint = cache_key(dataset._fingerprint, tokenizer_definition(tokenizer), settings)
-    with per_call_settings_kept(tokenizer):
+    with per_call_settings_kept(tokenizer), objects_frozen():
         return dataset.map(
             function,
             batched=True,
@@ -139,6 +140,22 @@ def per_call_settings_kept(tokenizer: PreTrainedTokenizerBase) -> Iterator[None]
             backend.no_padding()
         else:
             backend.enable_padding(**padding)
+
+
+@contextlib.contextmanager
+def objects_frozen() -> Iterator[None]:
+    """Moves every object alive when the block starts out of the garbage collector's sight until it ends
+    (`gc.freeze`): the lists a tokenising batch makes trigger full collections, each of which otherwise walks
+    every object the imports made (torch, transformers: hundreds of thousands). Forked `map` workers inherit the
+    frozen set, so their collections skip the parent's objects too, and leave those pages shared. Objects a caller
+    froze before stay frozen."""
+    frozen_before = gc.get_freeze_count()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        if not frozen_before:
+            gc.unfreeze()
 
 
 def tokenizer_definition(tokenizer: PreTrainedTokenizerBase) -> str:
