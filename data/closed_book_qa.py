@@ -139,6 +139,9 @@ def conversation_row(record: dict, location: str, *, answered: bool) -> dict:
 
 def has_context_turns(rows: datasets.Dataset) -> bool:
     """Whether a row of `rows` has turns besides its question: a system turn, or earlier turns of its conversation."""
+    table = rows.data.column("messages")  # every row of the file, the selected ones among them
+    if table.null_count == len(table):  # question/answer rows only: no turn to read (nor page in)
+        return False
     lengths = pc.list_value_length(rows.with_format("arrow")["messages"])
     return (pc.max(lengths).as_py() or 0) > 1
 

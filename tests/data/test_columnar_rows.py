@@ -8,6 +8,7 @@ import pytest
 
 import data.loading
 from data.closed_book_qa import load_qa_dataset
+from data.columnar_rows import read_batches
 from data.errors import DataError
 from data.loading import RowSource
 from data.sentiment import load_sentiment_dataset
@@ -116,3 +117,14 @@ def test_a_hub_split_is_read_in_columns(tmp_path, monkeypatch, columnar_only):
     monkeypatch.setattr(datasets, "load_dataset", lambda name, config=None, revision=None: hub)
     rows = load_sentiment_dataset(dataset_name="stand-in/sst2")["train"].to_list()
     assert rows == [{"text": "a", "label": 1}, {"text": " b ", "label": 0}]
+
+
+def test_a_file_is_parsed_a_mebibyte_at_a_time(tmp_path):
+    # The readers parse several blocks ahead and each batch's conversion copies it a few times, so the block size
+    # sets the reading's peak memory (2M questions: 0.4 GB above the start with 16 MiB blocks, 0.1 GB with 1 MiB).
+    line = '{"question": "%s", "answer": ["a"]}\n' % ("q" * 70)
+    path = write(tmp_path / "big.jsonl", line * (3 * 2**20 // len(line)))
+    batches = list(read_batches([path]))
+    assert sum(map(len, batches)) == 3 * 2**20 // len(line)
+    # A block ends at the end of the line it cuts: at most a line more than its 1 MiB.
+    assert len(batches) >= 3 and max(len(batch) for batch in batches) * len(line) <= 2**20 + len(line)

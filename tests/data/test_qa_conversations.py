@@ -79,3 +79,5 @@ def test_rows_with_turns_besides_their_question_are_told_apart(tmp_path):
     rows = [{"messages": [USER, ANSWER]}, {"question": "2 plus 2", "answer": "4"}, {"messages": [SYSTEM, USER, ANSWER]}]
     loaded = load_qa_dataset(train_file=write_rows(tmp_path / "train.jsonl", rows))["train"]
     assert has_context_turns(loaded) and not has_context_turns(loaded.select([0, 1]))
+    questions = load_qa_dataset(train_file=write_rows(tmp_path / "qa.jsonl", [rows[1]] * 3))["train"]
+    assert not has_context_turns(questions)  # no conversation at all: its messages column is all null
