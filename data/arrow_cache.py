@@ -147,15 +147,16 @@ def objects_frozen() -> Iterator[None]:
     """Moves every object alive when the block starts out of the garbage collector's sight until it ends
     (`gc.freeze`): the lists a tokenising batch makes trigger full collections, each of which otherwise walks
     every object the imports made (torch, transformers: hundreds of thousands). Forked `map` workers inherit the
-    frozen set, so their collections skip the parent's objects too, and leave those pages shared. Objects a caller
-    froze before stay frozen."""
-    frozen_before = gc.get_freeze_count()
+    frozen set, so their collections skip the parent's objects too, and leave those pages shared. Where a caller
+    froze objects already, the block leaves the collector as it is."""
+    if gc.get_freeze_count():
+        yield
+        return
     gc.freeze()
     try:
         yield
     finally:
-        if not frozen_before:
-            gc.unfreeze()
+        gc.unfreeze()
 
 
 def tokenizer_definition(tokenizer: PreTrainedTokenizerBase) -> str:
