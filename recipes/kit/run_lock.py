@@ -8,6 +8,11 @@ A run killed outright (SIGKILL, an out-of-memory kill) leaves its lock behind: t
 that the process is gone and takes the lock over, saying so in one line. A lock written on another host cannot
 be checked from here: the run is refused, naming the file to delete once that run is over. The leading `_` keeps
 the file out of `Trainer`'s uploads to the Hub.
+
+With `save_on_each_node` the main process of every machine saves, so each takes the lock of its own `output_dir`.
+Where the machines share that folder (one network file system), two machines of one run would write the same files:
+the lock then names itself as held by another machine of this run (a token that the run's process 0 draws and
+sends to every process, and the machine of the holder), instead of calling it another run.
 """
 
 import datetime
@@ -16,11 +21,13 @@ import logging
 import os
 import socket
 import sys
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
+import torch
 from transformers import TrainingArguments
 
 from recipes.kit.errors import ConfigError
@@ -41,9 +48,10 @@ def output_dir_lock(training_args: TrainingArguments | None) -> Iterator[None]:
     """
     lock = None
     if training_args is not None:
+        run = run_of_machines(training_args)
         with training_args.main_process_first(local=training_args.save_on_each_node, desc="output_dir lock"):
             if training_args.should_save:
-                lock = take_lock(Path(training_args.output_dir))
+                lock = take_lock(Path(training_args.output_dir), run=run)
     try:
         yield
     finally:
@@ -51,18 +59,33 @@ def output_dir_lock(training_args: TrainingArguments | None) -> Iterator[None]:
             lock.unlink(missing_ok=True)
 
 
-def take_lock(folder: Path) -> Path:
+def run_of_machines(training_args: TrainingArguments) -> dict | None:
+    """This process's run and machine (`{"run": token, "machine": index}`) where the main process of every machine
+    saves (`save_on_each_node` on several processes); None otherwise. Every process must call it: process 0's token
+    is broadcast. Machines are told apart by the launch's layout: process `r` runs on machine `r // LOCAL_WORLD_SIZE`.
+    """
+    if not (training_args.save_on_each_node and training_args.world_size > 1 and torch.distributed.is_initialized()):
+        return None
+    token = [uuid.uuid4().hex]
+    torch.distributed.broadcast_object_list(token, src=0)
+    per_machine = int(os.environ.get("LOCAL_WORLD_SIZE", training_args.world_size))
+    return {"run": token[0], "machine": training_args.process_index // per_machine}
+
+
+def take_lock(folder: Path, *, run: dict | None = None) -> Path:
     """Creates `folder/_run.lock` for this process and returns its path, taking over a lock whose process is gone
-    from this host (module docstring).
+    from this host (module docstring). `run`: this process's run and machine (`run_of_machines`), written into the
+    lock so that another machine of the same run is named as such.
 
     Raises:
-        ConfigError: a lock held by a running process, by one on another host, or not written by this module,
-            naming the run that holds it and what to do; or other runs taking the lock at the same moment.
+        ConfigError: a lock held by a running process, by one on another host, by another machine of this run, or
+            not written by this module, naming the run that holds it and what to do; or other runs taking the lock
+            at the same moment.
     """
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_NAME
     mine = folder / f"{LOCK_NAME}.{os.getpid()}"  # written whole, then linked: no run reads a half-written lock
-    mine.write_text(json.dumps(_this_process()), encoding="utf-8")
+    mine.write_text(json.dumps({**_this_process(), **(run or {})}), encoding="utf-8")
     stale = None
     try:
         for _ in range(3):  # again when the lock vanished or was taken over while we looked
@@ -81,6 +104,8 @@ def take_lock(folder: Path) -> Path:
                 return path
             if holder is None:
                 continue
+            if run is not None and holder.get("run") == run["run"]:
+                raise ConfigError(_shared_by_machines(folder, holder))
             if _is_running(holder) is not False:
                 raise ConfigError(_refusal(folder, path, holder))
             if _remove_if_unchanged(path, holder):
@@ -144,6 +169,15 @@ def _refusal(folder: Path, path: Path, holder: dict) -> str:
     if holder.get("host") != socket.gethostname():
         return f"output_dir {folder} is in use by another run ({who}); if that run has ended, delete {path}"
     return f"output_dir {folder} is in use by another run ({who}); wait for it to end, or give another output_dir"
+
+
+def _shared_by_machines(folder: Path, holder: dict) -> str:
+    return (
+        f"output_dir {folder} is shared with machine {holder.get('machine')} of this run (on {holder.get('host')}), "
+        "whose main process saves there too: with save_on_each_node every machine's main process writes each "
+        "checkpoint, so the machines would write the same files; set save_on_each_node false where the machines "
+        "share output_dir, or give each machine an output_dir on a disk of its own"
+    )
 
 
 def _when(holder: dict) -> str:

@@ -10,9 +10,12 @@
 - that folder loads through the Auto classes in a clean process, with every weight of the checkpoint of the last
   step (under FSDP: consolidated from the processes' shards);
 - under FSDP, both machines relaunched on a copy of the sharded checkpoint of step 2 resume there and reach the
-  uninterrupted run's weights (the NCE LM only, to keep CI short).
+  uninterrupted run's weights (the NCE LM only, to keep CI short);
+- `save_on_each_node` with both machines on one output_dir (a shared file system) is refused by the machine that
+  comes second to the folder, naming the other machine of this run, not "another run".
 """
 
+import functools
 import json
 import re
 import shutil
@@ -33,7 +36,7 @@ EVERY_PROCESS_LOGS = ["--log_level", "info", "--log_level_replica", "info"]
 
 # Loads the final folder through the Auto class, from the code shipped in it, and checks it holds every weight the
 # checkpoint saved; a weight the checkpoint did not save must be tied to one it did.
-_COMPARE_WITH_CHECKPOINT = """
+COMPARE_WITH_CHECKPOINT = """
 import sys, torch, transformers
 from safetensors.torch import load_file
 folder, auto_class, shipped_code, weights = sys.argv[1:]
@@ -95,7 +98,7 @@ def test_two_machines_train_save_once_and_load_like_one(
 
     checkpoint = folder / f"checkpoint-{STEPS}"
     result = clean_process(
-        _COMPARE_WITH_CHECKPOINT,
+        COMPARE_WITH_CHECKPOINT,
         str(folder),
         *AUTO_CLASSES[task],
         str(checkpoint_weights(checkpoint, tmp_path)),
@@ -115,3 +118,24 @@ def test_two_machines_train_save_once_and_load_like_one(
         assert expected.keys() == actual.keys()
         for key in expected:
             torch.testing.assert_close(actual[key], expected[key], atol=0, rtol=0, msg=key)
+
+
+@pytest.mark.slow
+def test_save_on_each_node_on_a_shared_folder_is_refused_naming_the_other_machine(tmp_path):
+    folder = tmp_path / "shared"
+    launch = functools.partial(two_machine_launch, check=False)  # both machines stop: one refuses, one loses it
+    logs = machine_logs(run_recipe(launch, "nce_lm", folder, 2, ["--save_on_each_node", "true"]))
+    refusals = [
+        (rank, line) for rank, log in enumerate(logs) for line in log.splitlines() if "is shared with machine" in line
+    ]
+    assert len(refusals) == 1, "\n".join(log[-3000:] for log in logs)
+    rank, line = refusals[0]
+    assert line.startswith(f"error: output_dir {folder} is shared with machine {1 - rank} of this run (on "), line
+    assert not any("in use by another run" in log for log in logs)
+
+
+def test_the_table_script_of_every_recipe_imports_and_compares_losses():
+    from tests.recipes.two_machine_table import largest_relative_difference  # the script stays importable
+
+    assert largest_relative_difference([1.0, 2.2], [1.0, 2.0]) == pytest.approx(0.1)
+    assert largest_relative_difference([1.0], [1.0, 2.0]) == float("inf")  # other steps logged: not comparable

@@ -1,5 +1,6 @@
 """One run per `output_dir` at a time (`recipes.kit.run_lock`), with real processes: a second run started while the
-first runs is refused in one line naming it; a lock left by a killed run is taken over; the lock goes at the end."""
+first runs is refused in one line naming it; a lock left by a killed run is taken over; the lock goes at the end.
+The lock of another machine of the same run (`save_on_each_node` on a shared folder) is named as such."""
 
 import json
 import os
@@ -13,7 +14,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from recipes.kit.run_lock import LOCK_NAME
+from recipes.kit.errors import ConfigError
+from recipes.kit.run_lock import LOCK_NAME, take_lock
 from tests.recipes.kill_worker import kill_worker_command
 
 REPO = Path(__file__).resolve().parents[3]
@@ -96,3 +98,16 @@ def test_the_lock_is_released_when_the_run_fails(tmp_path):
     failed = _recipe(tmp_path / "out", "--train_file", str(tmp_path / "three_tokens.txt"))
     assert failed.returncode == 2 and "three_tokens.txt: 3 tokens" in failed.stderr, failed.stderr[-3000:]
     assert (tmp_path / "out").is_dir() and not (tmp_path / "out" / LOCK_NAME).exists()
+
+
+@pytest.mark.parametrize("same_run", [True, False])
+def test_a_lock_of_another_machine_of_this_run_is_named_as_such(tmp_path, same_run):
+    holder = {"run": "token-of-this-run" if same_run else "token-of-another-run", "machine": 0}
+    take_lock(tmp_path, run=holder)  # machine 0's main process, a running one (this process)
+    with pytest.raises(ConfigError) as refusal:
+        take_lock(tmp_path, run={"run": "token-of-this-run", "machine": 1})
+    if same_run:
+        assert str(refusal.value).startswith(f"output_dir {tmp_path} is shared with machine 0 of this run (on ")
+        assert "set save_on_each_node false where the machines share output_dir" in str(refusal.value)
+    else:
+        assert f"output_dir {tmp_path} is in use by another run (pid {os.getpid()}" in str(refusal.value)
