@@ -52,7 +52,6 @@ import math
 import multiprocessing
 import os
 import resource
-import socket
 import sys
 import tempfile
 import time
@@ -65,6 +64,7 @@ import torch
 import torch.nn.functional as F
 from _cli import add_run_flags
 from _machine import machine_line
+from torch.distributed.elastic.utils.distributed import get_free_port
 from transformers import (
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
@@ -286,12 +286,9 @@ def recipe_row(name: str, options: argparse.Namespace, *flags: str, adapters: st
 def join_world_of_one_under_fsdp2(device: str) -> None:
     """This process as rank 0 of a world of one with the FSDP2 settings of `recipes/accelerate_configs/fsdp.yaml`
     (`fsdp_cpu.yaml` on CPU), as `accelerate launch` passes them to its processes."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
+        MASTER_PORT=str(get_free_port()),
         RANK="0",
         LOCAL_RANK="0",
         WORLD_SIZE="1",

@@ -34,7 +34,6 @@ import os
 import platform
 import resource
 import runpy
-import socket
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,7 @@ import time
 from pathlib import Path
 
 from _data_path import baseline_code
+from torch.distributed.elastic.utils.distributed import get_free_port
 
 REPO = Path(__file__).resolve().parents[1]
 WIKITEXT2_TRAIN = REPO.parent / "shared/data/wikitext2/train.txt"
@@ -84,12 +84,6 @@ def child(recipe: Path, argv: list[str]) -> None:
         Path(os.environ["BENCH_DATA_REPORT"], f"rank{rank}.json").write_text(json.dumps(report))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def launch(task: str, *, code: Path, corpus: Path, cache: Path, work: Path, processes: int = 1) -> dict:
     """One recipe run from `code` (this checkout or today's); returns wall seconds and per-process reports."""
     output_dir = Path(tempfile.mkdtemp(dir=work, prefix=f"{task}-out-"))
@@ -107,7 +101,7 @@ def launch(task: str, *, code: Path, corpus: Path, cache: Path, work: Path, proc
         "--num_processes",
         str(processes),
         "--main_process_port",
-        str(free_port()),
+        str(get_free_port()),
         __file__,
         "--child",
         str(recipe / "train.py"),

@@ -14,7 +14,6 @@ os.environ["TRANSFORMERS_NO_ADVISORY_WARNINGS"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import functools  # noqa: E402
-import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import textwrap  # noqa: E402
@@ -23,6 +22,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from safetensors.torch import load_file, save_file  # noqa: E402
+from torch.distributed.elastic.utils.distributed import get_free_port  # noqa: E402
 
 from tests import tiny_models  # noqa: E402
 
@@ -83,13 +83,6 @@ def repeats_bit_for_bit_on_two_threads(gradients, *, repeats: int = 3) -> bool:
         torch.set_num_threads(threads)
 
 
-def free_port() -> int:
-    """A TCP port of 127.0.0.1 that was free a moment ago, for one launch's rendezvous."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def accelerate_command(
     script: Path,
     *args: str,
@@ -114,7 +107,7 @@ def accelerate_command(
         "--mixed_precision",
         "no",
         "--main_process_port",
-        str(port or free_port()),
+        str(port or get_free_port()),
         *launcher_flags,
         str(script),
         *args,

@@ -24,7 +24,7 @@ from recipes.kit.lost_peers import ROLL_CALL_SECONDS
 from tests.conftest import REPO
 from tests.recipes.kill_machine_worker import kill_machine_command
 from tests.recipes.two_machine_runs import TIMEOUT_S, Machine, launch_machines, wait_for_machines
-from tests.recipes.two_process_runs import RECIPES
+from tests.recipes.two_process_runs import RECIPES, largest_difference
 
 FLAGS = [*RECIPES["nce_lm"][0], "--max_steps", "6", "--save_steps", "2", "--do_eval", "false", "--logging_steps", "1"]
 LOST_AT_STEP = 3
@@ -74,16 +74,19 @@ def end_machine(machine: Machine) -> None:
     machine.process.wait()
 
 
-def assert_one_line_naming_machine_1(log: str, ddp_timeout: int) -> None:
+def assert_one_line_naming_machine_1(log: str, ddp_timeout: int) -> str:
+    """Checks that machine 0's `log` holds the one line naming machine 1, and no traceback of ours; returns the line."""
     line = re.compile(
         rf"^error: process 0 lost contact with process 1 of 2 \(machine 1\): it stopped, or did not answer within "
         rf"ddp_timeout {ddp_timeout} s; the job stops: relaunch every machine with the same command to resume from "
         r"checkpoint-2$",
         re.MULTILINE,
     )
-    assert len(line.findall(log)) == 1, log[-3000:]
+    found = line.findall(log)
+    assert len(found) == 1, log[-3000:]
     # No traceback through our code; the launcher's own report of a failed worker (torchrun's) stays.
     assert "[rank0]: Traceback" not in log and f'File "{REPO / "recipes"}' not in log, log[-3000:]
+    return found[0]
 
 
 @pytest.mark.slow
@@ -93,9 +96,9 @@ def test_a_machine_killed_mid_run_stops_the_other_with_one_line_and_a_relaunch_r
 
     machine_1, log, stopped_after = lose_machine_1(resumed, signal.SIGKILL, ddp_timeout=60)
     assert machine_1.process.wait(timeout=60) == -signal.SIGKILL, machine_1.log()[-3000:]
-    assert_one_line_naming_machine_1(log, ddp_timeout=60)
+    line = assert_one_line_naming_machine_1(log, ddp_timeout=60)
     assert (resumed / "checkpoint-2").is_dir() and not (resumed / "checkpoint-4").exists()
-    print(f"machine 0 stopped {stopped_after:.1f} s after machine 1 was killed")
+    print(f"machine 0 stopped {stopped_after:.1f} s after machine 1 was killed, printing: {line}")
 
     logs = wait_for_machines(machines_until(resumed, lost_at=-1, sig=signal.SIGKILL, ddp_timeout=60))
     assert "resuming from" in logs[0] and "checkpoint-2" in logs[0]
@@ -104,14 +107,15 @@ def test_a_machine_killed_mid_run_stops_the_other_with_one_line_and_a_relaunch_r
     assert expected.keys() == actual.keys()
     for key in expected:  # the same arithmetic in the same order: equal up to float noise
         torch.testing.assert_close(actual[key], expected[key], atol=1e-6, rtol=0, msg=lambda m, key=key: f"{key}: {m}")
+    print(f"resumed weights differ from the uninterrupted run's by at most {largest_difference(actual, expected):.1e}")
 
 
 @pytest.mark.slow
 def test_a_frozen_machine_stops_the_other_after_ddp_timeout(tmp_path):
     machine_1, log, stopped_after = lose_machine_1(tmp_path / "run", signal.SIGSTOP, ddp_timeout=20)
     try:
-        assert_one_line_naming_machine_1(log, ddp_timeout=20)
+        line = assert_one_line_naming_machine_1(log, ddp_timeout=20)
         assert "Timed out waiting 20000ms" not in log  # gloo's own message stays out too
-        print(f"machine 0 stopped {stopped_after:.1f} s after machine 1 froze")
+        print(f"machine 0 stopped {stopped_after:.1f} s after machine 1 froze, printing: {line}")
     finally:
         end_machine(machine_1)

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import IO
 
 import psutil
+from torch.distributed.elastic.utils.distributed import get_free_port
 
-from tests.conftest import accelerate_command, free_port, launch_environment
+from tests.conftest import accelerate_command, launch_environment
 from tests.recipes.kill_machine_worker import signal_machine
 
 MACHINES = 2
@@ -63,7 +64,7 @@ def launch_machines(
     """
     if num_processes % MACHINES:
         raise ValueError(f"num_processes={num_processes} does not split over {MACHINES} machines")
-    port = free_port()
+    port = get_free_port()
     machines = []
     for rank in range(MACHINES):
         flags = ("--num_machines", str(MACHINES), "--machine_rank", str(rank), "--main_process_ip", "127.0.0.1")

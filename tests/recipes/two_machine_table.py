@@ -30,7 +30,7 @@ from tests.recipes.test_two_machines import (
     machine_logs,
 )
 from tests.recipes.two_machine_runs import two_machine_launch
-from tests.recipes.two_process_runs import RECIPES, STEPS, logged_losses, run_recipe
+from tests.recipes.two_process_runs import RECIPES, STEPS, largest_difference, logged_losses, run_recipe
 
 #: The one-machine config each layout is compared with (the two machines run CONFIGS' config).
 ONE_MACHINE_CONFIG = {"ddp": "cpu_multi.yaml", "fsdp": "fsdp_cpu.yaml"}
@@ -50,7 +50,7 @@ def resumed_difference(task: str, folder: Path, processes: int, extra: list[str]
     shutil.copytree(folder / "checkpoint-2", resumed / "checkpoint-2")
     run_recipe(two_machine_launch, task, resumed, processes, extra, config_file=config_file)
     expected, actual = load_file(folder / "model.safetensors"), load_file(resumed / "model.safetensors")
-    return max((actual[key] - expected[key]).abs().max().item() for key in expected)
+    return largest_difference(actual, expected)
 
 
 def table_row(task: str, layout: str, per_machine: int, workdir: Path) -> str:

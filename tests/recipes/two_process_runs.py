@@ -9,6 +9,8 @@ its noise is drawn per rank by design.
 import json
 from pathlib import Path
 
+import torch
+
 from tests.conftest import tiny_overrides
 
 REPO = Path(__file__).resolve().parents[2]
@@ -111,3 +113,8 @@ def run_recipe(
 def logged_losses(output_dir: Path) -> list[float]:
     state = json.loads((output_dir / f"checkpoint-{STEPS}" / "trainer_state.json").read_text())
     return [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+
+
+def largest_difference(actual: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> float:
+    """The largest absolute difference between two state dicts with the same keys."""
+    return max((actual[key] - expected[key]).abs().max().item() for key in expected)

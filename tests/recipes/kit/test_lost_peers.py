@@ -9,10 +9,10 @@ import types
 import pytest
 import torch
 from safetensors.torch import save_file
+from torch.distributed.elastic.utils.distributed import get_free_port
 
 from recipes.kit import lost_peers
 from recipes.kit.lost_peers import is_lost_peer, lost_peer_message, roll_call
-from tests.conftest import free_port
 
 # gloo's messages, as torch 2.13 raised them in a two-process run (the address and timeout vary).
 CLOSED = "[third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection closed by peer [127.0.0.1]:19177."
@@ -47,7 +47,7 @@ def test_a_lost_peer_error_is_found_behind_the_error_raised_from_it():
 @pytest.fixture
 def store(monkeypatch):
     """A rendezvous store as a launcher serves it, at `MASTER_ADDR:MASTER_PORT`; a roll call of half a second."""
-    port = free_port()
+    port = get_free_port()
     master = torch.distributed.TCPStore("127.0.0.1", port, is_master=True, timeout=datetime.timedelta(seconds=5))
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
     monkeypatch.setenv("MASTER_PORT", str(port))
@@ -64,7 +64,7 @@ def test_the_roll_call_returns_the_processes_that_answered(store):
 
 def test_the_roll_call_without_a_store_says_so(monkeypatch):
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
-    monkeypatch.setenv("MASTER_PORT", str(free_port()))  # nothing listens there
+    monkeypatch.setenv("MASTER_PORT", str(get_free_port()))  # nothing listens there
     monkeypatch.setattr(lost_peers, "ROLL_CALL_SECONDS", 0.5)
     assert roll_call(0, 2) is None
 
@@ -100,6 +100,6 @@ def test_the_line_before_any_checkpoint_says_the_relaunch_starts_over(tmp_path, 
 
 def test_the_line_names_machine_0_when_its_store_is_gone(tmp_path, monkeypatch):
     monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
-    monkeypatch.setenv("MASTER_PORT", str(free_port()))
+    monkeypatch.setenv("MASTER_PORT", str(get_free_port()))
     monkeypatch.setattr(lost_peers, "ROLL_CALL_SECONDS", 0.5)
     assert "process 1 lost contact with machine 0 (it hosts" in lost_peer_message(arguments(tmp_path, rank=1))
