@@ -12,6 +12,12 @@ token the template writes after the answer, at which generation stops:
     prompt  "<|im_start|>user\\nwho wrote hamlet<|im_end|>\\n<|im_start|>assistant\\n"   -> labels -100 ... -100
     answer  "william shakespeare" <|im_end|>                                           -> labels = their ids
     cut     "\\n"
+
+A prompt longer than its room (`max_seq_length` beside the answer; generation's prompt length) is shortened by whole
+turns, as chat front ends shorten a history, not by its first tokens, which would drop the template's opening (a
+BOS, the system turn's header) and start the prompt inside a turn: the oldest turns after the system turn go first
+(the kept part opens with a user's turn), then the system turn; the question's own turn always stays, and what still
+does not fit (one question longer than the room) is cut on the left as a template prompt is.
 """
 
 from collections.abc import Sequence
@@ -56,18 +62,70 @@ class ChatPrompts(QAPrompts):
             turns.insert(0, {"role": "system", "content": self.system_prompt})
         return turns
 
-    def prompt_texts(self, questions: Sequence[str], messages: Sequence[Messages | None] | None = None) -> list[str]:
-        conversations = [self.conversation(q, m) for q, m in zip(questions, messages or [None] * len(questions))]
-        return self.tokenizer.apply_chat_template(conversations, tokenize=False, add_generation_prompt=True)
+    def conversations(self, questions: Sequence[str], messages: Sequence[Messages | None] | None) -> list[Messages]:
+        return [self.conversation(q, m) for q, m in zip(questions, messages or [None] * len(questions), strict=True)]
+
+    def rendered(self, conversations: Sequence[Messages]) -> list[str]:
+        """The conversations as prompt texts: the template's turns, then the assistant's header."""
+        return self.tokenizer.apply_chat_template(list(conversations), tokenize=False, add_generation_prompt=True)
+
+    def prompt_texts(
+        self,
+        questions: Sequence[str],
+        messages: Sequence[Messages | None] | None = None,
+        *,
+        max_length: int | None = None,
+    ) -> list[str]:
+        """The rendered conversations; with `max_length`, those longer shortened by whole turns (module docstring)."""
+        conversations = self.conversations(questions, messages)
+        texts = self.rendered(conversations)
+        if max_length is not None:
+            for row, ids in enumerate(self.encode_prompts(texts)):
+                if len(ids) > max_length:
+                    texts[row] = self.rendered([self.shortened(conversations[row], max_length)])[0]
+        return texts
 
     def pair_ids(
-        self, questions: Sequence[str], answers: Sequence[str], messages: Sequence[Messages | None] | None = None
+        self,
+        questions: Sequence[str],
+        answers: Sequence[str],
+        messages: Sequence[Messages | None] | None = None,
+        *,
+        max_length: int | None = None,
     ) -> tuple[list[list[int]], list[list[int]]]:
-        conversations = [self.conversation(q, m) for q, m in zip(questions, messages or [None] * len(questions))]
-        answered = [[*turns, {"role": "assistant", "content": a}] for turns, a in zip(conversations, answers)]
-        prompts = self.encode_prompts(self.prompt_texts(questions, messages))
-        full = self.encode_prompts(self.tokenizer.apply_chat_template(answered, tokenize=False))
+        conversations = self.conversations(questions, messages)
+        prompts, answer_ids = self.answered(conversations, answers, questions)
+        for row in range(len(conversations) if max_length is not None else 0):
+            room = max_length - min(len(answer_ids[row]), max_length - 1)  # the answer is kept whole if it fits
+            if len(prompts[row]) > room:
+                shortened = self.shortened(conversations[row], room)
+                (prompts[row],), (answer_ids[row],) = self.answered(
+                    [shortened], answers[row : row + 1], questions[row : row + 1]
+                )
+        return prompts, answer_ids
+
+    def answered(
+        self, conversations: Sequence[Messages], answers: Sequence[str], questions: Sequence[str]
+    ) -> tuple[list[list[int]], list[list[int]]]:
+        """The prompt ids of `conversations` and the ids of each answer after its prompt (`answer_ids`)."""
+        full_texts = [[*turns, {"role": "assistant", "content": a}] for turns, a in zip(conversations, answers)]
+        prompts = self.encode_prompts(self.rendered(conversations))
+        full = self.encode_prompts(self.tokenizer.apply_chat_template(full_texts, tokenize=False))
         return prompts, [self.answer_ids(p, f, question) for p, f, question in zip(prompts, full, questions)]
+
+    def shortened(self, turns: Messages, room: int) -> Messages:
+        """The longest ending of `turns` whose prompt fits in `room` tokens (module docstring): with the system turn
+        and from a user's turn, then the question's turn alone, then, if even that does not fit, that turn alone
+        (the caller cuts it on the left)."""
+        system, history = (turns[:1], turns[1:]) if turns[0]["role"] == "system" else ([], turns)
+        candidates = [
+            [*system, *history[start:]] for start in range(1, len(history)) if history[start]["role"] == "user"
+        ]
+        candidates.append(history[-1:])
+        for candidate in candidates:
+            if len(self.encode_prompts(self.rendered([candidate]))[0]) <= room:
+                return candidate
+        return candidates[-1]
 
     def answer_ids(self, prompt: list[int], full: list[int], question: str) -> list[int]:
         """The ids `full` adds to `prompt` up to the end-of-turn token; a `DataError` naming the template and the
@@ -85,7 +143,7 @@ class ChatPrompts(QAPrompts):
         """What the template writes after an answer, as ids, and the position there of the end-of-turn token:
         found by rendering a probe conversation without and with its answer."""
         conversation = self.conversation(PROBE_QUESTION, None)
-        prompt = self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+        prompt = self.rendered([conversation])[0]
         answered = [*conversation, {"role": "assistant", "content": PROBE_ANSWER}]
         full = self.tokenizer.apply_chat_template(answered, tokenize=False)
         start = len(prompt) + full[len(prompt) :].find(PROBE_ANSWER)
@@ -118,4 +176,5 @@ class ChatPrompts(QAPrompts):
         return generated.strip()
 
     def cache_settings(self) -> dict:
-        return {"chat_template": self.tokenizer.chat_template, "system_prompt": self.system_prompt}
+        # "shorten": how a long prompt is shortened (by whole turns since it was named); features cut otherwise differ
+        return {"chat_template": self.tokenizer.chat_template, "system_prompt": self.system_prompt, "shorten": "turns"}

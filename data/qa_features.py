@@ -58,14 +58,28 @@ class QAPrompts(abc.ABC):
         self.tokenizer = tokenizer
 
     @abc.abstractmethod
-    def prompt_texts(self, questions: Sequence[str], messages: Sequence[Messages | None] | None = None) -> list[str]:
-        """Each row's prompt as text."""
+    def prompt_texts(
+        self,
+        questions: Sequence[str],
+        messages: Sequence[Messages | None] | None = None,
+        *,
+        max_length: int | None = None,
+    ) -> list[str]:
+        """Each row's prompt as text; with `max_length`, shortened where a subclass can do better than cutting the
+        prompt's ids on the left (`encode_prompts`), which the caller still does to what does not fit."""
 
     @abc.abstractmethod
     def pair_ids(
-        self, questions: Sequence[str], answers: Sequence[str], messages: Sequence[Messages | None] | None = None
+        self,
+        questions: Sequence[str],
+        answers: Sequence[str],
+        messages: Sequence[Messages | None] | None = None,
+        *,
+        max_length: int | None = None,
     ) -> tuple[list[list[int]], list[list[int]]]:
-        """Each row's prompt ids and the ids of its answer up to the token that ends it."""
+        """Each row's prompt ids and the ids of its answer up to the token that ends it; with `max_length`, prompts
+        shortened as in `prompt_texts` to fit beside their answer (`qa_training_examples` cuts what still does not
+        fit)."""
 
     @abc.abstractmethod
     def stop_ids(self) -> list[int]:
@@ -95,11 +109,23 @@ class TemplatePrompts(QAPrompts):
         super().__init__(tokenizer)
         self.template = template
 
-    def prompt_texts(self, questions: Sequence[str], messages: Sequence[Messages | None] | None = None) -> list[str]:
+    def prompt_texts(
+        self,
+        questions: Sequence[str],
+        messages: Sequence[Messages | None] | None = None,
+        *,
+        max_length: int | None = None,
+    ) -> list[str]:
+        """The filled template; a long one is cut on the left by the caller (it ends with the answer's cue)."""
         return [self.template.format(question=question) for question in questions]
 
     def pair_ids(
-        self, questions: Sequence[str], answers: Sequence[str], messages: Sequence[Messages | None] | None = None
+        self,
+        questions: Sequence[str],
+        answers: Sequence[str],
+        messages: Sequence[Messages | None] | None = None,
+        *,
+        max_length: int | None = None,
     ) -> tuple[list[list[int]], list[list[int]]]:
         return self.encode_prompts(self.prompt_texts(questions)), encode_answers(answers, self.tokenizer)
 
@@ -137,10 +163,12 @@ def qa_training_examples(
     and `labels` with -100 over the prompt, at most `max_seq_length` long.
 
     The answer is kept whole when it fits (it is cut, its end included, only if it alone exceeds
-    `max_seq_length - 1`); the prompt gives up its first tokens.
+    `max_seq_length - 1`); the prompt is shortened by `prompts` (a chat prompt drops its oldest turns) and then
+    gives up its first tokens.
     """
     examples = {"input_ids": [], "labels": []}
-    for prompt, answer in zip(*prompts.pair_ids(questions, answers, messages), strict=True):
+    pairs = prompts.pair_ids(questions, answers, messages, max_length=max_seq_length)
+    for prompt, answer in zip(*pairs, strict=True):
         answer = answer[: max_seq_length - 1]
         prompt = prompt[-(max_seq_length - len(answer)) :]
         examples["input_ids"].append(prompt + answer)

@@ -8,8 +8,8 @@ or sampling, stopping at EOS or a newline, or at a chat template's end of turn),
 process writes one jsonl row per question.
 
 A prompt and its `max_new_tokens` must fit in the model's positions (`recipes.kit.model_config.max_positions`):
-past them the position lookup fails in the middle of an evaluation. So prompts are cut on the left to
-`max_seq_length`, or fewer, said in one warning line (`prompt_length_that_fits`).
+past them the position lookup fails in the middle of an evaluation. So prompts are shortened to `max_seq_length`, or
+fewer, said in one warning line (`prompt_length_that_fits`): a chat prompt by whole turns, then on the left.
 """
 
 import logging
@@ -107,7 +107,8 @@ class GenerationEvalTrainer(OwnEvaluationTrainer):
             )
 
         messages = dataset["messages"] if "messages" in dataset.column_names else None
-        predictions = generate_in_order(self, self.prompts.prompt_texts(dataset["question"], messages), answer)
+        texts = self.prompts.prompt_texts(dataset["question"], messages, max_length=self.max_prompt_length)
+        predictions = generate_in_order(self, texts, answer)
         rows = [{"question": q, "prediction": p} for q, p in zip(dataset["question"], predictions)]
         metrics = {"samples": len(dataset)}
         if "answers" in dataset.column_names:

@@ -83,7 +83,12 @@ class QADataArguments(DataArguments):
         default=DEFAULT_PROMPT_TEMPLATE, metadata={"help": "template: a {question} field; the answer follows."}
     )
     train_on_all_answers: bool = field(default=False, metadata={"help": "One example per gold answer, not the first."})
-    max_seq_length: int = field(default=64, metadata={"help": "Prompt + answer + EOS tokens; prompts cut on the left."})
+    max_seq_length: int = field(
+        default=64,
+        metadata={
+            "help": "Prompt + answer + EOS tokens; prompts shortened (chat: oldest turns first), then cut on the left."
+        },
+    )
     padding_free: bool | None = field(
         default=None,
         metadata={

@@ -1,6 +1,7 @@
 """QA rows given as conversations (data/closed_book_qa.py): OpenAI-style `messages` and TRL's `prompt` /
 `completion` load as question, single gold answer and the turns before it; malformed turns fail naming file and
-line; a conversation's own system turn is kept in its chat prompt."""
+line; a conversation's own system turn is kept in its chat prompt; a chat prompt too long for its room loses whole
+turns, oldest first, not its opening."""
 
 import json
 from pathlib import Path
@@ -10,6 +11,8 @@ import pytest
 from data.chat_prompts import ChatPrompts
 from data.closed_book_qa import has_context_turns, load_qa_dataset
 from data.errors import DataError
+from data.labels import IGNORE_INDEX
+from data.qa_features import qa_training_examples
 from tests.chat_families import FAMILIES, family_tokenizer
 
 SYSTEM = {"role": "system", "content": "be brief"}
@@ -81,3 +84,49 @@ def test_rows_with_turns_besides_their_question_are_told_apart(tmp_path):
     assert has_context_turns(loaded) and not has_context_turns(loaded.select([0, 1]))
     questions = load_qa_dataset(train_file=write_rows(tmp_path / "qa.jsonl", [rows[1]] * 3))["train"]
     assert not has_context_turns(questions)  # no conversation at all: its messages column is all null
+
+
+HISTORY = [
+    SYSTEM,
+    {"role": "user", "content": "largest ocean on earth, by area and by depth?"},
+    {"role": "assistant", "content": "the pacific"},
+    {"role": "user", "content": "and the smallest?"},
+    {"role": "assistant", "content": "the arctic"},
+    USER,
+]
+
+
+def prompt_of(prompts: ChatPrompts, turns: list[dict]) -> list[int]:
+    return prompts.encode_prompts(prompts.rendered([turns]))[0]
+
+
+@pytest.mark.parametrize("kept", [3, 1, 0], ids=["from-the-second-question", "system-and-question", "question-alone"])
+def test_a_long_chat_prompt_drops_its_oldest_turns_not_its_opening(kept):
+    prompts = ChatPrompts(family_tokenizer(FAMILIES["llama"]))  # a template without a system turn of its own
+    shortened = [SYSTEM, *HISTORY[len(HISTORY) - kept :]] if kept else [USER]
+    room = len(prompt_of(prompts, shortened))  # just enough for the shortened conversation
+    assert room < len(prompt_of(prompts, HISTORY))
+    answer = len(prompts.pair_ids([USER["content"]], ["paris"], [HISTORY])[1][0])
+
+    example = qa_training_examples(
+        [USER["content"]], ["paris"], prompts, max_seq_length=room + answer, messages=[HISTORY]
+    )
+    prompt = [t for t, label in zip(example["input_ids"][0], example["labels"][0]) if label == IGNORE_INDEX]
+    assert prompt == prompt_of(prompts, shortened)
+    opening = prompts.tokenizer.convert_tokens_to_ids(["<|begin_of_text|>", "<|start_header_id|>"])
+    assert prompt[:2] == opening and prompt_of(prompts, HISTORY)[-room:][:2] != opening  # the left cut's began inside
+    # generation's prompt for the same room is the prompt trained on
+    (text,) = prompts.prompt_texts([USER["content"]], [HISTORY], max_length=room)
+    assert prompts.encode_prompts([text])[0] == prompt
+
+
+def test_a_question_longer_than_the_room_alone_is_cut_on_the_left():
+    prompts = ChatPrompts(family_tokenizer(FAMILIES["llama"]))
+    question = {"role": "user", "content": " ".join(["which river"] * 30) + "?"}
+    ids = prompt_of(prompts, [question])
+    example = qa_training_examples(
+        [question["content"]], ["the nile"], prompts, max_seq_length=20, messages=[[question]]
+    )
+    assert len(example["input_ids"][0]) == 20
+    prompt = [t for t, label in zip(example["input_ids"][0], example["labels"][0]) if label == IGNORE_INDEX]
+    assert prompt == ids[-len(prompt) :]  # the end of the question's turn and the assistant's header
