@@ -63,6 +63,7 @@ class ChatPrompts(QAPrompts):
         return turns
 
     def conversations(self, questions: Sequence[str], messages: Sequence[Messages | None] | None) -> list[Messages]:
+        """`conversation` of each row."""
         return [self.conversation(q, m) for q, m in zip(questions, messages or [None] * len(questions), strict=True)]
 
     def rendered(self, conversations: Sequence[Messages]) -> list[str]:
@@ -114,9 +115,9 @@ class ChatPrompts(QAPrompts):
         return prompts, [self.answer_ids(p, f, question) for p, f, question in zip(prompts, full, questions)]
 
     def shortened(self, turns: Messages, room: int) -> Messages:
-        """The longest ending of `turns` whose prompt fits in `room` tokens (module docstring): with the system turn
-        and from a user's turn, then the question's turn alone, then, if even that does not fit, that turn alone
-        (the caller cuts it on the left)."""
+        """The longest ending of `turns` that opens with a user's turn and, after the system turn, fits in `room`
+        prompt tokens (module docstring); else the question's turn alone, without the system turn (cut on the left
+        by the caller if even it does not fit)."""
         system, history = (turns[:1], turns[1:]) if turns[0]["role"] == "system" else ([], turns)
         candidates = [
             [*system, *history[start:]] for start in range(1, len(history)) if history[start]["role"] == "user"
