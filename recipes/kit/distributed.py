@@ -82,6 +82,12 @@ def _name_as_model_class(sharded_class: type) -> None:
     sharded_class.__name__, sharded_class.__qualname__ = model_class.__name__, model_class.__qualname__
 
 
+def machine_of(process: int, world_size: int) -> int:
+    """The machine that runs process `process` of `world_size`, by the launch's layout: torchrun starts
+    `LOCAL_WORLD_SIZE` processes on each machine, machine 0's first (one machine when it is not set)."""
+    return process // int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
+
+
 GLOO_THREAD_NAME = "pt_gloo_runloop"  # the name torch gives a ProcessGroupGloo's worker threads
 GROUP_OUTLIVED_WARNING = "the process group outlived destroy_process_group"
 

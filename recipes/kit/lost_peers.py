@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 from transformers import TrainingArguments
 
+from recipes.kit.distributed import machine_of
 from recipes.kit.errors import CheckpointError
 from recipes.kit.lifecycle import last_readable_checkpoint
 
@@ -58,11 +59,10 @@ def lost_peer_message(training_args: TrainingArguments) -> str:
     docstring) and the checkpoint that relaunching every machine resumes from."""
     world, rank = training_args.world_size, training_args.process_index
     answered = roll_call(rank, world)
-    per_machine = int(os.environ.get("LOCAL_WORLD_SIZE", world))
     if answered is None:
         lost = "machine 0 (it hosts the launch's rendezvous, which no longer answers)"
     elif lost_ranks := [other for other in range(world) if other not in answered]:
-        machines = sorted({other // per_machine for other in lost_ranks})
+        machines = sorted({machine_of(other, world) for other in lost_ranks})
         lost = (
             f"process{'es' if len(lost_ranks) > 1 else ''} {', '.join(map(str, lost_ranks))} of {world} "
             f"(machine{'s' if len(machines) > 1 else ''} {', '.join(map(str, machines))})"

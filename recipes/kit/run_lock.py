@@ -30,6 +30,7 @@ import psutil
 import torch
 from transformers import TrainingArguments
 
+from recipes.kit.distributed import machine_of
 from recipes.kit.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -62,14 +63,13 @@ def output_dir_lock(training_args: TrainingArguments | None) -> Iterator[None]:
 def run_of_machines(training_args: TrainingArguments) -> dict | None:
     """This process's run and machine (`{"run": token, "machine": index}`) where the main process of every machine
     saves (`save_on_each_node` on several processes); None otherwise. Every process must call it: process 0's token
-    is broadcast. Machines are told apart by the launch's layout: process `r` runs on machine `r // LOCAL_WORLD_SIZE`.
+    is broadcast; the machine is `recipes.kit.distributed.machine_of` this process.
     """
     if not (training_args.save_on_each_node and training_args.world_size > 1 and torch.distributed.is_initialized()):
         return None
     token = [uuid.uuid4().hex]
     torch.distributed.broadcast_object_list(token, src=0)
-    per_machine = int(os.environ.get("LOCAL_WORLD_SIZE", training_args.world_size))
-    return {"run": token[0], "machine": training_args.process_index // per_machine}
+    return {"run": token[0], "machine": machine_of(training_args.process_index, training_args.world_size)}
 
 
 def take_lock(folder: Path, *, run: dict | None = None) -> Path:
