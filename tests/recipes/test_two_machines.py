@@ -71,6 +71,16 @@ def checkpoint_weights(checkpoint: Path, workdir: Path) -> Path:
     return workdir / "consolidated.safetensors"
 
 
+def relaunched_from_step_2(
+    task: str, folder: Path, processes: int, extra: list[str], config_file: str
+) -> tuple[Path, str]:
+    """Both machines (`processes` in all) relaunched on a copy of `folder`'s checkpoint-2, in a folder beside it:
+    that folder and the machines' log."""
+    resumed = folder.with_name(f"{folder.name}_resumed")
+    shutil.copytree(folder / "checkpoint-2", resumed / "checkpoint-2")
+    return resumed, run_recipe(two_machine_launch, task, resumed, processes, extra, config_file=config_file)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("layout", sorted(CONFIGS))
 @pytest.mark.parametrize("task", ["nce_lm", "sentiment"])
@@ -107,9 +117,7 @@ def test_two_machines_train_save_once_and_load_like_one(
     assert result.stdout.startswith("compared")
 
     if layout == "fsdp" and task == "nce_lm":
-        resumed = tmp_path / "resumed"
-        shutil.copytree(folder / "checkpoint-2", resumed / "checkpoint-2")
-        log = run_recipe(two_machine_launch, task, resumed, 2, extra, config_file=config_file)
+        resumed, log = relaunched_from_step_2(task, folder, 2, extra, config_file)
         assert "resuming from" in log and "checkpoint-2" in log
         assert (
             logged_losses(resumed)[2:] == logged_losses(folder)[2:]

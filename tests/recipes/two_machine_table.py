@@ -12,7 +12,6 @@ sharded checkpoint of step 2 end at the uninterrupted run's weights (largest abs
 """
 
 import argparse
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from tests.recipes.test_two_machines import (
     checkpoint_weights,
     final_saves,
     machine_logs,
+    relaunched_from_step_2,
 )
 from tests.recipes.two_machine_runs import two_machine_launch
 from tests.recipes.two_process_runs import RECIPES, STEPS, largest_difference, logged_losses, run_recipe
@@ -44,11 +44,9 @@ def largest_relative_difference(actual: list[float], expected: list[float]) -> f
 
 
 def resumed_difference(task: str, folder: Path, processes: int, extra: list[str], config_file: str) -> float:
-    """Both machines (`processes` in all) relaunched on a copy of `folder`'s checkpoint-2: the largest absolute
-    weight difference of their final folder from `folder`'s (the uninterrupted run)."""
-    resumed = folder.with_name(f"{folder.name}_resumed")
-    shutil.copytree(folder / "checkpoint-2", resumed / "checkpoint-2")
-    run_recipe(two_machine_launch, task, resumed, processes, extra, config_file=config_file)
+    """The largest absolute weight difference from `folder` (the uninterrupted run) of both machines relaunched on
+    its checkpoint-2 (`relaunched_from_step_2`)."""
+    resumed, _ = relaunched_from_step_2(task, folder, processes, extra, config_file)
     expected, actual = load_file(folder / "model.safetensors"), load_file(resumed / "model.safetensors")
     return largest_difference(actual, expected)
 
