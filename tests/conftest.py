@@ -1,5 +1,6 @@
 """Test-wide settings: never touch the network (set before huggingface_hub is imported); token streams
-and trained tokenizers cached in a folder of this session, not in the user's cache."""
+and trained tokenizers cached in a folder of this session, not in the user's cache; one thread a pytest-xdist
+worker."""
 
 import atexit
 import os
@@ -12,6 +13,10 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_NO_ADVISORY_WARNINGS"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Under pytest-xdist (`-n`): one thread a worker and for the processes it starts, so N workers keep N cores busy
+# instead of N x N threads waiting on each other (set before torch is imported: it reads this once).
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 import functools  # noqa: E402
 import subprocess  # noqa: E402

@@ -4,7 +4,7 @@
 # Not collected by pytest. Usage, from the repository root with the venv on PATH:
 #   tests/stress_multi_process.sh [PASSES] [stream|all]
 #     stream: the two-process stream-continuity test only (default); all: every test that launches processes.
-#   WORKERS=2 runs two test files at once (pytest-xdist, `pip install -e ".[stress]"`): a busier machine, and on two
+#   WORKERS=2 runs two test files at once (pytest-xdist, in the dev extra): a busier machine, and on two
 #   cores a pass of `all` in about 450 s instead of 530 s. DURATIONS=0 lists every test's time (default: the 5 longest).
 set -u
 passes=${1:-30}
@@ -30,7 +30,7 @@ all=(
 )
 if [ "$selection" = all ]; then tests=("${all[@]}"); else tests=("${stream[@]}"); fi
 parallel=()
-if [ "${WORKERS:-1}" -gt 1 ]; then parallel=(-n "$WORKERS" --dist loadfile); fi
+if [ "${WORKERS:-1}" -gt 1 ]; then parallel=(-n "$WORKERS"); fi
 start=$SECONDS
 for pass in $(seq "$passes"); do
   if ! python -m pytest -q -x --durations="${DURATIONS:-5}" "${parallel[@]}" "${tests[@]}"; then
